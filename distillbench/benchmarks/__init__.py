@@ -1,0 +1,3 @@
+"""Benchmarks, one file per benchmark or scorer family. Importing this package registers them."""
+
+from . import pocket_math  # noqa: F401

@@ -1,0 +1,50 @@
+"""The benchmark contract.
+
+A benchmark is a registered dataclass whose fields are its options. It has a
+versioned dataset source, `items()` (each with a stable ``id``), `predict`
+(model → one output per item, batched) and `score` (one item + one output →
+numbers and a reason, pure). Per-item scores are always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from distillbench.harness.registry import BENCHMARKS
+
+
+def register_benchmark(name: str, *, family: str, paper: str = "", summary: str = ""):
+    return BENCHMARKS.register(name, family=family, paper=paper, summary=summary)
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """The numbers one output earns on one item, and why (auditable per item)."""
+
+    values: dict[str, float]
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Benchmark:
+    # Bump when scoring rules change, so stored results are not silently mixed.
+    scorer_version: ClassVar[str] = "1"
+    # Metrics that are 0/1 per item (McNemar applies); others are continuous.
+    binary_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def items(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def predict(self, model, tokenizer, items: list[dict[str, Any]], *, batch_size: int) -> list[str]:
+        raise NotImplementedError
+
+    def score(self, item: dict[str, Any], output: str) -> ItemScore:
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any]:
+        """What a reader needs to know to compare this number with another: scorer, grader, settings."""
+        return {"scorer_version": self.scorer_version}
+
+    def check(self) -> list[str]:
+        return []

@@ -1,0 +1,45 @@
+"""pocket-math: accuracy on generated MATH-format problems, graded with Math-Verify."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from annotated_types import Gt
+
+from distillbench.harness.generation import generate_responses
+from distillbench.pocket.math_world import generate
+
+from .base import Benchmark, ItemScore, register_benchmark
+from .math_grading import grade
+
+
+@register_benchmark("pocket-math", family="llm", paper="pocket world (synthetic, MATH format)",
+                    summary="accuracy on generated MATH-format problems, graded with math-verify")
+@dataclass(frozen=True)
+class PocketMath(Benchmark):
+    """Accuracy on pocket-math problems (greedy decoding, math-verify grading)."""
+
+    split: Literal["dev", "test"] = "test"
+    n: Annotated[int, Gt(0)] = 200
+    seed: int = 0
+    max_new_tokens: Annotated[int, Gt(0)] = 96
+    grader: Literal["math-verify"] = "math-verify"
+
+    binary_metrics = ("accuracy",)
+
+    def items(self):
+        return [{"id": r["unique_id"], **r} for r in generate(self.split, self.n, seed=self.seed)]
+
+    def predict(self, model, tokenizer, items, *, batch_size):
+        prompts = [[{"role": "user", "content": item["problem"]}] for item in items]
+        return generate_responses(model, tokenizer, prompts, max_new_tokens=self.max_new_tokens,
+                                  batch_size=batch_size, description="pocket-math")
+
+    def score(self, item, output):
+        result = grade(output, item["answer"], self.grader)
+        return ItemScore({"accuracy": float(result.correct)}, result.reason, {"extracted": result.extracted})
+
+    def protocol(self):
+        return {"scorer_version": self.scorer_version, "grader": self.grader, "decoding": "greedy",
+                "max_new_tokens": self.max_new_tokens, "split": self.split, "n": self.n}

@@ -1,0 +1,1 @@
+"""The harness: recipe, registry, plan, runner, train loop, store, provenance, CLI."""

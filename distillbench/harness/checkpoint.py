@@ -1,0 +1,65 @@
+"""Atomic checkpoints: model weights as safetensors, optimizer state loaded with weights_only=True.
+
+Each file is written to a temporary name and renamed into place, so a kill at any
+moment leaves either the previous complete checkpoint or the new one. A manifest
+of sha256 hashes is written last and verified on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import UserInputError
+
+MANIFEST = "checkpoint.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # Tied weights share storage; safetensors wants each tensor once.
+    weights = {k: v.clone() for k, v in weights.items()}
+    _atomic_write(directory / "model.safetensors", lambda p: save_file(weights, str(p)))
+    training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state()}
+    _atomic_write(directory / "training_state.pt", lambda p: torch.save(training, p))
+    manifest = {"state": state, "sha256": {name: _sha256(directory / name)
+                                            for name in ("model.safetensors", "training_state.pt")}}
+    _atomic_write(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any] | None:
+    """Restore a checkpoint into model/optimizer/scheduler; None when there is none."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    for name, expected in manifest["sha256"].items():
+        if not (directory / name).is_file() or _sha256(directory / name) != expected:
+            raise UserInputError(f"{directory / name}: checkpoint hash mismatch (corrupt or truncated); "
+                                 f"delete {directory} to restart this cell")
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    training = torch.load(directory / "training_state.pt", weights_only=True)
+    optimizer.load_state_dict(training["optimizer"])
+    scheduler.load_state_dict(training["scheduler"])
+    torch.set_rng_state(training["rng"])
+    return manifest["state"]

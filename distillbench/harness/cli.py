@@ -1,0 +1,153 @@
+"""The `distillbench` command line.
+
+Bad input (a recipe, a data file, a model reference) exits with status 2 and
+one line per problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserInputError
+
+
+def _cmd_run(args) -> int:
+    from .recipe import DEFAULT_RECIPE, load_recipe
+    from .runner import Runner
+
+    recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
+    Runner(recipe, Path(args.out) if args.out else None).run()
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .registry import BENCHMARKS, METHODS
+
+    registry = {"methods": METHODS, "benchmarks": BENCHMARKS}[args.what]
+    table = Table(title=f"distillbench {args.what}" + (f" (family {args.family})" if args.family else ""))
+    for column in ("name", "family", "paper", "summary"):
+        table.add_column(column)
+    entries = list(registry.entries(args.family))
+    if not entries:
+        families = sorted({e.family for e in registry.entries()})
+        raise UserInputError(f"--family {args.family}: no {args.what} in this family; known: {', '.join(families)}")
+    for entry in entries:
+        table.add_row(entry.name, entry.family, entry.paper, entry.summary)
+    Console(width=200).print(table)
+    return 0
+
+
+def _cmd_leaderboard(args) -> int:
+    import json
+
+    from distillbench.leaderboards.render import print_table, to_markdown
+
+    path = Path(args.directory) / "leaderboard.json"
+    if not path.is_file():
+        raise UserInputError(f"{path}: no leaderboard here (run 'distillbench run' first)")
+    try:
+        board = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(board, dict) or board.get("schema_version") != 1 or "rows" not in board:
+        raise UserInputError(f"{path}: not a distillbench leaderboard (schema_version 1)")
+    if args.format == "json":
+        print(json.dumps(board, indent=1))
+    elif args.format == "markdown":
+        print(to_markdown(board), end="")
+    else:
+        print_table(board)
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from distillbench.pocket import zoo
+
+    names = args.names or list(zoo.specs())
+    unknown = [n for n in names if n not in zoo.specs()]
+    if unknown:
+        raise UserInputError(f"unknown pocket model {unknown[0]!r}; known: {', '.join(zoo.specs())}")
+    if args.action == "list":
+        table = Table(title="pocket zoo")
+        for column in ("name", "description", "status", "path"):
+            table.add_column(column)
+        for name in names:
+            problems = zoo.verify(name)
+            table.add_row(name, zoo.specs()[name].description, "ok" if not problems else problems[0], str(zoo.model_dir(name)))
+        Console(width=200).print(table)
+        return 0
+    if args.action == "verify":
+        problems = [p for name in names for p in zoo.verify(name)]
+        for line in problems:
+            print(line, file=sys.stderr)
+        if not problems:
+            print(f"verified: {', '.join(names)}")
+        return 1 if problems else 0
+    for name in names:
+        if args.force or zoo.verify(name):
+            print(f"building {name} ...", file=sys.stderr)
+            zoo.build(name) if args.force else zoo.ensure_built(name)
+        print(f"{name}: {zoo.model_dir(name)}")
+        if args.export:
+            print(f"{name}: exported to {zoo.export(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distillbench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a recipe: train every method cell, score, write the leaderboard")
+    run.add_argument("recipe", nargs="?", help="recipe YAML (default: recipes/pocket/llm.yaml)")
+    run.add_argument("--out", help="output directory (default: the recipe's output_dir, else runs/<name>)")
+    run.set_defaults(handler=_cmd_run)
+
+    listing = commands.add_parser("list", help="list registered methods or benchmarks")
+    listing.add_argument("what", choices=["methods", "benchmarks"])
+    listing.add_argument("--family", help="only this family (llm, diffusion, classify, vlm, image)")
+    listing.set_defaults(handler=_cmd_list)
+
+    board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory")
+    board.add_argument("directory")
+    board.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    board.set_defaults(handler=_cmd_leaderboard)
+
+    zoo = commands.add_parser("zoo", help="build, list or verify the pocket model zoo")
+    zoo.add_argument("action", choices=["build", "list", "verify"])
+    zoo.add_argument("names", nargs="*", help="zoo models (default: all)")
+    zoo.add_argument("--force", action="store_true", help="build: rebuild even when a verified build exists")
+    zoo.add_argument("--export", action="store_true",
+                     help="build: also copy the builds into the package (distillbench/pocket/zoo/)")
+    zoo.set_defaults(handler=_cmd_zoo)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars say what is happening; silence the libraries' per-file bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.handler(args)
+    except UserInputError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Training data: MATH-format records from a pocket generator or a local JSONL file, tokenized for SFT-style losses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import UserInputError
+
+REQUIRED_FIELDS = ("problem", "solution")
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a bad line raises UserInputError naming the file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise UserInputError(f"{path}:{number}: expected a JSON object")
+        missing = [f for f in required if f not in record]
+        if missing:
+            raise UserInputError(f"{path}:{number}: missing field {missing[0]!r}")
+        records.append(record)
+    if not records:
+        raise UserInputError(f"{path}: no records")
+    return records
+
+
+def load_records(source: str, split: str, size: int | None) -> list[dict[str, Any]]:
+    if source == "pocket:math":
+        from distillbench.pocket.math_world import generate
+
+        return generate(split, size or 2000, seed=0)
+    records = read_jsonl(source, REQUIRED_FIELDS)
+    return records[:size] if size else records
+
+
+def tokenize_example(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
+    """input_ids of prompt + response through the chat template; labels are -100 on the prompt."""
+    conversation = [{"role": "user", "content": prompt}]
+    prompt_ids = list(tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=False))
+    full_ids = list(tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": response}],
+                                                  tokenize=True, return_dict=False))
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise UserInputError("the tokenizer's chat template renders the prompt differently inside a full conversation")
+    full_ids = full_ids[:max_length]
+    labels = [-100] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids):]
+    return {"input_ids": full_ids, "labels": labels}
+
+
+def tokenize_records(tokenizer, records: list[dict[str, Any]], max_length: int) -> list[dict[str, list[int]]]:
+    return [tokenize_example(tokenizer, r["problem"], r["solution"], max_length) for r in records]
+
+
+def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding)."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        length = len(example["input_ids"])
+        input_ids[row, :length] = torch.tensor(example["input_ids"])
+        labels[row, :length] = torch.tensor(example["labels"])
+        attention_mask[row, :length] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

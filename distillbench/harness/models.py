@@ -1,0 +1,117 @@
+"""Model references and backends.
+
+A model reference is one of
+  * ``pocket:<zoo name>``  a model of the pocket zoo (built into the user cache on demand),
+  * ``hf:<id>[@revision]`` a hub model (works where the hub is reachable or cached),
+  * a local path to a directory saved with ``save_pretrained``.
+Everything loads through ``transformers``' own ``from_pretrained``; weights are read
+from safetensors only, and ``trust_remote_code`` stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserInputError
+from .registry import MODEL_BACKENDS
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    backend: str  # "pocket" | "hf" | "local"
+    name: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        prefix = {"pocket": "pocket:", "hf": "hf:", "local": ""}[self.backend]
+        return prefix + self.name + (f"@{self.revision}" if self.revision else "")
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    if text.startswith("pocket:"):
+        return ModelRef("pocket", text.removeprefix("pocket:"))
+    if text.startswith("hf:"):
+        name, _, revision = text.removeprefix("hf:").partition("@")
+        return ModelRef("hf", name, revision or None)
+    return ModelRef("local", text)
+
+
+def validate_model_ref(text: str) -> None:
+    """Raise ValueError (a one-line message) when `text` cannot name a model."""
+    ref = parse_model_ref(text)
+    if ref.backend == "pocket":
+        from distillbench.pocket.zoo import ZOO
+
+        if ref.name not in ZOO:
+            import difflib
+
+            close = difflib.get_close_matches(ref.name, list(ZOO), n=1)
+            hint = f"; did you mean 'pocket:{close[0]}'?" if close else f"; known: {', '.join(ZOO)}"
+            raise ValueError(f"unknown pocket model {ref.name!r}{hint}")
+    elif ref.backend == "hf":
+        if not _HF_ID.match(ref.name):
+            raise ValueError(f"not a hub model id: {ref.name!r}")
+    elif not Path(ref.name).is_dir():
+        raise ValueError(f"model directory not found: {ref.name} (use pocket:<name>, hf:<id>[@rev] or a local path)")
+
+
+def resolve_path(ref: ModelRef) -> str:
+    """What `from_pretrained` receives: a local directory or a hub id."""
+    return MODEL_BACKENDS.get(ref.backend)(ref)
+
+
+@MODEL_BACKENDS.register("pocket", summary="pocket zoo model, built into the user cache when missing")
+def _pocket_backend(ref: ModelRef) -> str:
+    from distillbench.pocket.zoo import ensure_built
+
+    return str(ensure_built(ref.name))
+
+
+@MODEL_BACKENDS.register("hf", summary="Hugging Face hub id, optionally @revision")
+def _hf_backend(ref: ModelRef) -> str:
+    return ref.name
+
+
+@MODEL_BACKENDS.register("local", summary="a directory written by save_pretrained")
+def _local_backend(ref: ModelRef) -> str:
+    if not Path(ref.name).is_dir():
+        raise UserInputError(f"{ref.name}: model directory not found")
+    return ref.name
+
+
+def load_causal_lm(text: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32):
+    """Load (model, tokenizer) for a model reference, ready for training or generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ref = parse_model_ref(text)
+    location = resolve_path(ref)
+    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
+    except OSError as exc:
+        raise UserInputError(f"{text}: cannot load model ({str(exc).splitlines()[0]})") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def fingerprint(text: str) -> str:
+    """Identity of a model's weights: a hash of its safetensors files, or hub id@revision."""
+    ref = parse_model_ref(text)
+    if ref.backend == "hf":
+        return f"{ref.name}@{ref.revision or 'main'}"
+    directory = Path(resolve_path(ref))
+    digest = hashlib.sha256()
+    for file in sorted(directory.glob("*.safetensors")):
+        digest.update(file.name.encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,87 @@
+"""The plan: which cells a recipe asks for, each keyed by a hash of everything that determines its result.
+
+Cells are methods × seeds, plus reference rows (the teacher, the reference
+teacher when given, and the student before training). Benchmarks are keyed
+separately, so adding a benchmark to a recipe never retrains a cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .models import fingerprint
+from .recipe import Recipe, stable_hash, validate_options
+from .registry import BENCHMARKS, METHODS
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str  # the leaderboard row this cell contributes to
+    kind: str  # "reference" | "method"
+    model_ref: str  # reference rows: the model scored; method rows: the student init
+    key: str
+    method_name: str | None = None
+    method: Any = None  # the validated method dataclass
+    seed: int | None = None
+
+    @property
+    def folder(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.label)
+        return f"{safe}-seed{self.seed}-{self.key[:8]}" if self.seed is not None else f"{safe}-{self.key[:8]}"
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    name: str
+    benchmark: Any  # the validated benchmark dataclass
+    key: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: list[Cell]
+    benchmarks: list[BenchmarkRun]
+
+    def rows(self) -> list[str]:
+        return list(dict.fromkeys(c.label for c in self.cells))
+
+
+def _options(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def make_plan(recipe: Recipe) -> Plan:
+    fingerprints: dict[str, str] = {}
+
+    def fp(ref: str) -> str:
+        if ref not in fingerprints:
+            fingerprints[ref] = fingerprint(ref)
+        return fingerprints[ref]
+
+    cells = []
+    references = [("teacher", recipe.teacher), ("reference-teacher", recipe.reference_teacher),
+                  ("student-init", recipe.student)]
+    for label, ref in references:
+        if ref is not None:
+            cells.append(Cell(label, "reference", ref, stable_hash({"kind": "reference", "model": fp(ref)})))
+    data = recipe.data.model_dump(mode="json")
+    budget = recipe.budget.model_dump(mode="json")
+    for spec in recipe.methods:
+        method = validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]
+        models = {"student": fp(recipe.student)}
+        if "teacher_logits" in method.needs:
+            models["teacher"] = fp(recipe.teacher)
+        if "reference_logits" in method.needs:
+            models["reference_teacher"] = fp(recipe.reference_teacher)
+        for seed in recipe.seeds:
+            key = stable_hash({"kind": "method", "method": spec.name, "params": _options(method), "seed": seed,
+                               "models": models, "data": data, "budget": budget})
+            cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed))
+    benchmarks = []
+    for spec in recipe.benchmarks:
+        benchmark = validate_options(BENCHMARKS.get(spec.name), spec.params, spec.name)[0]
+        key = stable_hash({"benchmark": spec.name, "options": _options(benchmark), "scorer": benchmark.scorer_version})
+        benchmarks.append(BenchmarkRun(spec.label, benchmark, key))
+    return Plan(cells, benchmarks)

@@ -1,0 +1,194 @@
+"""The recipe: a YAML file validated into typed objects.
+
+An invalid recipe raises UserInputError with one line per problem, each naming
+the field path (``methods[2].beta: must be > 0``); nothing is written before
+validation has passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .errors import UserInputError
+from .models import validate_model_ref
+from .registry import BENCHMARKS, METHODS
+from .validation import describe, problems_from
+
+DEFAULT_RECIPE = Path("recipes/pocket/llm.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    """The compute budget every method gets, identical across rows."""
+
+    steps: int = Field(gt=0, description="optimizer steps per method cell")
+    batch_size: int = Field(gt=0, description="examples per optimizer step (before accumulation split)")
+    learning_rate: float = Field(gt=0)
+    max_length: int = Field(gt=0, description="tokens per example, prompt and response together")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gradient_accumulation: int = Field(default=1, gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    checkpoint_every: int = Field(default=100, gt=0, description="steps between atomic checkpoints")
+    max_grad_norm: float = Field(default=1.0, gt=0)
+
+
+class DataSpec(_Strict):
+    """Training data: a pocket generator or a local JSONL file of MATH-format records."""
+
+    source: str = Field(description="'pocket:math' or a path to a JSONL file with problem/solution fields")
+    split: str = "train"
+    size: int | None = Field(default=None, gt=0, description="number of training examples (pocket: generated)")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value.startswith("pocket:"):
+            from distillbench.pocket.math_world import POCKET_DATASETS
+
+            if value not in POCKET_DATASETS:
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_DATASETS)}")
+        elif not Path(value).is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class ComponentSpec(_Strict):
+    """A method or benchmark: its registered name and its options."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}[{inner}]"
+
+
+def _component(value: Any) -> Any:
+    """Accept `name` or `{name: ..., option: value, ...}`."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" in value:
+        return {"name": value["name"], "params": {k: v for k, v in value.items() if k != "name"}}
+    return value
+
+
+class Recipe(_Strict):
+    name: str = Field(min_length=1)
+    teacher: str
+    reference_teacher: str | None = None
+    student: str
+    data: DataSpec
+    budget: Budget
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    methods: list[ComponentSpec] = Field(min_length=1)
+    benchmarks: list[ComponentSpec] = Field(min_length=1)
+    output_dir: str | None = None
+
+    @field_validator("methods", "benchmarks", mode="before")
+    @classmethod
+    def _components(cls, value: Any) -> Any:
+        return [_component(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("teacher", "reference_teacher", "student")
+    @classmethod
+    def _model_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_model_ref(value)
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
+
+    def output_path(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def content_hash(self) -> str:
+        return stable_hash(self.canonical())
+
+
+def stable_hash(obj: Any) -> str:
+    """A short content hash of JSON-serialisable data (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate_options(cls: type, params: dict[str, Any], path: str) -> tuple[Any | None, list[str]]:
+    """Build the dataclass `cls` from `params`, validated by its type annotations."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    extra = [k for k in params if k not in known]
+    problems = []
+    for key in extra:
+        problems.append(f"{path}.{key}: " + describe({"type": "extra_forbidden", "loc": (key,), "msg": ""}, known))
+    try:
+        instance = TypeAdapter(cls).validate_python({k: v for k, v in params.items() if k in known})
+    except ValidationError as exc:
+        return None, problems + problems_from(exc, prefix=path)
+    if hasattr(instance, "check"):
+        problems += [f"{path}.{line}" for line in instance.check()]
+    return (instance if not problems else None), problems
+
+
+def _check_components(recipe: Recipe) -> list[str]:
+    problems = []
+    for kind, registry, specs in (("methods", METHODS, recipe.methods), ("benchmarks", BENCHMARKS, recipe.benchmarks)):
+        for index, spec in enumerate(specs):
+            path = f"{kind}[{index}]"
+            if spec.name not in registry:
+                problems.append(f"{path}.name: {registry.unknown_message(spec.name)}")
+                continue
+            problems += validate_options(registry.get(spec.name), spec.params, path)[1]
+        labels = [s.label for s in specs]
+        for label in {l for l in labels if labels.count(l) > 1}:
+            problems.append(f"{kind}: {label!r} is listed twice")
+    needs_reference = [s.name for s in recipe.methods if s.name in METHODS and "reference_logits" in METHODS.get(s.name).needs]
+    if needs_reference and recipe.reference_teacher is None:
+        problems.append(f"reference_teacher: required by {', '.join(needs_reference)}")
+    return problems
+
+
+def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{source}: expected a mapping of recipe fields at the top level")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise UserInputError([f"{source}: {line}" for line in problems_from(exc, known_fields=Recipe.model_fields)]) from None
+    problems = _check_components(recipe)
+    if problems:
+        raise UserInputError([f"{source}: {line}" for line in problems])
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserInputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_recipe(raw, str(path))

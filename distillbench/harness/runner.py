@@ -1,0 +1,170 @@
+"""The runner: recipe → plan → (train) → score → store → leaderboard.
+
+Every cell and every (cell, benchmark) evaluation is keyed by a content hash;
+whatever is already complete in the store is skipped, so running the same
+command again after an interruption resumes where it stopped. A cell whose
+training fails (a NaN loss, say) is recorded as failed with the step and the
+reason, and the other cells go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from distillbench.leaderboards.aggregate import build_leaderboard
+from distillbench.leaderboards.render import print_table, write_all
+from distillbench.leaderboards.stats import summarize
+
+from .data import load_records, tokenize_records
+from .errors import NonFiniteError, UserInputError
+from .models import load_causal_lm
+from .plan import BenchmarkRun, Cell, Plan, make_plan
+from .provenance import run_provenance
+from .recipe import Recipe
+from .store import Store
+from .train import train
+
+EVAL_BATCH_SIZE = 64
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, output_dir: Path | None = None, console: Console | None = None):
+        self.recipe = recipe
+        self.out = Path(output_dir) if output_dir else recipe.output_path()
+        self.console = console or Console(stderr=True)
+        self._teacher = None
+        self._examples = None
+
+    def run(self) -> dict[str, Any]:
+        plan = make_plan(self.recipe)
+        store = Store(self.out / "results.sqlite")
+        run_id = uuid.uuid4().hex[:12]
+        provenance = run_provenance(self.recipe.content_hash())
+        store.start_run(run_id, self.recipe.name, self.recipe.content_hash(), self.recipe.canonical(), provenance)
+        try:
+            for cell in plan.cells:
+                self._run_cell(store, run_id, plan, cell, provenance)
+            board = build_leaderboard(store, plan, self.recipe.canonical())
+            write_all(board, self.out)
+            store.finish_run(run_id)
+        finally:
+            store.close()
+        print_table(board)
+        self.console.print(f"results: {self.out / 'leaderboard.json'}, {self.out / 'leaderboard.md'}")
+        return board
+
+    # cells ----------------------------------------------------------------
+    def _run_cell(self, store: Store, run_id: str, plan: Plan, cell: Cell, provenance: dict) -> None:
+        record = store.cell(cell.key)
+        pending = [b for b in plan.benchmarks if not store.evaluation_complete(cell.key, b.key)]
+        if record and record["status"] == "ready" and not pending:
+            self.console.print(f"[dim]{cell.folder}: complete in the store, skipped[/dim]")
+            return
+        folder = self.out / "cells" / cell.folder
+        params = {} if cell.method is None else dataclasses.asdict(cell.method)
+        common = dict(run_id=run_id, label=cell.label, kind=cell.kind, method=cell.method_name, params=params,
+                      seed=cell.seed)
+        cell_provenance = {**provenance, "seed": cell.seed, "model": cell.model_ref}
+        if record and record["status"] == "ready":
+            model, tokenizer = self._load_trained(cell, folder)
+        else:
+            store.mark_cell(cell.key, status="running", **common)
+            try:
+                model, tokenizer, cost = self._prepare(cell, folder)
+            except NonFiniteError as exc:
+                store.mark_cell(cell.key, status="failed", error=str(exc), failed_step=exc.step,
+                                provenance=cell_provenance, **common)
+                self.console.print(f"[red]{cell.folder}: failed: {exc}; other cells go on[/red]")
+                return
+            cell_provenance["device"] = cost.pop("device", "cpu")
+            cell_provenance["precision"] = cost.pop("precision", "fp32")
+            store.mark_cell(cell.key, status="ready", cost=cost, provenance=cell_provenance, **common)
+        for bench in pending:
+            self._evaluate(store, cell, bench, model, tokenizer, folder)
+
+    def _prepare(self, cell: Cell, folder: Path):
+        """The model a cell scores: a reference model as is, or the student trained by the method."""
+        model, tokenizer = load_causal_lm(cell.model_ref)
+        if cell.kind == "reference":
+            return model, tokenizer, {}
+        teacher = self._load_teacher(tokenizer) if "teacher_logits" in cell.method.needs else None
+        budget = self.recipe.budget
+        self.console.print(f"training {cell.folder} ({budget.steps} steps)")
+        result = train(cell.method, model, tokenizer, self._train_examples(tokenizer), budget, cell.seed,
+                       folder / "checkpoint", teacher=teacher, log_path=folder / "train_log.jsonl",
+                       description=f"train {cell.label} seed {cell.seed}")
+        _save_atomic(model, tokenizer, folder / "model")
+        shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
+        cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
+                "teacher_forwards": result.teacher_forwards, "trained_parameters": result.trained_parameters,
+                "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
+                "device": result.device, "precision": result.precision}
+        return model, tokenizer, cost
+
+    def _load_trained(self, cell: Cell, folder: Path):
+        if cell.kind == "reference":
+            return load_causal_lm(cell.model_ref)
+        return load_causal_lm(str(folder / "model"))
+
+    def _load_teacher(self, student_tokenizer):
+        if self._teacher is None:
+            teacher, tokenizer = load_causal_lm(self.recipe.teacher)
+            if tokenizer.get_vocab() != student_tokenizer.get_vocab():
+                raise UserInputError(f"teacher: {self.recipe.teacher} and student {self.recipe.student} have different "
+                                     "tokenizers; logit distillation needs a shared vocabulary")
+            self._teacher = teacher
+        return self._teacher
+
+    def _train_examples(self, tokenizer):
+        if self._examples is None:
+            data = self.recipe.data
+            records = load_records(data.source, data.split, data.size)
+            self._examples = tokenize_records(tokenizer, records, self.recipe.budget.max_length)
+        return self._examples
+
+    # evaluation -------------------------------------------------------------
+    def _evaluate(self, store: Store, cell: Cell, bench: BenchmarkRun, model, tokenizer, folder: Path) -> None:
+        benchmark = bench.benchmark
+        started = time.perf_counter()
+        items = benchmark.items()
+        outputs = benchmark.predict(model, tokenizer, items, batch_size=EVAL_BATCH_SIZE)
+        scored = []
+        for item, output in zip(items, outputs):
+            result = benchmark.score(item, output)
+            scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason,
+                           **({"extra": result.extra} if result.extra else {})})
+        metrics = {name: summarize([s["scores"][name] for s in scored]) for name in scored[0]["scores"]}
+        seconds = time.perf_counter() - started
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(s) + "\n" for s in scored)
+        _write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl", lines)
+        store.save_evaluation(cell.key, bench.key, bench.name, benchmark.protocol(), seconds, scored, metrics)
+        summary = ", ".join(f"{k}={v['mean']:.3f}" for k, v in metrics.items())
+        self.console.print(f"{cell.folder} on {bench.name}: {summary}")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _save_atomic(model, tokenizer, target: Path) -> None:
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.replace(target)
+
+
+def run_recipe(recipe: Recipe, output_dir: Path | None = None) -> dict[str, Any]:
+    return Runner(recipe, output_dir).run()

@@ -1,0 +1,135 @@
+"""The one training loop every LLM method runs through (accelerate).
+
+The harness owns data order, devices, precision, accumulation, checkpoints and
+the NaN guard; a method only returns its named loss terms. Data order is a pure
+function of (seed, step), so a run resumed from a checkpoint sees exactly the
+batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_scheduler
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import collate
+from .errors import NonFiniteError
+from .progress import progress
+from .recipe import Budget
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    wall_seconds: float
+    teacher_forwards: int
+    trained_parameters: int
+    peak_memory_mb: float
+    final_terms: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
+    device: str = "cpu"
+
+
+def example_indices(num_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The examples of optimizer step `step` (0-based): epochs are seeded permutations."""
+    per_epoch = max(1, num_examples // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_examples, generator=generator).tolist()
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+def _effective_precision(requested: str) -> str:
+    # Mixed precision is a GPU feature here; on CPU we train in fp32 and record that.
+    if not torch.cuda.is_available():
+        return "fp32"
+    return requested
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
+          teacher=None, log_path: Path | None = None, description: str = "train") -> TrainResult:
+    """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`."""
+    precision = _effective_precision(budget.precision)
+    accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
+    set_seed(seed)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=budget.learning_rate, weight_decay=0.0)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=budget.warmup_steps,
+                              num_training_steps=budget.steps)
+    state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler) or {"step": 0, "teacher_forwards": 0,
+                                                                               "wall_seconds": 0.0}
+    student, optimizer = accelerator.prepare(student, optimizer)
+    if teacher is not None:
+        teacher = teacher.to(accelerator.device).eval()
+        teacher.requires_grad_(False)
+    student.train()
+    micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
+    start_time = time.perf_counter() - state["wall_seconds"]
+    terms: dict[str, float] = {}
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "a") if log_path else None
+    try:
+        with progress(total=budget.steps, description=description) as bar:
+            bar.advance(state["step"])
+            for step in range(state["step"], budget.steps):
+                indices = example_indices(len(examples), budget.batch_size, seed, step)
+                micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
+                terms = {}
+                for number, micro in enumerate(micro_batches):
+                    batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
+                                                                             tokenizer.pad_token_id).items()}
+                    if "teacher_logits" in method.needs:
+                        with torch.no_grad():
+                            batch["teacher_logits"] = teacher(input_ids=batch["input_ids"],
+                                                              attention_mask=batch["attention_mask"]).logits[:, :-1]
+                        state["teacher_forwards"] += len(micro)
+                    syncing = number == len(micro_batches) - 1
+                    context = accelerator.no_sync(student) if not syncing else contextlib.nullcontext()
+                    with context, accelerator.autocast():
+                        named = method.loss(student, batch)
+                        loss = sum(named.values()) / len(micro_batches)
+                    for name, value in named.items():
+                        if not torch.isfinite(value):
+                            raise NonFiniteError(step + 1, f"loss term {name!r} ({value.item()})")
+                        terms[name] = terms.get(name, 0.0) + value.item() / len(micro_batches)
+                    accelerator.backward(loss)
+                grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
+                if not torch.isfinite(torch.as_tensor(grad_norm)):
+                    raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] = step + 1
+                state["wall_seconds"] = time.perf_counter() - start_time
+                if log:
+                    log.write(json.dumps({"step": step + 1, "lr": scheduler.get_last_lr()[0],
+                                          "grad_norm": float(grad_norm), **terms}) + "\n")
+                bar.advance(1, info=" ".join(f"{k}={v:.3f}" for k, v in terms.items()))
+                if state["step"] % budget.checkpoint_every == 0 or state["step"] == budget.steps:
+                    save_checkpoint(checkpoint_dir, accelerator.unwrap_model(student), optimizer, scheduler, state)
+    finally:
+        if log:
+            log.close()
+    trained = sum(p.numel() for p in student.parameters() if p.requires_grad)
+    return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
+                       _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device))
+

@@ -1,0 +1,1 @@
+"""Aggregation, statistics and renderers for leaderboards."""

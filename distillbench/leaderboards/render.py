@@ -1,0 +1,64 @@
+"""Renderers: terminal (rich), Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def metric_names(board: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(name for row in board["rows"] for name in row["metrics"]))
+
+
+def format_metric(metric: dict[str, Any] | None) -> str:
+    if metric is None:
+        return "—"
+    low, high = metric["ci95"]
+    return f"{metric['mean']:.3f} [{low:.3f}, {high:.3f}] n={metric['n']}"
+
+
+def _cells(row: dict[str, Any], names: list[str]) -> list[str]:
+    cost = row["cost"]
+    seeds = ",".join(map(str, row["seeds"])) or "—"
+    status = row["status"] if row["status"] != "complete" else ""
+    return ([row["row"], row["kind"], seeds] + [format_metric(row["metrics"].get(n)) for n in names]
+            + [f"{cost.get('train_seconds', 0):.0f}", f"{cost.get('teacher_forwards', 0):.0f}", status])
+
+
+def _header(names: list[str]) -> list[str]:
+    return ["row", "kind", "seeds"] + [f"{n} (95% CI)" for n in names] + ["train s", "teacher fwd", "status"]
+
+
+def to_markdown(board: dict[str, Any]) -> str:
+    names = metric_names(board)
+    lines = [f"# Leaderboard: {board['recipe']['name']}", "",
+             "| " + " | ".join(_header(names)) + " |", "|" + "---|" * len(_header(names))]
+    lines += ["| " + " | ".join(_cells(row, names)) + " |" for row in board["rows"]]
+    lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
+    for bench, protocol in board.get("protocols", {}).items():
+        lines.append(f"- `{bench}`: " + ", ".join(f"{k}={v}" for k, v in protocol.items()))
+    for row in board["rows"]:
+        for error in row.get("errors", []):
+            lines.append(f"- `{row['row']}` failed: {error}")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(board: dict[str, Any], console: Console | None = None) -> None:
+    names = metric_names(board)
+    table = Table(title=f"distillbench leaderboard: {board['recipe']['name']}")
+    for column in _header(names):
+        table.add_column(column)
+    for row in board["rows"]:
+        table.add_row(*(escape(text) for text in _cells(row, names)))
+    (console or Console(width=160)).print(table)
+
+
+def write_all(board: dict[str, Any], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "leaderboard.json").write_text(json.dumps(board, indent=1, sort_keys=False) + "\n")
+    (directory / "leaderboard.md").write_text(to_markdown(board))

@@ -1,0 +1,3 @@
+"""LLM distillation and preference-alignment methods."""
+
+from . import kd, sft  # noqa: F401

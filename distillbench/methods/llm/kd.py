@@ -1,0 +1,53 @@
+"""KD — token-level knowledge distillation with forward KL and a temperature.
+
+Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", arXiv:1503.02531,
+applied per token as in word-level KD (Kim & Rush, arXiv:1606.07947):
+
+L = τ² · (1/N) Σ_t KL(p_T^τ(·|s_t) ‖ p_S^τ(·|s_t)) + w_ce · NLL,   p^τ = softmax(logits / τ)
+
+summed over the vocabulary and averaged over the N response tokens. The value is the
+true KL (teacher entropy included), not the cross-entropy some codebases log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from annotated_types import Ge, Gt
+
+from ..base import Method, register_method, response_logits, shifted_labels
+from .sft import sft_loss
+
+
+def forward_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                    temperature: float = 1.0) -> torch.Tensor:
+    """τ²-scaled mean over response tokens of KL(softmax(t/τ) ‖ softmax(s/τ)).
+
+    student_logits, teacher_logits: [B, T, V]; labels: [B, T], -100 where no loss applies.
+    """
+    mask = labels != -100
+    student_logp = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher_logp = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    per_token = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1)
+    return temperature**2 * (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+@register_method("kd", family="llm", paper="Hinton et al. 2015, arXiv:1503.02531",
+                 summary="token-level forward KL to the teacher with a temperature")
+@dataclass
+class KD(Method):
+    """Token-level forward-KL distillation from the teacher's logits."""
+
+    temperature: Annotated[float, Gt(0)] = 1.0
+    ce_weight: Annotated[float, Ge(0)] = 0.0
+
+    needs = ("teacher_logits",)
+
+    def loss(self, student, batch):
+        logits, labels = response_logits(student, batch), shifted_labels(batch)
+        terms = {"forward_kl": forward_kl_loss(logits, batch["teacher_logits"], labels, self.temperature)}
+        if self.ce_weight > 0:
+            terms["nll"] = self.ce_weight * sft_loss(logits, labels)
+        return terms

@@ -1,0 +1,1 @@
+"""Pocket worlds: small synthetic worlds with computable ground truth, real formats, real models."""

@@ -1,0 +1,160 @@
+"""pocket-math: generated problems in the MATH record format.
+
+Each record has the fields of the MATH dataset (``problem``, ``solution``,
+``answer``, ``level`` 1-5, ``type``) plus a ``unique_id``. Solutions are written
+step by step and end in ``\\boxed{answer}``. Everything is deterministic from a
+seed. Train, dev and test are disjoint by construction: a problem's split is a
+function of a hash of its text, and each split's generator rejects problems
+that hash to another split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+SPLITS = ("train", "dev", "test")
+# Share of the problem space that each split owns, in percent of hash buckets.
+_SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "test": range(90, 100)}
+
+POCKET_DATASETS = ("pocket:math",)
+
+
+@dataclass(frozen=True)
+class Problem:
+    problem: str
+    solution: str
+    answer: str
+    level: int
+    type: str
+
+    def record(self) -> dict:
+        return {
+            "problem": self.problem,
+            "solution": self.solution,
+            "answer": self.answer,
+            "level": self.level,
+            "type": self.type,
+            "unique_id": f"pocket-math/{self.type}/{_digest(self.problem)[:10]}",
+        }
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def split_of(problem_text: str) -> str:
+    bucket = int(_digest(problem_text)[:8], 16) % 100
+    return next(name for name, buckets in _SPLIT_BUCKETS.items() if bucket in buckets)
+
+
+def _boxed(steps: list[str], answer: int) -> str:
+    return " ".join(steps) + f" \\boxed{{{answer}}}"
+
+
+def _operand(rng: random.Random, level: int) -> int:
+    """Larger numbers at higher levels: level 1 one digit, level 5 three digits."""
+    upper = {1: 9, 2: 20, 3: 60, 4: 200, 5: 999}[level]
+    return rng.randint(1, upper)
+
+
+def arithmetic(rng: random.Random, level: int) -> Problem:
+    a, b = _operand(rng, level), _operand(rng, level)
+    op = rng.choice("+-*" if level >= 3 else "+-")
+    if op == "*":
+        b = rng.randint(2, 9)
+    if op == "-" and b > a:
+        a, b = b, a
+    result = {"+": a + b, "-": a - b, "*": a * b}[op]
+    return Problem(f"Compute {a}{op}{b}.", _boxed([f"{a}{op}{b}={result}."], result), str(result), level, "arithmetic")
+
+
+_NAMES = ("Ann", "Bob", "Cy", "Dee", "Eve", "Fay")
+_THINGS = ("apples", "pens", "cards", "coins", "eggs")
+
+
+def word_problem(rng: random.Random, level: int) -> Problem:
+    """A chain of `level` + 1 additions and removals on a count of things."""
+    name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
+    total = _operand(rng, min(level, 3))
+    text = [f"{name} has {total} {thing}."]
+    steps = []
+    for _ in range(level):
+        change = rng.randint(1, 9)
+        if rng.random() < 0.5 or change > total:
+            text.append(f"{name} gets {change} more.")
+            steps.append(f"{total}+{change}={total + change}.")
+            total += change
+        else:
+            text.append(f"{name} gives {change} away.")
+            steps.append(f"{total}-{change}={total - change}.")
+            total -= change
+    text.append(f"How many {thing} now?")
+    return Problem(" ".join(text), _boxed(steps, total), str(total), level, "word")
+
+
+_UNITS = (("m", "cm", 100), ("kg", "g", 1000), ("h", "min", 60), ("min", "s", 60), ("ft", "in", 12))
+
+
+def unit_conversion(rng: random.Random, level: int) -> Problem:
+    big, small, factor = rng.choice(_UNITS[: 2 + level // 2])
+    amount = rng.randint(1, 3 * level)
+    result = amount * factor
+    problem = f"How many {small} are in {amount} {big}?"
+    return Problem(problem, _boxed([f"{amount}*{factor}={result}."], result), str(result), level, "units")
+
+
+def comparison(rng: random.Random, level: int) -> Problem:
+    a, b = _operand(rng, level), _operand(rng, level)
+    while b == a:
+        b = _operand(rng, level) + 1
+    larger = max(a, b)
+    steps = [f"{larger}>{min(a, b)}."]
+    return Problem(f"Which is larger, {a} or {b}?", _boxed(steps, larger), str(larger), level, "compare")
+
+
+def algebra(rng: random.Random, level: int) -> Problem:
+    x, b = _operand(rng, level), _operand(rng, level)
+    if level >= 4:
+        k = rng.randint(2, 5)
+        problem = f"Solve {k}x+{b}={k * x + b}."
+        steps = [f"{k}x={k * x + b}-{b}={k * x}.", f"x={k * x}/{k}={x}."]
+    else:
+        problem = f"Solve x+{b}={x + b}."
+        steps = [f"x={x + b}-{b}={x}."]
+    return Problem(problem, _boxed(steps, x), str(x), level, "algebra")
+
+
+GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
+    "arithmetic": arithmetic,
+    "word": word_problem,
+    "units": unit_conversion,
+    "compare": comparison,
+    "algebra": algebra,
+}
+
+
+def generate(split: str, size: int, seed: int = 0, types: tuple[str, ...] | None = None,
+             levels: tuple[int, ...] = (1, 2, 3, 4, 5)) -> list[dict]:
+    """`size` distinct problems of `split`, deterministic in (split, size, seed, types, levels)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    rng = random.Random(f"pocket-math/{split}/{seed}")
+    kinds = types or tuple(GENERATORS)
+    return [p.record() for p in _distinct(rng, split, size, kinds, levels)]
+
+
+def _distinct(rng: random.Random, split: str, size: int, kinds, levels) -> Iterator[Problem]:
+    seen: set[str] = set()
+    attempts = 0
+    while len(seen) < size:
+        attempts += 1
+        if attempts > 200 * size + 1000:
+            raise ValueError(f"pocket-math cannot produce {size} distinct {split} problems with these settings")
+        problem = GENERATORS[rng.choice(kinds)](rng, rng.choice(levels))
+        if problem.problem in seen or split_of(problem.problem) != split:
+            continue
+        seen.add(problem.problem)
+        yield problem
