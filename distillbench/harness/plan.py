@@ -80,8 +80,10 @@ def make_plan(recipe: Recipe) -> Plan:
                                "models": models, "data": data, "budget": budget})
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed))
     benchmarks = []
+    names = [spec.name for spec in recipe.benchmarks]
     for spec in recipe.benchmarks:
         benchmark = validate_options(BENCHMARKS.get(spec.name), spec.params, spec.name)[0]
         key = stable_hash({"benchmark": spec.name, "options": _options(benchmark), "scorer": benchmark.scorer_version})
-        benchmarks.append(BenchmarkRun(spec.label, benchmark, key))
+        # A benchmark listed once is named plainly; listed with several option sets, by its label.
+        benchmarks.append(BenchmarkRun(spec.name if names.count(spec.name) == 1 else spec.label, benchmark, key))
     return Plan(cells, benchmarks)

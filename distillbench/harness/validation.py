@@ -25,7 +25,7 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()))
-        return f"must be {_BOUNDS[kind]} {bound}"
+        return f"must be {_BOUNDS[kind]} {bound:g}" if isinstance(bound, (int, float)) else f"must be {_BOUNDS[kind]} {bound}"
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
@@ -34,6 +34,8 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> str:
         return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
     message = error["msg"]
     return message[0].lower() + message[1:] if message else kind
 

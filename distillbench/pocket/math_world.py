@@ -76,23 +76,22 @@ _THINGS = ("apples", "pens", "cards", "coins", "eggs")
 
 
 def word_problem(rng: random.Random, level: int) -> Problem:
-    """A chain of `level` + 1 additions and removals on a count of things."""
+    """A chain of `level` additions and removals on a count of things."""
     name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
     total = _operand(rng, min(level, 3))
-    text = [f"{name} has {total} {thing}."]
-    steps = []
+    start, changes, steps = total, [], []
     for _ in range(level):
         change = rng.randint(1, 9)
         if rng.random() < 0.5 or change > total:
-            text.append(f"{name} gets {change} more.")
+            changes.append(f"gets {change}")
             steps.append(f"{total}+{change}={total + change}.")
             total += change
         else:
-            text.append(f"{name} gives {change} away.")
+            changes.append(f"loses {change}")
             steps.append(f"{total}-{change}={total - change}.")
             total -= change
-    text.append(f"How many {thing} now?")
-    return Problem(" ".join(text), _boxed(steps, total), str(total), level, "word")
+    problem = f"{name} has {start} {thing}, " + ", ".join(changes) + f". How many {thing} now?"
+    return Problem(problem, _boxed(steps, total), str(total), level, "word")
 
 
 _UNITS = (("m", "cm", 100), ("kg", "g", 1000), ("h", "min", 60), ("min", "s", 60), ("ft", "in", 12))

@@ -49,7 +49,7 @@ class ZooSpec:
 
 
 _FULL = {
-    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 4 layers, hidden 96", 96, 4, 4, 384,
+    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 96", 96, 3, 4, 384,
                            train_size=20000, steps=1500, batch_size=32, learning_rate=3e-3),
     "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, trained on levels 1-2 only",
                             48, 2, 4, 192, train_size=4000, steps=300, batch_size=32, learning_rate=3e-3,

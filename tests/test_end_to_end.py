@@ -1,0 +1,99 @@
+"""recipe → train → score → leaderboard on the tiny pocket zoo, through the CLI."""
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from distillbench.harness.cli import main
+from distillbench.methods.base import register_method
+from distillbench.methods.llm.sft import SFT
+
+
+@register_method("test-nan", family="test", summary="SFT whose loss turns NaN at step 2 (tests only)")
+@dataclass
+class NaNAtStep2(SFT):
+    calls: int = 0
+
+    def loss(self, student, batch):
+        self.calls += 1
+        terms = super().loss(student, batch)
+        return {"nll": terms["nll"] * float("nan")} if self.calls >= 2 else terms
+
+
+def _board(recipe_path):
+    return json.loads((recipe_path.parent / "out" / "leaderboard.json").read_text())
+
+
+def test_run_writes_a_leaderboard_with_reference_and_method_rows(tiny_recipe, capsys):
+    recipe = tiny_recipe()
+    assert main(["run", str(recipe)]) == 0
+    board = _board(recipe)
+    assert board["schema_version"] == 1 and board["recipe"]["name"] == "tiny"
+    assert [(r["row"], r["kind"], r["method"]) for r in board["rows"]] == [
+        ("teacher", "reference", None), ("student-init", "reference", None),
+        ("sft", "method", "sft"), ("kd[temperature=2.0]", "method", "kd")]
+    for row in board["rows"]:
+        metric = row["metrics"]["pocket-math/accuracy"]
+        assert metric["n"] == 12 and metric["ci95"][0] <= metric["mean"] <= metric["ci95"][1]
+    kd = board["rows"][3]["cost"]
+    assert kd["teacher_forwards"] == 3 * 8 and kd["steps"] == 3 and kd["trained_parameters"] > 0
+    assert board["rows"][2]["cost"]["teacher_forwards"] == 0
+    out = recipe.parent / "out"
+    assert (out / "leaderboard.md").read_text().startswith("# Leaderboard: tiny")
+    outputs = list((out / "cells").glob("kd*/outputs-pocket-math-*.jsonl"))
+    assert len(outputs) == 1 and len(outputs[0].read_text().splitlines()) == 12
+    assert "student-init" in capsys.readouterr().out
+
+
+def test_second_run_recomputes_nothing_and_gives_the_same_leaderboard(tiny_recipe, capsys):
+    recipe = tiny_recipe()
+    assert main(["run", str(recipe)]) == 0
+    first = _board(recipe)
+    db = recipe.parent / "out" / "results.sqlite"
+    finished = sqlite3.connect(db).execute("SELECT cell_key, finished_at FROM cells").fetchall()
+    capsys.readouterr()
+    assert main(["run", str(recipe)]) == 0
+    assert "complete in the store, skipped" in capsys.readouterr().err
+    assert sqlite3.connect(db).execute("SELECT cell_key, finished_at FROM cells").fetchall() == finished
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM items").fetchone()[0] == 4 * 12
+    second = _board(recipe)
+    assert [r["metrics"] for r in second["rows"]] == [r["metrics"] for r in first["rows"]]
+
+
+def test_a_nan_cell_fails_alone_and_is_reported(tiny_recipe):
+    recipe = tiny_recipe("[sft, test-nan]")
+    assert main(["run", str(recipe)]) == 0
+    rows = {r["row"]: r for r in _board(recipe)["rows"]}
+    assert rows["test-nan"]["status"] == "failed"
+    assert "non-finite loss term 'nll'" in rows["test-nan"]["errors"][0]
+    assert "(step 2)" in rows["test-nan"]["errors"][0]
+    assert rows["sft"]["status"] == "complete" and rows["sft"]["metrics"]
+
+
+def test_same_recipe_and_seed_give_identical_metrics(tiny_recipe, tmp_path):
+    recipe = tiny_recipe("[kd]")
+    assert main(["run", str(recipe)]) == 0
+    first = _board(recipe)
+    other = tmp_path / "again.yaml"
+    other.write_text(recipe.read_text().replace(str(tmp_path / "out"), str(tmp_path / "out2")))
+    assert main(["run", str(other)]) == 0
+    second = json.loads((tmp_path / "out2" / "leaderboard.json").read_text())
+    assert [r["metrics"] for r in first["rows"]] == [r["metrics"] for r in second["rows"]]
+
+
+def test_list_methods_and_benchmarks(capsys):
+    assert main(["list", "methods", "--family", "llm"]) == 0
+    out = capsys.readouterr().out
+    assert "sft" in out and "kd" in out and "arXiv:1503.02531" in out and "test-nan" not in out
+    assert main(["list", "benchmarks"]) == 0
+    assert "pocket-math" in capsys.readouterr().out
+    assert main(["list", "methods", "--family", "nope"]) == 2
+
+
+def test_leaderboard_command(tiny_recipe, capsys):
+    recipe = tiny_recipe("[sft]")
+    assert main(["run", str(recipe)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", str(recipe.parent / "out"), "--format", "markdown"]) == 0
+    assert "| sft | method | 0 |" in capsys.readouterr().out
+    assert main(["leaderboard", str(recipe.parent)]) == 2

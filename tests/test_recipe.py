@@ -1,0 +1,113 @@
+from pathlib import Path
+
+import pytest
+
+from distillbench.harness.cli import main
+from distillbench.harness.errors import UserInputError
+from distillbench.harness.recipe import load_recipe, parse_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def base(**changes):
+    raw = {
+        "name": "r", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+        "data": {"source": "pocket:math", "size": 10},
+        "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
+        "methods": ["sft", {"name": "kd", "temperature": 2.0}],
+        "benchmarks": [{"name": "pocket-math", "n": 4}],
+    }
+    raw.update(changes)
+    return raw
+
+
+def problems(raw):
+    with pytest.raises(UserInputError) as info:
+        parse_recipe(raw, "r.yaml")
+    return info.value.problems
+
+
+def test_default_recipe_is_valid():
+    recipe = load_recipe(REPO / "recipes/pocket/llm.yaml")
+    assert [m.name for m in recipe.methods][:2] == ["sft", "kd"]
+    assert recipe.benchmarks[0].name == "pocket-math"
+
+
+def test_method_forms_and_labels():
+    recipe = parse_recipe(base())
+    assert [m.label for m in recipe.methods] == ["sft", "kd[temperature=2.0]"]
+    assert recipe.content_hash() == parse_recipe(base()).content_hash()
+    assert recipe.content_hash() != parse_recipe(base(seeds=[1])).content_hash()
+
+
+def test_misspelt_method_names_the_field_and_suggests():
+    assert problems(base(methods=["sft", "kd", "sfft"])) == [
+        "r.yaml: methods[2].name: unknown method 'sfft'; did you mean 'sft'?"]
+
+
+def test_bad_hyperparameter_names_the_field_path():
+    assert problems(base(methods=["sft", "kd", {"name": "kd", "temperature": -1}])) == [
+        "r.yaml: methods[2].temperature: must be > 0"]
+    assert problems(base(methods=[{"name": "kd", "temprature": 2}])) == [
+        "r.yaml: methods[0].temprature: unknown field; did you mean 'temperature'?"]
+
+
+def test_every_problem_gets_its_own_line():
+    raw = base(budget={"steps": -5, "batch_size": 0, "learning_rate": 1e-3, "max_length": 64, "precision": "fp8"})
+    lines = problems(raw)
+    assert "r.yaml: budget.steps: must be > 0" in lines
+    assert "r.yaml: budget.batch_size: must be > 0" in lines
+    assert any(line.startswith("r.yaml: budget.precision: must be one of") for line in lines)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"teacher": "pocket:teacher-sfft"}, "teacher: unknown pocket model 'teacher-sfft'; did you mean 'pocket:teacher-sft'?"),
+    ({"student": "/no/such/dir"}, "student: model directory not found: /no/such/dir (use pocket:<name>, hf:<id>[@rev] or a local path)"),
+    ({"benchmarks": ["pocket-mth"]}, "benchmarks[0].name: unknown benchmark 'pocket-mth'; did you mean 'pocket-math'?"),
+    ({"seeds": [1, 1]}, "seeds: seeds must be distinct"),
+    ({"methods": []}, "methods: list should have at least 1 item after validation, not 0"),
+    ({"data": {"source": "/no/file.jsonl"}}, "data.source: file not found: /no/file.jsonl"),
+    ({"colour": "red"}, "colour: unknown field"),
+    ({"methods": ["sft", "sft"]}, "methods: 'sft' is listed twice"),
+])
+def test_invalid_fields(change, expected):
+    assert problems(base(**change)) == [f"r.yaml: {expected}"]
+
+
+def test_missing_required_field():
+    raw = base()
+    del raw["teacher"]
+    assert problems(raw) == ["r.yaml: teacher: required field is missing"]
+
+
+def test_cli_exits_2_with_one_line_per_problem_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(f"""
+name: bad
+teacher: pocket:teacher-sft
+student: pocket:student-init
+data: {{source: "pocket:math"}}
+budget: {{steps: 1, batch_size: 2, learning_rate: 0.001, max_length: 64}}
+methods: [sft, kd, {{name: kd, temperature: 0}}, sfy]
+benchmarks: [pocket-math]
+output_dir: {out}
+""")
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {recipe}: methods[2].temperature: must be > 0",
+                   f"error: {recipe}: methods[3].name: unknown method 'sfy'; did you mean 'sft'?"]
+    assert not out.exists()
+
+
+def test_cli_reports_broken_yaml_with_its_line(tmp_path, capsys):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("name: x\nmethods: [sft\nteacher: y\n")
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml: line" in err and "invalid YAML" in err and "Traceback" not in err
+
+
+def test_cli_missing_recipe_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "recipe file not found" in capsys.readouterr().err

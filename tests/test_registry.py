@@ -1,0 +1,39 @@
+import pytest
+
+from distillbench.harness.errors import UserInputError
+from distillbench.harness.registry import BENCHMARKS, JUDGES, METHODS, MODEL_BACKENDS, Registry
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(UserInputError, match="did you mean 'kd'"):
+        METHODS.get("kdd")
+    with pytest.raises(UserInputError, match="did you mean 'pocket-math'"):
+        BENCHMARKS.get("pocket_math")
+
+
+def test_unknown_name_without_close_match_lists_known():
+    with pytest.raises(UserInputError, match="known: .*sft"):
+        METHODS.get("zzzzzz")
+
+
+def test_decorator_registers_and_refuses_a_second_object_under_one_name():
+    registry: Registry[type] = Registry("widget")
+
+    @registry.register("a", family="x", paper="P")
+    class A:
+        """First line is the summary.
+
+        More text."""
+
+    assert registry.entry("a").summary == "First line is the summary."
+    assert [e.name for e in registry.entries(family="x")] == ["a"]
+    assert list(registry.entries(family="y")) == []
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("a")(type("B", (), {}))
+
+
+def test_builtin_registries_are_populated():
+    assert {"sft", "kd"} <= set(METHODS.names())
+    assert "pocket-math" in BENCHMARKS
+    assert {"pocket", "hf", "local"} <= set(MODEL_BACKENDS.names())
+    assert JUDGES.kind == "judge"

@@ -1,0 +1,84 @@
+"""The train loop: exact resume after an interruption, and the NaN guard."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distillbench.harness.data import tokenize_records
+from distillbench.harness.errors import NonFiniteError
+from distillbench.harness.models import load_causal_lm
+from distillbench.harness.recipe import Budget
+from distillbench.harness.train import example_indices, train
+from distillbench.methods.llm.sft import SFT
+from distillbench.pocket.math_world import generate
+
+BUDGET = Budget(steps=4, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+
+
+def _setup():
+    model, tokenizer = load_causal_lm("pocket:student-init")
+    examples = tokenize_records(tokenizer, generate("train", 16), 96)
+    return model, tokenizer, examples
+
+
+@dataclass
+class InterruptAt(SFT):
+    """SFT that raises KeyboardInterrupt (like Ctrl-C or a kill) when asked for step `at`."""
+
+    at: int = 3
+    calls: int = 0
+
+    def loss(self, student, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().loss(student, batch)
+
+
+@dataclass
+class NaNAt(SFT):
+    at: int = 3
+    calls: int = 0
+
+    def loss(self, student, batch):
+        self.calls += 1
+        terms = super().loss(student, batch)
+        if self.calls >= self.at:
+            terms["nll"] = terms["nll"] * float("nan")
+        return terms
+
+
+def test_data_order_is_a_function_of_seed_and_step():
+    assert example_indices(10, 4, seed=0, step=3) == example_indices(10, 4, seed=0, step=3)
+    assert example_indices(10, 4, seed=0, step=0) != example_indices(10, 4, seed=1, step=0)
+    epoch = [i for step in range(2) for i in example_indices(10, 5, seed=0, step=step)]
+    assert sorted(epoch) == list(range(10))
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    model, tokenizer, examples = _setup()
+    train(SFT(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "a")
+
+    interrupted, _, _ = _setup()
+    with pytest.raises(KeyboardInterrupt):
+        train(InterruptAt(at=3), interrupted, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b")
+    resumed, _, _ = _setup()  # a fresh process would start from the init weights again
+    result = train(SFT(), resumed, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b")
+
+    assert result.steps == 4
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, tokenizer, examples = _setup()
+    with pytest.raises(NonFiniteError) as info:
+        train(NaNAt(at=3), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path)
+    assert info.value.step == 3 and "nll" in info.value.what
+    state = json.loads((tmp_path / "checkpoint.json").read_text())["state"]
+    assert state["step"] == 2
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in weights.values())

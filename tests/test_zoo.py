@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from distillbench.harness.cli import main
+from distillbench.harness.errors import UserInputError
+from distillbench.pocket import zoo
+
+
+def test_tiny_zoo_builds_deterministically_and_verifies(tmp_path, monkeypatch):
+    first = json.loads((zoo.ensure_built("student-init") / zoo.MANIFEST).read_text())["sha256"]
+    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path))
+    rebuilt = json.loads((zoo.build("student-init") / zoo.MANIFEST).read_text())["sha256"]
+    assert rebuilt == first
+    assert zoo.verify("student-init") == []
+
+
+def test_verify_detects_a_flipped_byte(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path))
+    directory = zoo.build("student-init")
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert zoo.verify("student-init") == ["student-init: model.safetensors hash mismatch"]
+    assert main(["zoo", "verify", "student-init"]) == 1
+    assert "hash mismatch" in capsys.readouterr().err
+    with pytest.raises(UserInputError, match="hash mismatch"):
+        zoo.ensure_built("student-init")
+
+
+def test_zoo_list_and_unknown_name(capsys):
+    assert main(["zoo", "list"]) == 0
+    assert "teacher-sft" in capsys.readouterr().out
+    assert main(["zoo", "build", "teacher-sfft"]) == 2
