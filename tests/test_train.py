@@ -82,3 +82,15 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path
     assert state["step"] == 2
     weights = load_file(str(tmp_path / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_gradient_accumulation_equals_one_large_batch(tmp_path):
+    """Micro-batches are weighted by their share of response tokens (trl #4719's pitfall)."""
+    single, tokenizer, examples = _setup()
+    accumulated, _, _ = _setup()
+    one = Budget(steps=2, batch_size=6, learning_rate=1e-2, max_length=96)
+    three = Budget(steps=2, batch_size=6, learning_rate=1e-2, max_length=96, gradient_accumulation=3)
+    train(SFT(), single, tokenizer, examples, one, seed=0, checkpoint_dir=tmp_path / "one")
+    train(SFT(), accumulated, tokenizer, examples, three, seed=0, checkpoint_dir=tmp_path / "three")
+    for name, tensor in single.state_dict().items():
+        assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name

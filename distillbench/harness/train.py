@@ -51,6 +51,21 @@ def example_indices(num_examples: int, batch_size: int, seed: int, step: int) ->
     return order[position * batch_size:(position + 1) * batch_size]
 
 
+def _micro_batch_weights(batches: list[dict], normalize_by: str) -> list[float]:
+    """Weights that make accumulated micro-batch means equal the mean over the whole step.
+
+    A loss averaged over the tokens (or examples) of its micro-batch is weighted by that
+    micro-batch's share of the step's tokens (or examples), so gradient accumulation gives
+    the same gradient as one large batch (the pitfall of trl #4719).
+    """
+    if normalize_by == "tokens":
+        counts = [int((b["labels"][:, 1:] != -100).sum()) for b in batches]
+    else:
+        counts = [len(b["input_ids"]) for b in batches]
+    total = sum(counts) or 1
+    return [count / total for count in counts]
+
+
 def _effective_precision(requested: str) -> str:
     # Mixed precision is a GPU feature here; on CPU we train in fp32 and record that.
     if not torch.cuda.is_available():
@@ -94,9 +109,10 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 indices = example_indices(len(examples), budget.batch_size, seed, step)
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
                 terms = {}
-                for number, micro in enumerate(micro_batches):
-                    batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
-                                                                             tokenizer.pad_token_id).items()}
+                batches = [collate([examples[i] for i in micro], tokenizer.pad_token_id) for micro in micro_batches]
+                weights = _micro_batch_weights(batches, method.normalize_by)
+                for number, (micro, batch, weight) in enumerate(zip(micro_batches, batches, weights)):
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                     if "teacher_logits" in method.needs:
                         with torch.no_grad():
                             batch["teacher_logits"] = teacher(input_ids=batch["input_ids"],
@@ -106,11 +122,11 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                     context = accelerator.no_sync(student) if not syncing else contextlib.nullcontext()
                     with context, accelerator.autocast():
                         named = method.loss(student, batch)
-                        loss = sum(named.values()) / len(micro_batches)
+                        loss = sum(named.values()) * weight
                     for name, value in named.items():
                         if not torch.isfinite(value):
                             raise NonFiniteError(step + 1, f"loss term {name!r} ({value.item()})")
-                        terms[name] = terms.get(name, 0.0) + value.item() / len(micro_batches)
+                        terms[name] = terms.get(name, 0.0) + value.item() * weight
                     accelerator.backward(loss)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):

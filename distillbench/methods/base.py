@@ -25,6 +25,9 @@ def register_method(name: str, *, family: str, paper: str = "", summary: str = "
 
 class Method:
     needs: ClassVar[tuple[str, ...]] = ()
+    # What the loss averages over inside a batch, so accumulation can weight micro-batches:
+    # "tokens" (token-level losses) or "examples" (sequence-level losses such as DPO).
+    normalize_by: ClassVar[str] = "tokens"
 
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
