@@ -66,17 +66,44 @@ def tokenize_records(tokenizer, records: list[dict[str, Any]], max_length: int) 
     return [tokenize_example(tokenizer, r["problem"], r["solution"], max_length) for r in records]
 
 
+def _text(value: Any) -> str:
+    """A message list in the HF chat format ([{"role", "content"}, ...]) or a plain string -> its last content."""
+    if isinstance(value, list):
+        return value[-1]["content"]
+    return value
+
+
+def tokenize_preferences(tokenizer, records: list[dict[str, Any]], max_length: int) -> list[dict[str, list[int]]]:
+    """Preference records (prompt / chosen / rejected, as chat messages or strings) -> prefixed token lists."""
+    examples = []
+    for record in records:
+        prompt = _text(record["prompt"])
+        example = {}
+        for side in ("chosen", "rejected"):
+            tokens = tokenize_example(tokenizer, prompt, _text(record[side]), max_length)
+            example.update({f"{side}_{key}": value for key, value in tokens.items()})
+        examples.append(example)
+    return examples
+
+
 def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
-    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding)."""
+    """Right-padded tensors for each sequence in the examples: `[prefix]input_ids`,
+    `[prefix]attention_mask` and `[prefix]labels` (-100 on padding), for prefix '' (sft)
+    or 'chosen_' / 'rejected_' (preference pairs)."""
     import torch
 
-    width = max(len(e["input_ids"]) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, example in enumerate(examples):
-        length = len(example["input_ids"])
-        input_ids[row, :length] = torch.tensor(example["input_ids"])
-        labels[row, :length] = torch.tensor(example["labels"])
-        attention_mask[row, :length] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {}
+    for key in [k for k in examples[0] if k.endswith("input_ids")]:
+        prefix = key.removesuffix("input_ids")
+        width = max(len(e[key]) for e in examples)
+        input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(examples), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, example in enumerate(examples):
+            length = len(example[key])
+            input_ids[row, :length] = torch.tensor(example[key])
+            labels[row, :length] = torch.tensor(example[f"{prefix}labels"])
+            attention_mask[row, :length] = 1
+        batch.update({f"{prefix}input_ids": input_ids, f"{prefix}attention_mask": attention_mask,
+                      f"{prefix}labels": labels})
+    return batch

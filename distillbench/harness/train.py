@@ -28,6 +28,7 @@ from .data import collate
 from .errors import NonFiniteError
 from .progress import progress
 from .recipe import Budget
+from distillbench.methods.base import sequence_logps
 
 
 @dataclass
@@ -51,6 +52,20 @@ def example_indices(num_examples: int, batch_size: int, seed: int, step: int) ->
     return order[position * batch_size:(position + 1) * batch_size]
 
 
+@torch.no_grad()
+def add_signals(batch: dict, needs: tuple[str, ...], teacher, reference) -> int:
+    """Put the signals a method needs into its batch; returns the number of teacher forward passes."""
+    forwards = 0
+    if "teacher_logits" in needs:
+        batch["teacher_logits"] = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        forwards += len(batch["input_ids"])
+    if "reference_logps" in needs:
+        for side in ("chosen", "rejected"):
+            batch[f"reference_{side}_logps"] = sequence_logps(reference, batch, side)
+            forwards += len(batch[f"{side}_input_ids"])
+    return forwards
+
+
 def _micro_batch_weights(batches: list[dict], normalize_by: str) -> list[float]:
     """Weights that make accumulated micro-batch means equal the mean over the whole step.
 
@@ -59,9 +74,9 @@ def _micro_batch_weights(batches: list[dict], normalize_by: str) -> list[float]:
     the same gradient as one large batch (the pitfall of trl #4719).
     """
     if normalize_by == "tokens":
-        counts = [int((b["labels"][:, 1:] != -100).sum()) for b in batches]
+        counts = [sum(int((v[:, 1:] != -100).sum()) for k, v in b.items() if k.endswith("labels")) for b in batches]
     else:
-        counts = [len(b["input_ids"]) for b in batches]
+        counts = [len(next(iter(b.values()))) for b in batches]
     total = sum(counts) or 1
     return [count / total for count in counts]
 
@@ -81,8 +96,11 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
-          teacher=None, log_path: Path | None = None, description: str = "train") -> TrainResult:
-    """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`."""
+          teacher=None, reference=None, log_path: Path | None = None, description: str = "train") -> TrainResult:
+    """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
+
+    `teacher` provides teacher_logits and `reference` reference_logps, when the method needs them.
+    """
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
@@ -92,9 +110,9 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler) or {"step": 0, "teacher_forwards": 0,
                                                                                "wall_seconds": 0.0}
     student, optimizer = accelerator.prepare(student, optimizer)
-    if teacher is not None:
-        teacher = teacher.to(accelerator.device).eval()
-        teacher.requires_grad_(False)
+    for frozen in (teacher, reference):
+        if frozen is not None:
+            frozen.to(accelerator.device).eval().requires_grad_(False)
     student.train()
     micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
     start_time = time.perf_counter() - state["wall_seconds"]
@@ -113,11 +131,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 weights = _micro_batch_weights(batches, method.normalize_by)
                 for number, (micro, batch, weight) in enumerate(zip(micro_batches, batches, weights)):
                     batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                    if "teacher_logits" in method.needs:
-                        with torch.no_grad():
-                            batch["teacher_logits"] = teacher(input_ids=batch["input_ids"],
-                                                              attention_mask=batch["attention_mask"]).logits[:, :-1]
-                        state["teacher_forwards"] += len(micro)
+                    state["teacher_forwards"] += add_signals(batch, method.needs, teacher, reference)
                     syncing = number == len(micro_batches) - 1
                     context = accelerator.no_sync(student) if not syncing else contextlib.nullcontext()
                     with context, accelerator.autocast():

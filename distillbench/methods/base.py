@@ -14,8 +14,10 @@ import torch
 
 from distillbench.harness.registry import METHODS
 
-# Signals the harness can provide in a batch, beside input_ids / attention_mask / labels.
-SIGNALS = ("teacher_logits",)
+# Signals the harness can provide in a batch, beside the tokenized examples:
+#   teacher_logits   [B, T-1, V] the teacher's next-token logits on the same tokens (sft data)
+#   reference_logps  reference_{chosen,rejected}_logps, [B] summed response log-probs (preference data)
+SIGNALS = ("teacher_logits", "reference_logps")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -28,6 +30,8 @@ class Method:
     # What the loss averages over inside a batch, so accumulation can weight micro-batches:
     # "tokens" (token-level losses) or "examples" (sequence-level losses such as DPO).
     normalize_by: ClassVar[str] = "tokens"
+    # The examples a method trains on: "sft" (prompt, response) or "preference" (prompt, chosen, rejected).
+    data_kind: ClassVar[str] = "sft"
 
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -35,6 +39,11 @@ class Method:
     def check(self) -> list[str]:
         """Constraints between fields that types cannot say; one 'field: problem' line each."""
         return []
+
+
+def upcast(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits to fp32 before softmax (fp32 and fp64 stay as they are)."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 def response_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -45,3 +54,14 @@ def response_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tens
 def shifted_labels(batch: dict[str, Any]) -> torch.Tensor:
     """Labels aligned with `response_logits`; -100 marks prompt and padding."""
     return batch["labels"][:, 1:]
+
+
+def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | None = None) -> torch.Tensor:
+    """[B] summed log-probs of the response tokens; `side` selects 'chosen'/'rejected' of a preference batch."""
+    prefix = f"{side}_" if side else ""
+    logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
+    labels = batch[f"{prefix}labels"][:, 1:]
+    logps = torch.log_softmax(upcast(logits[:, :-1]), dim=-1)
+    mask = labels != -100
+    picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)

@@ -1,3 +1,3 @@
 """LLM distillation and preference-alignment methods."""
 
-from . import kd, sft  # noqa: F401
+from . import dpo, kd, sft  # noqa: F401

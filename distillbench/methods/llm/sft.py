@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..base import Method, register_method, response_logits, shifted_labels
+from ..base import Method, register_method, response_logits, shifted_labels, upcast
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -18,7 +18,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
     logits: [B, T, V] next-token logits; labels: [B, T] target ids aligned with them.
     """
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(upcast(logits.reshape(-1, logits.size(-1))), labels.reshape(-1), ignore_index=-100)
 
 
 @register_method("sft", family="llm", paper="supervised fine-tuning (baseline)",
