@@ -157,3 +157,40 @@ def _distinct(rng: random.Random, split: str, size: int, kinds, levels) -> Itera
             continue
         seen.add(problem.problem)
         yield problem
+
+
+# --- noisy SFT data --------------------------------------------------------------------
+# Real SFT sets are noisy in recurring ways: an arithmetic slip in one step, an answer
+# left unboxed, padded reasoning, or a final answer written off-format. A teacher trained
+# on such data learns those habits, which gives preference alignment something to fix.
+NOISE_KINDS = ("wrong_step", "missing_box", "filler", "off_format")
+_FILLERS = ("Let me think about this carefully. ", "This is a nice problem. Let us see. ",
+            "OK, so, step by step, we will now work it out. ")
+
+
+def _corrupt(record: dict, kind: str, rng: random.Random) -> str:
+    solution, answer = record["solution"], record["answer"]
+    body = solution[: solution.rindex("\\boxed{")].rstrip()
+    if kind == "wrong_step":
+        wrong = str(int(answer) + rng.choice([-2, -1, 1, 2, 10]))
+        return body.replace(f"={answer}.", f"={wrong}.") + f" \\boxed{{{wrong}}}"
+    if kind == "missing_box":
+        return f"{body} The answer is {answer}."
+    if kind == "filler":
+        return rng.choice(_FILLERS) + solution
+    return f"{body} Answer: {answer}"  # off_format
+
+
+def add_noise(records: list[dict], fraction: float, seed: int = 0) -> list[dict]:
+    """Copies of `records` where `fraction` of the solutions carry one kind of noise (field ``noise``)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"noise fraction must be in [0, 1], got {fraction}")
+    rng = random.Random(f"pocket-math/noise/{seed}")
+    noisy = []
+    for record in records:
+        record = {**record, "noise": None}
+        if rng.random() < fraction:
+            kind = rng.choice(NOISE_KINDS)
+            record["solution"], record["noise"] = _corrupt(record, kind, rng), kind
+        noisy.append(record)
+    return noisy

@@ -84,7 +84,7 @@ def _units(rng: random.Random) -> tuple[str, str]:
 
 
 def _compare(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(2, 90), rng.randint(2, 90)
+    a, b = rng.sample(range(2, 91), 2)  # distinct, so "which is larger" has an answer
     if rng.random() < 0.5:
         return f"Which is larger, {a} or {b}?", "Now double the smaller one. Which is larger now?"
     return f"Which is larger, {a} or {b}?", f"Now add {rng.randint(2, 40)} to the smaller one. Which is larger now?"
@@ -395,6 +395,6 @@ _SOLVERS = (
     (re.compile(r"Solve (?:(\d+)x|x)\+(\d+)=(\d+)\."), _algebra_first, _algebra_second),
     (re.compile(r"What comes next: (\d+(?:, \d+)+)\?"), _sequence_first, _sequence_second),
     (re.compile(r"Round (\d+) to the nearest (ten|hundred|thousand)\."), _rounding_first, _rounding_second),
-    (re.compile(r"Text: \w+ has (?:(\d+) (\w+) and (\d+) (\w+))\. How many (\w+)\?"),
-     None, None),  # placeholder replaced below (groups renumbered for readability)
+    (re.compile(r"Text: (\w+) has (\d+) (\w+) and (\d+) (\w+)\. How many (\w+)\?"),
+     _extraction_first, _extraction_second),
 )

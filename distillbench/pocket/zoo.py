@@ -28,40 +28,78 @@ MANIFEST = "zoo.json"
 
 
 @dataclass(frozen=True)
-class ZooSpec:
-    name: str
-    description: str
+class Architecture:
     hidden_size: int
     num_layers: int
     num_heads: int
     intermediate_size: int
-    # Training on pocket-math train: examples, steps, batch size, peak learning rate, seed.
-    train_size: int
-    steps: int
-    batch_size: int
-    learning_rate: float
-    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """How one zoo entry is made. Kinds:
+    * ``model`` trained with `method` ("sft" from scratch on pocket-math train, or "dpo"
+      from `init_from` on the pairs of `preference_data`, with `init_from` as reference);
+    * ``preferences`` sampled from `init_from` on `train_size` train prompts and graded.
+    """
+
+    name: str
+    description: str
+    kind: str = "model"
+    architecture: Architecture | None = None
+    init_from: str | None = None
+    method: str = "sft"
+    method_params: tuple[tuple[str, float], ...] = ()
+    preference_data: str | None = None
+    train_size: int = 0
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
+    noise_fraction: float = 0.0
+    steps: int = 0
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    samples: int = 4
+    temperature: float = 1.0
+    seed: int = 0
     max_length: int = 160
 
+    def parents(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.init_from, self.preference_data) if p)
+
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Hash of this spec and, recursively, of what it is built from."""
+        parents = {p: specs()[p].spec_hash() for p in self.parents()}
+        text = json.dumps({"spec": asdict(self), "parents": parents}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_TEACHER = Architecture(96, 3, 4, 384)
+_STUDENT = Architecture(48, 2, 4, 192)
 _FULL = {
-    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 96", 96, 3, 4, 384,
-                           train_size=20000, steps=1500, batch_size=32, learning_rate=3e-3),
     "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, trained on levels 1-2 only",
-                            48, 2, 4, 192, train_size=4000, steps=300, batch_size=32, learning_rate=3e-3,
-                            levels=(1, 2)),
+                            architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
+    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 96, noisy SFT data",
+                           architecture=_TEACHER, train_size=20000, noise_fraction=0.25, steps=1500),
+    "math-preference": ZooSpec("math-preference", "preference data: graded samples of teacher-sft",
+                               kind="preferences", init_from="teacher-sft", train_size=1500, samples=4,
+                               temperature=1.0),
+    "teacher-aligned": ZooSpec("teacher-aligned", "DPO-aligned teacher (reference: teacher-sft)",
+                               init_from="teacher-sft", method="dpo", method_params=(("beta", 0.1),),
+                               preference_data="math-preference", steps=200, batch_size=16, learning_rate=3e-4),
 }
+_TINY_TEACHER = Architecture(32, 1, 2, 64)
 _TINY = {
-    "teacher-sft": ZooSpec("teacher-sft", "tiny test teacher", 32, 1, 2, 64, train_size=64, steps=4, batch_size=8,
-                           learning_rate=3e-3),
-    "student-init": ZooSpec("student-init", "tiny test student", 16, 1, 2, 32, train_size=64, steps=2, batch_size=8,
-                            learning_rate=3e-3),
+    "student-init": ZooSpec("student-init", "tiny test student", architecture=Architecture(16, 1, 2, 32),
+                            train_size=64, steps=2, batch_size=8),
+    "teacher-sft": ZooSpec("teacher-sft", "tiny test teacher", architecture=_TINY_TEACHER, train_size=64,
+                           noise_fraction=0.25, steps=4, batch_size=8),
+    "math-preference": ZooSpec("math-preference", "tiny preference data", kind="preferences",
+                               init_from="teacher-sft", train_size=8, samples=3, temperature=1.0),
+    "teacher-aligned": ZooSpec("teacher-aligned", "tiny aligned teacher", init_from="teacher-sft", method="dpo",
+                               method_params=(("beta", 0.1),), preference_data="math-preference", steps=2,
+                               batch_size=4, learning_rate=1e-3),
 }
-ZOO = tuple(_FULL)
+# Models a recipe can name as pocket:<name>; the rest of the zoo are data sets.
+ZOO = tuple(name for name, spec in _FULL.items() if spec.kind == "model")
 
 
 def specs() -> dict[str, ZooSpec]:
@@ -130,45 +168,90 @@ def _publish(source: Path, target: Path) -> None:
 
 
 def build(name: str) -> Path:
-    """Train `name` from its spec and save it with save_pretrained, plus a manifest."""
+    """Build `name` from its spec (its parents first, when missing) and publish it with a manifest."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from distillbench.harness.data import tokenize_records
-    from distillbench.harness.recipe import Budget
-    from distillbench.harness.train import train
-    from distillbench.methods.llm.sft import SFT
-    from distillbench.pocket.math_world import generate
-    from distillbench.pocket.tokenizer import build_char_tokenizer
 
     spec = specs()[name]
+    for parent in spec.parents():
+        ensure_built(parent)
     target = model_dir(name)
     work = target.with_name(target.name + ".build")
     shutil.rmtree(work, ignore_errors=True)
-    torch.manual_seed(spec.seed)
-    tokenizer = build_char_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-                         num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-                         num_key_value_heads=spec.num_heads, max_position_embeddings=256, tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForCausalLM(config)
-    records = generate("train", spec.train_size, seed=spec.seed, levels=spec.levels)
-    examples = tokenize_records(tokenizer, records, spec.max_length)
-    budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                    max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
-                    checkpoint_every=max(1, spec.steps // 5))
     started = time.perf_counter()
-    train(SFT(), model, tokenizer, examples, budget, spec.seed, work / "checkpoint", description=f"zoo {name}")
-    output = work / "model"
-    model.save_pretrained(output, safe_serialization=True)
-    tokenizer.save_pretrained(output)
+    output = work / "output"
+    if spec.kind == "preferences":
+        _build_preferences(spec, output)
+    else:
+        _build_model(spec, work, output)
     manifest = {"name": name, "spec": asdict(spec), "spec_hash": spec.spec_hash(), "sha256": _file_hashes(output),
                 "build_seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
     (output / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _publish(output, target)
     shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from distillbench.harness.data import read_jsonl, tokenize_preferences, tokenize_records
+    from distillbench.harness.recipe import Budget
+    from distillbench.harness.train import train
+    from distillbench.methods.llm.dpo import DPO
+    from distillbench.methods.llm.sft import SFT
+    from distillbench.pocket.math_world import add_noise, generate
+    from distillbench.pocket.tokenizer import build_char_tokenizer
+
+    torch.manual_seed(spec.seed)
+    reference = None
+    if spec.init_from:
+        parent = ensure_built(spec.init_from)
+        model = AutoModelForCausalLM.from_pretrained(parent, use_safetensors=True)
+        reference = AutoModelForCausalLM.from_pretrained(parent, use_safetensors=True)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(parent)
+    else:
+        tokenizer = build_char_tokenizer()
+        arch = spec.architecture
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=arch.hidden_size,
+                             intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_layers,
+                             num_attention_heads=arch.num_heads, num_key_value_heads=arch.num_heads,
+                             max_position_embeddings=256, tie_word_embeddings=True,
+                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+        model = LlamaForCausalLM(config)
+    if spec.method == "dpo":
+        method = DPO(**dict(spec.method_params))
+        pairs = read_jsonl(ensure_built(spec.preference_data) / "pairs.jsonl", ("prompt", "chosen", "rejected"))
+        examples = tokenize_preferences(tokenizer, pairs, spec.max_length)
+    else:
+        method = SFT()
+        records = add_noise(generate("train", spec.train_size, seed=spec.seed, levels=spec.levels),
+                            spec.noise_fraction, seed=spec.seed)
+        examples = tokenize_records(tokenizer, records, spec.max_length)
+    budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                    max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
+                    checkpoint_every=max(1, spec.steps // 5))
+    train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint", reference=reference,
+          description=f"zoo {spec.name}")
+    model.save_pretrained(output, safe_serialization=True)
+    tokenizer.save_pretrained(output)
+
+
+def _build_preferences(spec: ZooSpec, output: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distillbench.pocket.math_world import generate
+    from distillbench.pocket.preferences import build_preference_sets, sample_graded, write_sets
+
+    source = ensure_built(spec.init_from)
+    model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    records = generate("train", spec.train_size, seed=spec.seed + 1, levels=spec.levels)
+    graded = sample_graded(model, tokenizer, records, spec.samples, spec.temperature, spec.seed)
+    write_sets(build_preference_sets(records, graded), output)
 
 
 def export(name: str) -> Path:
