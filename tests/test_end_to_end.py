@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from distillbench.harness.cli import main
 from distillbench.methods.base import register_method
 from distillbench.methods.llm.sft import SFT
+from distillbench.pocket import zoo
 
 
 @register_method("test-nan", family="test", summary="SFT whose loss turns NaN at step 2 (tests only)")
@@ -97,3 +98,14 @@ def test_leaderboard_command(tiny_recipe, capsys):
     assert main(["leaderboard", str(recipe.parent / "out"), "--format", "markdown"]) == 0
     assert "| sft | method | 0 |" in capsys.readouterr().out
     assert main(["leaderboard", str(recipe.parent)]) == 2
+
+
+def test_dpo_cell_trains_on_the_zoo_preference_pairs(tiny_recipe):
+    recipe = tiny_recipe("[dpo]")
+    recipe.write_text(recipe.read_text().replace('size: 64}', 'size: 64, preferences: "pocket:math-preference"}'))
+    assert main(["run", str(recipe)]) == 0
+    row = {r["row"]: r for r in _board(recipe)["rows"]}["dpo"]
+    assert row["status"] == "complete"
+    # the reference model scores chosen and rejected of every pair of each step's batch (up to 8), for 3 steps
+    pairs = len((zoo.ensure_built("math-preference") / "pairs.jsonl").read_text().splitlines())
+    assert row["cost"]["teacher_forwards"] == 2 * min(8, pairs) * 3

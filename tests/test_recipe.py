@@ -111,3 +111,9 @@ def test_cli_reports_broken_yaml_with_its_line(tmp_path, capsys):
 def test_cli_missing_recipe_file(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "recipe file not found" in capsys.readouterr().err
+
+
+def test_preference_methods_need_preference_data():
+    assert problems(base(methods=["dpo"])) == ["r.yaml: data.preferences: required by dpo"]
+    recipe = parse_recipe(base(methods=["dpo"], data={"source": "pocket:math", "preferences": "pocket:math-preference"}))
+    assert recipe.data.preferences == "pocket:math-preference"

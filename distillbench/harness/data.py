@@ -39,13 +39,42 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[st
     return records
 
 
-def load_records(source: str, split: str, size: int | None) -> list[dict[str, Any]]:
-    if source == "pocket:math":
-        from distillbench.pocket.math_world import generate
+POCKET_SOURCES = ("pocket:math", "pocket:math-preference")
+PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
-        return generate(split, size or 2000, seed=0)
+
+def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0) -> list[dict[str, Any]]:
+    """SFT records: generated pocket-math (with optional noise) or a local JSONL file."""
+    if source == "pocket:math":
+        from distillbench.pocket.math_world import add_noise, generate
+
+        return add_noise(generate(split, size or 2000, seed=0), noise_fraction)
     records = read_jsonl(source, REQUIRED_FIELDS)
     return records[:size] if size else records
+
+
+def load_preferences(source: str) -> list[dict[str, Any]]:
+    """Preference pairs: the pocket zoo's graded teacher samples, or a local JSONL file."""
+    if source == "pocket:math-preference":
+        from distillbench.pocket.zoo import ensure_built
+
+        source = str(ensure_built("math-preference") / "pairs.jsonl")
+    return read_jsonl(source, PREFERENCE_FIELDS)
+
+
+def data_fingerprint(source: str | None) -> str | None:
+    """What a cell key records of a data source: the zoo spec hash or the file's sha256."""
+    if source is None:
+        return None
+    if source == "pocket:math-preference":
+        from distillbench.pocket.zoo import specs
+
+        return specs()["math-preference"].spec_hash()
+    if source.startswith("pocket:"):
+        return source
+    import hashlib
+
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 
 def tokenize_example(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:

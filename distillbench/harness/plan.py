@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .data import data_fingerprint
 from .models import fingerprint
 from .recipe import Recipe, stable_hash, validate_options
 from .registry import BENCHMARKS, METHODS
@@ -66,7 +67,8 @@ def make_plan(recipe: Recipe) -> Plan:
     for label, ref in references:
         if ref is not None:
             cells.append(Cell(label, "reference", ref, stable_hash({"kind": "reference", "model": fp(ref)})))
-    data = recipe.data.model_dump(mode="json")
+    data = {**recipe.data.model_dump(mode="json"), "source_hash": data_fingerprint(recipe.data.source),
+            "preferences_hash": data_fingerprint(recipe.data.preferences)}
     budget = recipe.budget.model_dump(mode="json")
     for spec in recipe.methods:
         method = validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]

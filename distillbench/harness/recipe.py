@@ -43,20 +43,26 @@ class Budget(_Strict):
 
 
 class DataSpec(_Strict):
-    """Training data: a pocket generator or a local JSONL file of MATH-format records."""
+    """Training data: SFT records (problem / solution) and, for preference methods, preference pairs."""
 
-    source: str = Field(description="'pocket:math' or a path to a JSONL file with problem/solution fields")
+    source: str = Field(description="'pocket:math' or a JSONL file of {problem, solution} records")
     split: str = "train"
-    size: int | None = Field(default=None, gt=0, description="number of training examples (pocket: generated)")
+    size: int | None = Field(default=None, gt=0, description="number of SFT examples (pocket: generated)")
+    noise_fraction: float = Field(default=0.0, ge=0, le=1,
+                                  description="pocket sources: share of solutions with realistic noise")
+    preferences: str | None = Field(default=None, description="'pocket:math-preference' or a JSONL file of "
+                                    "{prompt, chosen, rejected} records (chat messages or strings)")
 
-    @field_validator("source")
+    @field_validator("source", "preferences")
     @classmethod
-    def _known_source(cls, value: str) -> str:
+    def _known_source(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         if value.startswith("pocket:"):
-            from distillbench.pocket.math_world import POCKET_DATASETS
+            from .data import POCKET_SOURCES
 
-            if value not in POCKET_DATASETS:
-                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_DATASETS)}")
+            if value not in POCKET_SOURCES:
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_SOURCES)}")
         elif not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
@@ -160,9 +166,9 @@ def _check_components(recipe: Recipe) -> list[str]:
         labels = [s.label for s in specs]
         for label in {l for l in labels if labels.count(l) > 1}:
             problems.append(f"{kind}: {label!r} is listed twice")
-    needs_reference = [s.name for s in recipe.methods if s.name in METHODS and "reference_logits" in METHODS.get(s.name).needs]
-    if needs_reference and recipe.reference_teacher is None:
-        problems.append(f"reference_teacher: required by {', '.join(needs_reference)}")
+    needs_pairs = [s.name for s in recipe.methods if s.name in METHODS and METHODS.get(s.name).data_kind == "preference"]
+    if needs_pairs and recipe.data.preferences is None:
+        problems.append(f"data.preferences: required by {', '.join(needs_pairs)}")
     return problems
 
 

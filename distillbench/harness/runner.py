@@ -23,7 +23,7 @@ from distillbench.leaderboards.aggregate import build_leaderboard
 from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
-from .data import load_records, tokenize_records
+from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
 from .errors import NonFiniteError, UserInputError
 from .models import load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
@@ -41,7 +41,7 @@ class Runner:
         self.out = Path(output_dir) if output_dir else recipe.output_path()
         self.console = console or Console(stderr=True)
         self._teacher = None
-        self._examples = None
+        self._examples: dict[str, list] = {}
 
     def run(self) -> dict[str, Any]:
         plan = make_plan(self.recipe)
@@ -96,11 +96,13 @@ class Runner:
         if cell.kind == "reference":
             return model, tokenizer, {}
         teacher = self._load_teacher(tokenizer) if "teacher_logits" in cell.method.needs else None
+        # DPO-style methods measure the policy against its own initialisation.
+        reference = load_causal_lm(cell.model_ref)[0] if "reference_logps" in cell.method.needs else None
         budget = self.recipe.budget
         self.console.print(f"training {cell.folder} ({budget.steps} steps)")
-        result = train(cell.method, model, tokenizer, self._train_examples(tokenizer), budget, cell.seed,
-                       folder / "checkpoint", teacher=teacher, log_path=folder / "train_log.jsonl",
-                       description=f"train {cell.label} seed {cell.seed}")
+        result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
+                       cell.seed, folder / "checkpoint", teacher=teacher, reference=reference,
+                       log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}")
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
         cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
@@ -123,12 +125,16 @@ class Runner:
             self._teacher = teacher
         return self._teacher
 
-    def _train_examples(self, tokenizer):
-        if self._examples is None:
-            data = self.recipe.data
-            records = load_records(data.source, data.split, data.size)
-            self._examples = tokenize_records(tokenizer, records, self.recipe.budget.max_length)
-        return self._examples
+    def _train_examples(self, tokenizer, kind: str):
+        """Tokenized training examples of one kind ("sft" or "preference"), built once per run."""
+        if kind not in self._examples:
+            data, max_length = self.recipe.data, self.recipe.budget.max_length
+            if kind == "preference":
+                self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
+            else:
+                records = load_records(data.source, data.split, data.size, data.noise_fraction)
+                self._examples[kind] = tokenize_records(tokenizer, records, max_length)
+        return self._examples[kind]
 
     # evaluation -------------------------------------------------------------
     def _evaluate(self, store: Store, cell: Cell, bench: BenchmarkRun, model, tokenizer, folder: Path) -> None:

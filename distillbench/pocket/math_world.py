@@ -19,7 +19,6 @@ SPLITS = ("train", "dev", "test")
 # Share of the problem space that each split owns, in percent of hash buckets.
 _SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "test": range(90, 100)}
 
-POCKET_DATASETS = ("pocket:math",)
 
 
 @dataclass(frozen=True)

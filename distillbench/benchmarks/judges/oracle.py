@@ -9,24 +9,26 @@ with `distillbench.pocket.mtbench_world.solve` (reference answers in the prompt
 are not needed and are ignored), and answers in the judge's output format, so
 the official parsers read its verdict.
 
-Rubric, on the answer to the judged turn (turn 1 for single-turn prompts, turn 2
-for multi-turn prompts, as the official multi-turn prompts ask):
+The rubric is the pocket-math quality rubric (`distillbench.pocket.rubric`),
+the same one that grades the preference data, so the judge rewards exactly what
+preference alignment trains for. Out of 10, clamped to 1..10:
 
-    1 point to start with
-  + 6 the final (last) ``\\boxed{}`` value equals the ground truth  (correctness dominates)
-    (+ 3 instead, when there is no ``\\boxed{}`` but the last number is right)
-  + 2 a ``\\boxed{}`` answer is present                               (format)
-  + 1 at most `concise_chars` characters and a single ``\\boxed{}``    (conciseness: no padding, no hedging)
-  = 1..10
+  6  the final answer is correct (Math-Verify against the ground truth; dominant)
+  2  it is stated in ``\\boxed{}`` (format)
+  2  conciseness: up to 1.5x the reference answer's length (+10 characters)
+     earns 2, up to 3x earns 1, longer (padded) earns 0
 
-Following turn 2 is graded through correctness: turn 2's ground truth always
-differs from turn 1's, so an answer that repeats the first result earns no
-correctness points (and the explanation says so). Single grading answers a
-short explanation then ``Rating: [[k]]``; pairwise grading scores both answers
-and answers ``[[A]]`` or ``[[B]]`` for the higher score, ``[[C]]`` when equal.
-Deterministic. The explanation never quotes answer text, so an answer cannot
-inject a rating or a verdict. A prompt that is not a pocket-mtbench judge prompt
-raises ValueError: that is a harness bug, not a grade.
+It is applied to the answer of the judged turn: turn 1 for single-turn prompts,
+turn 2 for multi-turn prompts (which the official prompts ask the judge to focus
+on), with that turn's ground truth and reference answer. Following turn 2 is
+thereby graded as correctness: turn 2's ground truth always differs from turn
+1's, so repeating the first result earns nothing for correctness, and the
+explanation says so. Single grading answers a short explanation then
+``Rating: [[k]]``; pairwise grading rates both answers and answers ``[[A]]`` or
+``[[B]]`` for the higher rating, ``[[C]]`` when equal. Deterministic. The
+explanation never quotes answer text, so an answer cannot inject a rating or a
+verdict. A prompt that is not a pocket-mtbench judge prompt raises ValueError:
+that is a harness bug, not a grade.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from distillbench.benchmarks.math_grading import _last_boxed as last_boxed
+from distillbench.benchmarks.math_grading import grade
 from distillbench.harness.registry import JUDGES
-from distillbench.pocket.mtbench_world import solve
+from distillbench.pocket.mtbench_world import reference_turns, solve
+from distillbench.pocket.rubric import score_response
 
 _REFERENCE_BLOCK = r"(?:\[The Start of Reference Answer\]\n.*?\n\[The End of Reference Answer\]\n\n)?"
 
@@ -90,86 +93,39 @@ def parse_judge_prompt(user: str) -> ParsedJudgePrompt:
     raise ValueError("pocket-oracle: not a rendered MT-Bench judge prompt")
 
 
-@dataclass(frozen=True)
-class RubricScore:
-    points: int
-    notes: tuple[str, ...]
-
-
-def rubric_score(answer: str, expected: str, *, previous_expected: str | None = None,
-                 concise_chars: int = 120) -> RubricScore:
-    """Score one answer against the ground truth of its turn, by the rubric in the module docstring."""
-    boxed = last_boxed(answer)
-    points, notes = 1, []
-    if boxed is None:
-        notes.append("There is no \\boxed{} answer.")
-        if _same_number(_last_number(answer), expected):
-            points += 3
-            notes.append("Its last number is right, but it is not boxed.")
-        return RubricScore(points, tuple(notes))
-    points += 2
-    if _same_number(boxed, expected):
-        points += 6
-        notes.append("The final boxed answer is correct.")
-    elif previous_expected is not None and _same_number(boxed, previous_expected):
-        notes.append("The final boxed answer repeats the first result instead of following the second question.")
-    else:
-        notes.append("The final boxed answer is wrong.")
-    if len(answer.strip()) <= concise_chars and answer.count("\\boxed{") == 1:
-        points += 1
-        notes.append("It is concise.")
-    else:
-        notes.append("It is padded: too long or several boxed answers.")
-    return RubricScore(points, tuple(notes))
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    cleaned = text.strip().strip("$").replace(",", "").replace(" ", "").rstrip(".")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
-def _same_number(candidate: str | None, expected: str) -> bool:
-    value = _number(candidate)
-    return value is not None and value == _number(expected)
-
-
-def _last_number(text: str) -> str | None:
-    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
-    return numbers[-1] if numbers else None
-
-
 @JUDGES.register("pocket-oracle", family="pocket", paper="MT-Bench judge prompts (arXiv:2306.05685)",
                  summary="exact judge for pocket-mtbench: reads the official judge prompt, grades by ground truth")
 @dataclass(frozen=True)
 class PocketOracleJudge:
     """Exact judge for pocket-mtbench: reads the official judge prompt, grades by the world's ground truth."""
 
-    concise_chars: int = 120
-
     def complete(self, system: str, user: str) -> str:
         parsed = parse_judge_prompt(user)
-        truths = solve(parsed.questions)
-        expected, previous = truths[-1], (truths[0] if parsed.multi_turn else None)
-        scores = {side: rubric_score(turns[-1], expected, previous_expected=previous,
-                                     concise_chars=self.concise_chars)
-                  for side, turns in parsed.answers.items()}
+        truths, references = solve(parsed.questions), reference_turns(parsed.questions)
+        judged = {side: _judge_answer(turns[-1], truths, references[-1]) for side, turns in parsed.answers.items()}
         preamble = ("Judging the answer to the second question. " if parsed.multi_turn else "") \
-            + f"The expected final answer is {expected}."
+            + f"The expected final answer is {truths[-1]}."
         if parsed.pairwise:
-            return _pairwise_judgment(preamble, scores["A"], scores["B"])
-        return f"{preamble} {' '.join(scores['A'].notes)} Rating: [[{scores['A'].points}]]"
+            return _pairwise_judgment(preamble, judged["A"], judged["B"])
+        rating, explanation = judged["A"]
+        return f"{preamble} {explanation} Rating: [[{rating}]]"
 
 
-def _pairwise_judgment(preamble: str, score_a: RubricScore, score_b: RubricScore) -> str:
-    explanation = (f"{preamble} Assistant A: {' '.join(score_a.notes)} ({score_a.points} points). "
-                   f"Assistant B: {' '.join(score_b.notes)} ({score_b.points} points).")
-    if score_a.points > score_b.points:
+def _judge_answer(answer: str, truths: list[str], reference: str) -> tuple[int, str]:
+    """(rating, explanation) of the answer to the last turn. The explanation is ours only: no answer text."""
+    score = score_response(answer, truths[-1], reference)
+    explanation = f"Rubric: {score.explain()}."
+    if len(truths) == 2 and not score.correct and grade(answer, truths[0]).correct:
+        explanation += " It repeats the first result instead of following the second question."
+    return score.rating, explanation
+
+
+def _pairwise_judgment(preamble: str, judged_a: tuple[int, str], judged_b: tuple[int, str]) -> str:
+    (rating_a, explanation_a), (rating_b, explanation_b) = judged_a, judged_b
+    explanation = (f"{preamble} Assistant A: {explanation_a} Rating {rating_a} of 10. "
+                   f"Assistant B: {explanation_b} Rating {rating_b} of 10.")
+    if rating_a > rating_b:
         return f"{explanation} Assistant A is better. [[A]]"
-    if score_b.points > score_a.points:
+    if rating_b > rating_a:
         return f"{explanation} Assistant B is better. [[B]]"
     return f"{explanation} They are equally good. [[C]]"
