@@ -52,10 +52,18 @@ class NaNAt(SFT):
 
 
 def test_data_order_is_a_function_of_seed_and_step():
-    assert example_indices(10, 4, seed=0, step=3) == example_indices(10, 4, seed=0, step=3)
-    assert example_indices(10, 4, seed=0, step=0) != example_indices(10, 4, seed=1, step=0)
-    epoch = [i for step in range(2) for i in example_indices(10, 5, seed=0, step=step)]
+    lengths = (7,) * 10
+    assert example_indices(lengths, 4, seed=0, step=3) == example_indices(lengths, 4, seed=0, step=3)
+    assert example_indices(lengths, 4, seed=0, step=0) != example_indices(lengths, 4, seed=1, step=0)
+    epoch = [i for step in range(2) for i in example_indices(lengths, 5, seed=0, step=step)]
     assert sorted(epoch) == list(range(10))
+
+
+def test_batches_group_examples_of_similar_length():
+    lengths = tuple(torch.randint(1, 200, (4000,), generator=torch.Generator().manual_seed(0)).tolist())
+    spans = [max(lengths[i] for i in batch) - min(lengths[i] for i in batch)
+             for batch in (example_indices(lengths, 32, seed=0, step=s) for s in range(20))]
+    assert max(spans) < 30  # a random batch of 32 would span most of 1..200
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):

@@ -77,22 +77,37 @@ def data_fingerprint(source: str | None) -> str | None:
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 
+def tokenize_conversation(tokenizer, messages: list[dict[str, str]], max_length: int) -> dict[str, list[int]]:
+    """input_ids of a chat through the template; labels are the assistant turns' tokens, -100 elsewhere."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt_ids = _render(tokenizer, messages[:index], generation_prompt=True)
+        full_ids = _render(tokenizer, messages[: index + 1], generation_prompt=False)
+        if full_ids[: len(input_ids)] != input_ids or full_ids[: len(prompt_ids)] != prompt_ids:
+            raise UserInputError("the tokenizer's chat template renders earlier turns differently in a longer conversation")
+        labels += [-100] * (len(prompt_ids) - len(input_ids)) + full_ids[len(prompt_ids):]
+        input_ids = full_ids
+    return {"input_ids": input_ids[:max_length], "labels": labels[:max_length]}
+
+
+def _render(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True,
+                                              return_dict=False))
+
+
 def tokenize_example(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
-    """input_ids of prompt + response through the chat template; labels are -100 on the prompt."""
-    conversation = [{"role": "user", "content": prompt}]
-    prompt_ids = list(tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=False))
-    full_ids = list(tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": response}],
-                                                  tokenize=True, return_dict=False))
-    if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise UserInputError("the tokenizer's chat template renders the prompt differently inside a full conversation")
-    full_ids = full_ids[:max_length]
-    labels = [-100] * min(len(prompt_ids), len(full_ids)) + full_ids[len(prompt_ids):]
-    return {"input_ids": full_ids, "labels": labels}
+    """A single-turn (prompt, response) example; labels cover the response only."""
+    return tokenize_conversation(tokenizer, [{"role": "user", "content": prompt},
+                                             {"role": "assistant", "content": response}], max_length)
 
 
 def tokenize_records(tokenizer, records: list[dict[str, Any]], max_length: int) -> list[dict[str, list[int]]]:
-    return [tokenize_example(tokenizer, r["problem"], r["solution"], max_length) for r in records]
+    """SFT records: MATH-format {problem, solution} or chat {messages: [...]}."""
+    return [tokenize_conversation(tokenizer, r["messages"], max_length) if "messages" in r
+            else tokenize_example(tokenizer, r["problem"], r["solution"], max_length) for r in records]
 
 
 def _text(value: Any) -> str:

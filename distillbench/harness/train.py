@@ -9,6 +9,7 @@ batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import resource
@@ -43,13 +44,38 @@ class TrainResult:
     device: str = "cpu"
 
 
-def example_indices(num_examples: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The examples of optimizer step `step` (0-based): epochs are seeded permutations."""
-    per_epoch = max(1, num_examples // batch_size)
-    epoch, position = divmod(step, per_epoch)
+# Examples are sorted by length within windows of this many batches, so a batch pads
+# little, while the order of batches stays random (as HF's group_by_length does).
+LENGTH_GROUP_BATCHES = 50
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_batches(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(num_examples, generator=generator).tolist()
-    return order[position * batch_size:(position + 1) * batch_size]
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if len(order) < batch_size:  # fewer examples than one batch: every step sees all of them
+        return [order]
+    order = order[: len(order) - len(order) % batch_size]  # the dropped remainder is random, not the shortest
+    window = batch_size * LENGTH_GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), window):
+        group = sorted(order[start:start + window], key=lambda i: -lengths[i])
+        batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def example_indices(lengths: tuple[int, ...], batch_size: int, seed: int, step: int) -> list[int]:
+    """The examples of optimizer step `step` (0-based), a pure function of (lengths, seed, step):
+    each epoch is a seeded permutation, grouped by length into batches in random order."""
+    per_epoch = max(1, len(lengths) // batch_size)
+    epoch, position = divmod(step, per_epoch)
+    batches = _epoch_batches(lengths, batch_size, seed, epoch)
+    return batches[position % len(batches)]
+
+
+def _length(example: dict) -> int:
+    return max(len(v) for k, v in example.items() if k.endswith("input_ids"))
 
 
 @torch.no_grad()
@@ -115,6 +141,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             frozen.to(accelerator.device).eval().requires_grad_(False)
     student.train()
     micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
+    lengths = tuple(_length(e) for e in examples)
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
     if log_path:
@@ -124,7 +151,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
         with progress(total=budget.steps, description=description) as bar:
             bar.advance(state["step"])
             for step in range(state["step"], budget.steps):
-                indices = example_indices(len(examples), budget.batch_size, seed, step)
+                indices = example_indices(lengths, budget.batch_size, seed, step)
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
                 terms = {}
                 batches = [collate([examples[i] for i in micro], tokenizer.pad_token_id) for micro in micro_batches]

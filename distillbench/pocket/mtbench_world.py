@@ -398,3 +398,32 @@ _SOLVERS = (
     (re.compile(r"Text: (\w+) has (\d+) (\w+) and (\d+) (\w+)\. How many (\w+)\?"),
      _extraction_first, _extraction_second),
 )
+
+
+def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0) -> list[dict]:
+    """`size` two-turn chat conversations in the pocket-mtbench style, for SFT.
+
+    Disjoint from the evaluation questions (`generate_questions()`): any conversation
+    whose first turn is an evaluation question is skipped. Answers are the reference
+    turns, with `noise_fraction` of them corrupted the way pocket-math SFT data is.
+    """
+    from .math_world import NOISE_KINDS, _corrupt
+
+    held_out = {q["turns"][0] for q in generate_questions()}
+    rng = random.Random(f"pocket-mtbench/train/{seed}")
+    conversations = []
+    while len(conversations) < size:
+        category = CATEGORIES[len(conversations) % len(CATEGORIES)]
+        turns = GENERATORS[category](rng)
+        # Small categories (units) repeat in training; only the held-out questions are excluded.
+        if turns[0] not in held_out and _is_valid(turns):
+            answers = []
+            for turn_answer, text in zip(solve(list(turns)), reference_turns(list(turns))):
+                if rng.random() < noise_fraction:
+                    text = _corrupt({"solution": text, "answer": turn_answer}, rng.choice(NOISE_KINDS), rng)
+                answers.append(text)
+            conversations.append({"category": category, "messages": [
+                {"role": "user", "content": turns[0]}, {"role": "assistant", "content": answers[0]},
+                {"role": "user", "content": turns[1]}, {"role": "assistant", "content": answers[1]}]})
+    rng.shuffle(conversations)
+    return conversations

@@ -54,6 +54,7 @@ class ZooSpec:
     train_size: int = 0
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
     noise_fraction: float = 0.0
+    conversations: int = 0  # two-turn pocket-mtbench-style chats mixed into SFT data
     steps: int = 0
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -78,7 +79,8 @@ _FULL = {
     "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, trained on levels 1-2 only",
                             architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
     "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 96, noisy SFT data",
-                           architecture=_TEACHER, train_size=20000, noise_fraction=0.25, steps=1500),
+                           architecture=_TEACHER, train_size=20000, conversations=6000, noise_fraction=0.25,
+                           steps=1500, max_length=256),
     "math-preference": ZooSpec("math-preference", "preference data: graded samples of teacher-sft",
                                kind="preferences", init_from="teacher-sft", train_size=1500, samples=4,
                                temperature=1.0),
@@ -91,7 +93,7 @@ _TINY = {
     "student-init": ZooSpec("student-init", "tiny test student", architecture=Architecture(16, 1, 2, 32),
                             train_size=64, steps=2, batch_size=8),
     "teacher-sft": ZooSpec("teacher-sft", "tiny test teacher", architecture=_TINY_TEACHER, train_size=64,
-                           noise_fraction=0.25, steps=4, batch_size=8),
+                           conversations=16, noise_fraction=0.25, steps=4, batch_size=8),
     "math-preference": ZooSpec("math-preference", "tiny preference data", kind="preferences",
                                init_from="teacher-sft", train_size=8, samples=3, temperature=1.0),
     "teacher-aligned": ZooSpec("teacher-aligned", "tiny aligned teacher", init_from="teacher-sft", method="dpo",
@@ -201,6 +203,7 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
     from distillbench.methods.llm.dpo import DPO
     from distillbench.methods.llm.sft import SFT
     from distillbench.pocket.math_world import add_noise, generate
+    from distillbench.pocket.mtbench_world import training_conversations
     from distillbench.pocket.tokenizer import build_char_tokenizer
 
     torch.manual_seed(spec.seed)
@@ -230,6 +233,7 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
         method = SFT()
         records = add_noise(generate("train", spec.train_size, seed=spec.seed, levels=spec.levels),
                             spec.noise_fraction, seed=spec.seed)
+        records += training_conversations(spec.conversations, seed=spec.seed + 1, noise_fraction=spec.noise_fraction)
         examples = tokenize_records(tokenizer, records, spec.max_length)
     budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                     max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
