@@ -109,3 +109,20 @@ def test_dpo_cell_trains_on_the_zoo_preference_pairs(tiny_recipe):
     # the reference model scores chosen and rejected of every pair of each step's batch (up to 8), for 3 steps
     pairs = len((zoo.ensure_built("math-preference") / "pairs.jsonl").read_text().splitlines())
     assert row["cost"]["teacher_forwards"] == 2 * min(8, pairs) * 3
+
+
+def test_pocket_mtbench_is_judged_turn_by_turn_by_the_oracle(tiny_recipe):
+    recipe = tiny_recipe("[sft]")
+    recipe.write_text(recipe.read_text().replace(
+        "benchmarks: [{name: pocket-math, n: 12, max_new_tokens: 16}]",
+        "benchmarks: [{name: pocket-mtbench, max_new_tokens: 12}]"))
+    assert main(["run", str(recipe)]) == 0
+    board = _board(recipe)
+    for row in board["rows"]:
+        for metric in ("score", "turn1", "turn2"):
+            value = row["metrics"][f"pocket-mtbench/{metric}"]
+            assert value["n"] == 80 and 1 <= value["mean"] <= 10
+    assert board["protocols"]["pocket-mtbench"]["judge"] == "pocket-oracle"
+    outputs = next((recipe.parent / "out" / "cells").glob("sft*/outputs-pocket-mtbench-*.jsonl"))
+    first = json.loads(outputs.read_text().splitlines()[0])
+    assert len(first["output"]) == 2 and "Rating: [[" in first["reason"]

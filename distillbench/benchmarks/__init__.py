@@ -1,3 +1,3 @@
 """Benchmarks, one file per benchmark or scorer family. Importing this package registers them."""
 
-from . import pocket_math  # noqa: F401
+from . import judges, mtbench, pocket_math  # noqa: F401

@@ -147,7 +147,8 @@ class Runner:
             result = benchmark.score(item, output)
             scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason,
                            **({"extra": result.extra} if result.extra else {})})
-        metrics = {name: summarize([s["scores"][name] for s in scored]) for name in scored[0]["scores"]}
+        names = dict.fromkeys(name for s in scored for name in s["scores"])
+        metrics = {name: summarize([s["scores"][name] for s in scored if name in s["scores"]]) for name in names}
         seconds = time.perf_counter() - started
         folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(s) + "\n" for s in scored)

@@ -98,7 +98,8 @@ class Store:
                         items: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> None:
         statements = [("DELETE FROM items WHERE cell_key=? AND bench_key=?", (cell_key, bench_key))]
         statements += [("INSERT INTO items VALUES (?,?,?,?,?,?)",
-                        (cell_key, bench_key, item["id"], json.dumps(item["scores"]), item["reason"], item["output"]))
+                        (cell_key, bench_key, item["id"], json.dumps(item["scores"]), item["reason"],
+                         item["output"] if isinstance(item["output"], str) else json.dumps(item["output"])))
                        for item in items]
         statements += [("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
                         (cell_key, bench_key, benchmark, name, m["mean"], m["ci95"][0], m["ci95"][1], m["n"]))

@@ -26,8 +26,10 @@ def _row_metrics(store: Store, cells, plan: Plan) -> tuple[dict[str, Any], dict[
         if not per_cell or any(not scores for scores in per_cell):
             continue
         item_ids = sorted(set.intersection(*(set(scores) for scores in per_cell)))
-        for metric in sorted(per_cell[0][item_ids[0]]):
-            matrix = np.array([[scores[i][metric] for i in item_ids] for scores in per_cell])
+        for metric in sorted({m for scores in per_cell for item in scores.values() for m in item}):
+            # items where a judge's verdict could not be parsed carry no value and are dropped
+            scored = [i for i in item_ids if all(metric in scores[i] for scores in per_cell)]
+            matrix = np.array([[scores[i][metric] for i in scored] for scores in per_cell])
             name = f"{bench.name}/{metric}"
             metrics[name] = summarize(matrix.mean(axis=0))
             if len(cells) > 1:
