@@ -126,3 +126,15 @@ def test_pocket_mtbench_is_judged_turn_by_turn_by_the_oracle(tiny_recipe):
     outputs = next((recipe.parent / "out" / "cells").glob("sft*/outputs-pocket-mtbench-*.jsonl"))
     first = json.loads(outputs.read_text().splitlines()[0])
     assert len(first["output"]) == 2 and "Rating: [[" in first["reason"]
+
+
+def test_leaderboard_versus_a_row(tiny_recipe, capsys):
+    recipe = tiny_recipe("[sft]")
+    assert main(["run", str(recipe)]) == 0
+    capsys.readouterr()
+    out = recipe.parent / "out"
+    assert main(["leaderboard", str(out), "--versus", "teacher", "--format", "json"]) == 0
+    comparisons = json.loads(capsys.readouterr().out)["versus"]
+    assert {c["row"] for c in comparisons} == {"student-init", "sft"}
+    assert all(c["test"] == "exact McNemar" and c["n"] == 12 and 0 <= c["p_holm"] <= 1 for c in comparisons)
+    assert main(["leaderboard", str(out), "--versus", "nobody"]) == 2

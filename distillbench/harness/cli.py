@@ -45,7 +45,7 @@ def _cmd_list(args) -> int:
 def _cmd_leaderboard(args) -> int:
     import json
 
-    from distillbench.leaderboards.render import print_table, to_markdown
+    from distillbench.leaderboards.render import print_table, print_versus, to_markdown, versus_markdown
 
     path = Path(args.directory) / "leaderboard.json"
     if not path.is_file():
@@ -56,12 +56,26 @@ def _cmd_leaderboard(args) -> int:
         raise UserInputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(board, dict) or board.get("schema_version") != 1 or "rows" not in board:
         raise UserInputError(f"{path}: not a distillbench leaderboard (schema_version 1)")
+    comparisons = None
+    if args.versus:
+        from distillbench.harness.store import Store
+        from distillbench.leaderboards.aggregate import head_to_head
+
+        store = Store(Path(args.directory) / "results.sqlite")
+        try:
+            comparisons = head_to_head(store, board, args.versus)
+        finally:
+            store.close()
     if args.format == "json":
-        print(json.dumps(board, indent=1))
+        print(json.dumps({**board, "versus": comparisons} if comparisons is not None else board, indent=1))
     elif args.format == "markdown":
         print(to_markdown(board), end="")
+        if comparisons is not None:
+            print("\n" + versus_markdown(comparisons, args.versus), end="")
     else:
         print_table(board)
+        if comparisons is not None:
+            print_versus(comparisons, args.versus)
     return 0
 
 
@@ -115,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory")
     board.add_argument("directory")
     board.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
+                       "p-values (McNemar for binary metrics) and Holm correction")
     board.set_defaults(handler=_cmd_leaderboard)
 
     zoo = commands.add_parser("zoo", help="build, list or verify the pocket model zoo")

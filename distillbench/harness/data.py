@@ -43,12 +43,15 @@ POCKET_SOURCES = ("pocket:math", "pocket:math-preference")
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
 
-def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0) -> list[dict[str, Any]]:
-    """SFT records: generated pocket-math (with optional noise) or a local JSONL file."""
+def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0,
+                 conversations: int = 0) -> list[dict[str, Any]]:
+    """SFT records: generated pocket-math (optional noise and two-turn chats) or a local JSONL file."""
     if source == "pocket:math":
         from distillbench.pocket.math_world import add_noise, generate
+        from distillbench.pocket.mtbench_world import training_conversations
 
-        return add_noise(generate(split, size or 2000, seed=0), noise_fraction)
+        records = add_noise(generate(split, size or 2000, seed=0), noise_fraction)
+        return records + training_conversations(conversations, seed=2, noise_fraction=noise_fraction)
     records = read_jsonl(source, REQUIRED_FIELDS)
     return records[:size] if size else records
 

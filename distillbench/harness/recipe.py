@@ -50,6 +50,8 @@ class DataSpec(_Strict):
     size: int | None = Field(default=None, gt=0, description="number of SFT examples (pocket: generated)")
     noise_fraction: float = Field(default=0.0, ge=0, le=1,
                                   description="pocket sources: share of solutions with realistic noise")
+    conversations: int = Field(default=0, ge=0, description="pocket:math only: two-turn pocket-mtbench-style "
+                               "chats mixed into the SFT data (disjoint from the evaluation questions)")
     preferences: str | None = Field(default=None, description="'pocket:math-preference' or a JSONL file of "
                                     "{prompt, chosen, rejected} records (chat messages or strings)")
 

@@ -132,7 +132,7 @@ class Runner:
             if kind == "preference":
                 self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
             else:
-                records = load_records(data.source, data.split, data.size, data.noise_fraction)
+                records = load_records(data.source, data.split, data.size, data.noise_fraction, data.conversations)
                 self._examples[kind] = tokenize_records(tokenizer, records, max_length)
         return self._examples[kind]
 

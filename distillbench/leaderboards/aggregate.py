@@ -11,25 +11,34 @@ from typing import Any
 
 import numpy as np
 
+from distillbench.harness.errors import UserInputError
 from distillbench.harness.plan import Plan
 from distillbench.harness.store import Store
 
-from .stats import summarize
+from .stats import mcnemar_exact, paired_difference, summarize
 
 SCHEMA_VERSION = 1
+
+
+def item_values(store: Store, cell_keys: list[str], bench_key: str) -> dict[str, dict[str, np.ndarray]]:
+    """metric -> item id -> that item's values in each cell (one per seed). Only items scored in every cell
+    are kept; items where a judge's verdict could not be parsed carry no value and are dropped."""
+    per_cell = [store.item_scores(key, bench_key) for key in cell_keys]
+    if not per_cell or any(not scores for scores in per_cell):
+        return {}
+    item_ids = sorted(set.intersection(*(set(scores) for scores in per_cell)))
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for metric in sorted({m for scores in per_cell for item in scores.values() for m in item}):
+        values[metric] = {i: np.array([scores[i][metric] for scores in per_cell]) for i in item_ids
+                          if all(metric in scores[i] for scores in per_cell)}
+    return values
 
 
 def _row_metrics(store: Store, cells, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics, seeds = {}, {}
     for bench in plan.benchmarks:
-        per_cell = [store.item_scores(c.key, bench.key) for c in cells]
-        if not per_cell or any(not scores for scores in per_cell):
-            continue
-        item_ids = sorted(set.intersection(*(set(scores) for scores in per_cell)))
-        for metric in sorted({m for scores in per_cell for item in scores.values() for m in item}):
-            # items where a judge's verdict could not be parsed carry no value and are dropped
-            scored = [i for i in item_ids if all(metric in scores[i] for scores in per_cell)]
-            matrix = np.array([[scores[i][metric] for i in scored] for scores in per_cell])
+        for metric, by_item in item_values(store, [c.key for c in cells], bench.key).items():
+            matrix = np.array(list(by_item.values())).T  # [seeds, items]
             name = f"{bench.name}/{metric}"
             metrics[name] = summarize(matrix.mean(axis=0))
             if len(cells) > 1:
@@ -67,5 +76,47 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
         if failed:
             row["errors"] = [f"seed {r['seed']}: {r['error']} (step {r['failed_step']})" for r in failed]
         rows.append(row)
-    protocols = {b.name: b.benchmark.protocol() for b in plan.benchmarks}
+    protocols = {b.name: {**b.benchmark.protocol(), "key": b.key, "binary_metrics": list(b.benchmark.binary_metrics)}
+                 for b in plan.benchmarks}
     return {"schema_version": SCHEMA_VERSION, "recipe": recipe, "protocols": protocols, "rows": rows}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Paired differences of every row against row `versus`, per metric, over the items both have.
+
+    Binary metrics use the exact McNemar test, others the paired permutation test; the CI is a
+    paired bootstrap. p-values are Holm-corrected over all comparisons of the table.
+    """
+    rows = {row["row"]: row for row in board["rows"]}
+    if versus not in rows:
+        raise UserInputError(f"--versus {versus}: no such row; rows: {', '.join(rows)}")
+    comparisons = []
+    for bench, protocol in board["protocols"].items():
+        baseline = item_values(store, rows[versus]["cells"], protocol["key"])
+        for row in board["rows"]:
+            if row["row"] == versus or row["status"] == "failed":
+                continue
+            other = item_values(store, row["cells"], protocol["key"])
+            for metric, by_item in other.items():
+                shared = sorted(set(by_item) & set(baseline.get(metric, {})))
+                if not shared:
+                    continue
+                a = np.array([by_item[i].mean() for i in shared])
+                b = np.array([baseline[metric][i].mean() for i in shared])
+                binary = metric in protocol["binary_metrics"] and len(row["cells"]) == len(rows[versus]["cells"]) == 1
+                result = mcnemar_exact(a, b) if binary else paired_difference(a, b)
+                comparisons.append({"row": row["row"], "versus": versus, "metric": f"{bench}/{metric}", **result})
+    for comparison, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
+        comparison["p_holm"] = adjusted
+        comparison["significant"] = adjusted < alpha
+    return comparisons

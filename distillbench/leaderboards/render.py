@@ -62,3 +62,29 @@ def write_all(board: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "leaderboard.json").write_text(json.dumps(board, indent=1, sort_keys=False) + "\n")
     (directory / "leaderboard.md").write_text(to_markdown(board))
+
+
+_VERSUS_HEADER = ["row", "metric", "Δ vs {versus}", "95% CI", "p", "p (Holm)", "test", "n", ""]
+
+
+def _versus_cells(c: dict[str, Any]) -> list[str]:
+    low, high = c["ci95"]
+    return [c["row"], c["metric"], f"{c['diff']:+.3f}", f"[{low:+.3f}, {high:+.3f}]", f"{c['p']:.3g}",
+            f"{c['p_holm']:.3g}", c["test"], str(c["n"]), "*" if c["significant"] else ""]
+
+
+def versus_markdown(comparisons: list[dict[str, Any]], versus: str) -> str:
+    header = [h.format(versus=versus) for h in _VERSUS_HEADER]
+    lines = [f"## Head to head against `{versus}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_versus_cells(c)) + " |" for c in comparisons]
+    lines += ["", "Paired over the items both rows scored; * = significant at 0.05 after Holm correction."]
+    return "\n".join(lines) + "\n"
+
+
+def print_versus(comparisons: list[dict[str, Any]], versus: str, console: Console | None = None) -> None:
+    table = Table(title=f"head to head against {versus} (* significant after Holm, α=0.05)")
+    for column in _VERSUS_HEADER:
+        table.add_column(column.format(versus=versus))
+    for comparison in comparisons:
+        table.add_row(*(escape(text) for text in _versus_cells(comparison)))
+    (console or Console(width=160)).print(table)

@@ -24,3 +24,31 @@ def summarize(values) -> dict:
     values = np.asarray(values, dtype=np.float64)
     low, high = bootstrap_ci(values)
     return {"mean": float(values.mean()) if values.size else float("nan"), "ci95": [low, high], "n": int(values.size)}
+
+
+def paired_difference(a, b, resamples: int = 10_000, seed: int = 0) -> dict:
+    """Mean of a − b over the same items, its 95% paired bootstrap CI, and a two-sided p-value
+    from the paired sign-flip permutation test (H0: the per-item differences are symmetric about 0)."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if diff.size == 0:
+        raise ValueError("no paired items")
+    rng = np.random.default_rng(seed)
+    low, high = bootstrap_ci(diff, seed=seed)
+    signs = rng.choice([-1.0, 1.0], size=(resamples, diff.size))
+    null = np.abs((signs * diff).mean(axis=1))
+    p_value = (1 + np.sum(null >= abs(diff.mean()) - 1e-12)) / (resamples + 1)
+    return {"diff": float(diff.mean()), "ci95": [low, high], "p": float(p_value), "n": int(diff.size),
+            "test": "paired permutation"}
+
+
+def mcnemar_exact(a, b) -> dict:
+    """Exact McNemar test for paired 0/1 outcomes: a binomial test on the discordant pairs."""
+    from math import comb
+
+    a, b = np.asarray(a).astype(bool), np.asarray(b).astype(bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    discordant = only_a + only_b
+    tail = sum(comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2**discordant if discordant else 1.0
+    low, high = bootstrap_ci(a.astype(float) - b.astype(float))
+    return {"diff": float(a.mean() - b.mean()), "ci95": [low, high], "p": min(1.0, 2 * tail), "n": int(a.size),
+            "only_a": only_a, "only_b": only_b, "test": "exact McNemar"}

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from distillbench.leaderboards.stats import bootstrap_ci, mcnemar_exact, paired_difference, summarize
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
+    values = np.random.default_rng(0).random(200)
+    low, high = bootstrap_ci(values)
+    assert low < values.mean() < high and high - low < 0.2
+    assert bootstrap_ci(values) == (low, high)
+    assert summarize([1, 1, 1])["ci95"] == [1.0, 1.0]
+
+
+def test_mcnemar_exact_on_a_textbook_case():
+    # 10 discordant pairs, all favouring a: p = 2 * 0.5**10
+    a = [1] * 10 + [1] * 5 + [0] * 5
+    b = [0] * 10 + [1] * 5 + [0] * 5
+    result = mcnemar_exact(a, b)
+    assert result["only_a"] == 10 and result["only_b"] == 0
+    assert result["p"] == pytest.approx(2 * 0.5**10)
+    assert mcnemar_exact(a, a)["p"] == 1.0
+
+
+def test_paired_difference_detects_a_shift_and_not_noise():
+    rng = np.random.default_rng(1)
+    base = rng.normal(5, 2, 80)
+    shifted = paired_difference(base + 0.5 + rng.normal(0, 0.3, 80), base)
+    assert shifted["p"] < 0.01 and shifted["ci95"][0] > 0
+    same = paired_difference(base + rng.normal(0, 0.3, 80), base)
+    assert same["p"] > 0.05
+
+
+def test_holm_adjustment():
+    from distillbench.leaderboards.aggregate import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
