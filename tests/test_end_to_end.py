@@ -138,3 +138,11 @@ def test_leaderboard_versus_a_row(tiny_recipe, capsys):
     assert {c["row"] for c in comparisons} == {"student-init", "sft"}
     assert all(c["test"] == "exact McNemar" and c["n"] == 12 and 0 <= c["p_holm"] <= 1 for c in comparisons)
     assert main(["leaderboard", str(out), "--versus", "nobody"]) == 2
+
+
+def test_gkd_trains_on_student_samples_when_lambda_is_one(tiny_recipe):
+    recipe = tiny_recipe("[{name: gkd, lmbda: 1.0, max_new_tokens: 6}, {name: gkd, lmbda: 0.0}]")
+    assert main(["run", str(recipe)]) == 0
+    rows = _board(recipe)["rows"]
+    on_policy = {r["row"]: r["cost"]["on_policy_steps"] for r in rows if r["kind"] == "method"}
+    assert on_policy == {"gkd[lmbda=1.0,max_new_tokens=6]": 3, "gkd[lmbda=0.0]": 0}

@@ -108,6 +108,7 @@ class Runner:
         cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
                 "teacher_forwards": result.teacher_forwards, "trained_parameters": result.trained_parameters,
                 "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
+                "on_policy_steps": result.on_policy_steps,
                 "device": result.device, "precision": result.precision}
         return model, tokenizer, cost
 

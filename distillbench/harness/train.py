@@ -27,6 +27,7 @@ from transformers import get_scheduler
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import collate
 from .errors import NonFiniteError
+from .onpolicy import is_on_policy_step, sample_batch
 from .progress import progress
 from .recipe import Budget
 from distillbench.methods.base import sequence_logps
@@ -42,6 +43,7 @@ class TrainResult:
     final_terms: dict[str, float] = field(default_factory=dict)
     precision: str = "fp32"
     device: str = "cpu"
+    on_policy_steps: int = 0
 
 
 # Examples are sorted by length within windows of this many batches, so a batch pads
@@ -154,10 +156,16 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 indices = example_indices(lengths, budget.batch_size, seed, step)
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
                 terms = {}
-                batches = [collate([examples[i] for i in micro], tokenizer.pad_token_id) for micro in micro_batches]
+                batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
+                                                                             tokenizer.pad_token_id).items()}
+                           for micro in micro_batches]
+                if is_on_policy_step(method.on_policy_probability(step), seed, step):
+                    batches = [sample_batch(accelerator.unwrap_model(student), tokenizer, batch,
+                                            max_new_tokens=method.sample_max_new_tokens,
+                                            temperature=method.sample_temperature) for batch in batches]
+                    state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
                 weights = _micro_batch_weights(batches, method.normalize_by)
                 for number, (micro, batch, weight) in enumerate(zip(micro_batches, batches, weights)):
-                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                     state["teacher_forwards"] += add_signals(batch, method.needs, teacher, reference)
                     syncing = number == len(micro_batches) - 1
                     context = accelerator.no_sync(student) if not syncing else contextlib.nullcontext()
@@ -188,5 +196,6 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             log.close()
     trained = sum(p.numel() for p in student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
-                       _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device))
+                       _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
+                       state.get("on_policy_steps", 0))
 

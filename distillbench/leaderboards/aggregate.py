@@ -54,7 +54,8 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     eval_seconds = [sum((store.evaluation(c.key, b.key) or {}).get("seconds", 0.0) for b in plan.benchmarks)
                     for c in cells]
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
-    for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps"):
+    for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
+                  "on_policy_steps"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)

@@ -36,6 +36,14 @@ class Method:
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def on_policy_probability(self, step: int) -> float:
+        """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
+        return 0.0
+
+    # Sampling settings of on-policy steps.
+    sample_temperature: ClassVar[float] = 1.0
+    sample_max_new_tokens: ClassVar[int] = 128
+
     def check(self) -> list[str]:
         """Constraints between fields that types cannot say; one 'field: problem' line each."""
         return []
@@ -65,3 +73,13 @@ def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | No
     mask = labels != -100
     picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(-1)
+
+
+def token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of a [B, T] per-token loss over the positions whose label is not -100."""
+    mask = labels != -100
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+def log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    return torch.log_softmax(upcast(logits) / temperature, dim=-1)

@@ -17,7 +17,7 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import Method, register_method, response_logits, shifted_labels, upcast
+from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
 from .sft import sft_loss
 
 
@@ -27,11 +27,9 @@ def forward_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
     student_logits, teacher_logits: [B, T, V]; labels: [B, T], -100 where no loss applies.
     """
-    mask = labels != -100
-    student_logp = torch.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    teacher_logp = torch.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
+    student_logp, teacher_logp = log_probs(student_logits, temperature), log_probs(teacher_logits, temperature)
     per_token = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1)
-    return temperature**2 * (per_token * mask).sum() / mask.sum().clamp(min=1)
+    return temperature**2 * token_mean(per_token, labels)
 
 
 @register_method("kd", family="llm", paper="Hinton et al. 2015, arXiv:1503.02531",
