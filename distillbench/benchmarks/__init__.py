@@ -1,3 +1,7 @@
-"""Benchmarks, one file per benchmark or scorer family. Importing this package registers them."""
+"""Benchmarks, one file per benchmark or scorer family. Importing this package registers them.
 
-from . import judges, mtbench, pocket_math  # noqa: F401
+Judge backends register from `distillbench.benchmarks.judges`, which the registry imports
+on first use (not from here: the pocket oracle depends on scorers of this package).
+"""
+
+from . import mtbench, pocket_math  # noqa: F401

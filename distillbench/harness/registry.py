@@ -91,5 +91,6 @@ def _load_builtins() -> None:
         return
     _loaded = True
     import distillbench.benchmarks  # noqa: F401
+    import distillbench.benchmarks.judges  # noqa: F401
     import distillbench.harness.models  # noqa: F401
     import distillbench.methods  # noqa: F401
