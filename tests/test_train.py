@@ -62,7 +62,7 @@ def test_data_order_is_a_function_of_seed_and_step():
 def test_batches_group_examples_of_similar_length():
     lengths = tuple(torch.randint(1, 200, (4000,), generator=torch.Generator().manual_seed(0)).tolist())
     spans = [max(lengths[i] for i in batch) - min(lengths[i] for i in batch)
-             for batch in (example_indices(lengths, 32, seed=0, step=s) for s in range(20))]
+             for batch in (example_indices(lengths, 32, seed=0, step=s, group_by_length=True) for s in range(20))]
     assert max(spans) < 30  # a random batch of 32 would span most of 1..200
 
 

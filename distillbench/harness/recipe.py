@@ -40,6 +40,8 @@ class Budget(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
     checkpoint_every: int = Field(default=100, gt=0, description="steps between atomic checkpoints")
     max_grad_norm: float = Field(default=1.0, gt=0)
+    group_by_length: bool = Field(default=False, description="batch examples of similar length (less padding, "
+                                  "faster steps; on pocket-math it made batches type-homogeneous and slowed learning)")
 
 
 class DataSpec(_Strict):

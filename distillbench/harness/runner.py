@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from distillbench.leaderboards.aggregate import build_leaderboard
@@ -87,6 +88,7 @@ class Runner:
             cell_provenance["device"] = cost.pop("device", "cpu")
             cell_provenance["precision"] = cost.pop("precision", "fp32")
             store.mark_cell(cell.key, status="ready", cost=cost, provenance=cell_provenance, **common)
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
         for bench in pending:
             self._evaluate(store, cell, bench, model, tokenizer, folder)
 

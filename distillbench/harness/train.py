@@ -46,19 +46,20 @@ class TrainResult:
     on_policy_steps: int = 0
 
 
-# Examples are sorted by length within windows of this many batches, so a batch pads
-# little, while the order of batches stays random (as HF's group_by_length does).
+# With group_by_length, examples are sorted by length within windows of this many batches,
+# so a batch pads little while the order of batches stays random (as HF's group_by_length).
 LENGTH_GROUP_BATCHES = 50
 
 
 @functools.lru_cache(maxsize=4)
-def _epoch_batches(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def _epoch_batches(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int,
+                   group_by_length: bool) -> list[list[int]]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(lengths), generator=generator).tolist()
     if len(order) < batch_size:  # fewer examples than one batch: every step sees all of them
         return [order]
     order = order[: len(order) - len(order) % batch_size]  # the dropped remainder is random, not the shortest
-    window = batch_size * LENGTH_GROUP_BATCHES
+    window = batch_size * (LENGTH_GROUP_BATCHES if group_by_length else 1)
     batches = []
     for start in range(0, len(order), window):
         group = sorted(order[start:start + window], key=lambda i: -lengths[i])
@@ -67,12 +68,13 @@ def _epoch_batches(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: 
     return [batches[i] for i in shuffle]
 
 
-def example_indices(lengths: tuple[int, ...], batch_size: int, seed: int, step: int) -> list[int]:
+def example_indices(lengths: tuple[int, ...], batch_size: int, seed: int, step: int,
+                    group_by_length: bool = False) -> list[int]:
     """The examples of optimizer step `step` (0-based), a pure function of (lengths, seed, step):
-    each epoch is a seeded permutation, grouped by length into batches in random order."""
+    each epoch is a seeded permutation cut into batches (optionally grouped by length) in random order."""
     per_epoch = max(1, len(lengths) // batch_size)
     epoch, position = divmod(step, per_epoch)
-    batches = _epoch_batches(lengths, batch_size, seed, epoch)
+    batches = _epoch_batches(lengths, batch_size, seed, epoch, group_by_length)
     return batches[position % len(batches)]
 
 
@@ -153,7 +155,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
         with progress(total=budget.steps, description=description) as bar:
             bar.advance(state["step"])
             for step in range(state["step"], budget.steps):
-                indices = example_indices(lengths, budget.batch_size, seed, step)
+                indices = example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
                 terms = {}
                 batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],

@@ -73,14 +73,14 @@ class ZooSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-_TEACHER = Architecture(96, 3, 4, 384)
+_TEACHER = Architecture(64, 3, 4, 256)
 _STUDENT = Architecture(48, 2, 4, 192)
 _FULL = {
     "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, trained on levels 1-2 only",
                             architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
-    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 96, noisy SFT data",
-                           architecture=_TEACHER, train_size=20000, conversations=6000, noise_fraction=0.25,
-                           steps=1500, max_length=256),
+    "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 64, noisy SFT data",
+                           architecture=_TEACHER, train_size=20000, conversations=3000, noise_fraction=0.25,
+                           steps=2400, max_length=256),
     "math-preference": ZooSpec("math-preference", "preference data: graded samples of teacher-sft",
                                kind="preferences", init_from="teacher-sft", train_size=1500, samples=4,
                                temperature=1.0),
