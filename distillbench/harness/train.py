@@ -92,6 +92,8 @@ def add_signals(batch: dict, needs: tuple[str, ...], teacher, reference) -> int:
     if "reference_logps" in needs:
         for side in ("chosen", "rejected"):
             batch[f"reference_{side}_logps"] = sequence_logps(reference, batch, side)
+            lengths = (batch[f"{side}_labels"][:, 1:] != -100).sum(-1).clamp(min=1)
+            batch[f"reference_{side}_mean_logps"] = batch[f"reference_{side}_logps"] / lengths
             forwards += len(batch[f"{side}_input_ids"])
     return forwards
 

@@ -64,15 +64,18 @@ def shifted_labels(batch: dict[str, Any]) -> torch.Tensor:
     return batch["labels"][:, 1:]
 
 
-def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | None = None) -> torch.Tensor:
-    """[B] summed log-probs of the response tokens; `side` selects 'chosen'/'rejected' of a preference batch."""
+def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | None = None,
+                   average: bool = False) -> torch.Tensor:
+    """[B] summed (or, with `average`, per-token mean) log-probs of the response tokens;
+    `side` selects 'chosen'/'rejected' of a preference batch."""
     prefix = f"{side}_" if side else ""
     logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
     labels = batch[f"{prefix}labels"][:, 1:]
     logps = torch.log_softmax(upcast(logits[:, :-1]), dim=-1)
     mask = labels != -100
     picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1)
+    total = (picked * mask).sum(-1)
+    return total / mask.sum(-1).clamp(min=1) if average else total
 
 
 def token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

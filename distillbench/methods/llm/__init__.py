@@ -1,3 +1,3 @@
 """LLM distillation and preference-alignment methods."""
 
-from . import dpo, gkd, kd, rkl, sft, tvd  # noqa: F401
+from . import dpo, gkd, ipo, kd, rkl, sft, simpo, tvd  # noqa: F401
