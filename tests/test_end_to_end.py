@@ -100,15 +100,16 @@ def test_leaderboard_command(tiny_recipe, capsys):
     assert main(["leaderboard", str(recipe.parent)]) == 2
 
 
-def test_dpo_cell_trains_on_the_zoo_preference_pairs(tiny_recipe):
-    recipe = tiny_recipe("[dpo]")
+def test_preference_cells_train_on_the_zoo_preference_pairs(tiny_recipe):
+    recipe = tiny_recipe("[dpo, ipo, simpo]")
     recipe.write_text(recipe.read_text().replace('size: 64}', 'size: 64, preferences: "pocket:math-preference"}'))
     assert main(["run", str(recipe)]) == 0
-    row = {r["row"]: r for r in _board(recipe)["rows"]}["dpo"]
-    assert row["status"] == "complete"
+    rows = {r["row"]: r for r in _board(recipe)["rows"]}
+    assert all(rows[name]["status"] == "complete" for name in ("dpo", "ipo", "simpo"))
     # the reference model scores chosen and rejected of every pair of each step's batch (up to 8), for 3 steps
     pairs = len((zoo.ensure_built("math-preference") / "pairs.jsonl").read_text().splitlines())
-    assert row["cost"]["teacher_forwards"] == 2 * min(8, pairs) * 3
+    assert rows["dpo"]["cost"]["teacher_forwards"] == 2 * min(8, pairs) * 3
+    assert rows["simpo"]["cost"]["teacher_forwards"] == 0  # reference-free
 
 
 def test_pocket_mtbench_is_judged_turn_by_turn_by_the_oracle(tiny_recipe):
