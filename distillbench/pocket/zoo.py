@@ -86,7 +86,7 @@ _FULL = {
                                temperature=1.0),
     "teacher-aligned": ZooSpec("teacher-aligned", "DPO-aligned teacher (reference: teacher-sft)",
                                init_from="teacher-sft", method="dpo", method_params=(("beta", 0.1),),
-                               preference_data="math-preference", steps=200, batch_size=16, learning_rate=3e-4),
+                               preference_data="math-preference", steps=200, batch_size=16, learning_rate=5e-5),
 }
 _TINY_TEACHER = Architecture(32, 1, 2, 64)
 _TINY = {
