@@ -96,7 +96,8 @@ def test_leaderboard_command(tiny_recipe, capsys):
     assert main(["run", str(recipe)]) == 0
     capsys.readouterr()
     assert main(["leaderboard", str(recipe.parent / "out"), "--format", "markdown"]) == 0
-    assert "| sft | method | 0 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| sft | method | 0 |" in out and "| teacher (pocket:teacher-sft) | reference |" in out
     assert main(["leaderboard", str(recipe.parent)]) == 2
 
 

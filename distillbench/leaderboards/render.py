@@ -15,23 +15,31 @@ def metric_names(board: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(name for row in board["rows"] for name in row["metrics"]))
 
 
-def format_metric(metric: dict[str, Any] | None) -> str:
+def format_metric(metric: dict[str, Any] | None, with_n: bool = True) -> str:
     if metric is None:
         return "—"
     low, high = metric["ci95"]
-    return f"{metric['mean']:.3f} [{low:.3f}, {high:.3f}] n={metric['n']}"
+    text = f"{metric['mean']:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{text} n={metric['n']}" if with_n else text
 
 
-def _cells(row: dict[str, Any], names: list[str]) -> list[str]:
+def _cells(row: dict[str, Any], names: list[str], with_n: bool = True) -> list[str]:
     cost = row["cost"]
     seeds = ",".join(map(str, row["seeds"])) or "—"
     status = row["status"] if row["status"] != "complete" else ""
-    return ([row["row"], row["kind"], seeds] + [format_metric(row["metrics"].get(n)) for n in names]
+    label = f"{row['row']} ({row['model']})" if row["kind"] == "reference" else row["row"]
+    return ([label, row["kind"], seeds] + [format_metric(row["metrics"].get(n), with_n) for n in names]
             + [f"{cost.get('train_seconds', 0):.0f}", f"{cost.get('teacher_forwards', 0):.0f}", status])
 
 
 def _header(names: list[str]) -> list[str]:
     return ["row", "kind", "seeds"] + [f"{n} (95% CI)" for n in names] + ["train s", "teacher fwd", "status"]
+
+
+def _item_counts(board: dict[str, Any], names: list[str]) -> str:
+    counts = {name: sorted({row["metrics"][name]["n"] for row in board["rows"] if name in row["metrics"]})
+              for name in names}
+    return "; ".join(f"{name} n={'/'.join(map(str, n))}" for name, n in counts.items())
 
 
 def to_markdown(board: dict[str, Any]) -> str:
@@ -50,12 +58,13 @@ def to_markdown(board: dict[str, Any]) -> str:
 
 def print_table(board: dict[str, Any], console: Console | None = None) -> None:
     names = metric_names(board)
-    table = Table(title=f"distillbench leaderboard: {board['recipe']['name']}")
+    table = Table(title=f"distillbench leaderboard: {board['recipe']['name']}",
+                  caption=f"mean [95% bootstrap CI] over items; {_item_counts(board, names)}")
     for column in _header(names):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in board["rows"]:
-        table.add_row(*(escape(text) for text in _cells(row, names)))
-    (console or Console(width=160)).print(table)
+        table.add_row(*(escape(text) for text in _cells(row, names, with_n=False)))
+    (console or Console(width=200)).print(table)
 
 
 def write_all(board: dict[str, Any], directory: Path) -> None:
