@@ -112,6 +112,25 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from distillbench.leaderboards.compare import compare, parse_tolerances
+
+    results = compare(args.new, args.baseline, parse_tolerances(args.tolerance))
+    table = Table(title=f"compare {args.new} against {args.baseline}")
+    for column in ("row", "metric", "baseline", "new", "delta", "tolerance", "basis", "status"):
+        table.add_column(column)
+    for r in results:
+        if r["status"] == "missing":
+            table.add_row(r["row"], r["metric"], "", "", "", "", "", "missing in NEW")
+            continue
+        table.add_row(r["row"], r["metric"], f"{r['baseline']:.4f}", f"{r['new']:.4f}", f"{r['delta']:+.4f}",
+                      f"{r['tolerance']:.4f}", r["basis"], r["status"].upper() if r["regression"] else "ok")
+    Console(width=200).print(table)
+    regressions = [r for r in results if r["regression"]]
+    print(f"{len(regressions)} regression(s) in {len(results)} comparisons")
+    return 1 if regressions else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
     board.set_defaults(handler=_cmd_leaderboard)
+
+    gate = commands.add_parser("compare", help="regression gate: exit 1 when a metric of NEW dropped against BASELINE")
+    gate.add_argument("new", help="a run directory or leaderboard.json")
+    gate.add_argument("baseline", help="a run directory or leaderboard.json")
+    gate.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
+                      help="allowed drop for a metric, e.g. pocket-math/accuracy=0.02 (repeatable)")
+    gate.set_defaults(handler=_cmd_compare)
 
     zoo = commands.add_parser("zoo", help="build, list or verify the pocket model zoo")
     zoo.add_argument("action", choices=["build", "list", "verify"])

@@ -1,0 +1,121 @@
+"""The regression gate: compare a new leaderboard with a baseline.
+
+For every row and metric present in both, a drop is a regression when
+  * per-item scores of both runs are at hand (each is a run directory holding
+    ``results.sqlite``) and the paired test over the shared items says the drop is
+    significant (p < 0.05: exact McNemar for binary metrics, paired permutation
+    otherwise) and larger than the metric's tolerance (default 0);
+  * otherwise, when the mean fell by more than the tolerance, whose default is the
+    half-width of the baseline's 95% CI.
+Metrics are higher-is-better unless the benchmark's protocol lists them under
+``lower_is_better``. Exit status: 0 no regression, 1 a regression, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillbench.harness.errors import UserInputError
+from distillbench.harness.store import Store
+
+from .aggregate import item_values
+from .stats import mcnemar_exact, paired_difference
+
+ALPHA = 0.05
+
+
+def load_board(path: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """(leaderboard, run directory with results.sqlite or None) from a leaderboard.json or a run directory."""
+    path = Path(path)
+    file = path / "leaderboard.json" if path.is_dir() else path
+    if not file.is_file():
+        raise UserInputError(f"{path}: no leaderboard.json here")
+    try:
+        board = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{file}: not a JSON leaderboard ({exc})") from None
+    if not isinstance(board, dict) or board.get("schema_version") != 1 or not isinstance(board.get("rows"), list):
+        raise UserInputError(f"{file}: not a distillbench leaderboard (schema_version 1 with rows)")
+    for index, row in enumerate(board["rows"]):
+        if not isinstance(row, dict) or "row" not in row or not isinstance(row.get("metrics"), dict):
+            raise UserInputError(f"{file}: rows[{index}] lacks 'row' or 'metrics'")
+    store = file.parent / "results.sqlite"
+    return board, (file.parent if store.is_file() else None)
+
+
+def parse_tolerances(pairs: list[str]) -> dict[str, float]:
+    tolerances = {}
+    for pair in pairs:
+        metric, _, value = pair.partition("=")
+        try:
+            tolerances[metric] = float(value)
+        except ValueError:
+            raise UserInputError(f"--tolerance {pair}: expected METRIC=NUMBER, e.g. pocket-math/accuracy=0.02") from None
+        if tolerances[metric] < 0:
+            raise UserInputError(f"--tolerance {pair}: must be >= 0")
+    return tolerances
+
+
+def _lower_is_better(board: dict[str, Any], metric: str) -> bool:
+    bench, _, name = metric.partition("/")
+    return name in board.get("protocols", {}).get(bench, {}).get("lower_is_better", [])
+
+
+def _paired(new_dir: Path, base_dir: Path, new_board, base_board, new_row, base_row, metric: str):
+    bench, _, name = metric.partition("/")
+    keys = [board.get("protocols", {}).get(bench, {}).get("key") for board in (new_board, base_board)]
+    if None in keys:
+        return None
+    stores = [Store(new_dir / "results.sqlite"), Store(base_dir / "results.sqlite")]
+    try:
+        new_items = item_values(stores[0], new_row.get("cells", []), keys[0]).get(name, {})
+        base_items = item_values(stores[1], base_row.get("cells", []), keys[1]).get(name, {})
+    finally:
+        for store in stores:
+            store.close()
+    shared = sorted(set(new_items) & set(base_items))
+    if not shared:
+        return None
+    a = np.array([new_items[i].mean() for i in shared])
+    b = np.array([base_items[i].mean() for i in shared])
+    binary = name in new_board["protocols"][bench].get("binary_metrics", []) and set(np.unique(np.r_[a, b])) <= {0, 1}
+    return mcnemar_exact(a, b) if binary else paired_difference(a, b)
+
+
+def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    tolerances = tolerances or {}
+    new_board, new_dir = load_board(new)
+    base_board, base_dir = load_board(baseline)
+    base_rows = {row["row"]: row for row in base_board["rows"]}
+    results = []
+    for row in new_board["rows"]:
+        base_row = base_rows.get(row["row"])
+        if base_row is None:
+            continue
+        for metric, base_value in base_row["metrics"].items():
+            if metric not in row["metrics"]:
+                results.append({"row": row["row"], "metric": metric, "status": "missing", "regression": True})
+                continue
+            sign = -1.0 if _lower_is_better(base_board, metric) else 1.0
+            delta = row["metrics"][metric]["mean"] - base_value["mean"]
+            test = _paired(new_dir, base_dir, new_board, base_board, row, base_row, metric) if new_dir and base_dir else None
+            if test is not None:
+                delta = test["diff"]  # over the shared items, from the per-item records
+                tolerance = tolerances.get(metric, 0.0)
+                regression = sign * delta < -tolerance and test["p"] < ALPHA
+                basis = f"{test['test']} p={test['p']:.3g}"
+            else:
+                low, high = base_value["ci95"]
+                tolerance = tolerances.get(metric, (high - low) / 2)
+                regression = sign * delta < -tolerance
+                basis = "mean vs tolerance"
+            results.append({"row": row["row"], "metric": metric, "new": row["metrics"][metric]["mean"],
+                            "baseline": base_value["mean"], "delta": delta, "tolerance": tolerance, "basis": basis,
+                            "status": "regression" if regression else "ok", "regression": regression})
+    if not results:
+        raise UserInputError(f"{new} and {baseline} share no row and metric to compare")
+    return results
