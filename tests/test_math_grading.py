@@ -21,4 +21,4 @@ def test_math_verify_grading(output, gold, correct):
 def test_reason_names_what_was_extracted():
     result = grade("x=5. \\boxed{6}", "5")
     assert not result.correct and "6" in result.reason
-    assert grade("", "5").reason == "no answer could be extracted"
+    assert grade("", "5").reason.endswith("no answer could be extracted")

@@ -17,12 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserInputError
+from .files import temporary_name
 
 MANIFEST = "checkpoint.json"
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_name(path)
     write(tmp)
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())

@@ -26,6 +26,7 @@ from distillbench.leaderboards.stats import summarize
 
 from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
 from .errors import NonFiniteError, UserInputError
+from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .models import load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
 from .provenance import run_provenance
@@ -46,13 +47,17 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         plan = make_plan(self.recipe)
+        self._preflight(plan)  # bad data fails here, before anything is written
         store = Store(self.out / "results.sqlite")
         run_id = uuid.uuid4().hex[:12]
         provenance = run_provenance(self.recipe.content_hash())
         store.start_run(run_id, self.recipe.name, self.recipe.content_hash(), self.recipe.canonical(), provenance)
         try:
-            for cell in plan.cells:
-                self._run_cell(store, run_id, plan, cell, provenance)
+            # A cell another process is working on is skipped at first and waited for at the
+            # end, so concurrent runs on one output directory share the work.
+            busy = [cell for cell in plan.cells if not self._run_locked(store, run_id, plan, cell, provenance, wait=False)]
+            for cell in busy:
+                self._run_locked(store, run_id, plan, cell, provenance, wait=True)
             board = build_leaderboard(store, plan, self.recipe.canonical())
             write_all(board, self.out)
             store.finish_run(run_id)
@@ -62,7 +67,22 @@ class Runner:
         self.console.print(f"results: {self.out / 'leaderboard.json'}, {self.out / 'leaderboard.md'}")
         return board
 
+    def _preflight(self, plan: Plan) -> None:
+        """Read every data file the plan needs, so that malformed data fails before anything is written."""
+        kinds = {cell.method.data_kind for cell in plan.cells if cell.method is not None}
+        data = self.recipe.data
+        if "sft" in kinds and not data.source.startswith("pocket:"):
+            load_records(data.source, data.split, data.size)
+        if "preference" in kinds and not data.preferences.startswith("pocket:"):
+            load_preferences(data.preferences)
+
     # cells ----------------------------------------------------------------
+    def _run_locked(self, store: Store, run_id: str, plan: Plan, cell: Cell, provenance: dict, wait: bool) -> bool:
+        with cell_lock(self.out / "cells" / f".{cell.folder}.lock", wait) as locked:
+            if locked:
+                self._run_cell(store, run_id, plan, cell, provenance)
+        return locked
+
     def _run_cell(self, store: Store, run_id: str, plan: Plan, cell: Cell, provenance: dict) -> None:
         record = store.cell(cell.key)
         pending = [b for b in plan.benchmarks if not store.evaluation_complete(cell.key, b.key)]
@@ -155,25 +175,17 @@ class Runner:
         seconds = time.perf_counter() - started
         folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(s) + "\n" for s in scored)
-        _write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl", lines)
+        write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl", lines)
         store.save_evaluation(cell.key, bench.key, bench.name, benchmark.protocol(), seconds, scored, metrics)
         summary = ", ".join(f"{k}={v['mean']:.3f}" for k, v in metrics.items())
         self.console.print(f"{cell.folder} on {bench.name}: {summary}")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _save_atomic(model, tokenizer, target: Path) -> None:
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = temporary_name(target)
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.replace(target)
+    replace_directory(staging, target)
 
 
 def run_recipe(recipe: Recipe, output_dir: Path | None = None) -> dict[str, Any]:

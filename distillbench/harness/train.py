@@ -82,6 +82,14 @@ def _length(example: dict) -> int:
     return max(len(v) for k, v in example.items() if k.endswith("input_ids"))
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint we resume from (a killed run may have logged further)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 @torch.no_grad()
 def add_signals(batch: dict, needs: tuple[str, ...], teacher, reference) -> int:
     """Put the signals a method needs into its batch; returns the number of teacher forward passes."""
@@ -151,8 +159,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
     if log_path:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a") if log_path else None
+        _truncate_log(log_path, state["step"])
+    log = open(log_path, "a", buffering=1) if log_path else None  # line-buffered: a kill loses no logged step
     try:
         with progress(total=budget.steps, description=description) as bar:
             bar.advance(state["step"])

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from distillbench.harness.files import write_text_atomic
+
 
 def metric_names(board: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(name for row in board["rows"] for name in row["metrics"]))
@@ -68,9 +70,8 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
 
 
 def write_all(board: dict[str, Any], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "leaderboard.json").write_text(json.dumps(board, indent=1, sort_keys=False) + "\n")
-    (directory / "leaderboard.md").write_text(to_markdown(board))
+    write_text_atomic(directory / "leaderboard.json", json.dumps(board, indent=1) + "\n")
+    write_text_atomic(directory / "leaderboard.md", to_markdown(board))
 
 
 _VERSUS_HEADER = ["row", "metric", "Δ vs {versus}", "95% CI", "p", "p (Holm)", "test", "n", ""]

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distillbench.harness.errors import UserInputError
+from distillbench.harness.files import replace_directory, temporary_name
 
 PACKAGED = Path(__file__).parent / "zoo"
 MANIFEST = "zoo.json"
@@ -161,12 +162,10 @@ def _install_packaged(name: str) -> bool:
 
 def _publish(source: Path, target: Path) -> None:
     """Copy a finished build into place atomically (a kill leaves no half-built model)."""
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    staging = temporary_name(target)
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    replace_directory(staging, target)
 
 
 def build(name: str) -> Path:
