@@ -20,16 +20,19 @@ shortcut, so an answer identical to the gold is never scored wrong.
       neither do we: an output that only boxes its answer scores 0 here.
     * ``normalize_final_answer`` on both sides (see :func:`minerva_normalize`).
     * shortcut (ours): normalised strings equal and non-empty. lm-eval at that commit has none,
-      so identical tuples, intervals and matrices score 0 there (lm-eval issue #4030, fixed the
-      same way by PR #4034).
+      so identical tuples, intervals and matrices score 0 there (lm-eval issue #4030; its PR
+      #4034, later than that commit, adds the same shortcut).
     * equivalence: sympy ``parse_latex`` on both, then ``simplify(a - b) == 0`` under a 5 s
       SIGALRM limit; any failure is "not equivalent". sympy's ANTLR parser only runs with
       ``antlr4-python3-runtime`` 4.11 (lm-eval pins it in its ``math`` extra); where another
       version is installed the grader compares normalised strings only and says so in the reason.
 
 ``hendrycks``
-    lm-evaluation-harness ``hendrycks_math`` (``lm_eval/tasks/hendrycks_math/utils.py``), which
-    is the ``is_equiv`` of the MATH release (Hendrycks et al. 2021, ``modeling/math_equivalence.py``):
+    lm-evaluation-harness ``hendrycks_math`` (``lm_eval/tasks/hendrycks_math/utils.py``, same
+    commit), whose ``is_equiv`` is a copy of the MATH release's (Hendrycks et al. 2021,
+    ``modeling/math_equivalence.py``) with two changes that we follow: only ``\\%`` is removed
+    (the release also drops a bare ``%``), and a non-integer ``a/b`` raises in ``fix_a_slash_b``
+    (the release left it unchanged), so such answers are compared as raw strings.
 
     * extraction: lm-eval's ``process_results`` never looks for ``\\boxed{}`` in the output; it
       takes the text between the first and the last ``$`` when there are two or more, else the
@@ -39,7 +42,9 @@ shortcut, so an answer identical to the gold is never scored wrong.
       (``remove_boxed(last_boxed_only_string(output))``) and as lm-eval does for the gold
       solution; without a box, lm-eval's ``$`` rule applies unchanged.
     * ``strip_string`` on both sides (see :func:`hendrycks_normalize`), then exact equality;
-      if normalisation raises, the raw strings are compared instead, as lm-eval does.
+      if normalisation raises, the raw strings are compared instead.
+    * shortcut: the extracted text equals the gold after stripping whitespace (never changes a
+      verdict, since equal strings normalise equally; it only makes the reason plainer).
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def _matching_brace(text: str, opening: int) -> int | None:
 def last_boxed_content(text: str) -> str | None:
     """Content of the last ``\\boxed{...}``, ``\\fbox{...}`` or ``\\boxed x`` (braces matched).
 
-    The MATH release's ``last_boxed_only_string`` accepts the same three forms; the spaced form
+    lm-eval's ``last_boxed_only_string`` accepts the same three forms; the spaced form
     runs to the next ``$``. Unlike that function (which prefers ``\\boxed `` wherever it occurs),
     whichever form occurs last wins, so "several boxes, the last counts" holds for all of them.
     """
@@ -126,7 +131,7 @@ def hendrycks_extract(output: str) -> tuple[str, str]:
 
 def _drop_right_units(text: str) -> str:
     # MATH writes units as "\text{ cm}" (with the space); a second such group is unexpected,
-    # and the MATH release asserts it away, which sends is_equiv to its raw-string fallback.
+    # and lm-eval asserts it away, which sends is_equiv to its raw-string fallback.
     if "\\text{ " not in text:
         return text
     parts = text.split("\\text{ ")
@@ -139,7 +144,7 @@ def _brace_sqrt_arguments(text: str) -> str:
     """``\\sqrt3`` -> ``\\sqrt{3}`` (one character is the argument when no brace follows)."""
     head, *pieces = text.split("\\sqrt")
     for piece in pieces:
-        # An empty piece (a trailing "\sqrt") raises IndexError, as the MATH release's does.
+        # An empty piece (a trailing "\sqrt") raises IndexError, as lm-eval's fix_sqrt does.
         head += "\\sqrt" + (piece if piece[0] == "{" else "{" + piece[0] + "}" + piece[1:])
     return head
 
@@ -149,10 +154,10 @@ def _brace_frac_arguments(text: str) -> str:
     head, *pieces = text.split("\\frac")
     for piece in pieces:
         head += "\\frac"
-        if piece[0] == "{":  # empty piece: IndexError, as in the MATH release
+        if piece[0] == "{":  # empty piece: IndexError, as in lm-eval's fix_fracs
             head += piece
         elif len(piece) < 2:
-            return text  # the MATH release gives up and returns its input unchanged
+            return text  # lm-eval gives up and returns its input unchanged
         elif piece[1] != "{":
             head += "{" + piece[0] + "}{" + piece[1] + "}" + piece[2:]
         else:
@@ -163,8 +168,8 @@ def _brace_frac_arguments(text: str) -> str:
 def _integer_slash_to_frac(text: str) -> str:
     """``3/4`` -> ``\\frac{3}{4}`` for plain integers only.
 
-    A non-integer side (``\\pi/2``) raises ValueError, as ``int()`` does in the MATH release,
-    so is_equiv falls back to comparing raw strings.
+    A non-integer side (``\\pi/2``) raises ValueError: lm-eval's ``fix_a_slash_b`` catches only
+    the AssertionError of its canonical-form check, so is_equiv falls back to raw strings.
     """
     parts = text.split("/")
     if len(parts) != 2:
@@ -176,12 +181,12 @@ def _integer_slash_to_frac(text: str) -> str:
 
 
 def hendrycks_normalize(answer: str) -> str:
-    """The MATH release's ``strip_string``, step by step in its order. May raise (see is_equiv)."""
+    """lm-eval's ``strip_string``, step by step in its order. May raise (see is_equiv)."""
     for old, new in (("\n", ""), ("\\!", ""), ("\\\\", "\\"), ("tfrac", "frac"), ("dfrac", "frac"),
                      ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", "")):
         answer = answer.replace(old, new)
     answer = _drop_right_units(answer)
-    answer = answer.replace("\\%", "")  # only the escaped percent sign; a bare "%" stays
+    answer = answer.replace("\\%", "")  # lm-eval: only the escaped sign; a bare "%" stays
     answer = answer.replace(" .", " 0.").replace("{.", "{0.")
     if not answer:
         return answer
@@ -193,7 +198,7 @@ def hendrycks_normalize(answer: str) -> str:
     answer = _brace_sqrt_arguments(answer)
     answer = answer.replace(" ", "")
     answer = _brace_frac_arguments(answer)
-    if answer == "0.5":  # the only decimal the MATH release rewrites
+    if answer == "0.5":  # the only decimal strip_string rewrites
         answer = "\\frac{1}{2}"
     return _integer_slash_to_frac(answer)
 
@@ -203,12 +208,12 @@ def _hendrycks_compare(prediction: str, gold: str) -> tuple[bool, str]:
     try:
         ours, theirs = hendrycks_normalize(prediction), hendrycks_normalize(gold)
         return ours == theirs, f"normalised {ours!r} vs {theirs!r}"
-    except Exception as error:  # the MATH release catches everything here, so do we
+    except Exception as error:  # lm-eval catches every Exception here, so do we
         return prediction == gold, f"normalisation raised {type(error).__name__}, raw strings compared"
 
 
 def hendrycks_is_equiv(prediction: str, gold: str) -> bool:
-    """The MATH release's ``is_equiv`` on two answer strings."""
+    """lm-eval's hendrycks_math ``is_equiv`` on two answer strings."""
     return _hendrycks_compare(prediction, gold)[0]
 
 

@@ -96,12 +96,27 @@ def load_causal_lm(text: str, *, trust_remote_code: bool = False, dtype: torch.d
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise UserInputError(f"{text}: cannot load model ({str(exc).splitlines()[0]})") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def check_weights(directory: Path) -> None:
+    """Open every safetensors file's header, so corrupt or truncated weights fail before a run starts."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise UserInputError(f"{directory}: no *.safetensors weights (other formats are not loaded, for safety)")
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            raise UserInputError(f"{file}: cannot read weights ({str(exc).splitlines()[0]})") from None
 
 
 def fingerprint(text: str) -> str:
@@ -110,6 +125,7 @@ def fingerprint(text: str) -> str:
     if ref.backend == "hf":
         return f"{ref.name}@{ref.revision or 'main'}"
     directory = Path(resolve_path(ref))
+    check_weights(directory)
     digest = hashlib.sha256()
     for file in sorted(directory.glob("*.safetensors")):
         digest.update(file.name.encode())

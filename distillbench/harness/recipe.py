@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,9 +177,29 @@ def _check_components(recipe: Recipe) -> list[str]:
     return problems
 
 
-def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative file paths in a recipe (data files, local model directories) are relative to the recipe."""
+
+    def resolve(value: Any) -> Any:
+        if not isinstance(value, str) or value.startswith(("pocket:", "hf:")) or Path(value).is_absolute():
+            return value
+        candidate = os.path.normpath(base / value)
+        return candidate if os.path.exists(candidate) else value
+
+    raw = dict(raw)
+    for key in ("teacher", "reference_teacher", "student"):
+        if key in raw:
+            raw[key] = resolve(raw[key])
+    if isinstance(raw.get("data"), dict):
+        raw["data"] = {k: resolve(v) if k in ("source", "preferences") else v for k, v in raw["data"].items()}
+    return raw
+
+
+def parse_recipe(raw: Any, source: str = "recipe", base: Path | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise UserInputError(f"{source}: expected a mapping of recipe fields at the top level")
+    if base is not None:
+        raw = _resolve_paths(raw, base)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
@@ -201,4 +222,4 @@ def load_recipe(path: str | Path) -> Recipe:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserInputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_recipe(raw, str(path))
+    return parse_recipe(raw, str(path), base=path.parent)
