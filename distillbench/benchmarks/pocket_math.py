@@ -24,7 +24,7 @@ class PocketMath(Benchmark):
     n: Annotated[int, Gt(0)] = 200
     seed: int = 0
     max_new_tokens: Annotated[int, Gt(0)] = 96
-    grader: Literal["math-verify"] = "math-verify"
+    grader: Literal["math-verify", "minerva", "hendrycks"] = "math-verify"
 
     binary_metrics = ("accuracy",)
 
