@@ -148,3 +148,15 @@ def test_gkd_trains_on_student_samples_when_lambda_is_one(tiny_recipe):
     rows = _board(recipe)["rows"]
     on_policy = {r["row"]: r["cost"]["on_policy_steps"] for r in rows if r["kind"] == "method"}
     assert on_policy == {"gkd[lmbda=1.0,max_new_tokens=6]": 3, "gkd[lmbda=0.0]": 0}
+
+
+def test_real_format_benchmarks_run_on_local_files(tiny_recipe, shared_data):
+    recipe = tiny_recipe("[sft]")
+    math500 = shared_data / "math500" / "test.jsonl"
+    recipe.write_text(recipe.read_text().replace(
+        "benchmarks: [{name: pocket-math, n: 12, max_new_tokens: 16}]",
+        f"benchmarks: [{{name: math500, source: {math500}, n: 5, max_new_tokens: 8, grader: hendrycks}}]"))
+    assert main(["run", str(recipe)]) == 0
+    board = _board(recipe)
+    assert all(row["metrics"]["math500/accuracy"]["n"] == 5 for row in board["rows"])
+    assert board["protocols"]["math500"]["grader"] == "hendrycks"

@@ -4,4 +4,4 @@ Judge backends register from `distillbench.benchmarks.judges`, which the registr
 on first use (not from here: the pocket oracle depends on scorers of this package).
 """
 
-from . import mtbench, pocket_math  # noqa: F401
+from . import gsm8k, hendrycks_math, mtbench, pocket_math  # noqa: F401

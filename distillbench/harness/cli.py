@@ -131,6 +131,23 @@ def _cmd_compare(args) -> int:
     return 1 if regressions else 0
 
 
+def _cmd_score(args) -> int:
+    from .score_only import score_predictions, write_results
+
+    options = {"grader": args.grader} if args.grader else {}
+    results = score_predictions(args.benchmark, args.predictions, options)
+    table = Table(title=f"{args.benchmark} on {args.predictions}")
+    for column in ("metric", "mean", "95% CI", "n"):
+        table.add_column(column)
+    for name, metric in results["metrics"].items():
+        low, high = metric["ci95"]
+        table.add_row(name, f"{metric['mean']:.4f}", f"[{low:.4f}, {high:.4f}]", str(metric["n"]))
+    Console(width=200).print(table)
+    if args.out:
+        print(f"results: {write_results(results, Path(args.out))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
     board.set_defaults(handler=_cmd_leaderboard)
+
+    score = commands.add_parser("score", help="score predictions made elsewhere, without loading a model")
+    score.add_argument("benchmark", help="a registered benchmark, e.g. math500, gsm8k")
+    score.add_argument("--predictions", required=True, metavar="FILE.jsonl",
+                       help="one JSON object a line: id, response, and optionally gold")
+    score.add_argument("--grader", help="for MATH benchmarks: math-verify (default), minerva or hendrycks")
+    score.add_argument("--out", metavar="DIR", help="write DIR/results.json (metrics and per-item records)")
+    score.set_defaults(handler=_cmd_score)
 
     gate = commands.add_parser("compare", help="regression gate: exit 1 when a metric of NEW dropped against BASELINE")
     gate.add_argument("new", help="a run directory or leaderboard.json")
