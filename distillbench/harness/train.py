@@ -24,13 +24,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_scheduler
 
+from distillbench.methods.base import sequence_logps
+
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import collate
 from .errors import NonFiniteError
 from .onpolicy import is_on_policy_step, sample_batch
 from .progress import progress
 from .recipe import Budget
-from distillbench.methods.base import sequence_logps
 
 
 @dataclass
@@ -80,6 +81,28 @@ def example_indices(lengths: tuple[int, ...], batch_size: int, seed: int, step: 
 
 def _length(example: dict) -> int:
     return max(len(v) for k, v in example.items() if k.endswith("input_ids"))
+
+
+def _accumulate_gradients(accelerator, method, student, batches: list[dict], teacher, reference, step: int,
+                          state: dict) -> dict[str, float]:
+    """Backward through every micro-batch of one optimizer step; returns the step's loss terms.
+
+    Raises NonFiniteError naming the step and the term when a loss term is NaN or inf.
+    """
+    terms: dict[str, float] = {}
+    weights = _micro_batch_weights(batches, method.normalize_by)
+    for number, (batch, weight) in enumerate(zip(batches, weights)):
+        state["teacher_forwards"] += add_signals(batch, method.needs, teacher, reference)
+        last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
+        with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
+            named = method.loss(student, batch)
+            loss = sum(named.values()) * weight
+        for name, value in named.items():
+            if not torch.isfinite(value):
+                raise NonFiniteError(step + 1, f"loss term {name!r} ({value.item()})")
+            terms[name] = terms.get(name, 0.0) + value.item() * weight
+        accelerator.backward(loss)
+    return terms
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -167,7 +190,6 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             for step in range(state["step"], budget.steps):
                 indices = example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
-                terms = {}
                 batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
                                                                              tokenizer.pad_token_id).items()}
                            for micro in micro_batches]
@@ -176,19 +198,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                                             max_new_tokens=method.sample_max_new_tokens,
                                             temperature=method.sample_temperature) for batch in batches]
                     state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
-                weights = _micro_batch_weights(batches, method.normalize_by)
-                for number, (micro, batch, weight) in enumerate(zip(micro_batches, batches, weights)):
-                    state["teacher_forwards"] += add_signals(batch, method.needs, teacher, reference)
-                    syncing = number == len(micro_batches) - 1
-                    context = accelerator.no_sync(student) if not syncing else contextlib.nullcontext()
-                    with context, accelerator.autocast():
-                        named = method.loss(student, batch)
-                        loss = sum(named.values()) * weight
-                    for name, value in named.items():
-                        if not torch.isfinite(value):
-                            raise NonFiniteError(step + 1, f"loss term {name!r} ({value.item()})")
-                        terms[name] = terms.get(name, 0.0) + value.item() * weight
-                    accelerator.backward(loss)
+                terms = _accumulate_gradients(accelerator, method, student, batches, teacher, reference, step, state)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")
