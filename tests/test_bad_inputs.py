@@ -98,3 +98,19 @@ def test_a_corrupt_local_checkpoint_is_refused(damage, private_zoo, tmp_path, ca
     assert main(["run", str(_recipe(tmp_path, str(local))), "--out", str(out)]) == 2
     _check_one_clear_error(capsys, "cannot read weights", "model.safetensors")
     assert not out.exists()
+
+
+def test_logit_distillation_refuses_a_teacher_with_another_vocabulary(private_zoo, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other-vocab"
+    shutil.copytree(private_zoo, other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["<extra>"])
+    tokenizer.save_pretrained(other)
+    recipe = _recipe(tmp_path, str(other))
+    recipe.write_text(recipe.read_text().replace("methods: [sft]", "methods: [kd]"))
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out)]) == 2
+    _check_one_clear_error(capsys, "different vocabularies", "other-vocab")
+    assert not out.exists()

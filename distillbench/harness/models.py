@@ -131,3 +131,19 @@ def fingerprint(text: str) -> str:
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def check_shared_vocabulary(teacher: str, student: str) -> None:
+    """Logit distillation compares distributions token by token: the vocabularies must be the same
+    (trl #2215, #4562: a silent mismatch gives wrong results instead of an error)."""
+    from transformers import AutoTokenizer
+
+    vocabularies = []
+    for text in (teacher, student):
+        ref = parse_model_ref(text)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(ref), revision=ref.revision)
+        vocabularies.append(tokenizer.get_vocab())
+    if vocabularies[0] != vocabularies[1]:
+        raise UserInputError(f"teacher: {teacher} and student {student} have different vocabularies "
+                             f"({len(vocabularies[0])} vs {len(vocabularies[1])} tokens); logit distillation "
+                             "needs a shared tokenizer")

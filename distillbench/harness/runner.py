@@ -25,9 +25,9 @@ from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
 from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
-from .errors import NonFiniteError, UserInputError
+from .errors import NonFiniteError
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
-from .models import load_causal_lm
+from .models import check_shared_vocabulary, load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
 from .provenance import run_provenance
 from .recipe import Recipe
@@ -68,8 +68,11 @@ class Runner:
         return board
 
     def _preflight(self, plan: Plan) -> None:
-        """Read every data file the plan needs, so that malformed data fails before anything is written."""
-        kinds = {cell.method.data_kind for cell in plan.cells if cell.method is not None}
+        """Check what the plan needs (data files, a shared vocabulary), so bad input fails before anything is written."""
+        methods = [cell.method for cell in plan.cells if cell.method is not None]
+        if any("teacher_logits" in method.needs for method in methods):
+            check_shared_vocabulary(self.recipe.teacher, self.recipe.student)
+        kinds = {method.data_kind for method in methods}
         data = self.recipe.data
         if "sft" in kinds and not data.source.startswith("pocket:"):
             load_records(data.source, data.split, data.size)
@@ -117,7 +120,7 @@ class Runner:
         model, tokenizer = load_causal_lm(cell.model_ref)
         if cell.kind == "reference":
             return model, tokenizer, {}
-        teacher = self._load_teacher(tokenizer) if "teacher_logits" in cell.method.needs else None
+        teacher = self._load_teacher() if "teacher_logits" in cell.method.needs else None
         # DPO-style methods measure the policy against its own initialisation.
         reference = load_causal_lm(cell.model_ref)[0] if "reference_logps" in cell.method.needs else None
         budget = self.recipe.budget
@@ -139,13 +142,9 @@ class Runner:
             return load_causal_lm(cell.model_ref)
         return load_causal_lm(str(folder / "model"))
 
-    def _load_teacher(self, student_tokenizer):
+    def _load_teacher(self):
         if self._teacher is None:
-            teacher, tokenizer = load_causal_lm(self.recipe.teacher)
-            if tokenizer.get_vocab() != student_tokenizer.get_vocab():
-                raise UserInputError(f"teacher: {self.recipe.teacher} and student {self.recipe.student} have different "
-                                     "tokenizers; logit distillation needs a shared vocabulary")
-            self._teacher = teacher
+            self._teacher = load_causal_lm(self.recipe.teacher)[0]
         return self._teacher
 
     def _train_examples(self, tokenizer, kind: str):
