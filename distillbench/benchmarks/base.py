@@ -8,6 +8,7 @@ numbers and a reason, pure). Per-item scores are always kept.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,20 +28,23 @@ class ItemScore:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Benchmark:
+class Benchmark(ABC):
     # Bump when scoring rules change, so stored results are not silently mixed.
     scorer_version: ClassVar[str] = "1"
     # Metrics that are 0/1 per item (McNemar applies); others are continuous.
     binary_metrics: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def items(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The benchmark's items, each with a stable string ``id``."""
 
+    @abstractmethod
     def predict(self, model, tokenizer, items: list[dict[str, Any]], *, batch_size: int) -> list[str]:
-        raise NotImplementedError
+        """One output per item (batched generation)."""
 
+    @abstractmethod
     def score(self, item: dict[str, Any], output: str) -> ItemScore:
-        raise NotImplementedError
+        """The numbers one output earns on one item, and why; a pure function."""
 
     def protocol(self) -> dict[str, Any]:
         """What a reader needs to know to compare this number with another: scorer, grader, settings."""

@@ -8,6 +8,7 @@ The arithmetic lives in pure functions beside each method.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -25,7 +26,7 @@ def register_method(name: str, *, family: str, paper: str = "", summary: str = "
     return METHODS.register(name, family=family, paper=paper, summary=summary)
 
 
-class Method:
+class Method(ABC):
     needs: ClassVar[tuple[str, ...]] = ()
     # What the loss averages over inside a batch, so accumulation can weight micro-batches:
     # "tokens" (token-level losses) or "examples" (sequence-level losses such as DPO).
@@ -33,8 +34,9 @@ class Method:
     # The examples a method trains on: "sft" (prompt, response) or "preference" (prompt, chosen, rejected).
     data_kind: ClassVar[str] = "sft"
 
+    @abstractmethod
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The method's named loss terms on one batch; the harness sums and logs them."""
 
     def on_policy_probability(self, step: int) -> float:
         """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
