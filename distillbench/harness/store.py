@@ -117,10 +117,3 @@ class Store:
         row = self._db.execute("SELECT protocol_json, seconds FROM evaluations WHERE cell_key=? AND bench_key=? "
                                "AND status='complete'", (cell_key, bench_key)).fetchone()
         return None if row is None else {"protocol": json.loads(row[0]), "seconds": row[1]}
-
-    def latest_run(self) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT run_id, recipe_json FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
-        return None if row is None else {"run_id": row[0], "recipe": json.loads(row[1])}
-
-    def count(self, table: str) -> int:
-        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

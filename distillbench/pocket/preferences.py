@@ -19,9 +19,6 @@ from distillbench.harness.generation import generate_responses
 
 from .rubric import score_response
 
-FILES = ("pairs.jsonl", "ranked.jsonl", "traces.jsonl")
-
-
 def sample_graded(model, tokenizer, records: list[dict], samples: int, temperature: float, seed: int,
                   batch_size: int = 64, max_new_tokens: int = 96) -> list[list[dict]]:
     """For each record, `samples` sampled responses with their rubric scores."""
