@@ -98,6 +98,10 @@ def test_leaderboard_command(tiny_recipe, capsys):
     assert main(["leaderboard", str(recipe.parent / "out"), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert "| sft | method | 0 |" in out and "| teacher (pocket:teacher-sft) | reference |" in out
+    assert main(["leaderboard", str(recipe.parent / "out"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("row,kind,method") and any(line.startswith("sft,method,sft,") for line in lines)
+    assert (recipe.parent / "out" / "leaderboard.csv").read_text().splitlines() == lines
     assert main(["leaderboard", str(recipe.parent)]) == 2
 
 

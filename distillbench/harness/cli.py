@@ -45,7 +45,7 @@ def _cmd_list(args) -> int:
 def _cmd_leaderboard(args) -> int:
     import json
 
-    from distillbench.leaderboards.render import print_table, print_versus, to_markdown, versus_markdown
+    from distillbench.leaderboards.render import print_table, print_versus, to_csv, to_markdown, versus_markdown
 
     path = Path(args.directory) / "leaderboard.json"
     if not path.is_file():
@@ -66,7 +66,9 @@ def _cmd_leaderboard(args) -> int:
             comparisons = head_to_head(store, board, args.versus)
         finally:
             store.close()
-    if args.format == "json":
+    if args.format == "csv":
+        print(to_csv(board), end="")
+    elif args.format == "json":
         print(json.dumps({**board, "versus": comparisons} if comparisons is not None else board, indent=1))
     elif args.format == "markdown":
         print(to_markdown(board), end="")
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory")
     board.add_argument("directory")
-    board.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    board.add_argument("--format", choices=["table", "markdown", "json", "csv"], default="table")
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
     board.set_defaults(handler=_cmd_leaderboard)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -69,9 +71,25 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
     (console or Console(width=200)).print(table)
 
 
+def to_csv(board: dict[str, Any]) -> str:
+    """One line per row and metric: the tidy form for pandas and spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "kind", "method", "model", "seeds", "status", "metric", "mean", "ci95_low", "ci95_high",
+                     "n", "train_seconds", "teacher_forwards"])
+    for row in board["rows"]:
+        for metric, value in row["metrics"].items():
+            writer.writerow([row["row"], row["kind"], row["method"] or "", row["model"],
+                             " ".join(map(str, row["seeds"])), row["status"], metric, value["mean"], value["ci95"][0],
+                             value["ci95"][1], value["n"], row["cost"].get("train_seconds", ""),
+                             row["cost"].get("teacher_forwards", "")])
+    return buffer.getvalue()
+
+
 def write_all(board: dict[str, Any], directory: Path) -> None:
     write_text_atomic(directory / "leaderboard.json", json.dumps(board, indent=1) + "\n")
     write_text_atomic(directory / "leaderboard.md", to_markdown(board))
+    write_text_atomic(directory / "leaderboard.csv", to_csv(board))
 
 
 _VERSUS_HEADER = ["row", "metric", "Δ vs {versus}", "95% CI", "p", "p (Holm)", "test", "n", ""]
