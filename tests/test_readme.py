@@ -30,3 +30,12 @@ def test_every_cli_command_and_option_is_documented():
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert option in text, f"{name} {option}"
+
+
+def test_every_recipe_field_is_in_the_recipe_format_section():
+    from distillbench.harness.recipe import Budget, DataSpec, Recipe
+
+    section = README.read_text().split("## Recipe format")[1].split("## Methods")[0]
+    missing = [f for model in (Recipe, Budget, DataSpec) for f in model.model_fields
+               if not re.search(rf"\b{f}:", section)]
+    assert not missing, f"README recipe format lacks {missing}"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from .errors import UserInputError
 from .models import validate_model_ref
 from .registry import BENCHMARKS, METHODS
-from .validation import describe, problems_from
+from .validation import problems_from, unknown_field
 
 DEFAULT_RECIPE = Path("recipes/pocket/llm.yaml")
 
@@ -149,7 +149,7 @@ def validate_options(cls: type, params: dict[str, Any], path: str) -> tuple[Any 
     extra = [k for k in params if k not in known]
     problems = []
     for key in extra:
-        problems.append(f"{path}.{key}: " + describe({"type": "extra_forbidden", "loc": (key,), "msg": ""}, known))
+        problems.append(f"{path}.{key}: {unknown_field(key, known)}")
     try:
         instance = TypeAdapter(cls).validate_python({k: v for k, v in params.items() if k in known})
     except ValidationError as exc:

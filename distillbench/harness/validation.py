@@ -21,6 +21,11 @@ def field_path(loc: Iterable[Any], prefix: str = "") -> str:
     return path or "(top level)"
 
 
+def unknown_field(name: str, known_fields: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known_fields), n=1, cutoff=0.5)
+    return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+
+
 def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in _BOUNDS:
@@ -29,9 +34,7 @@ def describe(error: dict[str, Any], known_fields: Iterable[str] = ()) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        name = str(error["loc"][-1])
-        close = difflib.get_close_matches(name, list(known_fields), n=1, cutoff=0.5)
-        return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+        return unknown_field(str(error["loc"][-1]), known_fields)
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind == "value_error":

@@ -13,6 +13,7 @@ matches a shipped copy is installed from it instead of being retrained.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -130,9 +131,21 @@ def verify(name: str) -> list[str]:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         return [f"{name}: not built ({directory})"]
-    manifest = json.loads(manifest_path.read_text())
+    return list(_verify_files(directory, _directory_state(directory)))
+
+
+def _directory_state(directory: Path) -> tuple:
+    """Names, sizes and modification times: what changes when a file is touched."""
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.iterdir()) if f.is_file())
+
+
+@functools.lru_cache(maxsize=64)
+def _verify_files(directory: Path, state: tuple) -> tuple[str, ...]:
+    # Every model load resolves through ensure_built; hash each unchanged build only once per process.
+    manifest = json.loads((directory / MANIFEST).read_text())
     actual = _file_hashes(directory)
-    return [f"{name}: {file} hash mismatch" for file, digest in manifest["sha256"].items() if actual.get(file) != digest]
+    return tuple(f"{manifest['name']}: {file} hash mismatch" for file, digest in manifest["sha256"].items()
+                 if actual.get(file) != digest)
 
 
 def ensure_built(name: str) -> Path:
@@ -194,7 +207,7 @@ def build(name: str) -> Path:
 
 def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from distillbench.harness.data import read_jsonl, tokenize_preferences, tokenize_records
     from distillbench.harness.recipe import Budget
@@ -211,8 +224,6 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
         parent = ensure_built(spec.init_from)
         model = AutoModelForCausalLM.from_pretrained(parent, use_safetensors=True)
         reference = AutoModelForCausalLM.from_pretrained(parent, use_safetensors=True)
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(parent)
     else:
         tokenizer = build_char_tokenizer()
