@@ -107,7 +107,10 @@ def _cmd_zoo(args) -> int:
     for name in names:
         if args.force or zoo.verify(name):
             print(f"building {name} ...", file=sys.stderr)
-            zoo.build(name) if args.force else zoo.ensure_built(name)
+            if args.force:
+                zoo.build(name)
+            else:
+                zoo.ensure_built(name)
         print(f"{name}: {zoo.model_dir(name)}")
         if args.export:
             print(f"{name}: exported to {zoo.export(name)}")
