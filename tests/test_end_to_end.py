@@ -164,3 +164,40 @@ def test_real_format_benchmarks_run_on_local_files(tiny_recipe, shared_data):
     board = _board(recipe)
     assert all(row["metrics"]["math500/accuracy"]["n"] == 5 for row in board["rows"])
     assert board["protocols"]["math500"]["grader"] == "hendrycks"
+
+
+SEED_PAPERS = """
+name: seed-papers
+teacher: pocket:teacher-aligned
+reference_teacher: pocket:teacher-sft
+student: pocket:student-init
+data: {{source: "pocket:math", size: 32, preferences: "pocket:math-preference"}}
+budget: {{steps: 2, batch_size: 4, learning_rate: 1.0e-3, max_length: 96, checkpoint_every: 1}}
+seeds: [0]
+methods: {methods}
+benchmarks: [{{name: pocket-math, n: 4, max_new_tokens: 8}}]
+output_dir: {out}
+"""
+
+
+def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path):
+    recipe = tmp_path / "seed.yaml"
+    methods = "[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo]"
+    recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
+    assert main(["run", str(recipe)]) == 0
+    rows = {r["method"]: r for r in _board(recipe)["rows"] if r["kind"] == "method"}
+    assert all(row["status"] == "complete" for row in rows.values()), rows
+    # ADPA scores only its samples, with the teacher and the reference teacher: 2 models x 4 rows x 2 steps.
+    assert rows["adpa"]["cost"]["teacher_forwards"] == 16
+    assert rows["adpa"]["cost"]["on_policy_steps"] == 2
+    # DCKD: the teacher on chosen and rejected; teacher-ref-dpo: the teacher as DPO reference on both.
+    assert rows["dckd"]["cost"]["teacher_forwards"] == 16
+    assert rows["teacher-ref-dpo"]["cost"]["teacher_forwards"] == 16
+
+
+def test_a_method_that_continues_another_needs_it_in_the_recipe(tmp_path, capsys):
+    recipe = tmp_path / "seed.yaml"
+    recipe.write_text(SEED_PAPERS.format(methods="[adpa+]", out=tmp_path / "out"))
+    assert main(["run", str(recipe)]) == 2
+    assert "adpa+ continues from the dckd student; add dckd" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

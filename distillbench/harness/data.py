@@ -44,14 +44,15 @@ PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
 
 def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0,
-                 conversations: int = 0) -> list[dict[str, Any]]:
+                 conversations: int = 0, chatty_fraction: float = 0.0) -> list[dict[str, Any]]:
     """SFT records: generated pocket-math (optional noise and two-turn chats) or a local JSONL file."""
     if source == "pocket:math":
         from distillbench.pocket.math_world import add_noise, generate
         from distillbench.pocket.mtbench_world import training_conversations
 
         records = add_noise(generate(split, size or 2000, seed=0), noise_fraction)
-        return records + training_conversations(conversations, seed=2, noise_fraction=noise_fraction)
+        return records + training_conversations(conversations, seed=2, noise_fraction=noise_fraction,
+                                                chatty_fraction=chatty_fraction)
     records = read_jsonl(source, REQUIRED_FIELDS)
     return records[:size] if size else records
 
@@ -131,6 +132,11 @@ def tokenize_preferences(tokenizer, records: list[dict[str, Any]], max_length: i
             example.update({f"{side}_{key}": value for key, value in tokens.items()})
         examples.append(example)
     return examples
+
+
+def sequence_prefixes(batch: dict[str, Any]) -> list[str]:
+    """The sequences of a batch by key prefix: '' (sft), 'chosen_' and 'rejected_' (pairs), 'sample_' (on-policy)."""
+    return [key.removesuffix("input_ids") for key in batch if key.endswith("input_ids")]
 
 
 def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:

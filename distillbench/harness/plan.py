@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import data_fingerprint
+from .errors import UserInputError
 from .models import fingerprint
 from .recipe import Recipe, stable_hash, validate_options
 from .registry import BENCHMARKS, METHODS
@@ -26,6 +27,7 @@ class Cell:
     method_name: str | None = None
     method: Any = None  # the validated method dataclass
     seed: int | None = None
+    starts_from: str | None = None  # key of the cell whose trained student this cell starts from
 
     @property
     def folder(self) -> str:
@@ -47,6 +49,9 @@ class Plan:
 
     def rows(self) -> list[str]:
         return list(dict.fromkeys(c.label for c in self.cells))
+
+    def cell(self, key: str) -> Cell:
+        return next(c for c in self.cells if c.key == key)
 
 
 def _options(obj: Any) -> dict[str, Any]:
@@ -70,17 +75,21 @@ def make_plan(recipe: Recipe) -> Plan:
     data = {**recipe.data.model_dump(mode="json"), "source_hash": data_fingerprint(recipe.data.source),
             "preferences_hash": data_fingerprint(recipe.data.preferences)}
     budget = recipe.budget.model_dump(mode="json")
-    for spec in recipe.methods:
-        method = validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]
+    methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
+    keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
+    # Methods that continue from another method's student come after it.
+    for spec, method in sorted(methods, key=lambda pair: pair[1].starts_from is not None):
         models = {"student": fp(recipe.student)}
-        if "teacher_logits" in method.needs:
+        if method.uses_teacher:
             models["teacher"] = fp(recipe.teacher)
-        if "reference_logits" in method.needs:
+        if "reference_teacher_logits" in method.needs:
             models["reference_teacher"] = fp(recipe.reference_teacher)
         for seed in recipe.seeds:
+            start = _start_key(method, spec.name, seed, keys)
             key = stable_hash({"kind": "method", "method": spec.name, "params": _options(method), "seed": seed,
-                               "models": models, "data": data, "budget": budget})
-            cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed))
+                               "models": models, "data": data, "budget": budget, "starts_from": start})
+            keys.setdefault((spec.name, seed), key)
+            cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
     benchmarks = []
     names = [spec.name for spec in recipe.benchmarks]
     for spec in recipe.benchmarks:
@@ -89,3 +98,12 @@ def make_plan(recipe: Recipe) -> Plan:
         # A benchmark listed once is named plainly; listed with several option sets, by its label.
         benchmarks.append(BenchmarkRun(spec.name if names.count(spec.name) == 1 else spec.label, benchmark, key))
     return Plan(cells, benchmarks)
+
+
+def _start_key(method: Any, name: str, seed: int, keys: dict[tuple[str, int], str]) -> str | None:
+    if method.starts_from is None:
+        return None
+    if (method.starts_from, seed) not in keys:
+        raise UserInputError(f"methods: {name} continues from the {method.starts_from} student; "
+                             f"add {method.starts_from} to the recipe's methods")
+    return keys[(method.starts_from, seed)]

@@ -55,6 +55,8 @@ class DataSpec(_Strict):
                                   description="pocket sources: share of solutions with realistic noise")
     conversations: int = Field(default=0, ge=0, description="pocket:math only: two-turn pocket-mtbench-style "
                                "chats mixed into the SFT data (disjoint from the evaluation questions)")
+    chatty_fraction: float = Field(default=0.0, ge=0, le=1, description="pocket:math only: share of the chats' "
+                                   "second answers written in a chatty, unboxed style (a habit of one SFT source)")
     preferences: str | None = Field(default=None, description="'pocket:math-preference' or a JSONL file of "
                                     "{prompt, chosen, rejected} records (chat messages or strings)")
 

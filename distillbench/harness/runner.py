@@ -25,7 +25,7 @@ from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
 from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
-from .errors import NonFiniteError
+from .errors import NonFiniteError, UserInputError
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .models import check_shared_vocabulary, load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
@@ -42,7 +42,7 @@ class Runner:
         self.recipe = recipe
         self.out = Path(output_dir) if output_dir else recipe.output_path()
         self.console = console or Console(stderr=True)
-        self._teacher = None
+        self._frozen: dict[str, torch.nn.Module] = {}
         self._examples: dict[str, list] = {}
 
     def run(self) -> dict[str, Any]:
@@ -70,8 +70,15 @@ class Runner:
     def _preflight(self, plan: Plan) -> None:
         """Check what the plan needs (data files, a shared vocabulary), so bad input fails before anything is written."""
         methods = [cell.method for cell in plan.cells if cell.method is not None]
-        if any("teacher_logits" in method.needs for method in methods):
+        if any(method.uses_teacher for method in methods):
             check_shared_vocabulary(self.recipe.teacher, self.recipe.student)
+        needing = sorted({cell.method_name for cell in plan.cells
+                          if cell.method is not None and "reference_teacher_logits" in cell.method.needs})
+        if needing:
+            if self.recipe.reference_teacher is None:
+                raise UserInputError(f"{', '.join(needing)} need the aligned teacher's reference model: "
+                                     "set reference_teacher in the recipe")
+            check_shared_vocabulary(self.recipe.reference_teacher, self.recipe.student)
         kinds = {method.data_kind for method in methods}
         data = self.recipe.data
         if "sft" in kinds and not data.source.startswith("pocket:"):
@@ -100,9 +107,11 @@ class Runner:
         if record and record["status"] == "ready":
             model, tokenizer = self._load_trained(cell, folder)
         else:
+            if cell.starts_from:  # its start must be trained first (by us, or by a concurrent run)
+                self._run_locked(store, run_id, plan, plan.cell(cell.starts_from), provenance, wait=True)
             store.mark_cell(cell.key, status="running", **common)
             try:
-                model, tokenizer, cost = self._prepare(cell, folder)
+                model, tokenizer, cost = self._prepare(cell, folder, plan)
             except NonFiniteError as exc:
                 store.mark_cell(cell.key, status="failed", error=str(exc), failed_step=exc.step,
                                 provenance=cell_provenance, **common)
@@ -115,18 +124,16 @@ class Runner:
         for bench in pending:
             self._evaluate(store, cell, bench, model, tokenizer, folder)
 
-    def _prepare(self, cell: Cell, folder: Path):
+    def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student trained by the method."""
-        model, tokenizer = load_causal_lm(cell.model_ref)
+        init = self._init_ref(cell, plan)
+        model, tokenizer = load_causal_lm(init)
         if cell.kind == "reference":
             return model, tokenizer, {}
-        teacher = self._load_teacher() if "teacher_logits" in cell.method.needs else None
-        # DPO-style methods measure the policy against its own initialisation.
-        reference = load_causal_lm(cell.model_ref)[0] if "reference_logps" in cell.method.needs else None
         budget = self.recipe.budget
         self.console.print(f"training {cell.folder} ({budget.steps} steps)")
         result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
-                       cell.seed, folder / "checkpoint", teacher=teacher, reference=reference,
+                       cell.seed, folder / "checkpoint", frozen=self._frozen_models(cell, init),
                        log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}")
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
@@ -142,10 +149,30 @@ class Runner:
             return load_causal_lm(cell.model_ref)
         return load_causal_lm(str(folder / "model"))
 
-    def _load_teacher(self):
-        if self._teacher is None:
-            self._teacher = load_causal_lm(self.recipe.teacher)[0]
-        return self._teacher
+    def _init_ref(self, cell: Cell, plan: Plan) -> str:
+        """Where a cell's model starts: its model_ref, or the trained student of the cell it continues."""
+        if cell.starts_from is None:
+            return cell.model_ref
+        return str(self.out / "cells" / plan.cell(cell.starts_from).folder / "model")
+
+    def _frozen_models(self, cell: Cell, init: str) -> dict:
+        """The frozen models the cell's method draws signals from, by role."""
+        needs, frozen = cell.method.needs, {}
+        if "teacher_logits" in needs:
+            frozen["teacher"] = self._load_frozen(self.recipe.teacher)
+        if "reference_teacher_logits" in needs:
+            frozen["reference_teacher"] = self._load_frozen(self.recipe.reference_teacher)
+        if "reference_logps" in needs:
+            # DPO-style methods measure the policy against its own initialisation unless they name the teacher.
+            frozen["reference"] = (self._load_frozen(self.recipe.teacher) if cell.method.reference_model == "teacher"
+                                   else load_causal_lm(init)[0])
+        return frozen
+
+    def _load_frozen(self, ref: str):
+        """A teacher-side model, loaded once per run and shared by every cell (it is never trained)."""
+        if ref not in self._frozen:
+            self._frozen[ref] = load_causal_lm(ref)[0]
+        return self._frozen[ref]
 
     def _train_examples(self, tokenizer, kind: str):
         """Tokenized training examples of one kind ("sft" or "preference"), built once per run."""
@@ -154,7 +181,8 @@ class Runner:
             if kind == "preference":
                 self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
             else:
-                records = load_records(data.source, data.split, data.size, data.noise_fraction, data.conversations)
+                records = load_records(data.source, data.split, data.size, data.noise_fraction, data.conversations,
+                                       data.chatty_fraction)
                 self._examples[kind] = tokenize_records(tokenizer, records, max_length)
         return self._examples[kind]
 

@@ -27,9 +27,9 @@ from transformers import get_scheduler
 from distillbench.methods.base import sequence_logps
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import collate
+from .data import collate, sequence_prefixes
 from .errors import NonFiniteError
-from .onpolicy import is_on_policy_step, sample_batch
+from .onpolicy import is_on_policy_step, with_samples
 from .progress import progress
 from .recipe import Budget
 
@@ -83,7 +83,7 @@ def _length(example: dict) -> int:
     return max(len(v) for k, v in example.items() if k.endswith("input_ids"))
 
 
-def _accumulate_gradients(accelerator, method, student, batches: list[dict], teacher, reference, step: int,
+def _accumulate_gradients(accelerator, method, student, batches: list[dict], frozen: dict, step: int,
                           state: dict) -> dict[str, float]:
     """Backward through every micro-batch of one optimizer step; returns the step's loss terms.
 
@@ -92,7 +92,7 @@ def _accumulate_gradients(accelerator, method, student, batches: list[dict], tea
     terms: dict[str, float] = {}
     weights = _micro_batch_weights(batches, method.normalize_by)
     for number, (batch, weight) in enumerate(zip(batches, weights)):
-        state["teacher_forwards"] += add_signals(batch, method.needs, teacher, reference)
+        state["teacher_forwards"] += add_signals(batch, method.needs, frozen, method.logit_sequences)
         last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
         with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
             named = method.loss(student, batch)
@@ -113,16 +113,30 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
+# Logit signals: the name a method lists in `needs` -> the frozen model (by role) that gives it.
+LOGIT_SIGNALS = {"teacher_logits": "teacher", "reference_teacher_logits": "reference_teacher"}
+
+
 @torch.no_grad()
-def add_signals(batch: dict, needs: tuple[str, ...], teacher, reference) -> int:
-    """Put the signals a method needs into its batch; returns the number of teacher forward passes."""
+def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.Module],
+                logit_sequences: tuple[str, ...] | None = None) -> int:
+    """Put the signals a method needs into its batch; returns the number of frozen-model forward passes.
+
+    Logit signals are computed for the sequences named in `logit_sequences` (all when None):
+    ``teacher_logits`` for an SFT batch, ``chosen_teacher_logits`` / ``rejected_teacher_logits``
+    (and ``sample_teacher_logits`` for on-policy samples) for a preference batch.
+    """
     forwards = 0
-    if "teacher_logits" in needs:
-        batch["teacher_logits"] = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        forwards += len(batch["input_ids"])
+    prefixes = [p for p in sequence_prefixes(batch) if logit_sequences is None or p.rstrip("_") in logit_sequences]
+    for signal, role in LOGIT_SIGNALS.items():
+        if signal in needs:
+            for prefix in prefixes:
+                batch[f"{prefix}{signal}"] = frozen[role](input_ids=batch[f"{prefix}input_ids"],
+                                                          attention_mask=batch[f"{prefix}attention_mask"]).logits[:, :-1]
+                forwards += len(batch[f"{prefix}input_ids"])
     if "reference_logps" in needs:
         for side in ("chosen", "rejected"):
-            batch[f"reference_{side}_logps"] = sequence_logps(reference, batch, side)
+            batch[f"reference_{side}_logps"] = sequence_logps(frozen["reference"], batch, side)
             lengths = (batch[f"{side}_labels"][:, 1:] != -100).sum(-1).clamp(min=1)
             batch[f"reference_{side}_mean_logps"] = batch[f"reference_{side}_logps"] / lengths
             forwards += len(batch[f"{side}_input_ids"])
@@ -159,11 +173,14 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
-          teacher=None, reference=None, log_path: Path | None = None, description: str = "train") -> TrainResult:
+          frozen: dict[str, torch.nn.Module] | None = None, log_path: Path | None = None,
+          description: str = "train") -> TrainResult:
     """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
 
-    `teacher` provides teacher_logits and `reference` reference_logps, when the method needs them.
+    `frozen` holds the models the method's signals come from, by role: "teacher"
+    (teacher_logits), "reference" (reference_logps), "reference_teacher".
     """
+    frozen = frozen or {}
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
@@ -173,9 +190,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler) or {"step": 0, "teacher_forwards": 0,
                                                                                "wall_seconds": 0.0}
     student, optimizer = accelerator.prepare(student, optimizer)
-    for frozen in (teacher, reference):
-        if frozen is not None:
-            frozen.to(accelerator.device).eval().requires_grad_(False)
+    for model in frozen.values():
+        model.to(accelerator.device).eval().requires_grad_(False)
     student.train()
     micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
     lengths = tuple(_length(e) for e in examples)
@@ -194,11 +210,11 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                                                                              tokenizer.pad_token_id).items()}
                            for micro in micro_batches]
                 if is_on_policy_step(method.on_policy_probability(step), seed, step):
-                    batches = [sample_batch(accelerator.unwrap_model(student), tokenizer, batch,
+                    batches = [with_samples(accelerator.unwrap_model(student), tokenizer, batch,
                                             max_new_tokens=method.sample_max_new_tokens,
                                             temperature=method.sample_temperature) for batch in batches]
                     state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
-                terms = _accumulate_gradients(accelerator, method, student, batches, teacher, reference, step, state)
+                terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")

@@ -16,9 +16,12 @@ import torch
 from distillbench.harness.registry import METHODS
 
 # Signals the harness can provide in a batch, beside the tokenized examples:
-#   teacher_logits   [B, T-1, V] the teacher's next-token logits on the same tokens (sft data)
-#   reference_logps  reference_{chosen,rejected}_logps, [B] summed response log-probs (preference data)
-SIGNALS = ("teacher_logits", "reference_logps")
+#   teacher_logits            [B, T-1, V] the teacher's next-token logits on the same tokens, for every
+#                             sequence of the batch ({prefix}teacher_logits: '', chosen_, rejected_, sample_)
+#   reference_teacher_logits  the same from the aligned teacher's reference (recipe reference_teacher)
+#   reference_logps           reference_{chosen,rejected}_logps, [B] summed response log-probs (preference
+#                             data), and reference_{chosen,rejected}_mean_logps
+SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -33,6 +36,17 @@ class Method(ABC):
     normalize_by: ClassVar[str] = "tokens"
     # The examples a method trains on: "sft" (prompt, response) or "preference" (prompt, chosen, rejected).
     data_kind: ClassVar[str] = "sft"
+    # The sequences of a batch that logit signals are computed on ('' for sft data; 'chosen',
+    # 'rejected', 'sample' for preference data); None: all of them.
+    logit_sequences: ClassVar[tuple[str, ...] | None] = None
+    # Where reference_logps come from: the student's own initialisation, or the teacher.
+    reference_model: ClassVar[str] = "init"
+    # A method that continues from another method's student (same seed), or None for the student init.
+    starts_from: ClassVar[str | None] = None
+
+    @property
+    def uses_teacher(self) -> bool:
+        return "teacher_logits" in self.needs or ("reference_logps" in self.needs and self.reference_model == "teacher")
 
     @abstractmethod
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -54,6 +68,13 @@ class Method(ABC):
 def upcast(tensor: torch.Tensor) -> torch.Tensor:
     """Half-precision logits to fp32 before softmax (fp32 and fp64 stay as they are)."""
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def sequence(batch: dict[str, Any], side: str) -> dict[str, Any]:
+    """One sequence of a preference batch ('chosen', 'rejected', 'sample') as an SFT-style batch:
+    input_ids, attention_mask, labels and whatever signals were computed on it."""
+    prefix = f"{side}_"
+    return {key.removeprefix(prefix): value for key, value in batch.items() if key.startswith(prefix)}
 
 
 def response_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:

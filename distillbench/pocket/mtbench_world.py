@@ -400,30 +400,58 @@ _SOLVERS = (
 )
 
 
-def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0) -> list[dict]:
+# One source of the pocket SFT chats answers follow-up questions chatty: a friendly preamble,
+# a verbose sign-off and no box. A habit shared by most follow-ups is what greedy decoding
+# reproduces (uniform noise at 25% is not), so it is what preference alignment can fix.
+_CHATTY_OPENINGS = ("Sure! Building on the previous answer: ", "Of course, let us continue from there: ",
+                    "Great question, we take the last result: ")
+
+
+def chatty(answer_text: str, answer: str, rng: random.Random) -> str:
+    """`answer_text` (steps ending in a box) rewritten in the chatty follow-up style."""
+    steps = answer_text[: answer_text.rindex("\\boxed{")].rstrip()
+    return f"{rng.choice(_CHATTY_OPENINGS)}{steps} So the final answer is {answer}."
+
+
+def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0,
+                           chatty_fraction: float = 0.0) -> list[dict]:
     """`size` two-turn chat conversations in the pocket-mtbench style, for SFT.
 
     Disjoint from the evaluation questions (`generate_questions()`): any conversation
     whose first turn is an evaluation question is skipped. Answers are the reference
-    turns, with `noise_fraction` of them corrupted the way pocket-math SFT data is.
+    turns, with `noise_fraction` of them corrupted the way pocket-math SFT data is, and
+    `chatty_fraction` of the second-turn answers written in the `chatty` style.
     """
     from .math_world import NOISE_KINDS, _corrupt
 
-    held_out = {q["turns"][0] for q in generate_questions()}
+    for name, value in (("noise_fraction", noise_fraction), ("chatty_fraction", chatty_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
     rng = random.Random(f"pocket-mtbench/train/{seed}")
     conversations = []
-    while len(conversations) < size:
-        category = CATEGORIES[len(conversations) % len(CATEGORIES)]
+    for category, turns in _training_questions(size, rng):
+        answers = []
+        for turn, (turn_answer, text) in enumerate(zip(solve(list(turns)), reference_turns(list(turns)))):
+            if turn == 1 and rng.random() < chatty_fraction:
+                text = chatty(text, turn_answer, rng)
+            elif rng.random() < noise_fraction:
+                text = _corrupt({"solution": text, "answer": turn_answer}, rng.choice(NOISE_KINDS), rng)
+            answers.append(text)
+        conversations.append({"category": category, "messages": [
+            {"role": "user", "content": turns[0]}, {"role": "assistant", "content": answers[0]},
+            {"role": "user", "content": turns[1]}, {"role": "assistant", "content": answers[1]}]})
+    rng.shuffle(conversations)
+    return conversations
+
+
+def _training_questions(size: int, rng: random.Random):
+    """(category, turns) of `size` valid questions, cycling through the categories, none held out."""
+    held_out = {q["turns"][0] for q in generate_questions()}
+    made = 0
+    while made < size:
+        category = CATEGORIES[made % len(CATEGORIES)]
         turns = GENERATORS[category](rng)
         # Small categories (units) repeat in training; only the held-out questions are excluded.
         if turns[0] not in held_out and _is_valid(turns):
-            answers = []
-            for turn_answer, text in zip(solve(list(turns)), reference_turns(list(turns))):
-                if rng.random() < noise_fraction:
-                    text = _corrupt({"solution": text, "answer": turn_answer}, rng.choice(NOISE_KINDS), rng)
-                answers.append(text)
-            conversations.append({"category": category, "messages": [
-                {"role": "user", "content": turns[0]}, {"role": "assistant", "content": answers[0]},
-                {"role": "user", "content": turns[1]}, {"role": "assistant", "content": answers[1]}]})
-    rng.shuffle(conversations)
-    return conversations
+            made += 1
+            yield category, turns

@@ -1,6 +1,7 @@
 """Preference data derived from graded samples of a model (the SFT teacher, in the zoo).
 
-For each training prompt the model samples K responses; each is graded with the
+For each training prompt (a pocket-math problem, or the follow-up turn of a
+training chat after a clean first exchange) the model samples K responses; each is graded with the
 pocket rubric. From the graded samples we store, in the usual HF formats:
   * pairs.jsonl   prompt / chosen / rejected as chat messages (best vs worst sample,
                   only where their scores differ), with both scores;
@@ -17,37 +18,56 @@ import torch
 
 from distillbench.harness.generation import generate_responses
 
+from .mtbench_world import reference_turns, solve, training_conversations
 from .rubric import score_response
 
-def sample_graded(model, tokenizer, records: list[dict], samples: int, temperature: float, seed: int,
+
+def math_tasks(records: list[dict]) -> list[dict]:
+    """Graded prompts from pocket-math records: id, prompt (chat messages), answer, reference solution."""
+    return [{"id": r["unique_id"], "prompt": [{"role": "user", "content": r["problem"]}], "answer": r["answer"],
+             "solution": r["solution"]} for r in records]
+
+
+def follow_up_tasks(size: int, seed: int) -> list[dict]:
+    """Graded prompts for second turns: a clean first exchange of a training chat, then its follow-up."""
+    tasks = []
+    for index, chat in enumerate(training_conversations(size, seed=seed)):
+        messages = chat["messages"]
+        turns = [messages[0]["content"], messages[2]["content"]]
+        tasks.append({"id": f"pocket-mtbench-train/{seed}/{index}", "prompt": messages[:3],
+                      "answer": solve(turns)[1], "solution": reference_turns(turns)[1]})
+    return tasks
+
+
+def sample_graded(model, tokenizer, tasks: list[dict], samples: int, temperature: float, seed: int,
                   batch_size: int = 64, max_new_tokens: int = 96) -> list[list[dict]]:
-    """For each record, `samples` sampled responses with their rubric scores."""
+    """For each task, `samples` sampled responses with their rubric scores, best first."""
     torch.manual_seed(seed)
-    conversations = [[{"role": "user", "content": r["problem"]}] for r in records for _ in range(samples)]
+    conversations = [task["prompt"] for task in tasks for _ in range(samples)]
     responses = generate_responses(model, tokenizer, conversations, max_new_tokens=max_new_tokens,
                                    batch_size=batch_size, temperature=temperature, description="sample preferences")
     graded = []
-    for index, record in enumerate(records):
+    for index, task in enumerate(tasks):
         group = []
         for response in responses[index * samples:(index + 1) * samples]:
-            score = score_response(response, record["answer"], record["solution"])
+            score = score_response(response, task["answer"], task["solution"])
             group.append({"content": response, "score": score.rating, "correct": score.correct})
         graded.append(sorted(group, key=lambda g: -g["score"]))
     return graded
 
 
-def build_preference_sets(records: list[dict], graded: list[list[dict]]) -> dict[str, list[dict]]:
+def build_preference_sets(tasks: list[dict], graded: list[list[dict]]) -> dict[str, list[dict]]:
     pairs, ranked, traces = [], [], []
-    for record, group in zip(records, graded):
-        prompt = [{"role": "user", "content": record["problem"]}]
-        ranked.append({"id": record["unique_id"], "prompt": prompt, "answer": record["answer"], "responses": group})
+    for task, group in zip(tasks, graded):
+        prompt = task["prompt"]
+        ranked.append({"id": task["id"], "prompt": prompt, "answer": task["answer"], "responses": group})
         best, worst = group[0], group[-1]
         if best["score"] > worst["score"]:
-            pairs.append({"id": record["unique_id"], "prompt": prompt,
+            pairs.append({"id": task["id"], "prompt": prompt,
                           "chosen": [{"role": "assistant", "content": best["content"]}],
                           "rejected": [{"role": "assistant", "content": worst["content"]}],
                           "score_chosen": best["score"], "score_rejected": worst["score"]})
-        traces += [{"id": record["unique_id"], "prompt": prompt, "response": [{"role": "assistant", "content": g["content"]}],
+        traces += [{"id": task["id"], "prompt": prompt, "response": [{"role": "assistant", "content": g["content"]}],
                     "correct": g["correct"]} for g in group]
     return {"pairs.jsonl": pairs, "ranked.jsonl": ranked, "traces.jsonl": traces}
 

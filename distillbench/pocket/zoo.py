@@ -42,7 +42,8 @@ class ZooSpec:
     """How one zoo entry is made. Kinds:
     * ``model`` trained with `method` ("sft" from scratch on pocket-math train, or "dpo"
       from `init_from` on the pairs of `preference_data`, with `init_from` as reference);
-    * ``preferences`` sampled from `init_from` on `train_size` train prompts and graded.
+    * ``preferences`` sampled from `init_from` on `train_size` pocket-math train prompts and
+      the follow-up turns of `conversations` training chats, and graded.
     """
 
     name: str
@@ -56,7 +57,8 @@ class ZooSpec:
     train_size: int = 0
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
     noise_fraction: float = 0.0
-    conversations: int = 0  # two-turn pocket-mtbench-style chats mixed into SFT data
+    conversations: int = 0  # two-turn pocket-mtbench-style chats mixed into SFT data (or preference prompts)
+    chatty_fraction: float = 0.0  # share of the chats' second answers in the chatty style
     steps: int = 0
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -82,10 +84,10 @@ _FULL = {
                             architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
     "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 64, noisy SFT data",
                            architecture=_TEACHER, train_size=20000, conversations=3000, noise_fraction=0.25,
-                           steps=2400, max_length=256),
+                           chatty_fraction=0.6, steps=2400, max_length=256),
     "math-preference": ZooSpec("math-preference", "preference data: graded samples of teacher-sft",
-                               kind="preferences", init_from="teacher-sft", train_size=1500, samples=4,
-                               temperature=1.0),
+                               kind="preferences", init_from="teacher-sft", train_size=1500, conversations=800,
+                               samples=4, temperature=1.0),
     "teacher-aligned": ZooSpec("teacher-aligned", "DPO-aligned teacher (reference: teacher-sft)",
                                init_from="teacher-sft", method="dpo", method_params=(("beta", 0.1),),
                                preference_data="math-preference", steps=200, batch_size=16, learning_rate=5e-5),
@@ -95,9 +97,9 @@ _TINY = {
     "student-init": ZooSpec("student-init", "tiny test student", architecture=Architecture(16, 1, 2, 32),
                             train_size=64, steps=2, batch_size=8),
     "teacher-sft": ZooSpec("teacher-sft", "tiny test teacher", architecture=_TINY_TEACHER, train_size=64,
-                           conversations=16, noise_fraction=0.25, steps=4, batch_size=8),
+                           conversations=16, noise_fraction=0.25, chatty_fraction=0.6, steps=4, batch_size=8),
     "math-preference": ZooSpec("math-preference", "tiny preference data", kind="preferences",
-                               init_from="teacher-sft", train_size=8, samples=3, temperature=1.0),
+                               init_from="teacher-sft", train_size=8, conversations=4, samples=3, temperature=1.0),
     "teacher-aligned": ZooSpec("teacher-aligned", "tiny aligned teacher", init_from="teacher-sft", method="dpo",
                                method_params=(("beta", 0.1),), preference_data="math-preference", steps=2,
                                batch_size=4, learning_rate=1e-3),
@@ -243,12 +245,14 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
         method = SFT()
         records = add_noise(generate("train", spec.train_size, seed=spec.seed, levels=spec.levels),
                             spec.noise_fraction, seed=spec.seed)
-        records += training_conversations(spec.conversations, seed=spec.seed + 1, noise_fraction=spec.noise_fraction)
+        records += training_conversations(spec.conversations, seed=spec.seed + 1, noise_fraction=spec.noise_fraction,
+                                          chatty_fraction=spec.chatty_fraction)
         examples = tokenize_records(tokenizer, records, spec.max_length)
     budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                     max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 5))
-    train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint", reference=reference,
+    train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint",
+          frozen={"reference": reference} if reference is not None else None,
           description=f"zoo {spec.name}")
     model.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
@@ -258,14 +262,16 @@ def _build_preferences(spec: ZooSpec, output: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distillbench.pocket.math_world import generate
-    from distillbench.pocket.preferences import build_preference_sets, sample_graded, write_sets
+    from distillbench.pocket.preferences import (build_preference_sets, follow_up_tasks, math_tasks, sample_graded,
+                                                 write_sets)
 
     source = ensure_built(spec.init_from)
     model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    records = generate("train", spec.train_size, seed=spec.seed + 1, levels=spec.levels)
-    graded = sample_graded(model, tokenizer, records, spec.samples, spec.temperature, spec.seed)
-    write_sets(build_preference_sets(records, graded), output)
+    tasks = math_tasks(generate("train", spec.train_size, seed=spec.seed + 1, levels=spec.levels))
+    tasks += follow_up_tasks(spec.conversations, seed=spec.seed + 3)
+    graded = sample_graded(model, tokenizer, tasks, spec.samples, spec.temperature, spec.seed)
+    write_sets(build_preference_sets(tasks, graded), output)
 
 
 def export(name: str) -> Path:

@@ -2,7 +2,8 @@ import json
 
 from distillbench.pocket import zoo
 from distillbench.pocket.math_world import NOISE_KINDS, add_noise, generate
-from distillbench.pocket.preferences import build_preference_sets
+from distillbench.pocket.mtbench_world import reference_turns, solve, training_conversations
+from distillbench.pocket.preferences import build_preference_sets, follow_up_tasks, math_tasks
 from distillbench.pocket.rubric import score_response
 
 
@@ -35,7 +36,7 @@ def test_preference_sets_pair_best_with_worst_and_skip_ties():
     records = generate("train", 2)
     graded = [[{"content": "a", "score": 10, "correct": True}, {"content": "b", "score": 4, "correct": False}],
               [{"content": "c", "score": 6, "correct": False}, {"content": "d", "score": 6, "correct": False}]]
-    sets = build_preference_sets(records, graded)
+    sets = build_preference_sets(math_tasks(records), graded)
     assert len(sets["pairs.jsonl"]) == 1 and len(sets["ranked.jsonl"]) == 2 and len(sets["traces.jsonl"]) == 4
     pair = sets["pairs.jsonl"][0]
     assert pair["chosen"] == [{"role": "assistant", "content": "a"}]
@@ -47,3 +48,22 @@ def test_zoo_preference_data_is_in_hf_format():
     pair = json.loads((directory / "pairs.jsonl").read_text().splitlines()[0])
     assert {"prompt", "chosen", "rejected"} <= set(pair)
     assert pair["score_chosen"] > pair["score_rejected"]
+
+
+def test_follow_up_tasks_grade_the_second_turn_after_a_clean_first_answer():
+    for task in follow_up_tasks(16, seed=3):
+        user, first_answer, follow_up = task["prompt"]
+        assert (user["role"], first_answer["role"], follow_up["role"]) == ("user", "assistant", "user")
+        assert first_answer["content"] == reference_turns([user["content"], follow_up["content"]])[0]
+        assert task["solution"].endswith(f"\\boxed{{{task['answer']}}}")
+
+
+def test_chatty_follow_ups_lose_the_box_and_conciseness_but_keep_the_answer():
+    chats = training_conversations(40, seed=5, chatty_fraction=1.0)
+    for chat in chats:
+        turns = [chat["messages"][0]["content"], chat["messages"][2]["content"]]
+        answer = chat["messages"][3]["content"]
+        score = score_response(answer, solve(turns)[1], reference_turns(turns)[1])
+        assert score.correct and not score.boxed and score.rating < 10
+    assert all("\\boxed" in chat["messages"][3]["content"]
+               for chat in training_conversations(40, seed=5, chatty_fraction=0.0))
