@@ -182,7 +182,8 @@ output_dir: {out}
 
 def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path):
     recipe = tmp_path / "seed.yaml"
-    methods = "[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo]"
+    methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo, "
+               "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}]")
     recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
     assert main(["run", str(recipe)]) == 0
     rows = {r["method"]: r for r in _board(recipe)["rows"] if r["kind"] == "method"}

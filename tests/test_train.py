@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from distillbench.harness.data import tokenize_records
-from distillbench.harness.errors import NonFiniteError
+from distillbench.harness.errors import NonFiniteError, UserInputError
 from distillbench.harness.models import load_causal_lm
 from distillbench.harness.recipe import Budget
 from distillbench.harness.train import example_indices, train
+from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.sft import SFT
 from distillbench.pocket.math_world import generate
 
@@ -102,3 +103,45 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
     train(SFT(), accumulated, tokenizer, examples, three, seed=0, checkpoint_dir=tmp_path / "three")
     for name, tensor in single.state_dict().items():
         assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name
+
+
+@dataclass
+class DistiLLMInterruptAt(DistiLLM):
+    at: int = 0
+    calls: int = 0
+
+    def loss(self, student, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().loss(student, batch)
+
+
+def test_adaptive_schedule_state_survives_a_resume(tmp_path):
+    """DistiLLM's probability, last validation loss and replay buffer are checkpointed."""
+    teacher = load_causal_lm("pocket:teacher-sft")[0]
+    options = dict(initial_probability=1.0, capacity=4, max_new_tokens=8)
+    budget = Budget(steps=5, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+    model, tokenizer, examples = _setup()
+    validation = tokenize_records(tokenizer, generate("dev", 4), 96)
+    run = dict(seed=0, frozen={"teacher": teacher}, validation=validation)
+    result = train(DistiLLMInterruptAt(**options), model, tokenizer, examples, budget, checkpoint_dir=tmp_path / "a",
+                   **run)
+    assert result.on_policy_steps == 5  # p = 1 from the start: fresh samples, then replays
+    interrupted, _, _ = _setup()
+    with pytest.raises(KeyboardInterrupt):
+        train(DistiLLMInterruptAt(at=4, **options), interrupted, tokenizer, examples, budget,
+              checkpoint_dir=tmp_path / "b", **run)
+    state = json.loads((tmp_path / "b" / "checkpoint.json").read_text())["state"]
+    assert state["schedule"]["probability"] == 1.0 and len(state["schedule"]["buffer"]) == 4
+    resumed, _, _ = _setup()
+    train(DistiLLMInterruptAt(**options), resumed, tokenizer, examples, budget, checkpoint_dir=tmp_path / "b", **run)
+    for name, tensor in model.state_dict().items():
+        assert torch.allclose(tensor, resumed.state_dict()[name], atol=1e-6), name
+
+
+def test_a_schedule_that_watches_validation_loss_needs_validation_examples(tmp_path):
+    model, tokenizer, examples = _setup()
+    with pytest.raises(UserInputError, match="validation examples"):
+        train(DistiLLM(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path,
+              frozen={"teacher": model})

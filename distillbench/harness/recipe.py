@@ -57,10 +57,12 @@ class DataSpec(_Strict):
                                "chats mixed into the SFT data (disjoint from the evaluation questions)")
     chatty_fraction: float = Field(default=0.0, ge=0, le=1, description="pocket:math only: share of the chats' "
                                    "second answers written in a chatty, unboxed style (a habit of one SFT source)")
+    validation: str | None = Field(default=None, description="JSONL file of {problem, solution} records for "
+                                   "methods that watch a validation loss (distillm); pocket:math uses 200 dev problems")
     preferences: str | None = Field(default=None, description="'pocket:math-preference' or a JSONL file of "
                                     "{prompt, chosen, rejected} records (chat messages or strings)")
 
-    @field_validator("source", "preferences")
+    @field_validator("source", "preferences", "validation")
     @classmethod
     def _known_source(cls, value: str | None) -> str | None:
         if value is None:
@@ -173,9 +175,27 @@ def _check_components(recipe: Recipe) -> list[str]:
         labels = [s.label for s in specs]
         for label in {l for l in labels if labels.count(l) > 1}:
             problems.append(f"{kind}: {label!r} is listed twice")
-    needs_pairs = [s.name for s in recipe.methods if s.name in METHODS and METHODS.get(s.name).data_kind == "preference"]
-    if needs_pairs and recipe.data.preferences is None:
-        problems.append(f"data.preferences: required by {', '.join(needs_pairs)}")
+    return problems + _check_method_needs(recipe)
+
+
+def _check_method_needs(recipe: Recipe) -> list[str]:
+    """What the recipe's methods need from the rest of the recipe."""
+    methods = [(index, s.name, METHODS.get(s.name)) for index, s in enumerate(recipe.methods) if s.name in METHODS]
+    names = [name for _, name, _ in methods]
+    problems = []
+    for field, missing, test in (
+            ("data.preferences", recipe.data.preferences is None, lambda cls: cls.data_kind == "preference"),
+            ("reference_teacher", recipe.reference_teacher is None,
+             lambda cls: "reference_teacher_logits" in cls.needs),
+            ("data.validation", recipe.data.validation is None and not recipe.data.source.startswith("pocket:"),
+             lambda cls: "validation_loss" in cls.needs)):
+        needing = [name for _, name, cls in methods if test(cls)]
+        if missing and needing:
+            problems.append(f"{field}: required by {', '.join(dict.fromkeys(needing))}")
+    for index, name, cls in methods:
+        if cls.starts_from is not None and cls.starts_from not in names:
+            problems.append(f"methods[{index}]: {name} continues from the {cls.starts_from} student; "
+                            f"add {cls.starts_from} to the methods")
     return problems
 
 
@@ -193,7 +213,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if key in raw:
             raw[key] = resolve(raw[key])
     if isinstance(raw.get("data"), dict):
-        raw["data"] = {k: resolve(v) if k in ("source", "preferences") else v for k, v in raw["data"].items()}
+        raw["data"] = {k: resolve(v) if k in ("source", "preferences", "validation") else v
+                       for k, v in raw["data"].items()}
     return raw
 
 

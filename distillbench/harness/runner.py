@@ -25,7 +25,7 @@ from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
 from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
-from .errors import NonFiniteError, UserInputError
+from .errors import NonFiniteError
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .models import check_shared_vocabulary, load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
@@ -35,6 +35,10 @@ from .store import Store
 from .train import train
 
 EVAL_BATCH_SIZE = 64
+
+
+# Dev problems of a pocket source that validation-watching schedules (distillm) are scored on.
+VALIDATION_SIZE = 200
 
 
 class Runner:
@@ -72,12 +76,7 @@ class Runner:
         methods = [cell.method for cell in plan.cells if cell.method is not None]
         if any(method.uses_teacher for method in methods):
             check_shared_vocabulary(self.recipe.teacher, self.recipe.student)
-        needing = sorted({cell.method_name for cell in plan.cells
-                          if cell.method is not None and "reference_teacher_logits" in cell.method.needs})
-        if needing:
-            if self.recipe.reference_teacher is None:
-                raise UserInputError(f"{', '.join(needing)} need the aligned teacher's reference model: "
-                                     "set reference_teacher in the recipe")
+        if any("reference_teacher_logits" in method.needs for method in methods):
             check_shared_vocabulary(self.recipe.reference_teacher, self.recipe.student)
         kinds = {method.data_kind for method in methods}
         data = self.recipe.data
@@ -134,7 +133,9 @@ class Runner:
         self.console.print(f"training {cell.folder} ({budget.steps} steps)")
         result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
                        cell.seed, folder / "checkpoint", frozen=self._frozen_models(cell, init),
-                       log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}")
+                       log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}",
+                       validation=self._train_examples(tokenizer, "validation") if "validation_loss" in cell.method.needs
+                       else None)
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
         cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
@@ -175,11 +176,16 @@ class Runner:
         return self._frozen[ref]
 
     def _train_examples(self, tokenizer, kind: str):
-        """Tokenized training examples of one kind ("sft" or "preference"), built once per run."""
+        """Tokenized examples of one kind ("sft", "preference", or "validation" for schedules that
+        watch a validation loss), built once per run."""
         if kind not in self._examples:
             data, max_length = self.recipe.data, self.recipe.budget.max_length
             if kind == "preference":
                 self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
+            elif kind == "validation":
+                records = (load_records(data.source, "dev", VALIDATION_SIZE) if data.source.startswith("pocket:")
+                           else load_records(data.validation, "dev", None))
+                self._examples[kind] = tokenize_records(tokenizer, records, max_length)
             else:
                 records = load_records(data.source, data.split, data.size, data.noise_fraction, data.conversations,
                                        data.chatty_fraction)

@@ -28,7 +28,7 @@ from distillbench.methods.base import sequence_logps
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import collate, sequence_prefixes
-from .errors import NonFiniteError
+from .errors import NonFiniteError, UserInputError
 from .onpolicy import is_on_policy_step, with_samples
 from .progress import progress
 from .recipe import Budget
@@ -77,6 +77,42 @@ def example_indices(lengths: tuple[int, ...], batch_size: int, seed: int, step: 
     epoch, position = divmod(step, per_epoch)
     batches = _epoch_batches(lengths, batch_size, seed, epoch, group_by_length)
     return batches[position % len(batches)]
+
+
+@torch.no_grad()
+def validation_nll(model, examples: list[dict], pad_id: int, batch_size: int = 64) -> float:
+    """Mean token NLL of `model` on the response tokens of `examples` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        total += torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                                   ignore_index=-100, reduction="sum").item()
+        count += int((labels != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def _scheduled_batches(schedule, student, tokenizer, method, batches: list[dict], seed: int, step: int,
+                       total: int) -> list[dict]:
+    """The step's batches as the adaptive schedule chooses: the data, fresh student samples, or replayed ones."""
+    choice = schedule.choose(seed, step, total)
+    schedule.last_choice = choice
+    if choice == "fresh":
+        batches = [with_samples(student, tokenizer, batch, max_new_tokens=method.sample_max_new_tokens,
+                                temperature=method.sample_temperature) for batch in batches]
+        for batch in batches:
+            schedule.remember(batch)
+    elif choice == "replay":
+        device = batches[0]["input_ids"].device
+        batches = [{k: v.to(device) for k, v in collate(schedule.replay(seed, step + index, len(batch["input_ids"])),
+                                                          tokenizer.pad_token_id).items()}
+                   for index, batch in enumerate(batches)]
+    return batches
 
 
 def _length(example: dict) -> int:
@@ -174,13 +210,17 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
           frozen: dict[str, torch.nn.Module] | None = None, log_path: Path | None = None,
-          description: str = "train") -> TrainResult:
+          description: str = "train", validation: list[dict] | None = None) -> TrainResult:
     """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
 
     `frozen` holds the models the method's signals come from, by role: "teacher"
-    (teacher_logits), "reference" (reference_logps), "reference_teacher".
+    (teacher_logits), "reference" (reference_logps), "reference_teacher". `validation`
+    holds the examples of methods whose schedule watches the validation loss (DistiLLM).
     """
     frozen = frozen or {}
+    schedule = method.off_policy_schedule()
+    if schedule is not None and not validation:
+        raise UserInputError("this method adapts its schedule to a validation loss: it needs validation examples")
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
@@ -189,6 +229,9 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                               num_training_steps=budget.steps)
     state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler) or {"step": 0, "teacher_forwards": 0,
                                                                                "wall_seconds": 0.0}
+    if schedule is not None and "schedule" in state:
+        schedule.load_state_dict(state["schedule"])
+    validate_every = method.validate_every or max(1, len(examples) // budget.batch_size)  # default: each epoch
     student, optimizer = accelerator.prepare(student, optimizer)
     for model in frozen.values():
         model.to(accelerator.device).eval().requires_grad_(False)
@@ -209,10 +252,20 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
                                                                              tokenizer.pad_token_id).items()}
                            for micro in micro_batches]
-                if is_on_policy_step(method.on_policy_probability(step), seed, step):
-                    batches = [with_samples(accelerator.unwrap_model(student), tokenizer, batch,
-                                            max_new_tokens=method.sample_max_new_tokens,
-                                            temperature=method.sample_temperature) for batch in batches]
+                if schedule is not None:
+                    if step % validate_every == 0:
+                        schedule.observe(validation_nll(student, validation, tokenizer.pad_token_id))
+                    batches = _scheduled_batches(schedule, accelerator.unwrap_model(student), tokenizer, method,
+                                                 batches, seed, step, budget.steps)
+                    state["schedule"] = schedule.state_dict()
+                    on_policy = schedule.last_choice != "data"
+                else:
+                    on_policy = is_on_policy_step(method.on_policy_probability(step), seed, step)
+                    if on_policy:
+                        batches = [with_samples(accelerator.unwrap_model(student), tokenizer, batch,
+                                                max_new_tokens=method.sample_max_new_tokens,
+                                                temperature=method.sample_temperature) for batch in batches]
+                if on_policy:
                     state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
                 terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)

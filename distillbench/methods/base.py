@@ -21,7 +21,8 @@ from distillbench.harness.registry import METHODS
 #   reference_teacher_logits  the same from the aligned teacher's reference (recipe reference_teacher)
 #   reference_logps           reference_{chosen,rejected}_logps, [B] summed response log-probs (preference
 #                             data), and reference_{chosen,rejected}_mean_logps
-SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps")
+#   validation_loss           not in the batch: the student's validation NLL, fed to `off_policy_schedule`
+SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation_loss")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -55,6 +56,13 @@ class Method(ABC):
     def on_policy_probability(self, step: int) -> float:
         """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
         return 0.0
+
+    def off_policy_schedule(self):
+        """A stateful schedule that replaces `on_policy_probability` (DistiLLM's adaptive one), or None."""
+        return None
+
+    # Steps between validation losses for such a schedule; None: once per epoch of the training data.
+    validate_every: ClassVar[int | None] = None
 
     # Sampling settings of on-policy steps.
     sample_temperature: ClassVar[float] = 1.0
