@@ -171,7 +171,7 @@ name: seed-papers
 teacher: pocket:teacher-aligned
 reference_teacher: pocket:teacher-sft
 student: pocket:student-init
-data: {{source: "pocket:math", size: 32, preferences: "pocket:math-preference"}}
+data: {{source: "pocket:math", size: 32, preferences: "pocket:math-preference", ranked: "pocket:math-ranked"}}
 budget: {{steps: 2, batch_size: 4, learning_rate: 1.0e-3, max_length: 96, checkpoint_every: 1}}
 seeds: [0]
 methods: {methods}
@@ -183,11 +183,13 @@ output_dir: {out}
 def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path):
     recipe = tmp_path / "seed.yaml"
     methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo, "
-               "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}]")
+               "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}, {name: curry-dpo, iterations: 2}, "
+               "adpo, {name: adpo, anchor: ema}]")
     recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
     assert main(["run", str(recipe)]) == 0
-    rows = {r["method"]: r for r in _board(recipe)["rows"] if r["kind"] == "method"}
-    assert all(row["status"] == "complete" for row in rows.values()), rows
+    board_rows = [r for r in _board(recipe)["rows"] if r["kind"] == "method"]
+    assert len(board_rows) == 10 and all(row["status"] == "complete" for row in board_rows), board_rows
+    rows = {r["method"]: r for r in board_rows}
     # ADPA scores only its samples, with the teacher and the reference teacher: 2 models x 4 rows x 2 steps.
     assert rows["adpa"]["cost"]["teacher_forwards"] == 16
     assert rows["adpa"]["cost"]["on_policy_steps"] == 2

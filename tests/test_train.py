@@ -12,6 +12,7 @@ from distillbench.harness.errors import NonFiniteError, UserInputError
 from distillbench.harness.models import load_causal_lm
 from distillbench.harness.recipe import Budget
 from distillbench.harness.train import example_indices, train
+from distillbench.methods.llm.curry_dpo import CurryDPO
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.sft import SFT
 from distillbench.pocket.math_world import generate
@@ -145,3 +146,37 @@ def test_a_schedule_that_watches_validation_loss_needs_validation_examples(tmp_p
     with pytest.raises(UserInputError, match="validation examples"):
         train(DistiLLM(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path,
               frozen={"teacher": model})
+
+
+@dataclass
+class CurryInterruptAt(CurryDPO):
+    at: int = 0
+    calls: int = 0
+
+    def loss(self, student, batch):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().loss(student, batch)
+
+
+def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):
+    """Curry-DPO renews its reference between iterations; a resumed run must see the renewed one."""
+    from distillbench.harness.data import load_ranked, tokenize_ranked
+
+    _, tokenizer, _ = _setup()
+    ranked = tokenize_ranked(tokenizer, load_ranked("pocket:math-ranked"), 96)
+    budget = Budget(steps=4, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+    finals = []
+    for at, folder in ((0, "a"), (4, "b")):
+        model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
+        if at:
+            with pytest.raises(KeyboardInterrupt):
+                train(CurryInterruptAt(iterations=2, at=at), model, tokenizer, ranked, budget, seed=0,
+                      checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+            model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
+        train(CurryInterruptAt(iterations=2), model, tokenizer, ranked, budget, seed=0,
+              checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+        finals.append(model.state_dict())
+    for name, tensor in finals[0].items():
+        assert torch.allclose(tensor, finals[1][name], atol=1e-6), name

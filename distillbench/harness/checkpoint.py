@@ -34,22 +34,32 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any]) -> None:
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    # Tied weights share storage; safetensors wants each tensor once, so every tensor is cloned.
+    weights = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda p: save_file(weights, str(p)))
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler, state: dict[str, Any],
+                    extra_models: dict[str, torch.nn.Module] | None = None) -> None:
+    """Save the student, optimizer, scheduler, RNG and `state`; `extra_models` are other models the
+    run changes while training (a reference updated by the method), saved beside the student."""
     directory.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    # Tied weights share storage; safetensors wants each tensor once.
-    weights = {k: v.clone() for k, v in weights.items()}
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(weights, str(p)))
+    extra_models = extra_models or {}
+    _save_weights(model, directory / "model.safetensors")
+    for name, extra in extra_models.items():
+        _save_weights(extra, directory / f"{name}.safetensors")
     training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}
     _atomic_write(directory / "training_state.pt", lambda p: torch.save(training, p))
-    manifest = {"state": state, "sha256": {name: _sha256(directory / name)
-                                            for name in ("model.safetensors", "training_state.pt")}}
+    files = ["model.safetensors", "training_state.pt"] + [f"{name}.safetensors" for name in extra_models]
+    manifest = {"state": state, "sha256": {name: _sha256(directory / name) for name in files}}
     _atomic_write(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1)))
 
 
-def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler) -> dict[str, Any] | None:
-    """Restore a checkpoint into model/optimizer/scheduler; None when there is none."""
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler,
+                    extra_models: dict[str, torch.nn.Module] | None = None) -> dict[str, Any] | None:
+    """Restore a checkpoint into model/optimizer/scheduler (and `extra_models`); None when there is none."""
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         return None
@@ -59,6 +69,8 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
             raise UserInputError(f"{directory / name}: checkpoint hash mismatch (corrupt or truncated); "
                                  f"delete {directory} to restart this cell")
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    for name, extra in (extra_models or {}).items():
+        extra.load_state_dict(load_file(str(directory / f"{name}.safetensors")))
     training = torch.load(directory / "training_state.pt", weights_only=True)
     optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])

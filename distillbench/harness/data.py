@@ -39,8 +39,9 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[st
     return records
 
 
-POCKET_SOURCES = ("pocket:math", "pocket:math-preference")
+POCKET_SOURCES = ("pocket:math", "pocket:math-preference", "pocket:math-ranked")
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
+RANKED_FIELDS = ("prompt", "responses")
 
 
 def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0,
@@ -66,11 +67,32 @@ def load_preferences(source: str) -> list[dict[str, Any]]:
     return read_jsonl(source, PREFERENCE_FIELDS)
 
 
+def load_ranked(source: str) -> list[dict[str, Any]]:
+    """Ranked lists {prompt, responses: [{content, score}, ...]}, each with the same number of responses."""
+    if source == "pocket:math-ranked":
+        from distillbench.pocket.zoo import ensure_built
+
+        source = str(ensure_built("math-preference") / "ranked.jsonl")
+    records = read_jsonl(source, RANKED_FIELDS)
+    sizes = set()
+    for number, record in enumerate(records, start=1):
+        responses = record["responses"]
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise UserInputError(f"{source}: record {number}: 'responses' must list at least 2 responses")
+        if any(not isinstance(r, dict) or "content" not in r or not isinstance(r.get("score"), (int, float))
+               for r in responses):
+            raise UserInputError(f"{source}: record {number}: each response needs 'content' and a numeric 'score'")
+        sizes.add(len(responses))
+    if len(sizes) > 1:
+        raise UserInputError(f"{source}: every record must rank the same number of responses (found {sorted(sizes)})")
+    return records
+
+
 def data_fingerprint(source: str | None) -> str | None:
     """What a cell key records of a data source: the zoo spec hash or the file's sha256."""
     if source is None:
         return None
-    if source == "pocket:math-preference":
+    if source in ("pocket:math-preference", "pocket:math-ranked"):
         from distillbench.pocket.zoo import specs
 
         return specs()["math-preference"].spec_hash()
@@ -139,10 +161,25 @@ def sequence_prefixes(batch: dict[str, Any]) -> list[str]:
     return [key.removesuffix("input_ids") for key in batch if key.endswith("input_ids")]
 
 
+def tokenize_ranked(tokenizer, records: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+    """Ranked lists -> sequences ``rank0_`` (best) ... ``rank{K-1}_`` and their ``scores``, best first."""
+    examples = []
+    for record in records:
+        prompt = _text(record["prompt"])
+        ranked = sorted(record["responses"], key=lambda r: -r["score"])
+        example: dict[str, Any] = {"scores": [float(r["score"]) for r in ranked]}
+        for rank, response in enumerate(ranked):
+            tokens = tokenize_example(tokenizer, prompt, _text(response["content"]), max_length)
+            example.update({f"rank{rank}_{key}": value for key, value in tokens.items()})
+        examples.append(example)
+    return examples
+
+
 def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
     """Right-padded tensors for each sequence in the examples: `[prefix]input_ids`,
-    `[prefix]attention_mask` and `[prefix]labels` (-100 on padding), for prefix '' (sft)
-    or 'chosen_' / 'rejected_' (preference pairs)."""
+    `[prefix]attention_mask` and `[prefix]labels` (-100 on padding), for prefix '' (sft),
+    'chosen_' / 'rejected_' (preference pairs) or 'rank0_' ... (ranked lists); other
+    fields (a ranked list's scores) become float tensors."""
     import torch
 
     batch = {}
@@ -159,4 +196,6 @@ def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]
             attention_mask[row, :length] = 1
         batch.update({f"{prefix}input_ids": input_ids, f"{prefix}attention_mask": attention_mask,
                       f"{prefix}labels": labels})
+    for key in [k for k in examples[0] if not k.endswith(("input_ids", "labels"))]:
+        batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.float)  # per-example values (scores)
     return batch

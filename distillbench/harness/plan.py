@@ -73,7 +73,8 @@ def make_plan(recipe: Recipe) -> Plan:
         if ref is not None:
             cells.append(Cell(label, "reference", ref, stable_hash({"kind": "reference", "model": fp(ref)})))
     data = {**recipe.data.model_dump(mode="json"), "source_hash": data_fingerprint(recipe.data.source),
-            "preferences_hash": data_fingerprint(recipe.data.preferences)}
+            "preferences_hash": data_fingerprint(recipe.data.preferences),
+            "ranked_hash": data_fingerprint(recipe.data.ranked), "validation_hash": data_fingerprint(recipe.data.validation)}
     budget = recipe.budget.model_dump(mode="json")
     methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry

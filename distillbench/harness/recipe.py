@@ -62,7 +62,10 @@ class DataSpec(_Strict):
     preferences: str | None = Field(default=None, description="'pocket:math-preference' or a JSONL file of "
                                     "{prompt, chosen, rejected} records (chat messages or strings)")
 
-    @field_validator("source", "preferences", "validation")
+    ranked: str | None = Field(default=None, description="'pocket:math-ranked' or a JSONL file of {prompt, "
+                               "responses: [{content, score}, ...]} for listwise and curriculum methods")
+
+    @field_validator("source", "preferences", "validation", "ranked")
     @classmethod
     def _known_source(cls, value: str | None) -> str | None:
         if value is None:
@@ -185,6 +188,7 @@ def _check_method_needs(recipe: Recipe) -> list[str]:
     problems = []
     for field, missing, test in (
             ("data.preferences", recipe.data.preferences is None, lambda cls: cls.data_kind == "preference"),
+            ("data.ranked", recipe.data.ranked is None, lambda cls: cls.data_kind == "ranked"),
             ("reference_teacher", recipe.reference_teacher is None,
              lambda cls: "reference_teacher_logits" in cls.needs),
             ("data.validation", recipe.data.validation is None and not recipe.data.source.startswith("pocket:"),
@@ -213,7 +217,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if key in raw:
             raw[key] = resolve(raw[key])
     if isinstance(raw.get("data"), dict):
-        raw["data"] = {k: resolve(v) if k in ("source", "preferences", "validation") else v
+        raw["data"] = {k: resolve(v) if k in ("source", "preferences", "validation", "ranked") else v
                        for k, v in raw["data"].items()}
     return raw
 

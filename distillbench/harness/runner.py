@@ -24,7 +24,8 @@ from distillbench.leaderboards.aggregate import build_leaderboard
 from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
-from .data import load_preferences, load_records, tokenize_preferences, tokenize_records
+from .data import (load_preferences, load_ranked, load_records, tokenize_preferences, tokenize_ranked,
+                   tokenize_records)
 from .errors import NonFiniteError
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .models import check_shared_vocabulary, load_causal_lm
@@ -84,6 +85,8 @@ class Runner:
             load_records(data.source, data.split, data.size)
         if "preference" in kinds and not data.preferences.startswith("pocket:"):
             load_preferences(data.preferences)
+        if "ranked" in kinds and not data.ranked.startswith("pocket:"):
+            load_ranked(data.ranked)
 
     # cells ----------------------------------------------------------------
     def _run_locked(self, store: Store, run_id: str, plan: Plan, cell: Cell, provenance: dict, wait: bool) -> bool:
@@ -176,12 +179,14 @@ class Runner:
         return self._frozen[ref]
 
     def _train_examples(self, tokenizer, kind: str):
-        """Tokenized examples of one kind ("sft", "preference", or "validation" for schedules that
-        watch a validation loss), built once per run."""
+        """Tokenized examples of one kind ("sft", "preference", "ranked", or "validation" for
+        schedules that watch a validation loss), built once per run."""
         if kind not in self._examples:
             data, max_length = self.recipe.data, self.recipe.budget.max_length
             if kind == "preference":
                 self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
+            elif kind == "ranked":
+                self._examples[kind] = tokenize_ranked(tokenizer, load_ranked(data.ranked), max_length)
             elif kind == "validation":
                 records = (load_records(data.source, "dev", VALIDATION_SIZE) if data.source.startswith("pocket:")
                            else load_records(data.validation, "dev", None))

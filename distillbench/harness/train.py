@@ -171,7 +171,7 @@ def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.
                                                           attention_mask=batch[f"{prefix}attention_mask"]).logits[:, :-1]
                 forwards += len(batch[f"{prefix}input_ids"])
     if "reference_logps" in needs:
-        for side in ("chosen", "rejected"):
+        for side in [p.rstrip("_") for p in sequence_prefixes(batch) if p not in ("", "sample_")]:
             batch[f"reference_{side}_logps"] = sequence_logps(frozen["reference"], batch, side)
             lengths = (batch[f"{side}_labels"][:, 1:] != -100).sum(-1).clamp(min=1)
             batch[f"reference_{side}_mean_logps"] = batch[f"reference_{side}_logps"] / lengths
@@ -227,8 +227,10 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     optimizer = torch.optim.AdamW(student.parameters(), lr=budget.learning_rate, weight_decay=0.0)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=budget.warmup_steps,
                               num_training_steps=budget.steps)
-    state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler) or {"step": 0, "teacher_forwards": 0,
-                                                                               "wall_seconds": 0.0}
+    # A reference the method updates while training is checkpointed with the student.
+    mutable = {"reference": frozen["reference"]} if method.updates_reference else {}
+    state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler, mutable) or {
+        "step": 0, "teacher_forwards": 0, "wall_seconds": 0.0}
     if schedule is not None and "schedule" in state:
         schedule.load_state_dict(state["schedule"])
     validate_every = method.validate_every or max(1, len(examples) // budget.batch_size)  # default: each epoch
@@ -248,6 +250,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             bar.advance(state["step"])
             for step in range(state["step"], budget.steps):
                 indices = example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
+                stage = step * method.stages // budget.steps  # curriculum methods: equal shares of the steps
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
                 batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
                                                                              tokenizer.pad_token_id).items()}
@@ -267,6 +270,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                                                 temperature=method.sample_temperature) for batch in batches]
                 if on_policy:
                     state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
+                for batch in batches:
+                    batch["stage"] = stage
                 terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
@@ -274,6 +279,9 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                if method.updates_reference:
+                    method.update_reference(frozen["reference"], accelerator.unwrap_model(student), step + 1,
+                                            budget.steps)
                 state["step"] = step + 1
                 state["wall_seconds"] = time.perf_counter() - start_time
                 if log:
@@ -281,7 +289,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                                           "grad_norm": float(grad_norm), **terms}) + "\n")
                 bar.advance(1, info=" ".join(f"{k}={v:.3f}" for k, v in terms.items()))
                 if state["step"] % budget.checkpoint_every == 0 or state["step"] == budget.steps:
-                    save_checkpoint(checkpoint_dir, accelerator.unwrap_model(student), optimizer, scheduler, state)
+                    save_checkpoint(checkpoint_dir, accelerator.unwrap_model(student), optimizer, scheduler, state,
+                                    mutable)
     finally:
         if log:
             log.close()

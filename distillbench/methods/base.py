@@ -57,6 +57,17 @@ class Method(ABC):
         """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
         return 0.0
 
+    # Curriculum methods split the steps into this many equal stages; the harness puts the
+    # current stage (0-based) into every batch as batch["stage"].
+    stages: ClassVar[int] = 1
+    # Methods that move their reference while training (Curry-DPO's iterations, ADPO's EMA
+    # anchor) set this and implement `update_reference`; the harness checkpoints the reference.
+    updates_reference: ClassVar[bool] = False
+
+    def update_reference(self, reference: torch.nn.Module, student: torch.nn.Module, steps_done: int,
+                         total_steps: int) -> None:
+        """Called after every optimizer step, with the frozen reference and the student."""
+
     def off_policy_schedule(self):
         """A stateful schedule that replaces `on_policy_probability` (DistiLLM's adaptive one), or None."""
         return None

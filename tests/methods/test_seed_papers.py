@@ -164,3 +164,81 @@ def test_adaptive_schedule_fills_the_buffer_first_then_replays():
     restored = AdaptiveOffPolicy()
     restored.load_state_dict(schedule.state_dict())
     assert restored.replay(0, 3, 2) == schedule.replay(0, 3, 2)
+
+
+def test_curry_dpo_loss_averages_only_untied_pairs():
+    from distillbench.methods.llm.curry_dpo import curry_dpo_loss
+    from distillbench.methods.llm.dpo import dpo_loss
+
+    pc, pr, rc, rr = (torch.tensor(v, dtype=torch.float64) for v in ([-1.0, -2.0, -3.0], [-2.0, -1.0, -4.0],
+                                                                         [-1.5, -2.0, -3.0], [-1.0, -1.0, -3.5]))
+    valid = torch.tensor([True, False, True])
+    assert torch.allclose(curry_dpo_loss(pc, pr, rc, rr, valid, 0.5), dpo_loss(pc[[0, 2]], pr[[0, 2]], rc[[0, 2]],
+                                                                                 rr[[0, 2]], 0.5))
+    none = pc.clone().requires_grad_()
+    loss = curry_dpo_loss(none, pr, rc, rr, torch.zeros(3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(none.grad, torch.zeros(3, dtype=torch.float64))
+
+
+def naive_adpo(policy, anchor, scores, tau, beta_reward):
+    total = 0.0
+    for b in range(policy.shape[0]):
+        k = policy.shape[1]
+        mean = sum(scores[b]) / k
+        std = (sum((s - mean) ** 2 for s in scores[b]) / k) ** 0.5
+        z = [(s - mean) / std if std > 0 else 0.0 for s in scores[b]]
+        q = torch.softmax(torch.tensor(z, dtype=torch.float64) / beta_reward, -1)
+        u = [(policy[b, i] - anchor[b, i]) / tau for i in range(k)]
+        log_norm = torch.logsumexp(torch.stack(u), 0)
+        total = total - sum(q[i] * (u[i] - log_norm) for i in range(k))
+    return total / policy.shape[0]
+
+
+@pytest.mark.parametrize("tau, beta_reward", [(1.0, 0.5), (0.3, 2.0)])
+def test_adpo_loss_matches_naive(tau, beta_reward):
+    from distillbench.methods.llm.adpo import adpo_loss
+
+    generator = torch.Generator().manual_seed(6)
+    policy = (torch.randn(3, 4, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+    anchor = torch.randn(3, 4, generator=generator, dtype=torch.float64) * 3
+    scores = torch.tensor([[10, 8, 4, 4], [6, 6, 6, 6], [9, 1, 5, 7]], dtype=torch.float64)
+    fast = adpo_loss(policy, anchor, scores, tau, beta_reward)
+    (grad_fast,) = torch.autograd.grad(fast, policy)
+    slow = naive_adpo(policy, anchor, scores, tau, beta_reward)
+    (grad_slow,) = torch.autograd.grad(slow, policy)
+    assert torch.allclose(fast, slow) and torch.allclose(grad_fast, grad_slow)
+
+
+def test_adpo_pushes_probability_toward_higher_scores():
+    from distillbench.methods.llm.adpo import adpo_loss
+
+    policy = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    adpo_loss(policy, torch.zeros(1, 3, dtype=torch.float64), torch.tensor([[9.0, 5.0, 1.0]])).backward()
+    assert policy.grad[0, 0] < 0 < policy.grad[0, 2]  # gradient descent raises the best, lowers the worst
+
+
+def test_curry_dpo_renews_its_reference_at_each_iteration_start():
+    from distillbench.methods.llm.curry_dpo import CurryDPO
+
+    reference, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    renewed = []
+    for done in range(1, 7):
+        with torch.no_grad():
+            student.weight.fill_(done)
+        CurryDPO(iterations=3).update_reference(reference, student, done, total_steps=6)
+        renewed.append(reference.weight[0, 0].item())
+    assert renewed[1] == 2 and renewed[3] == 4 and renewed[5] == 4  # copied after steps 2 and 4 only
+
+
+def test_adpo_ema_anchor_moves_a_small_step_toward_the_student():
+    from distillbench.methods.llm.adpo import ADPO
+
+    reference, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        reference.weight.fill_(0.0)
+        student.weight.fill_(1.0)
+    method = ADPO(anchor="ema", ema_alpha=0.9)
+    assert method.updates_reference and not ADPO().updates_reference
+    method.update_reference(reference, student, 1, 10)
+    assert torch.allclose(reference.weight, torch.full((2, 2), 0.1))
