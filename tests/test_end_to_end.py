@@ -180,7 +180,7 @@ output_dir: {out}
 """
 
 
-def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path):
+def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys):
     recipe = tmp_path / "seed.yaml"
     methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo, "
                "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}, {name: curry-dpo, iterations: 2}, "
@@ -196,6 +196,12 @@ def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path):
     # DCKD: the teacher on chosen and rejected; teacher-ref-dpo: the teacher as DPO reference on both.
     assert rows["dckd"]["cost"]["teacher_forwards"] == 16
     assert rows["teacher-ref-dpo"]["cost"]["teacher_forwards"] == 16
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "out"), "--claims"]) == 0
+    claims = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert claims["`dckd`"].rstrip(" |").endswith(("holds", "does not hold"))  # sft and dckd both ran
+    assert claims["`adpa`"].split("|")[6].strip() != "—"  # a p-value
+    assert claims["`gkd`"].rstrip(" |").endswith("not run")  # no gkd row in this recipe
 
 
 def test_a_method_that_continues_another_needs_it_in_the_recipe(tmp_path, capsys):
@@ -204,3 +210,31 @@ def test_a_method_that_continues_another_needs_it_in_the_recipe(tmp_path, capsys
     assert main(["run", str(recipe)]) == 2
     assert "adpa+ continues from the dckd student; add dckd" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_teacher_hacking_tracks_both_distances_offline_and_online(tmp_path):
+    recipe = tmp_path / "hacking.yaml"
+    methods = ("[{name: teacher-hacking, data: offline, offline_prompts: 8, max_new_tokens: 8, every: 1}, "
+               "{name: teacher-hacking, data: online, max_new_tokens: 8, every: 1}]")
+    recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
+    assert main(["run", str(recipe)]) == 0
+    rows = [r for r in _board(recipe)["rows"] if r["kind"] == "method"]
+    assert [r["status"] for r in rows] == ["complete", "complete"]
+    assert rows[0]["cost"]["on_policy_steps"] == 0 and rows[1]["cost"]["on_policy_steps"] == 2
+    for row in rows:
+        measures = row["cost"]["final_measures"]
+        assert measures["golden_distance"] > 0 and measures["proxy_distance"] >= 0
+    logs = list((tmp_path / "out" / "cells").glob("teacher-hacking*/train_log.jsonl"))
+    assert len(logs) == 2
+    assert all(len([json.loads(line)["measures"] for line in log.read_text().splitlines()]) == 2 for log in logs)
+
+
+def test_a_search_that_finds_no_pairs_fails_its_cell_only(tmp_path):
+    recipe = tmp_path / "mcts.yaml"
+    methods = "[sft, {name: mcts-dpo, prompts: 2, depth: 1, candidates: 2, rollouts: 1, max_new_tokens: 4}]"
+    recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
+    assert main(["run", str(recipe)]) == 0
+    rows = {r["method"]: r for r in _board(recipe)["rows"] if r["kind"] == "method"}
+    assert rows["sft"]["status"] == "complete"
+    # The tiny student never solves a problem, so every candidate step has the same value.
+    assert rows["mcts-dpo"]["status"] == "failed" and "produced no training examples" in rows["mcts-dpo"]["errors"][0]

@@ -143,7 +143,7 @@ def test_adaptive_schedule_state_survives_a_resume(tmp_path):
 
 def test_a_schedule_that_watches_validation_loss_needs_validation_examples(tmp_path):
     model, tokenizer, examples = _setup()
-    with pytest.raises(UserInputError, match="validation examples"):
+    with pytest.raises(UserInputError, match="needs validation examples"):
         train(DistiLLM(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path,
               frozen={"teacher": model})
 

@@ -56,16 +56,23 @@ def _cmd_leaderboard(args) -> int:
         raise UserInputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(board, dict) or board.get("schema_version") != 1 or "rows" not in board:
         raise UserInputError(f"{path}: not a distillbench leaderboard (schema_version 1)")
-    comparisons = None
-    if args.versus:
+    comparisons = claims = None
+    if args.versus or args.claims:
         from distillbench.harness.store import Store
         from distillbench.leaderboards.aggregate import head_to_head
+        from distillbench.leaderboards.claims import check_claims
 
         store = Store(Path(args.directory) / "results.sqlite")
         try:
-            comparisons = head_to_head(store, board, args.versus)
+            comparisons = head_to_head(store, board, args.versus) if args.versus else None
+            claims = check_claims(store, board) if args.claims else None
         finally:
             store.close()
+    if claims is not None:
+        from distillbench.leaderboards.claims import claims_markdown
+
+        print(claims_markdown(claims), end="")
+        return 0
     if args.format == "csv":
         print(to_csv(board), end="")
     elif args.format == "json":
@@ -172,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=["table", "markdown", "json", "csv"], default="table")
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
+    board.add_argument("--claims", action="store_true", help="the seed papers' claims this leaderboard can check, "
+                       "each with its paired test and whether it held (a Markdown table)")
     board.set_defaults(handler=_cmd_leaderboard)
 
     score = commands.add_parser("score", help="score predictions made elsewhere, without loading a model")

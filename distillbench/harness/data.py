@@ -58,6 +58,15 @@ def load_records(source: str, split: str, size: int | None, noise_fraction: floa
     return records[:size] if size else records
 
 
+def problem_records(source: str, split: str, size: int | None) -> list[dict[str, Any]]:
+    """SFT records that also carry the gold ``answer`` (for methods that check their own samples)."""
+    records = load_records(source, split, size)
+    missing = next((number for number, record in enumerate(records, start=1) if "answer" not in record), None)
+    if missing is not None:
+        raise UserInputError(f"{source}: record {missing}: missing field 'answer' (needed to check sampled solutions)")
+    return records
+
+
 def load_preferences(source: str) -> list[dict[str, Any]]:
     """Preference pairs: the pocket zoo's graded teacher samples, or a local JSONL file."""
     if source == "pocket:math-preference":

@@ -12,10 +12,17 @@ class UserInputError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-class NonFiniteError(Exception):
-    """A loss or gradient became NaN or inf during training; stops that cell only."""
+class CellFailure(Exception):
+    """Training of one cell cannot go on; the cell is marked failed and the run goes on."""
+
+    def __init__(self, step: int, message: str):
+        self.step = step
+        super().__init__(message)
+
+
+class NonFiniteError(CellFailure):
+    """A loss or gradient became NaN or inf during training."""
 
     def __init__(self, step: int, what: str):
-        self.step = step
         self.what = what
-        super().__init__(f"non-finite {what} at step {step}")
+        super().__init__(step, f"non-finite {what} at step {step}")

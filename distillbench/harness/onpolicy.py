@@ -44,6 +44,27 @@ def with_samples(model, tokenizer, batch: dict, *, max_new_tokens: int, temperat
 
 
 @torch.no_grad()
+def continue_ids(model, tokenizer, contexts: list[list[int]], *, max_new_tokens: int, temperature: float,
+                 batch_size: int = 64) -> list[list[int]]:
+    """Sampled continuations of raw token contexts (no chat template added), cut after the eos."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    continuations = []
+    for start in range(0, len(contexts), batch_size):
+        chunk = contexts[start:start + batch_size]
+        padded = tokenizer.pad({"input_ids": chunk}, padding=True, return_tensors="pt", padding_side="left")
+        generated = model.generate(input_ids=padded["input_ids"].to(device),
+                                   attention_mask=padded["attention_mask"].to(device), do_sample=True,
+                                   temperature=temperature, max_new_tokens=max_new_tokens,
+                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        for row in generated[:, padded["input_ids"].shape[1]:].tolist():
+            continuations.append(row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row)
+    model.train(was_training)
+    return continuations
+
+
+@torch.no_grad()
 def sample_batch(model, tokenizer, batch: dict, *, max_new_tokens: int, temperature: float, prefix: str = "") -> dict:
     """A batch with the prompts of sequence `prefix` and responses sampled from `model`
     (labels on the sampled tokens)."""

@@ -192,7 +192,7 @@ def _check_method_needs(recipe: Recipe) -> list[str]:
             ("reference_teacher", recipe.reference_teacher is None,
              lambda cls: "reference_teacher_logits" in cls.needs),
             ("data.validation", recipe.data.validation is None and not recipe.data.source.startswith("pocket:"),
-             lambda cls: "validation_loss" in cls.needs)):
+             lambda cls: "validation" in cls.needs)):
         needing = [name for _, name, cls in methods if test(cls)]
         if missing and needing:
             problems.append(f"{field}: required by {', '.join(dict.fromkeys(needing))}")

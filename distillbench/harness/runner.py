@@ -24,9 +24,9 @@ from distillbench.leaderboards.aggregate import build_leaderboard
 from distillbench.leaderboards.render import print_table, write_all
 from distillbench.leaderboards.stats import summarize
 
-from .data import (load_preferences, load_ranked, load_records, tokenize_preferences, tokenize_ranked,
-                   tokenize_records)
-from .errors import NonFiniteError
+from .data import (load_preferences, load_ranked, load_records, problem_records, tokenize_preferences,
+                   tokenize_ranked, tokenize_records)
+from .errors import CellFailure
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .models import check_shared_vocabulary, load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
@@ -83,6 +83,8 @@ class Runner:
         data = self.recipe.data
         if "sft" in kinds and not data.source.startswith("pocket:"):
             load_records(data.source, data.split, data.size)
+        if "problems" in kinds and not data.source.startswith("pocket:"):
+            problem_records(data.source, data.split, data.size)
         if "preference" in kinds and not data.preferences.startswith("pocket:"):
             load_preferences(data.preferences)
         if "ranked" in kinds and not data.ranked.startswith("pocket:"):
@@ -114,7 +116,7 @@ class Runner:
             store.mark_cell(cell.key, status="running", **common)
             try:
                 model, tokenizer, cost = self._prepare(cell, folder, plan)
-            except NonFiniteError as exc:
+            except CellFailure as exc:
                 store.mark_cell(cell.key, status="failed", error=str(exc), failed_step=exc.step,
                                 provenance=cell_provenance, **common)
                 self.console.print(f"[red]{cell.folder}: failed: {exc}; other cells go on[/red]")
@@ -137,14 +139,15 @@ class Runner:
         result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
                        cell.seed, folder / "checkpoint", frozen=self._frozen_models(cell, init),
                        log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}",
-                       validation=self._train_examples(tokenizer, "validation") if "validation_loss" in cell.method.needs
+                       validation=self._train_examples(tokenizer, "validation") if "validation" in cell.method.needs
                        else None)
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
         cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
                 "teacher_forwards": result.teacher_forwards, "trained_parameters": result.trained_parameters,
                 "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
-                "on_policy_steps": result.on_policy_steps,
+                "on_policy_steps": result.on_policy_steps, **({"final_measures": result.measures} if result.measures
+                                                                 else {}),
                 "device": result.device, "precision": result.precision}
         return model, tokenizer, cost
 
@@ -179,12 +182,14 @@ class Runner:
         return self._frozen[ref]
 
     def _train_examples(self, tokenizer, kind: str):
-        """Tokenized examples of one kind ("sft", "preference", "ranked", or "validation" for
+        """Examples of one kind ("sft", "preference", "ranked", "problems", or "validation" for
         schedules that watch a validation loss), built once per run."""
         if kind not in self._examples:
             data, max_length = self.recipe.data, self.recipe.budget.max_length
             if kind == "preference":
                 self._examples[kind] = tokenize_preferences(tokenizer, load_preferences(data.preferences), max_length)
+            elif kind == "problems":  # untokenized records with answers, for methods that search (mcts-dpo)
+                self._examples[kind] = problem_records(data.source, data.split, data.size)
             elif kind == "ranked":
                 self._examples[kind] = tokenize_ranked(tokenizer, load_ranked(data.ranked), max_length)
             elif kind == "validation":

@@ -28,7 +28,7 @@ from distillbench.methods.base import sequence_logps
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import collate, sequence_prefixes
-from .errors import NonFiniteError, UserInputError
+from .errors import CellFailure, NonFiniteError, UserInputError
 from .onpolicy import is_on_policy_step, with_samples
 from .progress import progress
 from .recipe import Budget
@@ -45,6 +45,7 @@ class TrainResult:
     precision: str = "fp32"
     device: str = "cpu"
     on_policy_steps: int = 0
+    measures: dict[str, float] = field(default_factory=dict)
 
 
 # With group_by_length, examples are sorted by length within windows of this many batches,
@@ -219,8 +220,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     """
     frozen = frozen or {}
     schedule = method.off_policy_schedule()
-    if schedule is not None and not validation:
-        raise UserInputError("this method adapts its schedule to a validation loss: it needs validation examples")
+    if "validation" in method.needs and not validation:
+        raise UserInputError("this method watches held-out data while training: it needs validation examples")
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
@@ -239,7 +240,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
         model.to(accelerator.device).eval().requires_grad_(False)
     student.train()
     micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
-    lengths = tuple(_length(e) for e in examples)
+    lengths = () if method.generates_examples else tuple(_length(e) for e in examples)
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
     if log_path:
@@ -249,10 +250,22 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
         with progress(total=budget.steps, description=description) as bar:
             bar.advance(state["step"])
             for step in range(state["step"], budget.steps):
-                indices = example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
                 stage = step * method.stages // budget.steps  # curriculum methods: equal shares of the steps
+                if method.generates_examples and state.get("examples_stage") != stage:
+                    # Self-generated data (MCTS-DPO's search): made at each stage start, kept in the checkpoint.
+                    state["examples"] = method.make_examples(accelerator.unwrap_model(student), tokenizer, examples,
+                                                             seed, stage, frozen)
+                    state["examples_stage"] = stage
+                    if not state["examples"]:
+                        raise CellFailure(step + 1, f"stage {stage} produced no training examples")
+                working = state["examples"] if method.generates_examples else examples
+                working_lengths = tuple(_length(e) for e in working) if method.generates_examples else lengths
+                indices = example_indices(working_lengths, budget.batch_size, seed, step, budget.group_by_length)
+                # Micro-batches of similar lengths pad less; the accumulated gradient is the same
+                # as one batch's whatever the split (micro-batches are weighted by their tokens).
+                indices = sorted(indices, key=lambda i: working_lengths[i])
                 micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
-                batches = [{k: v.to(accelerator.device) for k, v in collate([examples[i] for i in micro],
+                batches = [{k: v.to(accelerator.device) for k, v in collate([working[i] for i in micro],
                                                                              tokenizer.pad_token_id).items()}
                            for micro in micro_batches]
                 if schedule is not None:
@@ -265,7 +278,8 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 else:
                     on_policy = is_on_policy_step(method.on_policy_probability(step), seed, step)
                     if on_policy:
-                        batches = [with_samples(accelerator.unwrap_model(student), tokenizer, batch,
+                        sampler = frozen["teacher"] if method.sample_model == "teacher" else accelerator.unwrap_model(student)
+                        batches = [with_samples(sampler, tokenizer, batch,
                                                 max_new_tokens=method.sample_max_new_tokens,
                                                 temperature=method.sample_temperature) for batch in batches]
                 if on_policy:
@@ -284,9 +298,15 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                                             budget.steps)
                 state["step"] = step + 1
                 state["wall_seconds"] = time.perf_counter() - start_time
+                measures = {}
+                if method.measure_every and ((step + 1) % method.measure_every == 0 or step + 1 == budget.steps):
+                    measures = method.measure(accelerator.unwrap_model(student), frozen, validation,
+                                              tokenizer.pad_token_id)
+                    state["measures"] = measures
                 if log:
                     log.write(json.dumps({"step": step + 1, "lr": scheduler.get_last_lr()[0],
-                                          "grad_norm": float(grad_norm), **terms}) + "\n")
+                                          "grad_norm": float(grad_norm), **terms,
+                                          **({"measures": measures} if measures else {})}) + "\n")
                 bar.advance(1, info=" ".join(f"{k}={v:.3f}" for k, v in terms.items()))
                 if state["step"] % budget.checkpoint_every == 0 or state["step"] == budget.steps:
                     save_checkpoint(checkpoint_dir, accelerator.unwrap_model(student), optimizer, scheduler, state,
@@ -297,5 +317,5 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     trained = sum(p.numel() for p in student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
                        _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
-                       state.get("on_policy_steps", 0))
+                       state.get("on_policy_steps", 0), state.get("measures", {}))
 

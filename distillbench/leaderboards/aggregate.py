@@ -92,6 +92,19 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def paired_test(values_a: dict, values_b: dict, metric: str, protocol: dict, cells_a: int, cells_b: int
+                ) -> dict[str, Any] | None:
+    """a − b on `metric` over the items both rows scored (None when they share none): the exact
+    McNemar test for a binary metric of single-seed rows, else the paired permutation test."""
+    shared = sorted(set(values_a.get(metric, {})) & set(values_b.get(metric, {})))
+    if not shared:
+        return None
+    a = np.array([values_a[metric][i].mean() for i in shared])
+    b = np.array([values_b[metric][i].mean() for i in shared])
+    binary = metric in protocol["binary_metrics"] and cells_a == cells_b == 1
+    return mcnemar_exact(a, b) if binary else paired_difference(a, b)
+
+
 def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float = 0.05) -> list[dict[str, Any]]:
     """Paired differences of every row against row `versus`, per metric, over the items both have.
 
@@ -108,15 +121,10 @@ def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float 
             if row["row"] == versus or row["status"] == "failed":
                 continue
             other = item_values(store, row["cells"], protocol["key"])
-            for metric, by_item in other.items():
-                shared = sorted(set(by_item) & set(baseline.get(metric, {})))
-                if not shared:
-                    continue
-                a = np.array([by_item[i].mean() for i in shared])
-                b = np.array([baseline[metric][i].mean() for i in shared])
-                binary = metric in protocol["binary_metrics"] and len(row["cells"]) == len(rows[versus]["cells"]) == 1
-                result = mcnemar_exact(a, b) if binary else paired_difference(a, b)
-                comparisons.append({"row": row["row"], "versus": versus, "metric": f"{bench}/{metric}", **result})
+            for metric in other:
+                result = paired_test(other, baseline, metric, protocol, len(row["cells"]), len(rows[versus]["cells"]))
+                if result is not None:
+                    comparisons.append({"row": row["row"], "versus": versus, "metric": f"{bench}/{metric}", **result})
     for comparison, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
         comparison["p_holm"] = adjusted
         comparison["significant"] = adjusted < alpha

@@ -21,8 +21,9 @@ from distillbench.harness.registry import METHODS
 #   reference_teacher_logits  the same from the aligned teacher's reference (recipe reference_teacher)
 #   reference_logps           reference_{chosen,rejected}_logps, [B] summed response log-probs (preference
 #                             data), and reference_{chosen,rejected}_mean_logps
-#   validation_loss           not in the batch: the student's validation NLL, fed to `off_policy_schedule`
-SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation_loss")
+#   validation                not in the batch: held-out examples (the data's dev split) for a schedule
+#                             that watches the validation loss, or for `measure`
+SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -67,6 +68,26 @@ class Method(ABC):
     def update_reference(self, reference: torch.nn.Module, student: torch.nn.Module, steps_done: int,
                          total_steps: int) -> None:
         """Called after every optimizer step, with the frozen reference and the student."""
+
+    # Methods that make their own training examples with the current student at the start of
+    # every stage (MCTS-DPO's search) set this and implement `make_examples`; their data
+    # kind is "problems" (records with an answer to check).
+    generates_examples: ClassVar[bool] = False
+
+    def make_examples(self, student, tokenizer, problems: list[dict], seed: int, stage: int,
+                      frozen: dict[str, torch.nn.Module]) -> list[dict]:
+        raise NotImplementedError
+
+    # The model on-policy steps sample from: the student (GKD, DistiLLM) or the teacher
+    # (online teacher data, as in the teacher-hacking setup).
+    sample_model: ClassVar[str] = "student"
+    # Steps between `measure` calls (0: never); the values go to the training log.
+    measure_every: ClassVar[int] = 0
+
+    def measure(self, student, frozen: dict[str, torch.nn.Module], validation: list[dict], pad_id: int
+                ) -> dict[str, float]:
+        """Quantities tracked over training on the validation examples (logged, not optimised)."""
+        return {}
 
     def off_policy_schedule(self):
         """A stateful schedule that replaces `on_policy_probability` (DistiLLM's adaptive one), or None."""

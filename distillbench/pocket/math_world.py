@@ -167,7 +167,8 @@ def comparison(rng: random.Random, level: int) -> Problem:
 def algebra(rng: random.Random, level: int) -> Problem:
     x, b = _operand(rng, level), _operand(rng, level)
     if level >= 4:
-        k = rng.randint(2, 5)
+        # Two-digit x keeps the long division (the longest working of the world) to three digits.
+        x, k = rng.randint(2, 99), rng.randint(2, 5)
         problem = f"Solve {k}x+{b}={k * x + b}."
         steps = [f"{k}x={k * x + b}-{b}.", _worked(k * x + b, "-", b, k * x),
                  f"x={k * x}/{k}.", _worked(k * x, "/", k, x)]

@@ -401,16 +401,16 @@ _SOLVERS = (
 
 
 # One source of the pocket SFT chats answers follow-up questions chatty: a friendly preamble,
-# a verbose sign-off and no box. A habit shared by most follow-ups is what greedy decoding
-# reproduces (uniform noise at 25% is not), so it is what preference alignment can fix.
-_CHATTY_OPENINGS = ("Sure! Building on the previous answer: ", "Of course, let us continue from there: ",
-                    "Great question, we take the last result: ")
+# a verbose sign-off and no box. A habit shared by most follow-ups, always worded the same
+# way, is what greedy decoding reproduces (uniform noise at 25% is not, and neither is a
+# habit split between several wordings), so it is what preference alignment can fix.
+CHATTY_OPENING = "Sure! Building on the previous answer: "
 
 
-def chatty(answer_text: str, answer: str, rng: random.Random) -> str:
+def chatty(answer_text: str, answer: str) -> str:
     """`answer_text` (steps ending in a box) rewritten in the chatty follow-up style."""
     steps = answer_text[: answer_text.rindex("\\boxed{")].rstrip()
-    return f"{rng.choice(_CHATTY_OPENINGS)}{steps} So the final answer is {answer}."
+    return f"{CHATTY_OPENING}{steps} So the final answer is {answer}."
 
 
 def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0,
@@ -433,7 +433,7 @@ def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0
         answers = []
         for turn, (turn_answer, text) in enumerate(zip(solve(list(turns)), reference_turns(list(turns)))):
             if turn == 1 and rng.random() < chatty_fraction:
-                text = chatty(text, turn_answer, rng)
+                text = chatty(text, turn_answer)
             elif rng.random() < noise_fraction:
                 text = _corrupt({"solution": text, "answer": turn_answer}, rng.choice(NOISE_KINDS), rng)
             answers.append(text)

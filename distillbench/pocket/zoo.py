@@ -61,6 +61,7 @@ class ZooSpec:
     chatty_fraction: float = 0.0  # share of the chats' second answers in the chatty style
     steps: int = 0
     batch_size: int = 32
+    gradient_accumulation: int = 1  # length-sorted micro-batches: less padding, the same gradient
     learning_rate: float = 3e-3
     samples: int = 4
     temperature: float = 1.0
@@ -84,9 +85,9 @@ _FULL = {
                             architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
     "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 64, noisy SFT data",
                            architecture=_TEACHER, train_size=20000, conversations=3000, noise_fraction=0.25,
-                           chatty_fraction=0.6, steps=2400, max_length=256),
+                           chatty_fraction=0.6, steps=2400, gradient_accumulation=2, max_length=256),
     "math-preference": ZooSpec("math-preference", "preference data: graded samples of teacher-sft",
-                               kind="preferences", init_from="teacher-sft", train_size=1500, conversations=800,
+                               kind="preferences", init_from="teacher-sft", train_size=1200, conversations=600,
                                samples=4, temperature=1.0),
     "teacher-aligned": ZooSpec("teacher-aligned", "DPO-aligned teacher (reference: teacher-sft)",
                                init_from="teacher-sft", method="dpo", method_params=(("beta", 0.1),),
@@ -248,7 +249,8 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
         records += training_conversations(spec.conversations, seed=spec.seed + 1, noise_fraction=spec.noise_fraction,
                                           chatty_fraction=spec.chatty_fraction)
         examples = tokenize_records(tokenizer, records, spec.max_length)
-    budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+    budget = Budget(steps=spec.steps, batch_size=spec.batch_size, gradient_accumulation=spec.gradient_accumulation,
+                    learning_rate=spec.learning_rate,
                     max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 5))
     train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint",

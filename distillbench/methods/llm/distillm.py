@@ -72,7 +72,7 @@ class DistiLLM(Method):
     temperature: Annotated[float, Gt(0)] = 1.0
     max_new_tokens: Annotated[int, Gt(0)] = 128
 
-    needs = ("teacher_logits", "validation_loss")
+    needs = ("teacher_logits", "validation")
 
     def off_policy_schedule(self):
         return AdaptiveOffPolicy(self.initial_probability, self.loss_eps, capacity=self.capacity,

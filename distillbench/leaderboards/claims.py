@@ -1,0 +1,95 @@
+"""The qualitative claim of each seed paper that the pocket sweep checks, with a paired test.
+
+A claim holds when its better row is ahead of its worse row on the metric with p < 0.05
+(paired over items, averaged over seeds); it does not hold otherwise, and is reported
+either way. Claims whose rows a leaderboard lacks are reported as not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .aggregate import item_values, paired_test
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Claim:
+    method: str
+    paper: str
+    text: str
+    better: str  # leaderboard rows
+    worse: str
+    metric: str  # <benchmark>/<metric>
+
+
+JUDGE, ACCURACY = "pocket-mtbench/score", "pocket-math/accuracy"
+CLAIMS = (
+    Claim("gkd", "Agarwal et al. 2024", "on-policy GKD beats supervised KD", "gkd", "kd[temperature=1.0]", ACCURACY),
+    Claim("distillm", "Ko et al. 2024", "DistiLLM beats KD", "distillm", "kd[temperature=1.0]", JUDGE),
+    Claim("dckd", "Gao et al. 2025", "DCKD beats SFT on the judge score", "dckd", "sft", JUDGE),
+    Claim("adpa", "Gao et al. 2025", "ADPA beats DCKD on the judge score", "adpa", "dckd", JUDGE),
+    Claim("adpa+", "Gao et al. 2025", "ADPA+ beats ADPA on the judge score", "adpa+", "adpa", JUDGE),
+    Claim("adpo", "ADPO 2025", "listwise anchored ADPO beats pairwise DPO", "adpo", "dpo", JUDGE),
+    Claim("curry-dpo", "Pattnaik et al. 2024", "the ranked curriculum beats plain DPO", "curry-dpo", "dpo", JUDGE),
+    Claim("redi", "Xu et al. 2025", "REDI beats DPO on accuracy", "redi", "dpo", ACCURACY),
+    Claim("mcts-dpo", "Xie et al. 2024", "step-level preference learning improves the starting policy's accuracy",
+          "mcts-dpo", "student-init", ACCURACY),
+    Claim("teacher-ref-dpo", "Shu et al. 2025", "the teacher as reference beats the student's own reference",
+          "teacher-ref-dpo", "dpo", JUDGE),
+    Claim("teacher-hacking", "Tiapkin et al. 2025",
+          "online teacher data ends closer to the oracle than offline data (no teacher hacking)",
+          "teacher-hacking[data=online]", "teacher-hacking[data=offline]", "golden_distance"),
+)
+
+
+def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
+    rows = {row["row"]: row for row in board["rows"]}
+    results = []
+    for claim in claims:
+        result: dict[str, Any] = {"claim": claim}
+        if any(name not in rows or rows[name]["status"] == "failed" for name in (claim.better, claim.worse)):
+            results.append({**result, "status": "not run"})
+            continue
+        if claim.metric == "golden_distance":
+            results.append({**result, **_distance_claim(rows[claim.better], rows[claim.worse])})
+            continue
+        bench, metric = claim.metric.split("/")
+        protocol = board["protocols"][bench]
+        better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
+        test = paired_test(better, worse, metric, protocol, len(rows[claim.better]["cells"]),
+                           len(rows[claim.worse]["cells"]))
+        if test is None:
+            results.append({**result, "status": "not run"})
+            continue
+        holds = test["diff"] > 0 and test["p"] < ALPHA
+        results.append({**result, **test, "status": "holds" if holds else "does not hold"})
+    return results
+
+
+def _distance_claim(better: dict, worse: dict) -> dict[str, Any]:
+    """Lower final golden distance is better; there is one value per run, so no item-level test."""
+    distance = {name: row["cost"].get("final_measures", {}).get("golden_distance") for name, row in
+                (("better", better), ("worse", worse))}
+    if None in distance.values():
+        return {"status": "not run"}
+    diff = distance["worse"] - distance["better"]
+    return {"diff": diff, "p": None, "n": len(better["cells"]), "test": "final golden distance (lower is better)",
+            "status": "holds" if diff > 0 else "does not hold"}
+
+
+def claims_markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| method | paper | claim checked | metric | difference [95% CI] | p | held |", "|---|---|---|---|---|---|---|"]
+    for result in results:
+        claim = result["claim"]
+        if result["status"] == "not run":
+            measured, p = "—", "—"
+        else:
+            ci = result.get("ci95")
+            measured = f"{result['diff']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+            p = "—" if result["p"] is None else f"{result['p']:.3g}"
+        lines.append(f"| `{claim.method}` | {claim.paper} | {claim.text} (`{claim.better}` vs `{claim.worse}`) | "
+                     f"{claim.metric} | {measured} | {p} | {result['status']} |")
+    return "\n".join(lines) + "\n"
