@@ -23,7 +23,7 @@ class PocketMath(Benchmark):
     split: Literal["dev", "test"] = "test"
     n: Annotated[int, Gt(0)] = 200
     seed: int = 0
-    max_new_tokens: Annotated[int, Gt(0)] = 96
+    max_new_tokens: Annotated[int, Gt(0)] = 160
     grader: Literal["math-verify", "minerva", "hendrycks"] = "math-verify"
 
     binary_metrics = ("accuracy",)

@@ -30,7 +30,9 @@ def generate_responses(model, tokenizer, conversations: list[list[dict[str, str]
     with progress(total=len(prompts), description=description) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            batch = tokenizer.pad({"input_ids": [prompts[i] for i in chunk]}, padding=True, return_tensors="pt")
+            # Left padding whatever the tokenizer says: a decoder-only model continues from the last token.
+            batch = tokenizer.pad({"input_ids": [prompts[i] for i in chunk]}, padding=True, return_tensors="pt",
+                                  padding_side="left")
             batch = {k: v.to(device) for k, v in batch.items()}
             generated = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                        eos_token_id=tokenizer.eos_token_id, **sampling)
