@@ -128,9 +128,10 @@ def shifted_labels(batch: dict[str, Any]) -> torch.Tensor:
 
 
 def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | None = None,
-                   average: bool = False) -> torch.Tensor:
+                   average: bool = False, with_counts: bool = False):
     """[B] summed (or, with `average`, per-token mean) log-probs of the response tokens;
-    `side` selects 'chosen'/'rejected' of a preference batch."""
+    `side` selects 'chosen'/'rejected' of a preference batch. With `with_counts`, also the
+    [B] number of response tokens (so one forward pass gives both the sum and the mean)."""
     prefix = f"{side}_" if side else ""
     logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
     labels = batch[f"{prefix}labels"][:, 1:]
@@ -138,7 +139,9 @@ def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | No
     mask = labels != -100
     picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     total = (picked * mask).sum(-1)
-    return total / mask.sum(-1).clamp(min=1) if average else total
+    counts = mask.sum(-1).clamp(min=1)
+    result = total / counts if average else total
+    return (result, counts) if with_counts else result
 
 
 def token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ def arithmetic(rng: random.Random, level: int) -> Problem:
     a, b = _operand(rng, level), _operand(rng, level)
     op = rng.choice("+-*" if level >= 3 else "+-")
     if op == "*":
-        b = rng.randint(2, 9)
+        b = rng.randint(2, 9 if level == 5 else 5)  # the whole times table only at the top level
     if op == "-" and b > a:
         a, b = b, a
     result = {"+": a + b, "-": a - b, "*": a * b}[op]
@@ -128,7 +128,7 @@ _THINGS = ("apples", "pens", "cards", "coins", "eggs")
 def word_problem(rng: random.Random, level: int) -> Problem:
     """A chain of `level` additions and removals on a count of things."""
     name, thing = rng.choice(_NAMES), rng.choice(_THINGS)
-    total = _operand(rng, min(level, 3))
+    total = _operand(rng, min(level, 2))  # the chain's length is the difficulty, not its numbers
     start, changes, steps = total, [], []
     for _ in range(level):
         change = rng.randint(1, 9)

@@ -59,3 +59,20 @@ def test_sequence_logps_sums_response_tokens_only():
                 total += (logits[b, t - 1] - torch.logsumexp(logits[b, t - 1], 0))[labels[b, t]].item()
         expected.append(total)
     assert torch.allclose(sequence_logps(Fixed(logits), batch), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_rpo_alpha_adds_the_length_normalised_nll_of_the_chosen_response():
+    from distillbench.methods.llm.dpo import DPO
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 6, 5, generator=generator, dtype=torch.float64)
+    labels = torch.tensor([[-100, -100, 1, 2, 3, -100], [-100, 4, 0, -100, -100, -100]])
+    batch = {f"{side}_{key}": value for side in ("chosen", "rejected")
+             for key, value in (("input_ids", labels.clamp(min=0)), ("attention_mask", torch.ones_like(labels)),
+                                ("labels", labels))}
+    batch.update(reference_chosen_logps=torch.zeros(2), reference_rejected_logps=torch.zeros(2))
+    model = Fixed(logits)
+    terms = DPO(rpo_alpha=0.5).loss(model, batch)
+    mean_logps = sequence_logps(model, batch, "chosen", average=True)
+    assert torch.allclose(terms["nll"], 0.5 * -mean_logps.mean())
+    assert set(DPO().loss(model, batch)) == {"dpo"}

@@ -6,6 +6,12 @@ h = [log πθ(y_w|x) − log π_ref(y_w|x)] − [log πθ(y_l|x) − log π_ref(
 with summed response log-probs; ε = 0 is the paper's loss, ε > 0 the conservative
 (label-smoothed) variant of cDPO. β = 0.1 as in the paper's experiments and in TRL.
 The reference is the policy's own initialisation unless the method says otherwise.
+
+`rpo_alpha` = α adds the NLL of the chosen response, α · mean_pairs(−log πθ(y_w|x) / |y_w|),
+the RPO objective of Pang et al., "Iterative Reasoning Preference Optimization",
+arXiv:2404.19733 (α = 1 there; TRL's ``rpo_alpha``). Plain DPO lowers the likelihood of
+the chosen solution along with the rejected one when they share most tokens, which on
+reasoning data costs accuracy; the NLL term keeps the chosen solution likely.
 """
 
 from __future__ import annotations
@@ -36,13 +42,17 @@ class DPO(Method):
 
     beta: Annotated[float, Gt(0)] = 0.1
     label_smoothing: Annotated[float, Ge(0), Lt(0.5)] = 0.0
+    rpo_alpha: Annotated[float, Ge(0)] | None = None
 
     needs = ("reference_logps",)
     data_kind = "preference"
     normalize_by = "examples"
 
     def loss(self, student, batch):
-        chosen = sequence_logps(student, batch, "chosen")
+        chosen, chosen_tokens = sequence_logps(student, batch, "chosen", with_counts=True)
         rejected = sequence_logps(student, batch, "rejected")
-        return {"dpo": dpo_loss(chosen, rejected, batch["reference_chosen_logps"], batch["reference_rejected_logps"],
-                                self.beta, self.label_smoothing)}
+        terms = {"dpo": dpo_loss(chosen, rejected, batch["reference_chosen_logps"], batch["reference_rejected_logps"],
+                                 self.beta, self.label_smoothing)}
+        if self.rpo_alpha:
+            terms["nll"] = self.rpo_alpha * (-chosen / chosen_tokens).mean()
+        return terms
