@@ -182,13 +182,14 @@ output_dir: {out}
 
 def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys):
     recipe = tmp_path / "seed.yaml"
-    methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, teacher-ref-dpo, "
+    methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, dpo, "
+               "teacher-ref-dpo, "
                "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}, {name: curry-dpo, iterations: 2}, "
                "adpo, {name: adpo, anchor: ema}]")
     recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
     assert main(["run", str(recipe)]) == 0
     board_rows = [r for r in _board(recipe)["rows"] if r["kind"] == "method"]
-    assert len(board_rows) == 10 and all(row["status"] == "complete" for row in board_rows), board_rows
+    assert len(board_rows) == 11 and all(row["status"] == "complete" for row in board_rows), board_rows
     rows = {r["method"]: r for r in board_rows}
     # ADPA scores only its samples, with the teacher and the reference teacher: 2 models x 4 rows x 2 steps.
     assert rows["adpa"]["cost"]["teacher_forwards"] == 16
@@ -199,8 +200,9 @@ def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys
     capsys.readouterr()
     assert main(["leaderboard", str(tmp_path / "out"), "--claims"]) == 0
     claims = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
-    assert claims["`dckd`"].rstrip(" |").endswith(("holds", "does not hold"))  # sft and dckd both ran
-    assert claims["`adpa`"].split("|")[6].strip() != "—"  # a p-value
+    assert claims["`redi`"].rstrip(" |").endswith(("holds", "does not hold"))  # redi and dpo both ran
+    assert claims["`redi`"].split("|")[6].strip() != "—"  # with a p-value
+    assert claims["`dckd`"].rstrip(" |").endswith("not run")  # its claim is on the judge, not scored here
     assert claims["`gkd`"].rstrip(" |").endswith("not run")  # no gkd row in this recipe
 
 

@@ -26,18 +26,24 @@ def _setup():
     return model, tokenizer, examples
 
 
-@dataclass
-class InterruptAt(SFT):
-    """SFT that raises KeyboardInterrupt (like Ctrl-C or a kill) when asked for step `at`."""
+def interrupting(method_class):
+    """`method_class` raising KeyboardInterrupt (like Ctrl-C or a kill) when asked for loss number `at`."""
 
-    at: int = 3
-    calls: int = 0
+    @dataclass
+    class Interrupting(method_class):
+        at: int = 0
+        calls: int = 0
 
-    def loss(self, student, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        return super().loss(student, batch)
+        def loss(self, student, batch):
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+            return super().loss(student, batch)
+
+    return Interrupting
+
+
+InterruptAt = interrupting(SFT)
 
 
 @dataclass
@@ -106,16 +112,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path):
         assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name
 
 
-@dataclass
-class DistiLLMInterruptAt(DistiLLM):
-    at: int = 0
-    calls: int = 0
-
-    def loss(self, student, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        return super().loss(student, batch)
+DistiLLMInterruptAt = interrupting(DistiLLM)
 
 
 def test_adaptive_schedule_state_survives_a_resume(tmp_path):
@@ -148,16 +145,7 @@ def test_a_schedule_that_watches_validation_loss_needs_validation_examples(tmp_p
               frozen={"teacher": model})
 
 
-@dataclass
-class CurryInterruptAt(CurryDPO):
-    at: int = 0
-    calls: int = 0
-
-    def loss(self, student, batch):
-        self.calls += 1
-        if self.calls == self.at:
-            raise KeyboardInterrupt
-        return super().loss(student, batch)
+CurryInterruptAt = interrupting(CurryDPO)
 
 
 def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):

@@ -43,6 +43,9 @@ class Budget(_Strict):
     max_grad_norm: float = Field(default=1.0, gt=0)
     group_by_length: bool = Field(default=False, description="batch examples of similar length (less padding, "
                                   "faster steps; on pocket-math it made batches type-homogeneous and slowed learning)")
+    teacher_top_k: int | None = Field(default=None, gt=0, description="None: dense teacher logits from the live "
+                                      "teacher; k: the teacher's top-k log-probs and remainder from a cache built "
+                                      "once per (teacher, data, k) and shared by every cell of the run directory")
 
 
 class DataSpec(_Strict):

@@ -28,10 +28,11 @@ from .data import (load_preferences, load_ranked, load_records, problem_records,
                    tokenize_ranked, tokenize_records)
 from .errors import CellFailure
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
-from .models import check_shared_vocabulary, load_causal_lm
+from .models import check_shared_vocabulary, fingerprint, load_causal_lm
 from .plan import BenchmarkRun, Cell, Plan, make_plan
 from .provenance import run_provenance
 from .recipe import Recipe
+from .signals import SignalCache
 from .store import Store
 from .train import train
 
@@ -49,6 +50,7 @@ class Runner:
         self.console = console or Console(stderr=True)
         self._frozen: dict[str, torch.nn.Module] = {}
         self._examples: dict[str, list] = {}
+        self._caches: dict[str, SignalCache] = {}
 
     def run(self) -> dict[str, Any]:
         plan = make_plan(self.recipe)
@@ -135,12 +137,13 @@ class Runner:
         if cell.kind == "reference":
             return model, tokenizer, {}
         budget = self.recipe.budget
+        cache = self._signal_cache(cell, tokenizer)
         self.console.print(f"training {cell.folder} ({budget.steps} steps)")
         result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
                        cell.seed, folder / "checkpoint", frozen=self._frozen_models(cell, init),
                        log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}",
                        validation=self._train_examples(tokenizer, "validation") if "validation" in cell.method.needs
-                       else None)
+                       else None, signal_cache=cache)
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
         cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
@@ -148,6 +151,8 @@ class Runner:
                 "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
                 "on_policy_steps": result.on_policy_steps, **({"final_measures": result.measures} if result.measures
                                                                  else {}),
+                **({"signal_cache": {"k": cache.k, "bytes_per_position": cache.bytes_per_position(),
+                                     "teacher_passes": int(cache.metadata["teacher_passes"])}} if cache else {}),
                 "device": result.device, "precision": result.precision}
         return model, tokenizer, cost
 
@@ -161,6 +166,18 @@ class Runner:
         if cell.starts_from is None:
             return cell.model_ref
         return str(self.out / "cells" / plan.cell(cell.starts_from).folder / "model")
+
+    def _signal_cache(self, cell: Cell, tokenizer) -> SignalCache | None:
+        """The run's top-k teacher cache for the cell's training data, built on first use (budget.teacher_top_k)."""
+        k, method = self.recipe.budget.teacher_top_k, cell.method
+        if k is None or "teacher_logits" not in method.needs or method.generates_examples:
+            return None
+        if method.data_kind not in self._caches:
+            teacher = self._load_frozen(self.recipe.teacher).to("cuda" if torch.cuda.is_available() else "cpu")
+            self._caches[method.data_kind] = SignalCache.build_or_load(
+                self.out / "signals", teacher, fingerprint(self.recipe.teacher),
+                self._train_examples(tokenizer, method.data_kind), k)
+        return self._caches[method.data_kind]
 
     def _frozen_models(self, cell: Cell, init: str) -> dict:
         """The frozen models the cell's method draws signals from, by role."""

@@ -32,6 +32,7 @@ from .errors import CellFailure, NonFiniteError, UserInputError
 from .onpolicy import is_on_policy_step, with_samples
 from .progress import progress
 from .recipe import Budget
+from .signals import SignalCache
 
 
 @dataclass
@@ -98,6 +99,30 @@ def validation_nll(model, examples: list[dict], pad_id: int, batch_size: int = 6
     return total / max(count, 1)
 
 
+def _generate_examples(method, student, tokenizer, problems: list[dict], seed: int, stage: int, frozen: dict,
+                       state: dict, step: int) -> None:
+    """Self-generated data (MCTS-DPO's search): made at each stage start, kept in the checkpoint state."""
+    state["examples"] = method.make_examples(student, tokenizer, problems, seed, stage, frozen)
+    state["examples_stage"] = stage
+    if not state["examples"]:
+        raise CellFailure(step + 1, f"stage {stage} produced no training examples")
+
+
+def _micro_batches(examples: list[dict], lengths: tuple[int, ...], budget: Budget, seed: int, step: int, pad_id: int,
+                   device) -> list[dict]:
+    """The collated micro-batches of optimizer step `step`.
+
+    Micro-batches of similar lengths pad less; the accumulated gradient is the same as one
+    batch's whatever the split, because micro-batches are weighted by their tokens.
+    """
+    indices = sorted(example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length),
+                     key=lambda i: lengths[i])
+    size = math.ceil(budget.batch_size / budget.gradient_accumulation)
+    return [{**{k: v.to(device) for k, v in collate([examples[i] for i in indices[start:start + size]], pad_id).items()},
+             "example_index": indices[start:start + size]}  # where cached teacher signals are looked up
+            for start in range(0, len(indices), size)]
+
+
 def _scheduled_batches(schedule, student, tokenizer, method, batches: list[dict], seed: int, step: int,
                        total: int) -> list[dict]:
     """The step's batches as the adaptive schedule chooses: the data, fresh student samples, or replayed ones."""
@@ -121,7 +146,7 @@ def _length(example: dict) -> int:
 
 
 def _accumulate_gradients(accelerator, method, student, batches: list[dict], frozen: dict, step: int,
-                          state: dict) -> dict[str, float]:
+                          state: dict, cache: SignalCache | None = None) -> dict[str, float]:
     """Backward through every micro-batch of one optimizer step; returns the step's loss terms.
 
     Raises NonFiniteError naming the step and the term when a loss term is NaN or inf.
@@ -129,7 +154,7 @@ def _accumulate_gradients(accelerator, method, student, batches: list[dict], fro
     terms: dict[str, float] = {}
     weights = _micro_batch_weights(batches, method.normalize_by)
     for number, (batch, weight) in enumerate(zip(batches, weights)):
-        state["teacher_forwards"] += add_signals(batch, method.needs, frozen, method.logit_sequences)
+        state["teacher_forwards"] += add_signals(batch, method.needs, frozen, method.logit_sequences, cache)
         last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
         with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
             named = method.loss(student, batch)
@@ -156,21 +181,27 @@ LOGIT_SIGNALS = {"teacher_logits": "teacher", "reference_teacher_logits": "refer
 
 @torch.no_grad()
 def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.Module],
-                logit_sequences: tuple[str, ...] | None = None) -> int:
+                logit_sequences: tuple[str, ...] | None = None, cache: SignalCache | None = None) -> int:
     """Put the signals a method needs into its batch; returns the number of frozen-model forward passes.
 
     Logit signals are computed for the sequences named in `logit_sequences` (all when None):
     ``teacher_logits`` for an SFT batch, ``chosen_teacher_logits`` / ``rejected_teacher_logits``
-    (and ``sample_teacher_logits`` for on-policy samples) for a preference batch.
+    (and ``sample_teacher_logits`` for on-policy samples) for a preference batch. With a
+    signal `cache`, the teacher's logits of the dataset's own sequences come from it.
     """
     forwards = 0
     prefixes = [p for p in sequence_prefixes(batch) if logit_sequences is None or p.rstrip("_") in logit_sequences]
     for signal, role in LOGIT_SIGNALS.items():
         if signal in needs:
             for prefix in prefixes:
-                batch[f"{prefix}{signal}"] = frozen[role](input_ids=batch[f"{prefix}input_ids"],
+                ids = batch[f"{prefix}input_ids"]
+                if role == "teacher" and cache is not None and "example_index" in batch and prefix in cache.spans:
+                    batch[f"{prefix}{signal}"] = cache.teacher_logits(batch["example_index"], prefix, ids.shape[1],
+                                                                      ids.device)
+                    continue
+                batch[f"{prefix}{signal}"] = frozen[role](input_ids=ids,
                                                           attention_mask=batch[f"{prefix}attention_mask"]).logits[:, :-1]
-                forwards += len(batch[f"{prefix}input_ids"])
+                forwards += len(ids)
     if "reference_logps" in needs:
         for side in [p.rstrip("_") for p in sequence_prefixes(batch) if p not in ("", "sample_")]:
             batch[f"reference_{side}_logps"] = sequence_logps(frozen["reference"], batch, side)
@@ -211,12 +242,14 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
           frozen: dict[str, torch.nn.Module] | None = None, log_path: Path | None = None,
-          description: str = "train", validation: list[dict] | None = None) -> TrainResult:
+          description: str = "train", validation: list[dict] | None = None,
+          signal_cache: SignalCache | None = None) -> TrainResult:
     """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
 
     `frozen` holds the models the method's signals come from, by role: "teacher"
     (teacher_logits), "reference" (reference_logps), "reference_teacher". `validation`
     holds the examples of methods whose schedule watches the validation loss (DistiLLM).
+    `signal_cache` serves the teacher's logits of `examples` (top-k, see harness/signals.py).
     """
     frozen = frozen or {}
     schedule = method.off_policy_schedule()
@@ -239,7 +272,6 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     for model in frozen.values():
         model.to(accelerator.device).eval().requires_grad_(False)
     student.train()
-    micro_size = math.ceil(budget.batch_size / budget.gradient_accumulation)
     lengths = () if method.generates_examples else tuple(_length(e) for e in examples)
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
@@ -252,22 +284,12 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             for step in range(state["step"], budget.steps):
                 stage = step * method.stages // budget.steps  # curriculum methods: equal shares of the steps
                 if method.generates_examples and state.get("examples_stage") != stage:
-                    # Self-generated data (MCTS-DPO's search): made at each stage start, kept in the checkpoint.
-                    state["examples"] = method.make_examples(accelerator.unwrap_model(student), tokenizer, examples,
-                                                             seed, stage, frozen)
-                    state["examples_stage"] = stage
-                    if not state["examples"]:
-                        raise CellFailure(step + 1, f"stage {stage} produced no training examples")
+                    _generate_examples(method, accelerator.unwrap_model(student), tokenizer, examples, seed, stage,
+                                       frozen, state, step)
                 working = state["examples"] if method.generates_examples else examples
                 working_lengths = tuple(_length(e) for e in working) if method.generates_examples else lengths
-                indices = example_indices(working_lengths, budget.batch_size, seed, step, budget.group_by_length)
-                # Micro-batches of similar lengths pad less; the accumulated gradient is the same
-                # as one batch's whatever the split (micro-batches are weighted by their tokens).
-                indices = sorted(indices, key=lambda i: working_lengths[i])
-                micro_batches = [indices[i:i + micro_size] for i in range(0, len(indices), micro_size)]
-                batches = [{k: v.to(accelerator.device) for k, v in collate([working[i] for i in micro],
-                                                                             tokenizer.pad_token_id).items()}
-                           for micro in micro_batches]
+                batches = _micro_batches(working, working_lengths, budget, seed, step, tokenizer.pad_token_id,
+                                         accelerator.device)
                 if schedule is not None:
                     if step % validate_every == 0:
                         schedule.observe(validation_nll(student, validation, tokenizer.pad_token_id))
@@ -279,14 +301,13 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                     on_policy = is_on_policy_step(method.on_policy_probability(step), seed, step)
                     if on_policy:
                         sampler = frozen["teacher"] if method.sample_model == "teacher" else accelerator.unwrap_model(student)
-                        batches = [with_samples(sampler, tokenizer, batch,
-                                                max_new_tokens=method.sample_max_new_tokens,
+                        batches = [with_samples(sampler, tokenizer, batch, max_new_tokens=method.sample_max_new_tokens,
                                                 temperature=method.sample_temperature) for batch in batches]
-                if on_policy:
-                    state["on_policy_steps"] = state.get("on_policy_steps", 0) + 1
+                state["on_policy_steps"] = state.get("on_policy_steps", 0) + on_policy
                 for batch in batches:
                     batch["stage"] = stage
-                terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state)
+                terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state,
+                                              signal_cache if not method.generates_examples else None)
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")

@@ -59,6 +59,11 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)
+    # Groups of numbers (tracked measures, the teacher signal cache): each number's mean over seeds.
+    for field in ("final_measures", "signal_cache"):
+        groups = [c[field] for c in costs if field in c]
+        if groups:
+            cost[field] = {key: round(float(np.mean([g[key] for g in groups if key in g])), 4) for key in groups[0]}
     return cost
 
 

@@ -47,26 +47,25 @@ CLAIMS = (
 
 def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
     rows = {row["row"]: row for row in board["rows"]}
-    results = []
-    for claim in claims:
-        result: dict[str, Any] = {"claim": claim}
-        if any(name not in rows or rows[name]["status"] == "failed" for name in (claim.better, claim.worse)):
-            results.append({**result, "status": "not run"})
-            continue
-        if claim.metric == "golden_distance":
-            results.append({**result, **_distance_claim(rows[claim.better], rows[claim.worse])})
-            continue
-        bench, metric = claim.metric.split("/")
-        protocol = board["protocols"][bench]
-        better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
-        test = paired_test(better, worse, metric, protocol, len(rows[claim.better]["cells"]),
-                           len(rows[claim.worse]["cells"]))
-        if test is None:
-            results.append({**result, "status": "not run"})
-            continue
-        holds = test["diff"] > 0 and test["p"] < ALPHA
-        results.append({**result, **test, "status": "holds" if holds else "does not hold"})
-    return results
+    return [{"claim": claim, **_check(store, board, rows, claim)} for claim in claims]
+
+
+def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim) -> dict[str, Any]:
+    not_run = {"status": "not run"}
+    if any(name not in rows or rows[name]["status"] == "failed" for name in (claim.better, claim.worse)):
+        return not_run
+    if claim.metric == "golden_distance":
+        return _distance_claim(rows[claim.better], rows[claim.worse])
+    bench, metric = claim.metric.split("/")
+    if bench not in board["protocols"]:
+        return not_run
+    protocol = board["protocols"][bench]
+    better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
+    test = paired_test(better, worse, metric, protocol, len(rows[claim.better]["cells"]),
+                       len(rows[claim.worse]["cells"]))
+    if test is None:
+        return not_run
+    return {**test, "status": "holds" if test["diff"] > 0 and test["p"] < ALPHA else "does not hold"}
 
 
 def _distance_claim(better: dict, worse: dict) -> dict[str, Any]:

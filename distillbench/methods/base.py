@@ -105,6 +105,19 @@ class Method(ABC):
         return []
 
 
+class SamplingFields:
+    """Mixin for methods whose `temperature` and `max_new_tokens` fields set how responses are
+    sampled on on-policy steps."""
+
+    @property
+    def sample_temperature(self) -> float:
+        return self.temperature
+
+    @property
+    def sample_max_new_tokens(self) -> int:
+        return self.max_new_tokens
+
+
 def upcast(tensor: torch.Tensor) -> torch.Tensor:
     """Half-precision logits to fp32 before softmax (fp32 and fp64 stay as they are)."""
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor

@@ -40,7 +40,7 @@ def follow_up_tasks(size: int, seed: int) -> list[dict]:
 
 
 def sample_graded(model, tokenizer, tasks: list[dict], samples: int, temperature: float, seed: int,
-                  batch_size: int = 64, max_new_tokens: int = 160) -> list[list[dict]]:
+                  batch_size: int = 256, max_new_tokens: int = 160) -> list[list[dict]]:
     """For each task, `samples` sampled responses with their rubric scores, best first."""
     torch.manual_seed(seed)
     conversations = [task["prompt"] for task in tasks for _ in range(samples)]

@@ -24,7 +24,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import Method, log_probs, register_method, response_logits, sequence, shifted_labels, token_mean
+from ..base import (Method, SamplingFields, log_probs, register_method, response_logits, sequence, shifted_labels,
+                     token_mean)
 from .sft import sft_loss
 
 # The authors' loader clamps targets into [1e-8, 1 − 1e-8] (compress_logits.py, prob_stabilize).
@@ -46,7 +47,7 @@ def advantage_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, r
 @register_method("adpa", family="llm", paper="Gao et al. 2025, arXiv:2502.17927",
                  summary="NLL on chosen + the aligned teacher's token advantage on student samples")
 @dataclass
-class ADPA(Method):
+class ADPA(SamplingFields, Method):
     """Advantage-guided distillation: raise the student's probability of tokens the aligned teacher
     prefers more than its reference does, on the student's own samples."""
 
@@ -63,14 +64,6 @@ class ADPA(Method):
 
     def on_policy_probability(self, step):
         return 1.0
-
-    @property
-    def sample_temperature(self):
-        return self.temperature
-
-    @property
-    def sample_max_new_tokens(self):
-        return self.max_new_tokens
 
     def loss(self, student, batch):
         terms = {}

@@ -26,7 +26,7 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from distillbench.harness.onpolicy import AdaptiveOffPolicy
 
-from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
+from ..base import Method, SamplingFields, log_probs, register_method, response_logits, shifted_labels, token_mean
 
 
 def _mixture_logp(weight_logp: torch.Tensor, other_logp: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -59,7 +59,7 @@ DIVERGENCES = {"skew_forward": skew_forward_kl, "skew_reverse": skew_reverse_kl}
 @register_method("distillm", family="llm", paper="Ko et al. 2024, arXiv:2402.03898",
                  summary="skew forward / reverse KL with adaptive off-policy student samples")
 @dataclass
-class DistiLLM(Method):
+class DistiLLM(SamplingFields, Method):
     """Skew-KL distillation on a mix of data and (replayed) student samples that grows when
     the validation loss rises."""
 
@@ -77,14 +77,6 @@ class DistiLLM(Method):
     def off_policy_schedule(self):
         return AdaptiveOffPolicy(self.initial_probability, self.loss_eps, capacity=self.capacity,
                                  replay_ratio=self.replay_ratio)
-
-    @property
-    def sample_temperature(self):
-        return self.temperature
-
-    @property
-    def sample_max_new_tokens(self):
-        return self.max_new_tokens
 
     def loss(self, student, batch):
         logits = response_logits(student, batch)

@@ -23,7 +23,7 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
+from ..base import Method, SamplingFields, log_probs, register_method, response_logits, shifted_labels, token_mean
 from .kd import forward_kl_loss
 from .rkl import reverse_kl_loss
 
@@ -48,7 +48,7 @@ def generalized_jsd_loss(student_logits: torch.Tensor, teacher_logits: torch.Ten
 @register_method("gkd", family="llm", paper="Agarwal et al. 2024, arXiv:2306.13649",
                  summary="generalized JSD to the teacher, on student samples with probability λ")
 @dataclass
-class GKD(Method):
+class GKD(SamplingFields, Method):
     """Generalized knowledge distillation: JSD_β on a λ-mixture of dataset and on-policy responses."""
 
     beta: Annotated[float, Ge(0), Le(1)] = 0.5
@@ -60,14 +60,6 @@ class GKD(Method):
 
     def on_policy_probability(self, step):
         return self.lmbda
-
-    @property
-    def sample_temperature(self):
-        return self.temperature
-
-    @property
-    def sample_max_new_tokens(self):
-        return self.max_new_tokens
 
     def loss(self, student, batch):
         logits = response_logits(student, batch)

@@ -32,14 +32,14 @@ from annotated_types import Gt
 
 from distillbench.harness.data import collate, tokenize_example, tokenize_records
 
-from ..base import Method, register_method, response_logits, shifted_labels
+from ..base import Method, SamplingFields, register_method, response_logits, shifted_labels
 from .kd import forward_kl_loss
 
 
 @register_method("teacher-hacking", family="llm", paper="Tiapkin et al. 2025, arXiv:2502.02671",
                  summary="forward KL on offline vs online teacher samples, tracking distance to oracle and teacher")
 @dataclass
-class TeacherHacking(Method):
+class TeacherHacking(SamplingFields, Method):
     """Distil on teacher samples, offline (a fixed pool) or online (fresh per step), and track
     the student's distance to the oracle and to the teacher."""
 
@@ -57,14 +57,6 @@ class TeacherHacking(Method):
     @property
     def measure_every(self):
         return self.every
-
-    @property
-    def sample_temperature(self):
-        return self.temperature
-
-    @property
-    def sample_max_new_tokens(self):
-        return self.max_new_tokens
 
     def on_policy_probability(self, step):
         return 1.0 if self.data == "online" else 0.0

@@ -1,0 +1,122 @@
+"""The teacher signal cache: top-k log-probs plus the remainder mass, computed once per
+(teacher, training examples, k) and shared by every method cell of a run directory.
+
+A dense teacher distribution over a vocabulary of V tokens costs V floats a position; the
+cache keeps k log-probs (float16) and their token ids (int32) and nothing else, since the
+remainder mass 1 − Σ top-k follows from them. Methods still receive a full
+``teacher_logits`` tensor: the k cached log-probs at their tokens and the remainder spread
+evenly over the other V − k tokens (DistillKit's "symmetric uniform" missing-mass rule),
+so every loss runs unchanged; with k = V it is the dense distribution exactly. Only the
+dataset's own sequences are cached; responses sampled during training (on-policy steps)
+are scored by the live teacher.
+
+One file a cache, ``<run>/signals/<teacher fingerprint>-<examples hash>-k<k>.safetensors``
+(written atomically), with the number of teacher passes it took and its size in its metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .data import collate, sequence_prefixes
+from .files import temporary_name
+from .progress import progress
+
+CACHE_BATCH = 64
+
+
+def examples_hash(examples: list[dict]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps(example, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+class SignalCache:
+    """Top-k teacher log-probs for every sequence of a list of tokenized examples."""
+
+    def __init__(self, values: torch.Tensor, indices: torch.Tensor,
+                 spans: dict[str, tuple[torch.Tensor, torch.Tensor]], vocab_size: int, metadata: dict):
+        # spans: sequence prefix -> (start, count) of each example's positions in the flat tensors
+        self.values, self.indices, self.spans = values, indices, spans
+        self.vocab_size, self.metadata = vocab_size, metadata
+
+    @property
+    def k(self) -> int:
+        return self.values.shape[1]
+
+    @classmethod
+    def build_or_load(cls, directory: Path, teacher, teacher_fingerprint: str, examples: list[dict], k: int
+                      ) -> SignalCache:
+        path = directory / f"{teacher_fingerprint[:16]}-{examples_hash(examples)}-k{k}.safetensors"
+        if not path.is_file():
+            cls._build(path, teacher, examples, k)
+        return cls.load(path)
+
+    @staticmethod
+    @torch.no_grad()
+    def _build(path: Path, teacher, examples: list[dict], k: int) -> None:
+        device = next(teacher.parameters()).device
+        teacher.eval()
+        prefixes = sequence_prefixes(collate(examples[:1], 0))
+        values, indices, cursor, passes = [], [], 0, 0
+        starts = {prefix: torch.zeros(len(examples), dtype=torch.long) for prefix in prefixes}
+        counts = {prefix: torch.zeros(len(examples), dtype=torch.long) for prefix in prefixes}
+        with progress(total=len(examples), description=f"teacher top-{k} cache") as bar:
+            for first in range(0, len(examples), CACHE_BATCH):
+                chunk = examples[first:first + CACHE_BATCH]
+                batch = {key: value.to(device) for key, value in collate(chunk, 0).items()}
+                for prefix in prefixes:
+                    logits = teacher(input_ids=batch[f"{prefix}input_ids"],
+                                     attention_mask=batch[f"{prefix}attention_mask"]).logits[:, :-1]
+                    top = torch.log_softmax(logits.float(), dim=-1).topk(min(k, logits.size(-1)), dim=-1)
+                    passes += len(chunk)
+                    for row, example in enumerate(chunk):
+                        positions = len(example[f"{prefix}input_ids"]) - 1
+                        values.append(top.values[row, :positions].half().cpu())
+                        indices.append(top.indices[row, :positions].int().cpu())
+                        starts[prefix][first + row], counts[prefix][first + row] = cursor, positions
+                        cursor += positions
+                bar.advance(len(chunk))
+        tensors = {"values": torch.cat(values), "indices": torch.cat(indices),
+                   **{f"start:{p}": t for p, t in starts.items()}, **{f"count:{p}": t for p, t in counts.items()}}
+        metadata = {"teacher_passes": str(passes), "vocab_size": str(logits.size(-1)), "positions": str(cursor),
+                    "bytes": str(sum(t.numel() * t.element_size() for t in tensors.values()))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = temporary_name(path)
+        save_file(tensors, str(staging), metadata=metadata)
+        staging.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SignalCache:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        spans = {key.removeprefix("start:"): (value, tensors["count:" + key.removeprefix("start:")])
+                 for key, value in tensors.items() if key.startswith("start:")}
+        return cls(tensors["values"], tensors["indices"], spans, int(metadata["vocab_size"]), metadata)
+
+    def bytes_per_position(self) -> float:
+        return (self.values.element_size() + self.indices.element_size()) * self.k
+
+    def teacher_logits(self, example_indices: list[int], prefix: str, width: int, device) -> torch.Tensor:
+        """[B, width − 1, V] log-probs for the sequences `prefix` of examples `example_indices`: the cached
+        top-k, and the remainder spread evenly over the other tokens (positions past a sequence's
+        end get a uniform distribution; its labels mask them)."""
+        starts, counts = self.spans[prefix]
+        dense = torch.full((len(example_indices), width - 1, self.vocab_size), -math.log(self.vocab_size))
+        others = self.vocab_size - self.k
+        for row, index in enumerate(example_indices):
+            start, count = int(starts[index]), int(counts[index])
+            values = self.values[start:start + count].float()
+            remainder = (1 - values.exp().sum(-1, keepdim=True)).clamp(min=1e-12)
+            dense[row, :count] = torch.log(remainder / others) if others else -math.inf
+            dense[row, :count].scatter_(-1, self.indices[start:start + count].long(), values)
+        return dense.to(device)
