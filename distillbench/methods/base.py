@@ -76,7 +76,7 @@ class Method(ABC):
 
     def make_examples(self, student, tokenizer, problems: list[dict], seed: int, stage: int,
                       frozen: dict[str, torch.nn.Module]) -> list[dict]:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} trains on the data it is given; it does not generate examples")
 
     # The model on-policy steps sample from: the student (GKD, DistiLLM) or the teacher
     # (online teacher data, as in the teacher-hacking setup).
@@ -128,6 +128,11 @@ def sequence(batch: dict[str, Any], side: str) -> dict[str, Any]:
     input_ids, attention_mask, labels and whatever signals were computed on it."""
     prefix = f"{side}_"
     return {key.removeprefix(prefix): value for key, value in batch.items() if key.startswith(prefix)}
+
+
+def ranked_count(batch: dict[str, Any]) -> int:
+    """How many ranked responses (sequences rank0_, rank1_, ...) a ranked-list batch holds."""
+    return sum(1 for key in batch if key.startswith("rank") and key.endswith("_input_ids"))
 
 
 def response_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Ge, Gt, Lt
 
-from ..base import Method, register_method, sequence_logps
+from ..base import Method, ranked_count, register_method, sequence_logps
 
 
 def adpo_loss(policy_logps: torch.Tensor, anchor_logps: torch.Tensor, scores: torch.Tensor, tau: float = 1.0,
@@ -58,7 +58,7 @@ class ADPO(Method):
         return self.anchor == "ema"
 
     def loss(self, student, batch):
-        ranks = sum(1 for key in batch if key.startswith("rank") and key.endswith("_input_ids"))
+        ranks = ranked_count(batch)
         policy = torch.stack([sequence_logps(student, batch, f"rank{i}") for i in range(ranks)], dim=-1)
         if self.anchor == "on_policy":
             anchor = policy.detach()

@@ -25,7 +25,7 @@ from annotated_types import Gt
 
 from distillbench.harness.errors import UserInputError
 
-from ..base import Method, register_method, sequence_logps
+from ..base import Method, ranked_count, register_method, sequence_logps
 from .dpo import dpo_loss
 
 
@@ -57,7 +57,7 @@ class CurryDPO(Method):
         return self.iterations
 
     def loss(self, student, batch):
-        ranks = sum(1 for key in batch if key.startswith("rank") and key.endswith("_input_ids"))
+        ranks = ranked_count(batch)
         if ranks - 1 != self.iterations:
             raise UserInputError(f"curry-dpo: {ranks} ranked responses give {ranks - 1} iterations, "
                                  f"not iterations={self.iterations}")
