@@ -273,6 +273,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
         model.to(accelerator.device).eval().requires_grad_(False)
     student.train()
     lengths = () if method.generates_examples else tuple(_length(e) for e in examples)
+    generated, generated_lengths = None, ()  # self-generated examples of the current stage
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
     if log_path:
@@ -283,11 +284,14 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
             bar.advance(state["step"])
             for step in range(state["step"], budget.steps):
                 stage = step * method.stages // budget.steps  # curriculum methods: equal shares of the steps
-                if method.generates_examples and state.get("examples_stage") != stage:
-                    _generate_examples(method, accelerator.unwrap_model(student), tokenizer, examples, seed, stage,
-                                       frozen, state, step)
-                working = state["examples"] if method.generates_examples else examples
-                working_lengths = tuple(_length(e) for e in working) if method.generates_examples else lengths
+                working, working_lengths = examples, lengths
+                if method.generates_examples:
+                    if state.get("examples_stage") != stage:
+                        _generate_examples(method, accelerator.unwrap_model(student), tokenizer, examples, seed,
+                                           stage, frozen, state, step)
+                    if generated is not state["examples"]:  # lengths once per stage, not once per step
+                        generated, generated_lengths = state["examples"], tuple(_length(e) for e in state["examples"])
+                    working, working_lengths = generated, generated_lengths
                 batches = _micro_batches(working, working_lengths, budget, seed, step, tokenizer.pad_token_id,
                                          accelerator.device)
                 if schedule is not None:

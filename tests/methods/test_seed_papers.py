@@ -22,18 +22,20 @@ def _inputs(seed=0, batch=3, length=5, vocab=7):
     return student, teacher, reference, labels
 
 
+def _response_positions(labels):
+    """(row, position) of every token a loss applies to."""
+    return [(b, t) for b in range(labels.shape[0]) for t in range(labels.shape[1]) if labels[b, t] != -100]
+
+
 def naive_topk_kl(student, teacher, labels, k):
     total, count = 0.0, 0
-    for b in range(labels.shape[0]):
-        for t in range(labels.shape[1]):
-            if labels[b, t] == -100:
-                continue
-            p, q = torch.softmax(teacher[b, t], -1), torch.softmax(student[b, t], -1)
-            order = sorted(range(len(p)), key=lambda v: -p[v].item())[:k]
-            p_bins = [p[v] for v in order] + [1 - sum(p[v] for v in order)]
-            q_bins = [q[v] for v in order] + [1 - sum(q[v] for v in order)]
-            total = total + sum(pi * torch.log(pi / qi) for pi, qi in zip(p_bins, q_bins) if pi > 0)
-            count += 1
+    for b, t in _response_positions(labels):
+        p, q = torch.softmax(teacher[b, t], -1), torch.softmax(student[b, t], -1)
+        order = sorted(range(len(p)), key=lambda v: -p[v].item())[:k]
+        p_bins = [p[v] for v in order] + [1 - sum(p[v] for v in order)]
+        q_bins = [q[v] for v in order] + [1 - sum(q[v] for v in order)]
+        total = total + sum(pi * torch.log(pi / qi) for pi, qi in zip(p_bins, q_bins) if pi > 0)
+        count += 1
     return total / count
 
 
@@ -54,18 +56,15 @@ def test_topk_kl_over_the_whole_vocabulary_is_the_forward_kl():
 
 def naive_advantage(student, teacher, reference, labels, k, clamp):
     total, count = 0.0, 0
-    for b in range(labels.shape[0]):
-        for t in range(labels.shape[1]):
-            if labels[b, t] == -100:
-                continue
-            log_t, log_r = torch.log_softmax(teacher[b, t], -1), torch.log_softmax(reference[b, t], -1)
-            p_s = torch.softmax(student[b, t], -1)
-            for v in sorted(range(len(log_t)), key=lambda v: -log_t[v].item())[:k]:
-                advantage = log_t[v] - log_r[v]
-                if clamp:
-                    advantage = advantage.clamp(1e-8, 1 - 1e-8)
-                total = total - p_s[v] * advantage
-            count += 1
+    for b, t in _response_positions(labels):
+        log_t, log_r = torch.log_softmax(teacher[b, t], -1), torch.log_softmax(reference[b, t], -1)
+        p_s = torch.softmax(student[b, t], -1)
+        for v in sorted(range(len(log_t)), key=lambda v: -log_t[v].item())[:k]:
+            advantage = log_t[v] - log_r[v]
+            if clamp:
+                advantage = advantage.clamp(1e-8, 1 - 1e-8)
+            total = total - p_s[v] * advantage
+        count += 1
     return total / count
 
 
@@ -97,16 +96,13 @@ def test_redi_loss_matches_naive_and_is_asymmetric():
 
 def naive_skew(student, teacher, labels, alpha, reverse):
     total, count = 0.0, 0
-    for b in range(labels.shape[0]):
-        for t in range(labels.shape[1]):
-            if labels[b, t] == -100:
-                continue
-            p, q = torch.softmax(teacher[b, t], -1), torch.softmax(student[b, t], -1)
-            if reverse:
-                p, q = q, p  # KL(p_S ‖ α p_S + (1−α) p_T)
-            mixture = alpha * p + (1 - alpha) * q
-            total = total + sum(p[v] * torch.log(p[v] / mixture[v]) for v in range(len(p)))
-            count += 1
+    for b, t in _response_positions(labels):
+        p, q = torch.softmax(teacher[b, t], -1), torch.softmax(student[b, t], -1)
+        if reverse:
+            p, q = q, p  # KL(p_S ‖ α p_S + (1−α) p_T)
+        mixture = alpha * p + (1 - alpha) * q
+        total = total + sum(p[v] * torch.log(p[v] / mixture[v]) for v in range(len(p)))
+        count += 1
     return total / count
 
 
