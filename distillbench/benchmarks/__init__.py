@@ -1,7 +1,7 @@
 """Benchmarks, one file per benchmark or scorer family. Importing this package registers them.
 
-Judge backends register from `distillbench.benchmarks.judges`, which the registry imports
-on first use (not from here: the pocket oracle depends on scorers of this package).
+Judge backends register from `distillbench.benchmarks.judges` (imported by mtbench, and by
+the registry on first use).
 """
 
-from . import gsm8k, hendrycks_math, mtbench, pocket_math  # noqa: F401
+from . import gsm8k, hendrycks_math, lm_eval_bridge, mtbench, pocket_math, rewardbench  # noqa: F401

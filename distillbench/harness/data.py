@@ -152,14 +152,26 @@ def _text(value: Any) -> str:
     return value
 
 
+def tokenize_prompt_response(tokenizer, prompt: Any, response: str, max_length: int) -> dict[str, list[int]]:
+    """A prompt (a string, or chat messages ending with a user turn, earlier turns included) and one
+    response; labels cover the response only, never an earlier assistant turn of the prompt."""
+    messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    prompt_ids = _render(tokenizer, messages, generation_prompt=True)
+    full_ids = _render(tokenizer, messages + [{"role": "assistant", "content": response}], generation_prompt=False)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise UserInputError("the tokenizer's chat template renders the prompt differently once a reply follows")
+    labels = [-100] * len(prompt_ids) + full_ids[len(prompt_ids):]
+    return {"input_ids": full_ids[:max_length], "labels": labels[:max_length]}
+
+
 def tokenize_preferences(tokenizer, records: list[dict[str, Any]], max_length: int) -> list[dict[str, list[int]]]:
-    """Preference records (prompt / chosen / rejected, as chat messages or strings) -> prefixed token lists."""
+    """Preference records (prompt / chosen / rejected, as chat messages or strings) -> prefixed token lists.
+    A multi-turn prompt keeps its earlier turns as context."""
     examples = []
     for record in records:
-        prompt = _text(record["prompt"])
         example = {}
         for side in ("chosen", "rejected"):
-            tokens = tokenize_example(tokenizer, prompt, _text(record[side]), max_length)
+            tokens = tokenize_prompt_response(tokenizer, record["prompt"], _text(record[side]), max_length)
             example.update({f"{side}_{key}": value for key, value in tokens.items()})
         examples.append(example)
     return examples
@@ -174,11 +186,10 @@ def tokenize_ranked(tokenizer, records: list[dict[str, Any]], max_length: int) -
     """Ranked lists -> sequences ``rank0_`` (best) ... ``rank{K-1}_`` and their ``scores``, best first."""
     examples = []
     for record in records:
-        prompt = _text(record["prompt"])
         ranked = sorted(record["responses"], key=lambda r: -r["score"])
         example: dict[str, Any] = {"scores": [float(r["score"]) for r in ranked]}
         for rank, response in enumerate(ranked):
-            tokens = tokenize_example(tokenizer, prompt, _text(response["content"]), max_length)
+            tokens = tokenize_prompt_response(tokenizer, record["prompt"], _text(response["content"]), max_length)
             example.update({f"rank{rank}_{key}": value for key, value in tokens.items()})
         examples.append(example)
     return examples

@@ -2,6 +2,8 @@
 
 Each line of the predictions file has ``id`` and ``response``, plus either an inline
 ``gold`` or nothing, in which case the gold is looked up by id in the benchmark's dataset.
+A response is what the benchmark's model would have produced: a string, a list of turn
+strings (mtbench), or an object (rewardbench: ``{"chosen": reward, "rejected": reward}``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def score_predictions(benchmark_name: str, predictions: str | Path, options: dic
         raise UserInputError(problems)
     rows = read_jsonl(predictions, ("id", "response"))
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row["response"], (str, list)):
-            raise UserInputError(f"{predictions}: record {number}: 'response' must be a string")
+        if not isinstance(row["response"], (str, list, dict)):
+            raise UserInputError(f"{predictions}: record {number}: 'response' must be a string, a list of turns "
+                                 "or an object")
     dataset = None if all("gold" in row for row in rows) else {item["id"]: item for item in benchmark.items()}
     per_item = []
     for number, row in enumerate(rows, start=1):

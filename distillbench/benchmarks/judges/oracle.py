@@ -99,6 +99,8 @@ def parse_judge_prompt(user: str) -> ParsedJudgePrompt:
 class PocketOracleJudge:
     """Exact judge for pocket-mtbench: reads the official judge prompt, grades by the world's ground truth."""
 
+    identity = "pocket-oracle"
+
     def complete(self, system: str, user: str) -> str:
         parsed = parse_judge_prompt(user)
         truths, references = solve(parsed.questions), reference_turns(parsed.questions)
