@@ -38,7 +38,6 @@ from distillbench.harness.registry import JUDGES
 from distillbench.harness.errors import UserInputError
 
 from .base import Benchmark, ItemScore, register_benchmark
-from .judges import judge_options, make_judge
 from .mtbench_judging import (ANSWER_TEMPERATURES, NEED_REF_CATS, combine_swapped, default_judge_prompts_path,
                               judge_prompt_name, load_judge_prompts, mean_rating, parse_rating, parse_verdict,
                               render_pairwise, render_single)
@@ -51,6 +50,19 @@ DEFAULT_ANSWER_TEMPERATURE = 0.7
 _VERDICT_VALUE = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 POCKET_JUDGE_PROMPTS = Path(__file__).parent / "data" / "pocket_judge_prompts.jsonl"
+
+
+def judge_options(name: str, model: str | None, url: str | None):
+    # Imported late: the pocket oracle judge imports the pocket world, which imports this package's graders.
+    from .judges import judge_options as options
+
+    return options(name, model, url)
+
+
+def make_judge(name: str, model: str | None = None, url: str | None = None):
+    from .judges import make_judge as make
+
+    return make(name, model, url)
 
 
 def resolve_judge_prompts(explicit: str | None) -> tuple[Path, str]:

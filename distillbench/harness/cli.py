@@ -28,6 +28,16 @@ def _cmd_run(args) -> int:
 def _cmd_list(args) -> int:
     from .registry import BENCHMARKS, METHODS
 
+    if args.what == "reported":
+        from distillbench.leaderboards.reported import entry_dict, reported_entries
+        from distillbench.leaderboards.render import print_reported
+
+        entries = reported_entries(args.family)
+        if not entries:
+            raise UserInputError(f"--family {args.family}: no reported numbers in this family")
+        print_reported([entry_dict(e) for e in entries])
+        return 0
+
     registry = {"methods": METHODS, "benchmarks": BENCHMARKS}[args.what]
     table = Table(title=f"distillbench {args.what}" + (f" (family {args.family})" if args.family else ""))
     for column in ("name", "family", "paper", "summary"):
@@ -73,7 +83,15 @@ def _cmd_leaderboard(args) -> int:
 
         print(claims_markdown(claims), end="")
         return 0
-    if args.format == "csv":
+    if args.reported:
+        from distillbench.leaderboards.reported import with_reported
+
+        board = with_reported(board)
+    if args.format == "html":
+        from distillbench.leaderboards.html import write_html
+
+        print(f"wrote {write_html(Path(args.directory), board, comparisons, args.versus)}")
+    elif args.format == "csv":
         print(to_csv(board), end="")
     elif args.format == "json":
         print(json.dumps({**board, "versus": comparisons} if comparisons is not None else board, indent=1))
@@ -169,18 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default: the recipe's output_dir, else runs/<name>)")
     run.set_defaults(handler=_cmd_run)
 
-    listing = commands.add_parser("list", help="list registered methods or benchmarks")
-    listing.add_argument("what", choices=["methods", "benchmarks"])
+    listing = commands.add_parser("list", help="list registered methods or benchmarks, or the numbers papers report")
+    listing.add_argument("what", choices=["methods", "benchmarks", "reported"])
     listing.add_argument("--family", help="only this family (llm, diffusion, classify, vlm, image)")
     listing.set_defaults(handler=_cmd_list)
 
     board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory")
     board.add_argument("directory")
-    board.add_argument("--format", choices=["table", "markdown", "json", "csv"], default="table")
+    board.add_argument("--format", choices=["table", "markdown", "json", "csv", "html"], default="table",
+                       help="html writes DIR/leaderboard.html, one self-contained page")
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
     board.add_argument("--claims", action="store_true", help="the seed papers' claims this leaderboard can check, "
                        "each with its paired test and whether it held (a Markdown table)")
+    board.add_argument("--reported", action="store_true", help="the numbers the seed papers report: beside the "
+                       "row that reproduces one (with the difference), the others in a separate section")
     board.set_defaults(handler=_cmd_leaderboard)
 
     score = commands.add_parser("score", help="score predictions made elsewhere, without loading a model")

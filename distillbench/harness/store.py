@@ -117,3 +117,10 @@ class Store:
         row = self._db.execute("SELECT protocol_json, seconds FROM evaluations WHERE cell_key=? AND bench_key=? "
                                "AND status='complete'", (cell_key, bench_key)).fetchone()
         return None if row is None else {"protocol": json.loads(row[0]), "seconds": row[1]}
+
+    def item_records(self, cell_key: str, bench_key: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Per-item records (id, scores, reason, output) in the order they were scored, at most `limit`."""
+        rows = self._db.execute("SELECT item_id, scores_json, reason, output FROM items WHERE cell_key=? AND bench_key=? "
+                                "ORDER BY rowid LIMIT ?", (cell_key, bench_key, -1 if limit is None else limit))
+        return [{"id": item_id, "scores": json.loads(scores), "reason": reason, "output": output}
+                for item_id, scores, reason, output in rows]

@@ -1,4 +1,4 @@
-"""Renderers: terminal (rich), Markdown and JSON."""
+"""Renderers: terminal (rich), Markdown, CSV and JSON (the HTML page is html.py)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,16 @@ def metric_names(board: dict[str, Any]) -> list[str]:
 def format_metric(metric: dict[str, Any] | None, with_n: bool = True) -> str:
     if metric is None:
         return "—"
+    if metric.get("ci95") is None:  # a number a paper reports: no interval, no items
+        return f"{metric['mean']:.4g}"
     low, high = metric["ci95"]
     text = f"{metric['mean']:.3f} [{low:.3f}, {high:.3f}]"
     return f"{text} n={metric['n']}" if with_n else text
 
 
 def _cells(row: dict[str, Any], names: list[str], with_n: bool = True) -> list[str]:
+    if row["kind"] == "reported":
+        return _reported_cells(row, names)
     cost = row["cost"]
     seeds = ",".join(map(str, row["seeds"])) or "—"
     status = row["status"] if row["status"] != "complete" else ""
@@ -36,12 +40,22 @@ def _cells(row: dict[str, Any], names: list[str], with_n: bool = True) -> list[s
             + [f"{cost.get('train_seconds', 0):.0f}", f"{cost.get('teacher_forwards', 0):.0f}", status])
 
 
+def _reported_cells(row: dict[str, Any], names: list[str]) -> list[str]:
+    """A paper's number beside the row that reproduces it, with Δ = reproduced − reported."""
+    delta = row["reported"].get("delta")
+    metrics = [format_metric(row["metrics"][n]) + ("" if delta is None else f" (Δ {delta:+.3f})")
+               if n in row["metrics"] else "" for n in names]
+    status = "verified" if row["reported"]["verified"] else "unchecked"
+    return [row["row"], "reported", "—"] + metrics + ["—", "—", status]
+
+
 def _header(names: list[str]) -> list[str]:
     return ["row", "kind", "seeds"] + [f"{n} (95% CI)" for n in names] + ["train s", "teacher fwd", "status"]
 
 
 def _item_counts(board: dict[str, Any], names: list[str]) -> str:
-    counts = {name: sorted({row["metrics"][name]["n"] for row in board["rows"] if name in row["metrics"]})
+    counts = {name: sorted({row["metrics"][name]["n"] for row in board["rows"]
+                            if name in row["metrics"] and row["kind"] != "reported"})
               for name in names}
     return "; ".join(f"{name} n={'/'.join(map(str, n))}" for name, n in counts.items())
 
@@ -52,11 +66,18 @@ def to_markdown(board: dict[str, Any]) -> str:
              "| " + " | ".join(_header(names)) + " |", "|" + "---|" * len(_header(names))]
     lines += ["| " + " | ".join(_cells(row, names)) + " |" for row in board["rows"]]
     lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
+    if any(row["kind"] == "reported" for row in board["rows"]):
+        lines.append("`reported` rows: the number a paper reports for the row above (Δ = reproduced − reported; "
+                     "see `distillbench list reported` for each number's protocol).")
     for bench, protocol in board.get("protocols", {}).items():
         lines.append(f"- `{bench}`: " + ", ".join(f"{k}={v}" for k, v in protocol.items()))
     for row in board["rows"]:
         for error in row.get("errors", []):
             lines.append(f"- `{row['row']}` failed: {error}")
+    if board.get("reported_elsewhere"):
+        from .reported import reported_markdown
+
+        lines += ["", reported_markdown(board["reported_elsewhere"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -68,6 +89,21 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
         table.add_column(column, overflow="fold")
     for row in board["rows"]:
         table.add_row(*(escape(text) for text in _cells(row, names, with_n=False)))
+    console = console or Console(width=200)
+    console.print(table)
+    if board.get("reported_elsewhere"):
+        print_reported(board["reported_elsewhere"], console, title="reported by the papers (not reproduced here)")
+
+
+def print_reported(entries: list[dict[str, Any]], console: Console | None = None,
+                   title: str = "numbers the seed papers report") -> None:
+    from .reported import SECTION_HEADER, reported_cells
+
+    table = Table(title=title, caption="value on distillbench's scale; 'as printed' is the source's own text")
+    for column in SECTION_HEADER:
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(*(escape(text) for text in reported_cells(entry)))
     (console or Console(width=200)).print(table)
 
 
@@ -79,9 +115,10 @@ def to_csv(board: dict[str, Any]) -> str:
                      "n", "train_seconds", "teacher_forwards"])
     for row in board["rows"]:
         for metric, value in row["metrics"].items():
+            low, high = value["ci95"] or ("", "")  # reported rows have no interval
             writer.writerow([row["row"], row["kind"], row["method"] or "", row["model"],
-                             " ".join(map(str, row["seeds"])), row["status"], metric, value["mean"], value["ci95"][0],
-                             value["ci95"][1], value["n"], row["cost"].get("train_seconds", ""),
+                             " ".join(map(str, row["seeds"])), row["status"], metric, value["mean"], low,
+                             high, "" if value["n"] is None else value["n"], row["cost"].get("train_seconds", ""),
                              row["cost"].get("teacher_forwards", "")])
     return buffer.getvalue()
 
