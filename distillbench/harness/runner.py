@@ -22,7 +22,7 @@ from rich.console import Console
 
 from distillbench.leaderboards.aggregate import build_leaderboard
 from distillbench.leaderboards.render import print_table, write_all
-from distillbench.leaderboards.stats import summarize
+from distillbench.leaderboards.corpus import summarize_metrics, values_from_records
 
 from .data import (load_preferences, load_ranked, load_records, problem_records, tokenize_preferences,
                    tokenize_ranked, tokenize_records)
@@ -146,7 +146,8 @@ class Runner:
                        else None, signal_cache=cache)
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
-        cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps,
+        cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps, "train_tokens": result.tokens,
+                "train_tokens_per_second": round(result.tokens / max(result.wall_seconds, 1e-9), 1),
                 "teacher_forwards": result.teacher_forwards, "trained_parameters": result.trained_parameters,
                 "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
                 "on_policy_steps": result.on_policy_steps, **({"final_measures": result.measures} if result.measures
@@ -230,8 +231,8 @@ class Runner:
             result = benchmark.score(item, output)
             scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason,
                            **({"extra": result.extra} if result.extra else {})})
-        names = dict.fromkeys(name for s in scored for name in s["scores"])
-        metrics = {name: summarize([s["scores"][name] for s in scored if name in s["scores"]]) for name in names}
+        metrics = summarize_metrics(values_from_records((s["id"], s["scores"]) for s in scored),
+                                    benchmark.metric_definitions())
         seconds = time.perf_counter() - started
         folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(s) + "\n" for s in scored)

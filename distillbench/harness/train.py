@@ -47,6 +47,7 @@ class TrainResult:
     device: str = "cpu"
     on_policy_steps: int = 0
     measures: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0  # non-padding tokens of every sequence the student trained on (throughput)
 
 
 # With group_by_length, examples are sorted by length within windows of this many batches,
@@ -155,6 +156,8 @@ def _accumulate_gradients(accelerator, method, student, batches: list[dict], fro
     weights = _micro_batch_weights(batches, method.normalize_by)
     for number, (batch, weight) in enumerate(zip(batches, weights)):
         state["teacher_forwards"] += add_signals(batch, method.needs, frozen, method.logit_sequences, cache)
+        state["tokens"] = state.get("tokens", 0) + sum(int(batch[key].sum()) for key in batch
+                                                       if key.endswith("attention_mask"))
         last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
         with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
             named = method.loss(student, batch)
@@ -342,5 +345,5 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     trained = sum(p.numel() for p in student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
                        _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
-                       state.get("on_policy_steps", 0), state.get("measures", {}))
+                       state.get("on_policy_steps", 0), state.get("measures", {}), state.get("tokens", 0))
 

@@ -3,6 +3,8 @@
 A row is a reference model or a method; a method row pools its seeds: each
 item's score is first averaged over seeds, then the mean and its 95% bootstrap
 CI are taken over items. The per-seed means and their spread are kept beside it.
+Ratio-of-sums and macro-mean metrics a benchmark declares are pooled over items the
+same way (`corpus`); their per-item components stay in the store, out of the rows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from distillbench.harness.errors import UserInputError
 from distillbench.harness.plan import Plan
 from distillbench.harness.store import Store
 
-from .stats import mcnemar_exact, paired_difference, summarize
+from .corpus import is_pooled, metric_names, paired_pooled, per_cell_values, summarize_metrics
+from .stats import mcnemar_exact, paired_difference
 
 SCHEMA_VERSION = 1
 
@@ -37,14 +40,14 @@ def item_values(store: Store, cell_keys: list[str], bench_key: str) -> dict[str,
 def _row_metrics(store: Store, cells, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics, seeds = {}, {}
     for bench in plan.benchmarks:
-        for metric, by_item in item_values(store, [c.key for c in cells], bench.key).items():
-            matrix = np.array(list(by_item.values())).T  # [seeds, items]
-            name = f"{bench.name}/{metric}"
-            metrics[name] = summarize(matrix.mean(axis=0))
-            if len(cells) > 1:
-                seed_means = matrix.mean(axis=1)
-                seeds[name] = {"per_seed": {str(c.seed): float(m) for c, m in zip(cells, seed_means)},
-                               "std": float(seed_means.std(ddof=1))}
+        definitions = bench.benchmark.metric_definitions()
+        values = item_values(store, [c.key for c in cells], bench.key)
+        for metric, summary in summarize_metrics(values, definitions).items():
+            metrics[f"{bench.name}/{metric}"] = summary
+        if len(cells) > 1:
+            for metric, seed_means in per_cell_values(values, definitions).items():
+                seeds[f"{bench.name}/{metric}"] = {"per_seed": {str(c.seed): m for c, m in zip(cells, seed_means)},
+                                                   "std": float(np.std(seed_means, ddof=1))}
     return metrics, seeds
 
 
@@ -55,7 +58,7 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
                     for c in cells]
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
-                  "on_policy_steps"):
+                  "on_policy_steps", "train_tokens", "train_tokens_per_second"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)
@@ -82,7 +85,7 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
         if failed:
             row["errors"] = [f"seed {r['seed']}: {r['error']} (step {r['failed_step']})" for r in failed]
         rows.append(row)
-    protocols = {b.name: {**b.benchmark.protocol(), "key": b.key, "binary_metrics": list(b.benchmark.binary_metrics)}
+    protocols = {b.name: {**b.benchmark.protocol(), "key": b.key, **b.benchmark.metric_definitions()}
                  for b in plan.benchmarks}
     return {"schema_version": SCHEMA_VERSION, "recipe": recipe, "protocols": protocols, "rows": rows}
 
@@ -100,7 +103,11 @@ def holm(p_values: list[float]) -> list[float]:
 def paired_test(values_a: dict, values_b: dict, metric: str, protocol: dict, cells_a: int, cells_b: int
                 ) -> dict[str, Any] | None:
     """a − b on `metric` over the items both rows scored (None when they share none): the exact
-    McNemar test for a binary metric of single-seed rows, else the paired permutation test."""
+    McNemar test for a binary metric of single-seed rows, the paired permutation test that swaps the
+    rows' (numerator, denominator) per item for a ratio-of-sums or macro metric, else the paired
+    permutation (sign-flip) test."""
+    if is_pooled(metric, protocol):
+        return paired_pooled(values_a, values_b, metric, protocol)
     shared = sorted(set(values_a.get(metric, {})) & set(values_b.get(metric, {})))
     if not shared:
         return None
@@ -126,7 +133,7 @@ def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float 
             if row["row"] == versus or row["status"] == "failed":
                 continue
             other = item_values(store, row["cells"], protocol["key"])
-            for metric in other:
+            for metric in metric_names(other, protocol):
                 result = paired_test(other, baseline, metric, protocol, len(row["cells"]), len(rows[versus]["cells"]))
                 if result is not None:
                     comparisons.append({"row": row["row"], "versus": versus, "metric": f"{bench}/{metric}", **result})

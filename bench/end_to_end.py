@@ -1,0 +1,59 @@
+"""Wall time of `make demo` (with the zoo already cached) and `make test` on this machine.
+
+    .venv/bin/python bench/end_to_end.py [--only demo|test]
+
+Runs each command as a user would, from the repository root, with the demo writing into a
+fresh temporary output directory (so nothing is resumed), and records the seconds beside the
+targets (demo ≤ 5 minutes with a cached zoo, test ≤ 10 minutes). A timing, not a test: run it
+on an otherwise idle machine. Writes bench/results/end_to_end.json (merged with earlier entries,
+so `--only` updates one figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from distillbench.harness.provenance import machine, package_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "end_to_end.json"
+TARGETS = {"demo": 5 * 60, "test": 10 * 60}
+
+
+def command(name: str, scratch: Path) -> list[str]:
+    if name == "demo":  # `make demo` runs exactly this; --out keeps the committed runs/ untouched
+        return [str(ROOT / ".venv" / "bin" / "distillbench"), "run", "--out", str(scratch / "demo")]
+    return [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(TARGETS))
+    args = parser.parse_args()
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "end_to_end", "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="distillbench-e2e-") as scratch:
+        for name in [args.only] if args.only else sorted(TARGETS):
+            started = time.perf_counter()
+            completed = subprocess.run(command(name, Path(scratch)), cwd=ROOT, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            if completed.returncode != 0:
+                sys.exit(f"{name} failed (exit {completed.returncode}):\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+            result["runs"][name] = {"seconds": round(seconds, 1), "target_seconds": TARGETS[name],
+                                    "meets_target": seconds <= TARGETS[name],
+                                    "command": " ".join(command(name, Path("<tmp>"))),
+                                    "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            print(f"{name:5s} {seconds:8.1f} s   target {TARGETS[name]} s: "
+                  f"{'met' if seconds <= TARGETS[name] else f'missed by {seconds / TARGETS[name]:.1f}x'}")
+    result.update(machine=machine(), packages=package_versions())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
