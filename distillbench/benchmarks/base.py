@@ -33,6 +33,16 @@ class Benchmark(ABC):
     scorer_version: ClassVar[str] = "1"
     # Metrics that are 0/1 per item (McNemar applies); others are continuous.
     binary_metrics: ClassVar[tuple[str, ...]] = ()
+    # Metrics where a drop is an improvement (the regression gate and the plots read this).
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+    # Corpus metrics that are a ratio of sums over items, not a mean of per-item values (POPE
+    # precision = ΣTP/Σ(TP+FP), CHAIRi = Σhallucinated/Σmentions): metric -> (numerator, denominator),
+    # two components each item carries in its values, named as parts (``f1.num``, ``f1.den``). The
+    # leaderboard shows Σnum/Σden (0 where Σden is 0) with a bootstrap CI, never the parts themselves.
+    ratio_metrics: ClassVar[dict[str, tuple[str, str]]] = {}
+    # Macro means: metric -> the metrics (per-item or ratio) whose plain mean it is, over those that have
+    # items (POPE's average F1 over its three splits; VideoHallucer's overall over its categories).
+    macro_metrics: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @abstractmethod
     def items(self) -> list[dict[str, Any]]:
@@ -52,3 +62,11 @@ class Benchmark(ABC):
 
     def check(self) -> list[str]:
         return []
+
+    @classmethod
+    def metric_definitions(cls) -> dict[str, Any]:
+        """How per-item values become the leaderboard's metrics (the non-empty declarations above)."""
+        declared = {"binary_metrics": list(cls.binary_metrics), "lower_is_better": list(cls.lower_is_better),
+                    "ratio_metrics": {name: list(parts) for name, parts in cls.ratio_metrics.items()},
+                    "macro_metrics": {name: list(parts) for name, parts in cls.macro_metrics.items()}}
+        return {"binary_metrics": declared.pop("binary_metrics"), **{k: v for k, v in declared.items() if v}}

@@ -162,9 +162,11 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from .score_only import score_predictions, write_results
+    from .score_only import parse_dataset_options, score_predictions, write_results
 
-    options = {"grader": args.grader} if args.grader else {}
+    options = parse_dataset_options(args.dataset)
+    if args.grader:
+        options["grader"] = args.grader
     results = score_predictions(args.benchmark, args.predictions, options)
     table = Table(title=f"{args.benchmark} on {args.predictions}")
     for column in ("metric", "mean", "95% CI", "n"):
@@ -209,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--predictions", required=True, metavar="FILE.jsonl",
                        help="one JSON object a line: id, response, and optionally gold")
     score.add_argument("--grader", help="for MATH benchmarks: math-verify (default), minerva or hendrycks")
+    score.add_argument("--dataset", action="append", default=[], metavar="KEY=VALUE",
+                       help="a benchmark option, as under benchmarks: in a recipe, e.g. questions=DIR for pope "
+                       "(repeatable; lists in YAML: splits=[random,popular])")
     score.add_argument("--out", metavar="DIR", help="write DIR/results.json (metrics and per-item records)")
     score.set_defaults(handler=_cmd_score)
 

@@ -117,6 +117,8 @@ class Recipe(_Strict):
     methods: list[ComponentSpec] = Field(min_length=1)
     benchmarks: list[ComponentSpec] = Field(min_length=1)
     output_dir: str | None = None
+    # Run code shipped with a hub model (its modeling files). Off: weights are data, code is not.
+    trust_remote_code: bool = False
 
     @field_validator("methods", "benchmarks", mode="before")
     @classmethod

@@ -133,7 +133,7 @@ class Runner:
     def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student trained by the method."""
         init = self._init_ref(cell, plan)
-        model, tokenizer = load_causal_lm(init)
+        model, tokenizer = self._load(init)
         if cell.kind == "reference":
             return model, tokenizer, {}
         budget = self.recipe.budget
@@ -157,10 +157,13 @@ class Runner:
                 "device": result.device, "precision": result.precision}
         return model, tokenizer, cost
 
+    def _load(self, ref: str):
+        return load_causal_lm(ref, trust_remote_code=self.recipe.trust_remote_code)
+
     def _load_trained(self, cell: Cell, folder: Path):
         if cell.kind == "reference":
-            return load_causal_lm(cell.model_ref)
-        return load_causal_lm(str(folder / "model"))
+            return self._load(cell.model_ref)
+        return self._load(str(folder / "model"))
 
     def _init_ref(self, cell: Cell, plan: Plan) -> str:
         """Where a cell's model starts: its model_ref, or the trained student of the cell it continues."""
@@ -190,13 +193,13 @@ class Runner:
         if "reference_logps" in needs:
             # DPO-style methods measure the policy against its own initialisation unless they name the teacher.
             frozen["reference"] = (self._load_frozen(self.recipe.teacher) if cell.method.reference_model == "teacher"
-                                   else load_causal_lm(init)[0])
+                                   else self._load(init)[0])
         return frozen
 
     def _load_frozen(self, ref: str):
         """A teacher-side model, loaded once per run and shared by every cell (it is never trained)."""
         if ref not in self._frozen:
-            self._frozen[ref] = load_causal_lm(ref)[0]
+            self._frozen[ref] = self._load(ref)[0]
         return self._frozen[ref]
 
     def _train_examples(self, tokenizer, kind: str):

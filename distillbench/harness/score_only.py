@@ -19,8 +19,27 @@ from .recipe import validate_options
 from .registry import BENCHMARKS
 
 
+def parse_dataset_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``--dataset``) as benchmark options. A value stays a string, which the
+    option's type converts (numbers, booleans), except a YAML list, mapping or null:
+    ``splits=[random, popular]``, ``n=null``."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, text = pair.partition("=")
+        if not separator or not key.strip():
+            raise UserInputError(f"--dataset {pair}: expected KEY=VALUE, e.g. questions=data/coco_pope_random.json")
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            parsed = text
+        options[key.strip()] = parsed if isinstance(parsed, (list, dict)) or parsed is None else text
+    return options
+
+
 def score_predictions(benchmark_name: str, predictions: str | Path, options: dict[str, Any]) -> dict[str, Any]:
-    from distillbench.leaderboards.stats import summarize
+    from distillbench.leaderboards.corpus import summarize_metrics, values_from_records
 
     benchmark, problems = validate_options(BENCHMARKS.get(benchmark_name), options, benchmark_name)
     if problems:
@@ -31,9 +50,12 @@ def score_predictions(benchmark_name: str, predictions: str | Path, options: dic
             raise UserInputError(f"{predictions}: record {number}: 'response' must be a string, a list of turns "
                                  "or an object")
     dataset = None if all("gold" in row for row in rows) else {item["id"]: item for item in benchmark.items()}
-    per_item = []
+    per_item, seen = [], set()
     for number, row in enumerate(rows, start=1):
         item_id = str(row["id"])
+        if item_id in seen:
+            raise UserInputError(f"{predictions}: record {number}: id {item_id!r} appears twice")
+        seen.add(item_id)
         if "gold" in row:
             if not hasattr(benchmark, "item_from_gold"):
                 raise UserInputError(f"{predictions}: record {number}: {benchmark_name} cannot take an inline gold")
@@ -44,8 +66,10 @@ def score_predictions(benchmark_name: str, predictions: str | Path, options: dic
             raise UserInputError(f"{predictions}: record {number}: id {item_id!r} is not in the {benchmark_name} dataset")
         result = benchmark.score(item, row["response"])
         per_item.append({"id": item_id, **result.values, "reason": result.reason})
-    names = dict.fromkeys(name for item in per_item for name in item if name not in ("id", "reason"))
-    metrics = {name: summarize([item[name] for item in per_item if name in item]) for name in names}
+    # Ratio-of-sums and macro metrics pool their per-item components; the components stay in per_item.
+    values = values_from_records((item["id"], {k: v for k, v in item.items() if k not in ("id", "reason")})
+                                 for item in per_item)
+    metrics = summarize_metrics(values, benchmark.metric_definitions())
     return {"benchmark": benchmark_name, "protocol": benchmark.protocol(), "predictions": str(predictions),
             "metrics": metrics, "per_item": per_item}
 

@@ -3,8 +3,10 @@
 For every row and metric present in both, a drop is a regression when
   * per-item scores of both runs are at hand (each is a run directory holding
     ``results.sqlite``) and the paired test over the shared items says the drop is
-    significant (p < 0.05: exact McNemar for binary metrics, paired permutation
-    otherwise) and larger than the metric's tolerance (default 0);
+    significant (p < 0.05: exact McNemar for binary metrics, for ratio-of-sums and
+    macro metrics the permutation test that swaps the runs' (numerator, denominator)
+    per item, paired permutation otherwise) and larger than the metric's tolerance
+    (default 0);
   * otherwise, when the mean fell by more than the tolerance, whose default is the
     half-width of the baseline's 95% CI.
 Metrics are higher-is-better unless the benchmark's protocol lists them under
@@ -23,6 +25,7 @@ from distillbench.harness.errors import UserInputError
 from distillbench.harness.store import Store
 
 from .aggregate import item_values
+from .corpus import is_pooled, paired_pooled
 from .stats import mcnemar_exact, paired_difference
 
 ALPHA = 0.05
@@ -72,11 +75,15 @@ def _paired(new_dir: Path, base_dir: Path, new_board, base_board, new_row, base_
         return None
     stores = [Store(new_dir / "results.sqlite"), Store(base_dir / "results.sqlite")]
     try:
-        new_items = item_values(stores[0], new_row.get("cells", []), keys[0]).get(name, {})
-        base_items = item_values(stores[1], base_row.get("cells", []), keys[1]).get(name, {})
+        new_values = item_values(stores[0], new_row.get("cells", []), keys[0])
+        base_values = item_values(stores[1], base_row.get("cells", []), keys[1])
     finally:
         for store in stores:
             store.close()
+    protocol = new_board["protocols"][bench]
+    if is_pooled(name, protocol):
+        return paired_pooled(new_values, base_values, name, protocol)
+    new_items, base_items = new_values.get(name, {}), base_values.get(name, {})
     shared = sorted(set(new_items) & set(base_items))
     if not shared:
         return None

@@ -66,11 +66,16 @@ def to_markdown(board: dict[str, Any]) -> str:
              "| " + " | ".join(_header(names)) + " |", "|" + "---|" * len(_header(names))]
     lines += ["| " + " | ".join(_cells(row, names)) + " |" for row in board["rows"]]
     lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
+    if any(p.get("ratio_metrics") or p.get("macro_metrics") for p in board.get("protocols", {}).values()):
+        lines.append("Pooled metrics (listed per benchmark below) are ratios of sums over items (Σnumerator / "
+                     "Σdenominator) or macro means of such figures; their CI resamples items and recomputes them.")
     if any(row["kind"] == "reported" for row in board["rows"]):
         lines.append("`reported` rows: the number a paper reports for the row above (Δ = reproduced − reported; "
                      "see `distillbench list reported` for each number's protocol).")
     for bench, protocol in board.get("protocols", {}).items():
-        lines.append(f"- `{bench}`: " + ", ".join(f"{k}={v}" for k, v in protocol.items()))
+        pooled = [*(protocol.get("ratio_metrics") or {}), *(protocol.get("macro_metrics") or {})]
+        settings = ", ".join(f"{k}={v}" for k, v in protocol.items() if k not in ("ratio_metrics", "macro_metrics"))
+        lines.append(f"- `{bench}`: {settings}" + (f"; pooled: {', '.join(pooled)}" if pooled else ""))
     for row in board["rows"]:
         for error in row.get("errors", []):
             lines.append(f"- `{row['row']}` failed: {error}")

@@ -1,7 +1,8 @@
 """Scorers for vision-language benchmarks, each following its benchmark's official evaluation code.
 
-Pure functions over predictions and gold in the official file formats; none loads a model or
-registers a runnable benchmark yet:
+Pure functions over predictions and gold in the official file formats (none loads a model); the
+runnable benchmarks over them, which predict through `distillbench.harness.vlm`, are registered in
+`benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``):
 
 * `vqa`: VQAv2 accuracy (GT-Vision-Lab/VQA ``vqaEval.py``), normalisation and leave-one-out;
 * `pope`: POPE yes/no parsing and accuracy, precision, recall, F1, yes-ratio (AoiDragon/POPE ``evaluate.py``);

@@ -247,15 +247,17 @@ def ground_truth_objects(instances: Mapping[str, Any], captions: Mapping[str, An
     return objects
 
 
-def _merge(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _merge(parts: list[Mapping[str, Any]], images: bool = False) -> dict[str, Any]:
     merged = {"annotations": [annotation for part in parts for annotation in part["annotations"]]}
+    if images:
+        merged["images"] = [image for part in parts for image in part.get("images", [])]
     if all("categories" in part for part in parts):
         merged["categories"] = [category for part in parts for category in part["categories"]]
     return merged
 
 
-def load_coco_ground_truth(folder: str | Path, image_ids: Iterable[Any]) -> tuple[dict[Any, set[str]], list[str]]:
-    """Ground truth for `image_ids` from the COCO 2014 annotation files in `folder`, and the files read.
+def coco_annotation_files(folder: str | Path) -> dict[str, list[Path]]:
+    """``instances`` and ``captions`` → the COCO 2014 files of that kind in `folder` (val, then train).
 
     The official code reads ``instances_{train,val}2014.json`` and ``captions_{train,val}2014.json``
     and joins them; here whichever of the two splits are present are read (val2014 alone serves the
@@ -267,11 +269,24 @@ def load_coco_ground_truth(folder: str | Path, image_ids: Iterable[Any]) -> tupl
     for kind, paths in found.items():
         if not paths:
             raise UserInputError(f"{folder}: no {kind}_val2014.json or {kind}_train2014.json")
-    instances = _merge([read_json(path) for path in found["instances"]])
+    return found
+
+
+def load_coco_annotations(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(instances, captions): the COCO 2014 annotation files in `folder`, each kind's splits joined."""
+    found = coco_annotation_files(folder)
+    instances = _merge([read_json(path) for path in found["instances"]], images=True)
     captions = _merge([read_json(path) for path in found["captions"]])
     if "categories" not in instances:
         raise UserInputError(f"{folder}: the instances files lack 'categories'")
-    return ground_truth_objects(instances, captions, image_ids), [p.name for paths in found.values() for p in paths]
+    return instances, captions
+
+
+def load_coco_ground_truth(folder: str | Path, image_ids: Iterable[Any]) -> tuple[dict[Any, set[str]], list[str]]:
+    """Ground truth for `image_ids` from the COCO 2014 annotation files in `folder`, and the files read."""
+    instances, captions = load_coco_annotations(folder)
+    files = [path.name for paths in coco_annotation_files(folder).values() for path in paths]
+    return ground_truth_objects(instances, captions, image_ids), files
 
 
 def load_generated_captions(path: str | Path, *, image_id_key: str = "image_id",
