@@ -6,3 +6,4 @@ the registry on first use).
 
 from . import gsm8k, hendrycks_math, lm_eval_bridge, mtbench, pocket_math, rewardbench  # noqa: F401
 from .vlm import benchmarks as vlm_benchmarks  # noqa: F401  (vqav2, pope, chair, videohallucer)
+from . import image_benchmarks  # noqa: F401  (geneval, pocket-geneval; FID/KID are set metrics: image_metrics)

@@ -1,0 +1,475 @@
+"""GenEval (Ghosh et al., 2023, arXiv:2310.11513): object-focused text-to-image alignment.
+
+The rules are those of djghosh13/geneval ``evaluation/evaluate_images.py`` (unchanged from
+commit 16f1681 to af4902f, the newest) and ``evaluation/summary_scores.py``:
+
+* detections of a class are kept when their confidence is **strictly above** 0.3 (0.9 for
+  the ``counting`` tag), most confident first, at most 16 per class; overlap suppression
+  (``max_overlap``) is off by default (1.0), and when on, drops a box whose IoU with a kept
+  box is ≥ ``max_overlap`` (IoU with GenEval's inclusive +1 pixel convention);
+* each ``include`` clause takes the ``count`` most confident objects of its class and fails
+  when fewer are found; with a ``color``, those objects' colours (CLIP zero-shot over ten
+  colour names on the masked, cropped object, background #999) must all be that colour;
+  with a ``position`` ``[relation, group]``, every one of those objects must stand in
+  ``relation`` to every object that clause ``group`` matched (a failed clause matches None);
+* each ``exclude`` clause fails when its class has ``count`` or more kept objects (counting
+  prompts for N carry an exclude at N+1: "exactly N");
+* relative position of A to B: centre offset, shrunk towards zero by 0.1·(dim_A + dim_B) per
+  axis; no relation when both shrunk components are under 1e-3; otherwise the shrunk
+  components divided by the *unshrunk* offset's norm, and a relation for each component
+  past ±0.5 (left of: dx < −0.5, right of: dx > 0.5, above: dy < −0.5, below: dy > 0.5);
+* an image is correct when every clause holds; a task's score is the fraction of correct
+  images of its tag; GenEval's overall score is the mean of the task scores (not of images).
+
+Deviations, all deliberate: relations are listed in a fixed order in reasons (GenEval joins a
+Python ``set``, whose order changes between runs), and the image folder is read in sorted
+order (GenEval uses ``os.listdir``'s order). Results are otherwise record for record what
+GenEval writes (``filename, tag, prompt, correct, reason, metadata, details``).
+
+Detection and colour classification are pluggable: a detector maps an RGB PIL image to
+`Detection`s; a colour classifier maps (image, objects, class name) to colour names. The
+pocket detector (`distillbench.pocket.shapes_detector`) knows each object's colour, so no
+classifier is needed. For real images, `Mask2FormerDetector` (transformers) and
+`clip_color_classifier` (open_clip, GenEval's CLIP step) load from local paths.
+
+Score-only use: ``python -m distillbench.benchmarks.geneval IMAGEDIR`` (``--detector pocket``,
+or ``mask2former --model-path DIR --clip-pretrained FILE``) on GenEval's folder layout
+(``<NNNNN>/metadata.jsonl``, ``<NNNNN>/samples/<k>.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+# GenEval's three colour templates (evaluate_images.py color_classification), {c} the colour.
+COLOR_TEMPLATES = ("a photo of a {{c}} {classname}", "a photo of a {{c}}-colored {classname}", "a photo of a {{c}} object")
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+SCORER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class GenEvalRules:
+    """GenEval's ``--options`` and their defaults (evaluate_images.py ``__main__``)."""
+
+    threshold: float = 0.3
+    counting_threshold: float = 0.9
+    max_objects: int = 16
+    max_overlap: float = 1.0  # GenEval's NMS_THRESHOLD: 1 keeps overlapping boxes
+    position_threshold: float = 0.1
+
+    @classmethod
+    def from_options(cls, options: dict[str, str]) -> "GenEvalRules":
+        known = {"threshold": float, "counting_threshold": float, "max_objects": int, "max_overlap": float,
+                 "position_threshold": float}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ValueError(f"unknown GenEval option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{key: known[key](value) for key, value in options.items()})
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: class name, box ``(x0, y0, x1, y1)`` in pixels, confidence, and
+    optionally its mask (``(height, width)`` bool) and colour, when the detector knows it."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    score: float
+    mask: Any = None
+    color: str | None = None
+
+
+Detector = Callable[[Any], list[Detection]]
+ColorClassifier = Callable[[Any, Sequence[Detection], str], list[str]]
+
+
+# --- geometry ---------------------------------------------------------------------------
+def compute_iou(box_a, box_b) -> float:
+    """GenEval's IoU: boxes as inclusive pixel ranges (+1 on each side length)."""
+    def area(box):
+        return max(box[2] - box[0] + 1, 0) * max(box[3] - box[1] + 1, 0)
+
+    inter = area([max(box_a[0], box_b[0]), max(box_a[1], box_b[1]), min(box_a[2], box_b[2]), min(box_a[3], box_b[3])])
+    union = area(box_a) + area(box_b) - inter
+    return inter / union if union else 0
+
+
+def relative_position(box_a, box_b, position_threshold: float = 0.1) -> list[str]:
+    """Where A is relative to B ("left of", "right of", "above", "below"; none, one or two)."""
+    boxes = np.array([box_a[:4], box_b[:4]], dtype=np.float64).reshape(2, 2, 2)
+    center_a, center_b = boxes.mean(axis=-2)
+    dim_a, dim_b = np.abs(np.diff(boxes, axis=-2))[..., 0, :]
+    offset = center_a - center_b
+    revised_offset = np.maximum(np.abs(offset) - position_threshold * (dim_a + dim_b), 0) * np.sign(offset)
+    if np.all(np.abs(revised_offset) < 1e-3):
+        return []
+    dx, dy = revised_offset / np.linalg.norm(offset)
+    relations = []
+    if dx < -0.5:
+        relations.append("left of")
+    if dx > 0.5:
+        relations.append("right of")
+    if dy < -0.5:
+        relations.append("above")
+    if dy > 0.5:
+        relations.append("below")
+    return relations
+
+
+# --- the rules --------------------------------------------------------------------------
+def select_objects(detections: Iterable[Detection], tag: str, rules: GenEvalRules = GenEvalRules()) -> dict[str, list[Detection]]:
+    """Per class, the detections GenEval keeps: over the tag's threshold, most confident first,
+    at most `max_objects`, overlap-suppressed when `max_overlap` < 1. Classes keep the order
+    in which the detector first reports them."""
+    by_class: dict[str, list[Detection]] = {}
+    for detection in detections:
+        by_class.setdefault(detection.label, []).append(detection)
+    threshold = rules.threshold if tag != "counting" else rules.counting_threshold
+    kept: dict[str, list[Detection]] = {}
+    for label, candidates in by_class.items():
+        scores = np.array([d.score for d in candidates], dtype=np.float64)
+        ordering = np.argsort(scores)[::-1]  # as GenEval: ties in reverse detector order
+        ordering = ordering[scores[ordering] > threshold]
+        ordering = ordering[:rules.max_objects].tolist()
+        chosen = []
+        while ordering:
+            best = ordering.pop(0)
+            chosen.append(candidates[best])
+            ordering = [index for index in ordering if rules.max_overlap == 1
+                        or compute_iou(candidates[best].box, candidates[index].box) < rules.max_overlap]
+        if chosen:
+            kept[label] = chosen
+    return kept
+
+
+def detection_colors(image, objects: Sequence[Detection], classname: str) -> list[str]:
+    """The colours the detector itself reported (the pocket detector knows them)."""
+    if any(o.color is None for o in objects):
+        raise ValueError(f"the detector gave no colour for a {classname}; pass a colour classifier (e.g. CLIP)")
+    return [o.color for o in objects]
+
+
+def evaluate(objects: dict[str, list[Detection]], metadata: dict, image=None,
+             classify_colors: ColorClassifier = detection_colors,
+             rules: GenEvalRules = GenEvalRules()) -> tuple[bool, str]:
+    """GenEval's ``evaluate``: include clauses ANDed, exclude clauses ORed; (correct, reason)."""
+    correct = True
+    reason = []
+    matched_groups: list[list[Detection] | None] = []
+    for req in metadata.get("include", []):
+        classname = req["class"]
+        matched = True
+        found_objects = objects.get(classname, [])[:req["count"]]
+        if len(found_objects) < req["count"]:
+            correct = matched = False
+            reason.append(f"expected {classname}>={req['count']}, found {len(found_objects)}")
+        else:
+            if "color" in req:
+                colors = classify_colors(image, found_objects, classname)
+                if colors.count(req["color"]) < req["count"]:
+                    correct = matched = False
+                    reason.append(
+                        f"expected {req['color']} {classname}>={req['count']}, found "
+                        + f"{colors.count(req['color'])} {req['color']}; and "
+                        + ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors))
+            if "position" in req and matched:
+                expected_rel, target_group = req["position"]
+                if matched_groups[target_group] is None:
+                    correct = matched = False
+                    reason.append(f"no target for {classname} to be {expected_rel}")
+                else:
+                    for obj in found_objects:
+                        for target_obj in matched_groups[target_group]:
+                            true_rels = relative_position(obj.box, target_obj.box, rules.position_threshold)
+                            if expected_rel not in true_rels:
+                                correct = matched = False
+                                reason.append(f"expected {classname} {expected_rel} target, found "
+                                              + f"{' and '.join(true_rels)} target")
+                                break
+                        if not matched:
+                            break
+        matched_groups.append(found_objects if matched else None)
+    for req in metadata.get("exclude", []):
+        classname = req["class"]
+        if len(objects.get(classname, [])) >= req["count"]:
+            correct = False
+            reason.append(f"expected {classname}<{req['count']}, found {len(objects[classname])}")
+    return correct, "\n".join(reason)
+
+
+def score_detections(detections: Iterable[Detection], metadata: dict, image=None,
+                     classify_colors: ColorClassifier = detection_colors,
+                     rules: GenEvalRules = GenEvalRules(), filename: str = "") -> dict[str, Any]:
+    """One image's GenEval record from its detections (pure, given a pure colour classifier)."""
+    objects = select_objects(detections, metadata["tag"], rules)
+    correct, reason = evaluate(objects, metadata, image, classify_colors, rules)
+    details = {label: [[*map(float, o.box), float(o.score)] for o in found] for label, found in objects.items()}
+    return {"filename": filename, "tag": metadata["tag"], "prompt": metadata["prompt"], "correct": bool(correct),
+            "reason": reason, "metadata": json.dumps(metadata), "details": json.dumps(details)}
+
+
+def summary_scores(records: Sequence[dict]) -> dict[str, Any]:
+    """summary_scores.py: % correct images and prompts, per-task scores (tags in order of first
+    appearance), and the overall score, the mean over tasks."""
+    if not records:
+        raise ValueError("no GenEval records to summarise")
+    by_prompt: dict[str, list[bool]] = {}
+    by_tag: dict[str, list[bool]] = {}
+    for record in records:
+        by_prompt.setdefault(record["metadata"], []).append(bool(record["correct"]))
+        by_tag.setdefault(record["tag"], []).append(bool(record["correct"]))
+    tasks = {tag: float(np.mean(values)) for tag, values in by_tag.items()}
+    return {"images": len(records), "prompts": len(by_prompt),
+            "correct_images": float(np.mean([bool(r["correct"]) for r in records])),
+            "correct_prompts": float(np.mean([any(values) for values in by_prompt.values()])),
+            "tasks": tasks, "task_counts": {tag: [sum(v), len(v)] for tag, v in by_tag.items()},
+            "overall": float(np.mean(list(tasks.values())))}
+
+
+# --- images on disk ---------------------------------------------------------------------
+def load_image(path: str | Path):
+    """As GenEval opens an image: EXIF orientation applied; converted to RGB for the detector."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def folder_items(imagedir: str | Path) -> list[tuple[Path, dict]]:
+    """(image path, metadata) pairs of GenEval's layout: numeric subfolders, each with
+    ``metadata.jsonl`` (one JSON object) and ``samples/<digits>.png``; sorted."""
+    imagedir = Path(imagedir)
+    if not imagedir.is_dir():
+        raise FileNotFoundError(f"{imagedir} is not a folder of GenEval samples")
+    items = []
+    for folder in sorted(p for p in imagedir.iterdir() if p.is_dir() and p.name.isdigit()):
+        metadata = json.loads((folder / "metadata.jsonl").read_text())
+        for image in sorted((folder / "samples").iterdir()):
+            if image.is_file() and re.match(r"\d+\.png", image.name):
+                items.append((image, metadata))
+    return items
+
+
+def predictions_from_folder(imagedir: str | Path) -> list[dict[str, str]]:
+    """`distillbench score` predictions for a GenEval folder: id ``<NNNNN>/<k>`` (the prompt's
+    folder and the sample's number, as the registered benchmarks number their items), response
+    the image path. Folder NNNNN must hold line NNNNN of the metadata file, as GenEval requires."""
+    return [{"id": f"{path.parent.parent.name}/{int(path.stem)}", "response": str(path)}
+            for path, _ in folder_items(imagedir)]
+
+
+def score_folder(imagedir: str | Path, detector: Detector, classify_colors: ColorClassifier = detection_colors,
+                 rules: GenEvalRules = GenEvalRules()) -> list[dict[str, Any]]:
+    """GenEval's per-image records for a folder of samples."""
+    records = []
+    for path, metadata in folder_items(imagedir):
+        image = load_image(path)
+        records.append(score_detections(detector(image), metadata, image, classify_colors, rules, str(path)))
+    return records
+
+
+def protocol(detector: str, rules: GenEvalRules = GenEvalRules(), colors: str = "detector",
+             **extra: Any) -> dict[str, Any]:
+    """What a reader needs to compare this GenEval number with another."""
+    return {"scorer": "geneval", "scorer_version": SCORER_VERSION,
+            "rules": "djghosh13/geneval evaluate_images.py @af4902f", "detector": detector,
+            "color_classifier": colors, **asdict(rules), **extra}
+
+
+# --- detectors ----------------------------------------------------------------------------
+def pocket_detector(**options) -> Detector:
+    """The pocket-shapes detector as a GenEval detector (class = shape, colour known)."""
+    from distillbench.pocket.shapes_detector import detect
+
+    def run(image) -> list[Detection]:
+        return [Detection(d.shape, d.box, d.confidence, d.mask, d.color) for d in detect(image, **options)]
+
+    return run
+
+
+class Mask2FormerDetector:
+    """GenEval's detector through transformers: Mask2Former instance segmentation, loaded from a
+    local folder (``from_pretrained``), never downloaded.
+
+    GenEval ran mmdet 2.x's ``mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco`` (Swin-S, COCO
+    instances); the transformers model of that architecture is
+    ``facebook/mask2former-swin-small-coco-instance``, the original authors' weights rather than
+    mmdet's retraining, so its numbers are close to GenEval's, not identical. Post-processing is
+    the same algorithm (per query and class: softmax class score × mean mask probability inside
+    the binarised mask, top-k over queries × classes), except that transformers binarises the
+    masks at 384×384 and resizes them nearest-neighbour, where mmdet resizes the logits first.
+    Boxes come from the masks as mmdet's ``mask2bbox`` makes them (x1, y1 exclusive). Every
+    segment is returned (threshold 0); GenEval's thresholds apply afterwards.
+    """
+
+    def __init__(self, model_path: str | Path, device: str = "cpu"):
+        from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
+
+        self.processor = AutoImageProcessor.from_pretrained(model_path)
+        self.model = Mask2FormerForUniversalSegmentation.from_pretrained(model_path).to(device).eval()
+        self.device = device
+        self.labels = {int(index): " ".join(name.lower().replace("_", " ").split())
+                       for index, name in self.model.config.id2label.items()}
+
+    def missing_classes(self, classnames: Iterable[str]) -> list[str]:
+        """GenEval classes (object_names.txt) the model has no label for."""
+        return sorted(set(classnames) - set(self.labels.values()))
+
+    def __call__(self, image) -> list[Detection]:
+        import torch
+
+        inputs = self.processor(images=image, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            outputs = self.model(**inputs)
+        result = self.processor.post_process_instance_segmentation(
+            outputs, threshold=0.0, target_sizes=[image.size[::-1]], return_binary_maps=True)[0]
+        if not result["segments_info"]:
+            return []
+        detections = []
+        for mask, info in zip(result["segmentation"].bool().cpu().numpy(), result["segments_info"]):
+            rows, columns = np.nonzero(mask)
+            box = (float(columns.min()), float(rows.min()), float(columns.max() + 1), float(rows.max() + 1))
+            detections.append(Detection(self.labels[info["label_id"]], box, float(info["score"]), mask))
+        return detections
+
+
+def clip_color_classifier(pretrained: str | Path, arch: str = "ViT-L-14", device: str = "cpu",
+                          force_quick_gelu: bool = True) -> "ClipColorClassifier":
+    """GenEval's colour classifier from a local open_clip checkpoint (GenEval: ``ViT-L-14`` with
+    OpenAI's weights, which need QuickGELU: open_clip #771)."""
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(pretrained), device=device,
+                                                                 force_quick_gelu=force_quick_gelu)
+    return ClipColorClassifier(model, preprocess, open_clip.get_tokenizer(arch), device=device)
+
+
+class ClipColorClassifier:
+    """GenEval's colour step: zero-shot CLIP over `COLORS` with GenEval's three templates per
+    class (text embeddings normalised, averaged, renormalised, as clip_benchmark's
+    ``zero_shot_classifier``), on each object composited over a #999 background through its
+    mask and cropped to its box; argmax of the cosine logits.
+
+    `model` is an open_clip CLIP (GenEval: ``ViT-L-14``, ``pretrained="openai"``), `preprocess`
+    its eval transform, `tokenizer` its tokenizer; load them from a local path.
+    """
+
+    def __init__(self, model, preprocess, tokenizer, *, bgcolor: str = "#999", crop: bool = True,
+                 device: str = "cpu", batch_size: int = 16):
+        self.model, self.preprocess, self.tokenizer = model.eval(), preprocess, tokenizer
+        self.bgcolor, self.crop, self.device, self.batch_size = bgcolor, crop, device, batch_size
+        self._classifiers: dict[str, Any] = {}
+
+    def _classifier(self, classname: str):
+        import torch
+        import torch.nn.functional as F
+
+        if classname not in self._classifiers:
+            weights = []
+            with torch.no_grad():
+                for color in COLORS:
+                    texts = [t.format(classname=classname).format(c=color) for t in COLOR_TEMPLATES]
+                    embeddings = self.model.encode_text(self.tokenizer(texts).to(self.device))
+                    embedding = F.normalize(embeddings, dim=-1).mean(dim=0)
+                    weights.append(embedding / embedding.norm())
+            self._classifiers[classname] = torch.stack(weights, dim=1)
+        return self._classifiers[classname]
+
+    def crops(self, image, objects: Sequence[Detection]) -> list:
+        from PIL import Image
+
+        image = image.convert("RGB")
+        blank = image.copy() if self.bgcolor == "original" else Image.new("RGB", image.size, color=self.bgcolor)
+        crops = []
+        for obj in objects:
+            crop = image
+            if obj.mask is not None:
+                mask = np.asarray(obj.mask)
+                if tuple(image.size[::-1]) != tuple(mask.shape):
+                    raise ValueError(f"mask shape {mask.shape} does not match the image {image.size[::-1]}")
+                crop = Image.composite(image, blank, Image.fromarray(mask))
+            if self.crop:
+                crop = crop.crop(tuple(obj.box[:4]))
+            crops.append(crop)
+        return crops
+
+    def __call__(self, image, objects: Sequence[Detection], classname: str) -> list[str]:
+        import torch
+        import torch.nn.functional as F
+
+        classifier = self._classifier(classname)
+        crops = self.crops(image, objects)
+        predictions = []
+        with torch.no_grad():
+            for first in range(0, len(crops), self.batch_size):
+                batch = torch.stack([self.preprocess(c) for c in crops[first:first + self.batch_size]]).to(self.device)
+                features = F.normalize(self.model.encode_image(batch), dim=-1)
+                predictions.extend((100.0 * features @ classifier).argmax(1).tolist())
+        return [COLORS[index] for index in predictions]
+
+
+# --- command line -------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distillbench.benchmarks.geneval",
+                                     description="Score a GenEval image folder (GenEval's rules; pluggable detector).")
+    parser.add_argument("imagedir", help="GenEval layout: <NNNNN>/metadata.jsonl and <NNNNN>/samples/<k>.png")
+    parser.add_argument("--outfile", default="results.jsonl", help="per-image records (GenEval's results.jsonl)")
+    parser.add_argument("--detector", choices=["pocket", "mask2former"], default="pocket",
+                        help="pocket: the pocket-shapes detector (colours known); mask2former: a transformers "
+                             "Mask2Former folder (--model-path) with CLIP colours (--clip-pretrained)")
+    parser.add_argument("--model-path", help="mask2former: local folder of the transformers model and processor")
+    parser.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture of the colour classifier")
+    parser.add_argument("--clip-pretrained", help="mask2former: local open_clip checkpoint file")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--write-predictions", metavar="FILE.jsonl",
+                        help="only write `distillbench score` predictions (id, image path) for the folder, and stop")
+    parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="GenEval's options: threshold, counting_threshold, max_objects, max_overlap, "
+                             "position_threshold")
+    args = parser.parse_args(argv)
+    if args.write_predictions:
+        rows = predictions_from_folder(args.imagedir)
+        Path(args.write_predictions).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        print(f"{len(rows)} predictions written to {args.write_predictions}")
+        return 0
+    try:
+        rules = GenEvalRules.from_options(dict(option.split("=", 1) for option in args.options))
+        if args.detector == "pocket":
+            detector, classify_colors, extra = pocket_detector(), detection_colors, {}
+        else:
+            if not args.model_path or not args.clip_pretrained:
+                raise ValueError("--detector mask2former needs --model-path and --clip-pretrained (local paths)")
+            detector = Mask2FormerDetector(args.model_path, args.device)
+            classify_colors = clip_color_classifier(args.clip_pretrained, args.clip_model, args.device)
+            extra = {"model_path": str(args.model_path), "clip_model": args.clip_model,
+                     "clip_pretrained": str(args.clip_pretrained)}
+        records = score_folder(args.imagedir, detector, classify_colors, rules)
+        summary = summary_scores(records)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    outfile = Path(args.outfile)
+    outfile.parent.mkdir(parents=True, exist_ok=True)
+    outfile.write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary_path = outfile.with_suffix(".summary.json")
+    colors = "detector" if args.detector == "pocket" else "open_clip zero-shot"
+    summary_path.write_text(json.dumps({"protocol": protocol(args.detector, rules, colors, **extra), **summary},
+                                       indent=1) + "\n")
+    for tag, score in summary["tasks"].items():
+        correct, total = summary["task_counts"][tag]
+        print(f"{tag:<16} = {score:.2%} ({correct} / {total})")
+    print(f"Overall score (avg. over tasks): {summary['overall']:.5f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

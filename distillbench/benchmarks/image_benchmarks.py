@@ -1,0 +1,159 @@
+"""The registered image benchmarks: geneval and pocket-geneval, scored from image files.
+
+An item is one image of one prompt (GenEval: 4 per prompt), id ``<prompt index:05>/<sample>``
+as in GenEval's folder layout; its output is the path of the generated image (PNG), so the
+contract's "one output string per item" holds and `distillbench score` grades images made
+elsewhere. Each item carries ``correct`` and its tag's value; ``overall`` is the macro mean
+over the tags (`macro_metrics`), GenEval's overall score. Scoring follows `geneval` exactly.
+
+The recipe runner loads language models only, so `predict` has no text-to-image backend yet
+and says so; FID and KID score sets, not items, and stay out of the registry
+(`distillbench.benchmarks.image_metrics`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt
+
+from distillbench.harness.errors import UserInputError
+
+from .base import Benchmark, ItemScore, register_benchmark
+
+# geneval.TAGS (a test keeps them equal). `geneval` itself is imported when scoring, not here, so
+# that importing the registry does not import it and `python -m distillbench.benchmarks.geneval` runs clean.
+TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+
+
+@functools.lru_cache(maxsize=4)
+def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str):
+    from . import geneval
+
+    if kind == "pocket":
+        return geneval.pocket_detector(), geneval.detection_colors
+    return (geneval.Mask2FormerDetector(model_path, device),
+            geneval.clip_color_classifier(clip_pretrained, clip_model, device))
+
+
+class _ScoredByGenEval:
+    """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
+
+    binary_metrics = ("correct", *TAGS)
+    macro_metrics = {"overall": TAGS}
+
+    def _prompts(self) -> list[dict]:
+        raise NotImplementedError
+
+    @property
+    def rules(self):
+        from .geneval import GenEvalRules
+
+        return GenEvalRules(self.threshold, self.counting_threshold, self.max_objects, self.max_overlap,
+                                    self.position_threshold)
+
+    def items(self):
+        return [{"id": f"{index:05}/{sample}", "metadata": metadata}
+                for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
+
+    def predict(self, model, tokenizer, items, *, batch_size):
+        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner yet; generate "
+                             "the images elsewhere and grade them with `distillbench score` (each response the "
+                             "path of one PNG)")
+
+    def score(self, item, output):
+        from . import geneval
+
+        if not isinstance(output, str) or not Path(output).is_file():
+            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        detector, classify_colors = self._scorers()
+        image = geneval.load_image(output)
+        record = geneval.score_detections(detector(image), item["metadata"], image, classify_colors, self.rules,
+                                          output)
+        correct = float(record["correct"])
+        return ItemScore({"correct": correct, record["tag"]: correct}, record["reason"] or "correct",
+                         {"details": json.loads(record["details"])})
+
+
+@register_benchmark("geneval", family="image", paper="Ghosh et al. 2023, arXiv:2310.11513",
+                    summary="GenEval: per-tag accuracy and overall (mean over the six tags) with GenEval's rules; "
+                            "Mask2Former + CLIP colours from local paths")
+@dataclass(frozen=True)
+class GenEval(_ScoredByGenEval, Benchmark):
+    """GenEval on its prompt metadata (``prompts/evaluation_metadata.jsonl``, a local path)."""
+
+    metadata: str
+    samples_per_prompt: Annotated[int, Gt(0)] = 4
+    detector: Literal["mask2former", "pocket"] = "mask2former"
+    model_path: str | None = None  # transformers Mask2Former folder
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str | None = None  # open_clip checkpoint file
+    device: str = "cpu"
+    threshold: Annotated[float, Ge(0)] = 0.3
+    counting_threshold: Annotated[float, Ge(0)] = 0.9
+    max_objects: Annotated[int, Gt(0)] = 16
+    max_overlap: Annotated[float, Ge(0)] = 1.0
+    position_threshold: Annotated[float, Ge(0)] = 0.1
+
+    def check(self):
+        problems = [] if Path(self.metadata).is_file() else [f"metadata: file not found: {self.metadata}"]
+        if self.detector == "mask2former":
+            for name in ("model_path", "clip_pretrained"):
+                value = getattr(self, name)
+                if not value or not Path(value).exists():
+                    problems.append(f"{name}: a local path is required with detector mask2former, got {value!r}")
+        return problems
+
+    def _prompts(self):
+        return [json.loads(line) for line in Path(self.metadata).read_text().splitlines() if line.strip()]
+
+    def _scorers(self):
+        return _detector(self.detector, self.model_path, self.clip_model, self.clip_pretrained, self.device)
+
+    def protocol(self):
+        from . import geneval
+
+        extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
+                                                      "clip_pretrained": self.clip_pretrained}
+        colors = "detector" if self.detector == "pocket" else "open_clip zero-shot"
+        return {**geneval.protocol(self.detector, self.rules, colors, **extra), "scorer_version": self.scorer_version,
+                "samples_per_prompt": self.samples_per_prompt,
+                "metadata_hash": hashlib.sha256(Path(self.metadata).read_bytes()).hexdigest()[:16]}
+
+
+@register_benchmark("pocket-geneval", family="image", paper="GenEval rules (arXiv:2310.11513), pocket world",
+                    summary="GenEval's rules on pocket-shapes prompts, scored by the programmatic shapes detector")
+@dataclass(frozen=True)
+class PocketGenEval(_ScoredByGenEval, Benchmark):
+    """GenEval-format prompts over circles, squares and triangles in GenEval's ten colours."""
+
+    per_tag: Annotated[int, Gt(0)] = 24
+    seed: int = 0
+    samples_per_prompt: Annotated[int, Gt(0)] = 4
+    threshold: Annotated[float, Ge(0)] = 0.3
+    counting_threshold: Annotated[float, Ge(0)] = 0.9
+    max_objects: Annotated[int, Gt(0)] = 16
+    max_overlap: Annotated[float, Ge(0)] = 1.0
+    position_threshold: Annotated[float, Ge(0)] = 0.1
+
+    def _prompts(self):
+        from distillbench.pocket.shapes import evaluation_metadata
+
+        return evaluation_metadata(self.per_tag, self.seed)
+
+    def _scorers(self):
+        return _detector("pocket", None, "", None, "cpu")
+
+    def protocol(self):
+        from distillbench.pocket.shapes import WORLD_VERSION
+
+        from . import geneval
+
+        return {**geneval.protocol("pocket", self.rules), "scorer_version": self.scorer_version,
+                "samples_per_prompt": self.samples_per_prompt, "per_tag": self.per_tag, "seed": self.seed,
+                "world_version": WORLD_VERSION}
