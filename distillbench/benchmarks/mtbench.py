@@ -108,7 +108,7 @@ class MTBench(Benchmark):
         if not self.accepts_pocket_prompts and resolve_judge_prompts(self.judge_prompts)[0] == POCKET_JUDGE_PROMPTS:
             problems.append("judge_prompts: give FastChat's judge_prompts.jsonl (llm_judge/data), or set "
                             "DISTILLBENCH_JUDGE_PROMPTS")
-        options, judge_problems = judge_options(self.judge, self.judge_model, self.judge_url)
+        _, judge_problems = judge_options(self.judge, self.judge_model, self.judge_url)
         problems += judge_problems
         if not judge_problems and hasattr(judge := make_judge(self.judge, self.judge_model, self.judge_url), "check"):
             problems += judge.check()
