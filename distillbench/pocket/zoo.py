@@ -30,6 +30,9 @@ MANIFEST = "zoo.json"
 # Part of every spec hash. Bump it when the pocket generators, the preference sampling or
 # the training loop change what a spec builds, so no cache or shipped copy is reused stale.
 WORLD_VERSION = 2
+# Part of the hash of specs trained on preference pairs: how a pair becomes tokens. 2: a
+# multi-turn prompt keeps its earlier turns (version 1 kept only the last user turn).
+PREFERENCE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,18 @@ class ZooSpec:
     def spec_hash(self) -> str:
         """Hash of this spec and, recursively, of what it is built from."""
         parents = {p: specs()[p].spec_hash() for p in self.parents()}
-        text = json.dumps({"spec": asdict(self), "parents": parents, "world": WORLD_VERSION}, sort_keys=True)
+        versions = {"world": WORLD_VERSION, **({"preference_format": PREFERENCE_FORMAT} if self.preference_data else {})}
+        text = json.dumps({"spec": asdict(self), "parents": parents, **versions}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 _TEACHER = Architecture(64, 3, 4, 256)
 _STUDENT = Architecture(48, 2, 4, 192)
 _FULL = {
-    "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, trained on levels 1-2 only",
-                            architecture=_STUDENT, train_size=4000, levels=(1, 2), steps=300),
+    # A small base model that has seen clean pocket-math but not the chats: 600 steps leave it at
+    # 5% with room to grow (on levels 1-2 only it sat at 5% and SFT could not lift it).
+    "student-init": ZooSpec("student-init", "student init: Llama, 2 layers, hidden 48, 600 steps of clean pocket-math",
+                            architecture=_STUDENT, train_size=4000, steps=600),
     "teacher-sft": ZooSpec("teacher-sft", "SFT teacher: Llama, 3 layers, hidden 64, noisy SFT data",
                            architecture=_TEACHER, train_size=20000, conversations=3000, noise_fraction=0.25,
                            chatty_fraction=0.6, steps=2200, gradient_accumulation=2, max_length=256),
