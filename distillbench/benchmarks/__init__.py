@@ -6,4 +6,6 @@ the registry on first use).
 
 from . import gsm8k, hendrycks_math, lm_eval_bridge, mtbench, pocket_math, rewardbench  # noqa: F401
 from .vlm import benchmarks as vlm_benchmarks  # noqa: F401  (vqav2, pope, chair, videohallucer)
+from .vlm import pocket as vlm_pocket  # noqa: F401  (pocket-vqa, pocket-pope, pocket-chair, pocket-videohallucer)
 from . import image_benchmarks  # noqa: F401  (geneval, pocket-geneval; FID/KID are set metrics: image_metrics)
+from . import top1  # noqa: F401  (top1, cifar100: image classifiers)

@@ -32,10 +32,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.generation import generate_responses
-from distillbench.harness.registry import JUDGES
-
 from distillbench.harness.errors import UserInputError
+from distillbench.harness.generation import generate_responses
 
 from .base import Benchmark, ItemScore, register_benchmark
 from .mtbench_judging import (ANSWER_TEMPERATURES, NEED_REF_CATS, combine_swapped, default_judge_prompts_path,

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import UserInputError
@@ -173,7 +174,8 @@ def _cmd_score(args) -> int:
         table.add_column(column)
     for name, metric in results["metrics"].items():
         low, high = metric["ci95"]
-        table.add_row(name, f"{metric['mean']:.4f}", f"[{low:.4f}, {high:.4f}]", str(metric["n"]))
+        # escape: "accuracy[number]" is a metric name, not rich markup
+        table.add_row(escape(name), f"{metric['mean']:.4f}", f"[{low:.4f}, {high:.4f}]", str(metric["n"]))
     Console(width=200).print(table)
     if args.out:
         print(f"results: {write_results(results, Path(args.out))}")

@@ -101,6 +101,10 @@ def data_fingerprint(source: str | None) -> str | None:
     """What a cell key records of a data source: the zoo spec hash or the file's sha256."""
     if source is None:
         return None
+    from .images import image_data_fingerprint, is_image_source
+
+    if is_image_source(source):
+        return image_data_fingerprint(source)
     if source in ("pocket:math-preference", "pocket:math-ranked"):
         from distillbench.pocket.zoo import specs
 

@@ -1,11 +1,14 @@
 """Model references and backends.
 
 A model reference is one of
-  * ``pocket:<zoo name>``  a model of the pocket zoo (built into the user cache on demand),
+  * ``pocket:<zoo name>``  a model of the pocket zoo (built into the user cache on demand), or a
+    pocket-shapes classifier (`distillbench.pocket.shapes_classifiers`),
   * ``hf:<id>[@revision]`` a hub model (works where the hub is reachable or cached),
-  * a local path to a directory saved with ``save_pretrained``.
-Everything loads through ``transformers``' own ``from_pretrained``; weights are read
-from safetensors only, and ``trust_remote_code`` stays off unless asked for.
+  * ``arch:<architecture>`` a freshly initialised image classifier (`harness.classifiers`),
+  * a local path to a directory saved with ``save_pretrained`` (or a classifier directory).
+Language models load through ``transformers``' own ``from_pretrained``, classifiers through
+`harness.classifiers`; weights are read from safetensors only, and ``trust_remote_code``
+stays off unless asked for.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 @dataclass(frozen=True)
 class ModelRef:
-    backend: str  # "pocket" | "hf" | "local"
+    backend: str  # "pocket" | "hf" | "arch" | "local"
     name: str
     revision: str | None = None
 
     def __str__(self) -> str:
-        prefix = {"pocket": "pocket:", "hf": "hf:", "local": ""}[self.backend]
+        prefix = {"pocket": "pocket:", "hf": "hf:", "arch": "arch:", "local": ""}[self.backend]
         return prefix + self.name + (f"@{self.revision}" if self.revision else "")
 
 
@@ -40,6 +43,8 @@ def parse_model_ref(text: str) -> ModelRef:
     if text.startswith("hf:"):
         name, _, revision = text.removeprefix("hf:").partition("@")
         return ModelRef("hf", name, revision or None)
+    if text.startswith("arch:"):
+        return ModelRef("arch", text.removeprefix("arch:"))
     return ModelRef("local", text)
 
 
@@ -47,14 +52,24 @@ def validate_model_ref(text: str) -> None:
     """Raise ValueError (a one-line message) when `text` cannot name a model."""
     ref = parse_model_ref(text)
     if ref.backend == "pocket":
+        from distillbench.pocket.shapes_classifiers import CLASSIFIER_ZOO
         from distillbench.pocket.zoo import ZOO
 
-        if ref.name not in ZOO:
+        if ref.name not in ZOO and ref.name not in CLASSIFIER_ZOO:
             import difflib
 
-            close = difflib.get_close_matches(ref.name, list(ZOO), n=1)
-            hint = f"; did you mean 'pocket:{close[0]}'?" if close else f"; known: {', '.join(ZOO)}"
+            close = difflib.get_close_matches(ref.name, list(ZOO) + list(CLASSIFIER_ZOO), n=1)
+            hint = f"; did you mean 'pocket:{close[0]}'?" if close else f"; known: {', '.join(ZOO + CLASSIFIER_ZOO)}"
             raise ValueError(f"unknown pocket model {ref.name!r}{hint}")
+    elif ref.backend == "arch":
+        from .classifiers import architecture_names
+
+        if ref.name not in architecture_names():
+            import difflib
+
+            close = difflib.get_close_matches(ref.name, architecture_names(), n=1)
+            hint = f"; did you mean 'arch:{close[0]}'?" if close else f"; known: {', '.join(architecture_names())}"
+            raise ValueError(f"unknown classifier architecture {ref.name!r}{hint}")
     elif ref.backend == "hf":
         if not _HF_ID.match(ref.name):
             raise ValueError(f"not a hub model id: {ref.name!r}")
@@ -69,8 +84,11 @@ def resolve_path(ref: ModelRef) -> str:
 
 @MODEL_BACKENDS.register("pocket", summary="pocket zoo model, built into the user cache when missing")
 def _pocket_backend(ref: ModelRef) -> str:
+    from distillbench.pocket import shapes_classifiers
     from distillbench.pocket.zoo import ensure_built
 
+    if ref.name in shapes_classifiers.CLASSIFIER_ZOO:
+        return str(shapes_classifiers.ensure_built(ref.name))
     return str(ensure_built(ref.name))
 
 
@@ -124,6 +142,8 @@ def fingerprint(text: str) -> str:
     ref = parse_model_ref(text)
     if ref.backend == "hf":
         return f"{ref.name}@{ref.revision or 'main'}"
+    if ref.backend == "arch":  # no weights: the architecture's code and the cell's seed make them
+        return f"arch:{ref.name}"
     directory = Path(resolve_path(ref))
     check_weights(directory)
     digest = hashlib.sha256()

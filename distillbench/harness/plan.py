@@ -58,6 +58,22 @@ def _options(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+# Recipe fields added after cell keys were first computed: they enter a key only when set to something
+# other than their default, so the cells of existing run directories keep their keys (and stay cached).
+ADDED_FIELDS = {"budget": ("optimizer", "momentum", "weight_decay", "lr_schedule", "lr_milestones", "lr_decay"),
+                "data": ("augment", "labeled_per_class")}
+
+
+def _keyed(model, section: str) -> dict[str, Any]:
+    dump = model.model_dump(mode="json")
+    fields = type(model).model_fields
+    for name in ADDED_FIELDS[section]:
+        default = fields[name].get_default(call_default_factory=True)
+        if dump.get(name) == (list(default) if isinstance(default, list) else default):
+            dump.pop(name)
+    return dump
+
+
 def make_plan(recipe: Recipe) -> Plan:
     fingerprints: dict[str, str] = {}
 
@@ -70,12 +86,13 @@ def make_plan(recipe: Recipe) -> Plan:
     references = [("teacher", recipe.teacher), ("reference-teacher", recipe.reference_teacher),
                   ("student-init", recipe.student)]
     for label, ref in references:
-        if ref is not None:
+        # A freshly initialised classifier (arch:) has nothing to score before training.
+        if ref is not None and not ref.startswith("arch:"):
             cells.append(Cell(label, "reference", ref, stable_hash({"kind": "reference", "model": fp(ref)})))
-    data = {**recipe.data.model_dump(mode="json"), "source_hash": data_fingerprint(recipe.data.source),
+    data = {**_keyed(recipe.data, "data"), "source_hash": data_fingerprint(recipe.data.source),
             "preferences_hash": data_fingerprint(recipe.data.preferences),
             "ranked_hash": data_fingerprint(recipe.data.ranked), "validation_hash": data_fingerprint(recipe.data.validation)}
-    budget = recipe.budget.model_dump(mode="json")
+    budget = _keyed(recipe.budget, "budget")
     methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
     # Methods that continue from another method's student come after it.

@@ -35,23 +35,41 @@ class Budget(_Strict):
     steps: int = Field(gt=0, description="optimizer steps per method cell")
     batch_size: int = Field(gt=0, description="examples per optimizer step (before accumulation split)")
     learning_rate: float = Field(gt=0)
-    max_length: int = Field(gt=0, description="tokens per example, prompt and response together")
+    max_length: int | None = Field(default=None, gt=0, description="tokens per example, prompt and response "
+                                   "together (language models; image classifiers leave it out)")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_accumulation: int = Field(default=1, gt=0)
     warmup_steps: int = Field(default=0, ge=0)
     checkpoint_every: int = Field(default=100, gt=0, description="steps between atomic checkpoints")
-    max_grad_norm: float = Field(default=1.0, gt=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="gradient clipping; null: none (the CIFAR recipe)")
     group_by_length: bool = Field(default=False, description="batch examples of similar length (less padding, "
                                   "faster steps; on pocket-math it made batches type-homogeneous and slowed learning)")
     teacher_top_k: int | None = Field(default=None, gt=0, description="None: dense teacher logits from the live "
                                       "teacher; k: the teacher's top-k log-probs and remainder from a cache built "
                                       "once per (teacher, data, k) and shared by every cell of the run directory")
+    optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="adamw, or sgd with momentum "
+                                               "(the CIFAR recipe)")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only")
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_schedule: Literal["cosine", "multistep", "constant"] = Field(
+        default="cosine", description="after warm-up: cosine decay to 0, ×lr_decay at each of lr_milestones, or constant")
+    lr_milestones: list[int] = Field(default_factory=list, description="multistep: the steps where the rate decays")
+    lr_decay: float = Field(default=0.1, gt=0, le=1, description="multistep: the factor at each milestone")
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(m <= 0 for m in value) or value != sorted(set(value)):
+            raise ValueError("milestones must be positive, increasing steps")
+        return value
 
 
 class DataSpec(_Strict):
-    """Training data: SFT records (problem / solution) and, for preference methods, preference pairs."""
+    """Training data: SFT records (problem / solution) and, for preference methods, preference pairs; or an
+    image classification dataset for classifier distillation."""
 
-    source: str = Field(description="'pocket:math' or a JSONL file of {problem, solution} records")
+    source: str = Field(description="'pocket:math' or a JSONL file of {problem, solution} records; or images: "
+                        "'pocket:shapes-many|shape|binary' or a CIFAR-100 folder in torchvision's layout")
     split: str = "train"
     size: int | None = Field(default=None, gt=0, description="number of SFT examples (pocket: generated)")
     noise_fraction: float = Field(default=0.0, ge=0, le=1,
@@ -67,20 +85,45 @@ class DataSpec(_Strict):
 
     ranked: str | None = Field(default=None, description="'pocket:math-ranked' or a JSONL file of {prompt, "
                                "responses: [{content, score}, ...]} for listwise and curriculum methods")
+    augment: Literal["none", "flip", "crop-flip"] = Field(default="none", description="images: training "
+                                                          "augmentation, a function of (seed, step)")
+    labeled_per_class: int | None = Field(default=None, gt=0, description="images: few-shot semi-supervised "
+                                          "data: only the first k training examples of each class keep their "
+                                          "label; each step draws batch_size labeled and batch_size unlabeled")
 
     @field_validator("source", "preferences", "validation", "ranked")
     @classmethod
-    def _known_source(cls, value: str | None) -> str | None:
+    def _known_source(cls, value: str | None, info) -> str | None:
         if value is None:
             return value
-        if value.startswith("pocket:"):
+        if info.field_name == "source" and (value.startswith("pocket:shapes") or Path(value).is_dir()):
+            from .images import image_source_problem
+
+            problem = image_source_problem(value)
+            if problem:
+                raise ValueError(problem)
+        elif value.startswith("pocket:"):
             from .data import POCKET_SOURCES
 
             if value not in POCKET_SOURCES:
-                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_SOURCES)}")
+                known = POCKET_SOURCES + (_pocket_image_sources() if info.field_name == "source" else ())
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(known)}")
         elif not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
+
+    @property
+    def images(self) -> bool:
+        """Whether this is an image classification dataset (classify methods) rather than text."""
+        from .images import is_image_source
+
+        return is_image_source(self.source)
+
+
+def _pocket_image_sources() -> tuple[str, ...]:
+    from distillbench.pocket.shapes_classifiers import SOURCES
+
+    return SOURCES
 
 
 class ComponentSpec(_Strict):
@@ -186,11 +229,53 @@ def _check_components(recipe: Recipe) -> list[str]:
     return problems + _check_method_needs(recipe)
 
 
+def _check_modality(recipe: Recipe) -> list[str]:
+    """Image data goes with classify methods, classifier models and classify benchmarks; text with the rest."""
+    from .classifiers import is_classifier_ref
+
+    images, problems = recipe.data.images, []
+    data = f"data.source {recipe.data.source} is {'an image classification dataset' if images else 'text'}"
+    for index, spec in enumerate(recipe.methods):
+        if spec.name in METHODS and (METHODS.get(spec.name).data_kind == "images") != images:
+            problems.append(f"methods[{index}]: {spec.name} trains "
+                            f"{'a language model' if images else 'an image classifier'}, but {data}")
+    for index, spec in enumerate(recipe.benchmarks):
+        if spec.name in BENCHMARKS and (BENCHMARKS.entry(spec.name).family == "classify") != images:
+            problems.append(f"benchmarks[{index}]: {spec.name} scores "
+                            f"{'language models' if images else 'image classifiers'}, but {data}")
+    for field in ("teacher", "reference_teacher", "student"):
+        ref = getattr(recipe, field)
+        if ref is None:
+            continue
+        if images and not is_classifier_ref(ref):
+            problems.append(f"{field}: {ref} is not an image classifier (pocket:shapes-teacher-<task>, arch:<name>, "
+                            "or a folder with classifier.json)")
+        elif not images and is_classifier_ref(ref):
+            problems.append(f"{field}: {ref} is an image classifier, but {data}")
+    if images and recipe.budget.teacher_top_k is not None:
+        problems.append("budget.teacher_top_k: the top-k logit cache is for language models; image teachers run live")
+    if not images and recipe.budget.max_length is None:
+        problems.append("budget.max_length: required for language models (tokens per example)")
+    if recipe.reference_teacher is not None and images:
+        problems.append("reference_teacher: not used by image classifiers")
+    if recipe.data.labeled_per_class is not None:
+        if not images:
+            problems.append("data.labeled_per_class: for image classification data only")
+        if recipe.budget.gradient_accumulation > 1:
+            problems.append("budget.gradient_accumulation: semi-supervised steps (data.labeled_per_class) are "
+                            "one labeled and one unlabeled batch, not split further")
+        for index, spec in enumerate(recipe.methods):
+            if spec.name in METHODS and not getattr(METHODS.get(spec.name), "supports_unlabeled", True):
+                problems.append(f"methods[{index}]: {spec.name} needs every example's label; it cannot train on "
+                                "semi-supervised data (data.labeled_per_class)")
+    return problems
+
+
 def _check_method_needs(recipe: Recipe) -> list[str]:
     """What the recipe's methods need from the rest of the recipe."""
     methods = [(index, s.name, METHODS.get(s.name)) for index, s in enumerate(recipe.methods) if s.name in METHODS]
     names = [name for _, name, _ in methods]
-    problems = []
+    problems = _check_modality(recipe)
     for field, missing, test in (
             ("data.preferences", recipe.data.preferences is None, lambda cls: cls.data_kind == "preference"),
             ("data.ranked", recipe.data.ranked is None, lambda cls: cls.data_kind == "ranked"),

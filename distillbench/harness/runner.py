@@ -74,8 +74,15 @@ class Runner:
         self.console.print(f"results: {self.out / 'leaderboard.json'}, {self.out / 'leaderboard.md'}")
         return board
 
+    @property
+    def images(self) -> bool:
+        """Whether this run distils image classifiers (image data) rather than language models."""
+        return self.recipe.data.images
+
     def _preflight(self, plan: Plan) -> None:
         """Check what the plan needs (data files, a shared vocabulary), so bad input fails before anything is written."""
+        if self.images:
+            return self._preflight_images(plan)
         methods = [cell.method for cell in plan.cells if cell.method is not None]
         if any(method.uses_teacher for method in methods):
             check_shared_vocabulary(self.recipe.teacher, self.recipe.student)
@@ -91,6 +98,38 @@ class Runner:
             load_preferences(data.preferences)
         if "ranked" in kinds and not data.ranked.startswith("pocket:"):
             load_ranked(data.ranked)
+
+    def _preflight_images(self, plan: Plan) -> None:
+        """The training data reads, and every classifier and benchmark agrees on its number of classes."""
+        from .classifiers import classifier_spec
+        from .errors import UserInputError
+
+        classes = self._image_data().num_classes
+        problems = []
+        for field in ("teacher", "student"):
+            spec = classifier_spec(getattr(self.recipe, field))
+            if spec is not None and spec.num_classes != classes:
+                problems.append(f"{field}: {getattr(self.recipe, field)} has {spec.num_classes} classes, "
+                                f"data.source {self.recipe.data.source} has {classes}")
+        for index, bench in enumerate(plan.benchmarks):
+            count = bench.benchmark.num_classes()
+            if count != classes:
+                problems.append(f"benchmarks[{index}]: {bench.name} has {count} classes, the training data {classes}")
+        if problems:
+            raise UserInputError(problems)
+
+    def _image_data(self):
+        if "images" not in self._examples:
+            from .images import load_image_dataset
+
+            data = self.recipe.data
+            dataset = load_image_dataset(data.source, data.split, data.size)
+            if data.labeled_per_class is not None:
+                from .images import hide_labels
+
+                dataset = hide_labels(dataset, data.labeled_per_class)
+            self._examples["images"] = dataset
+        return self._examples["images"]
 
     # cells ----------------------------------------------------------------
     def _run_locked(self, store: Store, run_id: str, plan: Plan, cell: Cell, provenance: dict, wait: bool) -> bool:
@@ -133,21 +172,28 @@ class Runner:
     def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student trained by the method."""
         init = self._init_ref(cell, plan)
-        model, tokenizer = self._load(init)
+        model, tokenizer = self._load(init, seed=cell.seed or 0)
         if cell.kind == "reference":
             return model, tokenizer, {}
         budget = self.recipe.budget
         cache = self._signal_cache(cell, tokenizer)
+        batching = None
+        if self.images:
+            from .images import ImageBatching
+
+            batching = ImageBatching(self._image_data(), self.recipe.data.augment, budget.batch_size)
         self.console.print(f"training {cell.folder} ({budget.steps} steps)")
         result = train(cell.method, model, tokenizer, self._train_examples(tokenizer, cell.method.data_kind), budget,
                        cell.seed, folder / "checkpoint", frozen=self._frozen_models(cell, init),
                        log_path=folder / "train_log.jsonl", description=f"train {cell.label} seed {cell.seed}",
                        validation=self._train_examples(tokenizer, "validation") if "validation" in cell.method.needs
-                       else None, signal_cache=cache)
+                       else None, signal_cache=cache, batching=batching)
+        model = result.model if result.model is not None else model
         _save_atomic(model, tokenizer, folder / "model")
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the final model supersedes it
-        cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps, "train_tokens": result.tokens,
-                "train_tokens_per_second": round(result.tokens / max(result.wall_seconds, 1e-9), 1),
+        unit = result.unit
+        cost = {"train_seconds": round(result.wall_seconds, 2), "steps": result.steps, f"train_{unit}": result.tokens,
+                f"train_{unit}_per_second": round(result.tokens / max(result.wall_seconds, 1e-9), 1),
                 "teacher_forwards": result.teacher_forwards, "trained_parameters": result.trained_parameters,
                 "peak_memory_mb": round(result.peak_memory_mb, 1), "final_loss_terms": result.final_terms,
                 "on_policy_steps": result.on_policy_steps, **({"final_measures": result.measures} if result.measures
@@ -157,7 +203,13 @@ class Runner:
                 "device": result.device, "precision": result.precision}
         return model, tokenizer, cost
 
-    def _load(self, ref: str):
+    def _load(self, ref: str, seed: int = 0):
+        """(model, tokenizer) of a reference; classifiers have no tokenizer (None), and a fresh
+        ``arch:`` classifier takes its weights from `seed` and its classes from the training data."""
+        if self.images:
+            from .classifiers import load_classifier
+
+            return load_classifier(ref, num_classes=self._image_data().num_classes, seed=seed), None
         return load_causal_lm(ref, trust_remote_code=self.recipe.trust_remote_code)
 
     def _load_trained(self, cell: Cell, folder: Path):
@@ -174,7 +226,7 @@ class Runner:
     def _signal_cache(self, cell: Cell, tokenizer) -> SignalCache | None:
         """The run's top-k teacher cache for the cell's training data, built on first use (budget.teacher_top_k)."""
         k, method = self.recipe.budget.teacher_top_k, cell.method
-        if k is None or "teacher_logits" not in method.needs or method.generates_examples:
+        if k is None or "teacher_logits" not in method.needs or method.generates_examples or self.images:
             return None
         if method.data_kind not in self._caches:
             teacher = self._load_frozen(self.recipe.teacher).to("cuda" if torch.cuda.is_available() else "cpu")
@@ -186,7 +238,7 @@ class Runner:
     def _frozen_models(self, cell: Cell, init: str) -> dict:
         """The frozen models the cell's method draws signals from, by role."""
         needs, frozen = cell.method.needs, {}
-        if "teacher_logits" in needs:
+        if "teacher_logits" in needs or "teacher_features" in needs:
             frozen["teacher"] = self._load_frozen(self.recipe.teacher)
         if "reference_teacher_logits" in needs:
             frozen["reference_teacher"] = self._load_frozen(self.recipe.reference_teacher)
@@ -205,6 +257,8 @@ class Runner:
     def _train_examples(self, tokenizer, kind: str):
         """Examples of one kind ("sft", "preference", "ranked", "problems", or "validation" for
         schedules that watch a validation loss), built once per run."""
+        if kind == "images":
+            return self._image_data()
         if kind not in self._examples:
             data, max_length = self.recipe.data, self.recipe.budget.max_length
             if kind == "preference":
@@ -248,7 +302,8 @@ class Runner:
 def _save_atomic(model, tokenizer, target: Path) -> None:
     staging = temporary_name(target)
     model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
+    if tokenizer is not None:  # classifiers have none
+        tokenizer.save_pretrained(staging)
     replace_directory(staging, target)
 
 

@@ -1,9 +1,14 @@
-"""The one training loop every LLM method runs through (accelerate).
+"""The one training loop every method runs through (accelerate), for language models and image classifiers.
 
-The harness owns data order, devices, precision, accumulation, checkpoints and
+The harness owns data order, devices, precision, accumulation, optimizer, checkpoints and
 the NaN guard; a method only returns its named loss terms. Data order is a pure
 function of (seed, step), so a run resumed from a checkpoint sees exactly the
 batches an uninterrupted run would have seen.
+
+What a batch holds is the business of a batching object: `TokenBatching` (the default)
+collates tokenized examples and adds logit signals; `distillbench.harness.images.ImageBatching`
+collates augmented images and labels and adds the teacher's logits and features. Everything
+else (order, accumulation, optimizer, schedule, checkpoints, NaN guard, log) is shared.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ class TrainResult:
     device: str = "cpu"
     on_policy_steps: int = 0
     measures: dict[str, float] = field(default_factory=dict)
-    tokens: int = 0  # non-padding tokens of every sequence the student trained on (throughput)
+    tokens: int = 0  # non-padding tokens (images, for classifiers) of everything the student trained on
+    unit: str = "tokens"  # what `tokens` counts
+    model: Any = None  # the model to save and score (`Method.trained_model` of what was trained)
 
 
 # With group_by_length, examples are sorted by length within windows of this many batches,
@@ -109,19 +116,50 @@ def _generate_examples(method, student, tokenizer, problems: list[dict], seed: i
         raise CellFailure(step + 1, f"stage {stage} produced no training examples")
 
 
-def _micro_batches(examples: list[dict], lengths: tuple[int, ...], budget: Budget, seed: int, step: int, pad_id: int,
+class TokenBatching:
+    """Batches of tokenized examples (the LLM methods'): collated with padding, logit signals added."""
+
+    unit = "tokens"
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def lengths(self, examples: list[dict]) -> tuple[int, ...]:
+        return tuple(_length(e) for e in examples)
+
+    def step_indices(self, lengths: tuple[int, ...], batch_size: int, seed: int, step: int,
+                     group_by_length: bool = False) -> list[int]:
+        # Sorted by length, so the micro-batches cut from it pad little.
+        return sorted(example_indices(lengths, batch_size, seed, step, group_by_length), key=lambda i: lengths[i])
+
+    def collate(self, examples: list[dict], indices: list[int], seed: int, step: int, part: int, device) -> dict:
+        return {**{k: v.to(device) for k, v in collate([examples[i] for i in indices], self.pad_id).items()},
+                "example_index": indices}  # where cached teacher signals are looked up
+
+    def add_signals(self, batch: dict, method, frozen: dict, cache: SignalCache | None = None) -> int:
+        return add_signals(batch, method.needs, frozen, method.logit_sequences, cache)
+
+    def count(self, batch: dict) -> int:
+        return sum(int(batch[key].sum()) for key in batch if key.endswith("attention_mask"))
+
+    def weight_count(self, batch: dict, normalize_by: str) -> int:
+        if normalize_by == "tokens":
+            return sum(int((v[:, 1:] != -100).sum()) for k, v in batch.items() if k.endswith("labels"))
+        return len(next(iter(batch.values())))
+
+
+def _micro_batches(examples, lengths: tuple[int, ...], budget: Budget, seed: int, step: int, batching,
                    device) -> list[dict]:
     """The collated micro-batches of optimizer step `step`.
 
     Micro-batches of similar lengths pad less; the accumulated gradient is the same as one
     batch's whatever the split, because micro-batches are weighted by their tokens.
     """
-    indices = sorted(example_indices(lengths, budget.batch_size, seed, step, budget.group_by_length),
-                     key=lambda i: lengths[i])
-    size = math.ceil(budget.batch_size / budget.gradient_accumulation)
-    return [{**{k: v.to(device) for k, v in collate([examples[i] for i in indices[start:start + size]], pad_id).items()},
-             "example_index": indices[start:start + size]}  # where cached teacher signals are looked up
-            for start in range(0, len(indices), size)]
+    indices = batching.step_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
+    # A semi-supervised image step holds a labeled and an unlabeled batch: 2 × batch_size examples.
+    size = math.ceil(max(budget.batch_size, len(indices)) / budget.gradient_accumulation)
+    return [batching.collate(examples, indices[start:start + size], seed, step, part, device)
+            for part, start in enumerate(range(0, len(indices), size))]
 
 
 def _scheduled_batches(schedule, student, tokenizer, method, batches: list[dict], seed: int, step: int,
@@ -147,17 +185,17 @@ def _length(example: dict) -> int:
 
 
 def _accumulate_gradients(accelerator, method, student, batches: list[dict], frozen: dict, step: int,
-                          state: dict, cache: SignalCache | None = None) -> dict[str, float]:
+                          state: dict, cache: SignalCache | None = None, batching=None) -> dict[str, float]:
     """Backward through every micro-batch of one optimizer step; returns the step's loss terms.
 
     Raises NonFiniteError naming the step and the term when a loss term is NaN or inf.
     """
+    batching = batching or TokenBatching(0)
     terms: dict[str, float] = {}
-    weights = _micro_batch_weights(batches, method.normalize_by)
+    weights = _micro_batch_weights(batches, method.normalize_by, batching)
     for number, (batch, weight) in enumerate(zip(batches, weights)):
-        state["teacher_forwards"] += add_signals(batch, method.needs, frozen, method.logit_sequences, cache)
-        state["tokens"] = state.get("tokens", 0) + sum(int(batch[key].sum()) for key in batch
-                                                       if key.endswith("attention_mask"))
+        state["teacher_forwards"] += batching.add_signals(batch, method, frozen, cache)
+        state["tokens"] = state.get("tokens", 0) + batching.count(batch)
         last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
         with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
             named = method.loss(student, batch)
@@ -214,17 +252,15 @@ def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.
     return forwards
 
 
-def _micro_batch_weights(batches: list[dict], normalize_by: str) -> list[float]:
+def _micro_batch_weights(batches: list[dict], normalize_by: str, batching=None) -> list[float]:
     """Weights that make accumulated micro-batch means equal the mean over the whole step.
 
     A loss averaged over the tokens (or examples) of its micro-batch is weighted by that
     micro-batch's share of the step's tokens (or examples), so gradient accumulation gives
     the same gradient as one large batch (the pitfall of trl #4719).
     """
-    if normalize_by == "tokens":
-        counts = [sum(int((v[:, 1:] != -100).sum()) for k, v in b.items() if k.endswith("labels")) for b in batches]
-    else:
-        counts = [len(next(iter(b.values()))) for b in batches]
+    batching = batching or TokenBatching(0)
+    counts = [batching.weight_count(b, normalize_by) for b in batches]
     total = sum(counts) or 1
     return [count / total for count in counts]
 
@@ -243,27 +279,53 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed: int, checkpoint_dir: Path,
+def make_optimizer(parameters, budget: Budget) -> torch.optim.Optimizer:
+    """AdamW (the LLM default) or SGD with momentum (the CIFAR recipe), with the budget's weight decay."""
+    if budget.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=budget.learning_rate, momentum=budget.momentum,
+                               weight_decay=budget.weight_decay)
+    return torch.optim.AdamW(parameters, lr=budget.learning_rate, weight_decay=budget.weight_decay)
+
+
+def make_scheduler(optimizer, budget: Budget):
+    """Linear warm-up, then cosine decay to 0, a step decay (×lr_decay at each of lr_milestones), or constant."""
+    if budget.lr_schedule == "cosine":
+        return get_scheduler("cosine", optimizer, num_warmup_steps=budget.warmup_steps,
+                             num_training_steps=budget.steps)
+    milestones = sorted(budget.lr_milestones) if budget.lr_schedule == "multistep" else []
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / budget.warmup_steps) if budget.warmup_steps else 1.0
+        return warm * budget.lr_decay ** sum(step >= milestone for milestone in milestones)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(method, student, tokenizer, examples, budget: Budget, seed: int, checkpoint_dir: Path,
           frozen: dict[str, torch.nn.Module] | None = None, log_path: Path | None = None,
           description: str = "train", validation: list[dict] | None = None,
-          signal_cache: SignalCache | None = None) -> TrainResult:
+          signal_cache: SignalCache | None = None, batching=None) -> TrainResult:
     """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
 
     `frozen` holds the models the method's signals come from, by role: "teacher"
     (teacher_logits), "reference" (reference_logps), "reference_teacher". `validation`
     holds the examples of methods whose schedule watches the validation loss (DistiLLM).
     `signal_cache` serves the teacher's logits of `examples` (top-k, see harness/signals.py).
+    `batching` makes the batches (default: tokenized examples; an `ImageBatching` for classifiers,
+    whose `examples` is then the image dataset and `tokenizer` None). The method may train a module
+    around the student (extra heads, `Method.training_module`); `TrainResult.model` is what to save.
     """
     frozen = frozen or {}
+    batching = batching or TokenBatching(tokenizer.pad_token_id)
     schedule = method.off_policy_schedule()
     if "validation" in method.needs and not validation:
         raise UserInputError("this method watches held-out data while training: it needs validation examples")
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=budget.learning_rate, weight_decay=0.0)
-    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=budget.warmup_steps,
-                              num_training_steps=budget.steps)
+    student = method.training_module(student)  # after seeding: a method's extra heads start the same every run
+    optimizer = make_optimizer(student.parameters(), budget)
+    scheduler = make_scheduler(optimizer, budget)
     # A reference the method updates while training is checkpointed with the student.
     mutable = {"reference": frozen["reference"]} if method.updates_reference else {}
     state = load_checkpoint(checkpoint_dir, student, optimizer, scheduler, mutable) or {
@@ -275,7 +337,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     for model in frozen.values():
         model.to(accelerator.device).eval().requires_grad_(False)
     student.train()
-    lengths = () if method.generates_examples else tuple(_length(e) for e in examples)
+    lengths = () if method.generates_examples else batching.lengths(examples)
     generated, generated_lengths = None, ()  # self-generated examples of the current stage
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
@@ -295,8 +357,7 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                     if generated is not state["examples"]:  # lengths once per stage, not once per step
                         generated, generated_lengths = state["examples"], tuple(_length(e) for e in state["examples"])
                     working, working_lengths = generated, generated_lengths
-                batches = _micro_batches(working, working_lengths, budget, seed, step, tokenizer.pad_token_id,
-                                         accelerator.device)
+                batches = _micro_batches(working, working_lengths, budget, seed, step, batching, accelerator.device)
                 if schedule is not None:
                     if step % validate_every == 0:
                         schedule.observe(validation_nll(student, validation, tokenizer.pad_token_id))
@@ -314,8 +375,9 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
                 for batch in batches:
                     batch["stage"] = stage
                 terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state,
-                                              signal_cache if not method.generates_examples else None)
-                grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm)
+                                              signal_cache if not method.generates_examples else None, batching)
+                # No clipping (max_grad_norm null) still measures the norm, for the NaN guard and the log.
+                grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm or math.inf)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")
                 optimizer.step()
@@ -345,5 +407,6 @@ def train(method, student, tokenizer, examples: list[dict], budget: Budget, seed
     trained = sum(p.numel() for p in student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
                        _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
-                       state.get("on_policy_steps", 0), state.get("measures", {}), state.get("tokens", 0))
+                       state.get("on_policy_steps", 0), state.get("measures", {}), state.get("tokens", 0),
+                       batching.unit, method.trained_model(accelerator.unwrap_model(student)))
 

@@ -23,9 +23,10 @@ class Claim:
     better: str  # leaderboard rows
     worse: str
     metric: str  # <benchmark>/<metric>
+    family: str = "llm"  # claims are listed for leaderboards with methods of this family
 
 
-JUDGE, ACCURACY = "pocket-mtbench/score", "pocket-math/accuracy"
+JUDGE, ACCURACY, TOP1 = "pocket-mtbench/score", "pocket-math/accuracy", "top1/accuracy"
 CLAIMS = (
     Claim("gkd", "Agarwal et al. 2024", "on-policy GKD beats supervised KD", "gkd", "kd[temperature=1.0]", ACCURACY),
     Claim("distillm", "Ko et al. 2024", "DistiLLM beats KD", "distillm", "kd[temperature=1.0]", JUDGE),
@@ -42,12 +43,26 @@ CLAIMS = (
     Claim("teacher-hacking", "Tiapkin et al. 2025",
           "online teacher data ends closer to the oracle than offline data (no teacher hacking)",
           "teacher-hacking[data=online]", "teacher-hacking[data=offline]", "golden_distance"),
+    # Classifier distillation, on recipes/pocket/classify.yaml's rows (its dkd row sets a scaled warm-up).
+    Claim("hinton-kd", "Hinton et al. 2015", "KD beats the student trained alone", "hinton-kd", "ce", TOP1,
+          "classify"),
+    Claim("dkd", "Zhao et al. 2022", "DKD beats KD", "dkd[warmup=2]", "hinton-kd", TOP1, "classify"),
+    Claim("dhkd", "Yang et al. 2024", "DHKD beats KD", "dhkd", "hinton-kd", TOP1, "classify"),
+    Claim("pld", "Bassam et al. 2025", "PLD beats KD", "pld", "hinton-kd", TOP1, "classify"),
+    # recipes/pocket/classify-semi.yaml: two heads against one head with the same loss.
+    Claim("dho", "Kang et al. 2025", "dual heads beat a single head with the same semi-supervised KD loss", "dho",
+          "hinton-kd[ce_weight=0.5,kd_weight=0.5,temperature=2.0]", TOP1, "classify"),
 )
 
 
 def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
+    """Every claim of the board's method families (all claims when the board has no method rows)."""
+    from .reported import _families
+
     rows = {row["row"]: row for row in board["rows"]}
-    return [{"claim": claim, **_check(store, board, rows, claim)} for claim in claims]
+    families = _families(board)
+    return [{"claim": claim, **_check(store, board, rows, claim)} for claim in claims
+            if not families or claim.family in families]
 
 
 def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim) -> dict[str, Any]:

@@ -49,7 +49,6 @@ EXTERNAL_BENCHMARKS = {
     "olympiadbench": "OlympiadBench (math, text-only), final-answer accuracy",
     "math-avg5": "the mean accuracy over MATH-500, AIME24, AMC23, Minerva Math and OlympiadBench, as REDI reports it",
     "arc-challenge": "ARC-Challenge multiple-choice accuracy",
-    "cifar100": "CIFAR-100 test top-1 accuracy",
     "imagenet": "ImageNet-1k validation top-1 accuracy",
     "imagenet64": "class-conditional ImageNet 64x64 generation: FID of 50k samples against EDM's reference statistics",
     "coco2014-30k": "zero-shot text-to-image on 30k COCO-2014 validation captions at 256px: FID, and CLIP score "
@@ -116,7 +115,8 @@ REPORTED: tuple[Reported, ...] = (
     Reported(**_MCTS_DPO, benchmark="arc-challenge", metric="accuracy", value=_percent("76.4"), printed="76.4",
              protocol="the paper's own evaluation"),
     *(Reported(**_CRD_README, setting=f"CIFAR-100, teacher {teacher} to student {student}", teacher=teacher,
-               student=student, method="kd", benchmark="cifar100", metric="accuracy", value=_percent(kd), printed=kd)
+               student=student, method="hinton-kd", benchmark="cifar100", metric="accuracy", value=_percent(kd),
+               printed=kd)
       for teacher, student, kd, _ in _CIFAR_PAIRS),
     Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD)"}, setting="CIFAR-100, teacher ResNet32x4 to "
              "student ResNet8x4", teacher="ResNet32x4", student="ResNet8x4", method="crd", benchmark="cifar100",
@@ -129,7 +129,7 @@ REPORTED: tuple[Reported, ...] = (
                   "protocol": "ImageNet-1k top-1, the mdistiller ImageNet recipe"},
                setting="ImageNet, teacher ResNet34 to student ResNet18", teacher="ResNet34", student="ResNet18",
                method=method, benchmark="imagenet", metric="accuracy", value=_percent(printed), printed=printed)
-      for method, paper, printed in (("kd", "Zhao et al. 2022 (DKD), KD baseline run", "71.03"),
+      for method, paper, printed in (("hinton-kd", "Zhao et al. 2022 (DKD), KD baseline run", "71.03"),
                                      ("dkd", "Zhao et al. 2022 (DKD)", "71.70"))),
     Reported(paper="Yin et al. 2024 (DMD2)", arxiv="2405.14867", table="repository README",
              setting="one-step generator distilled from EDM, GAN loss and two time-scale updates, resumed from the "
@@ -175,6 +175,12 @@ def _families(board: dict[str, Any]) -> set[str]:
     return {entry.family for entry in METHODS.entries() if entry.name in methods}
 
 
+def _model_name(text: str) -> str:
+    """A model name reduced for comparison: no backend prefix, no case, no punctuation (WRN-16-2 = wrn_16_2)."""
+    name = text.split(":", 1)[1] if text.startswith(("arch:", "pocket:", "hf:")) else text
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def match_reported(board: dict[str, Any], entries: tuple[Reported, ...] | list[Reported] = REPORTED
                    ) -> tuple[list[dict[str, Any]], list[Reported]]:
     """(matches, the rest): a match pairs an entry with a reproduced row of the same method that has
@@ -184,12 +190,17 @@ def match_reported(board: dict[str, Any], entries: tuple[Reported, ...] | list[R
     for row in board["rows"]:
         if row.get("kind") == "reported" or not row.get("method"):
             continue
-        for entry in entries:
-            reproduced = row["metrics"].get(entry.metric_key)
-            if entry.method == row["method"] and reproduced is not None:
-                matches.append({"row": row["row"], "entry": entry, "reproduced": reproduced["mean"],
-                                "delta": reproduced["mean"] - entry.value})
-                matched.add(entry)
+        candidates = [e for e in entries if e.method == row["method"] and e.metric_key in row["metrics"]]
+        # Several settings report the same method and metric (CIFAR-100's teacher-student pairs): keep the
+        # ones whose student is the row's model, when the names say so (arch:resnet8x4 is ResNet8x4).
+        same_student = [e for e in candidates if _model_name(e.student) == _model_name(row.get("model") or "")]
+        if len({e.setting for e in candidates}) > 1 and same_student:
+            candidates = same_student
+        for entry in candidates:
+            reproduced = row["metrics"][entry.metric_key]
+            matches.append({"row": row["row"], "entry": entry, "reproduced": reproduced["mean"],
+                            "delta": reproduced["mean"] - entry.value})
+            matched.add(entry)
     families = _families(board)
     rest = [e for e in entries if e not in matched and (not families or e.family in families)]
     return matches, rest

@@ -1,3 +1,3 @@
 """Methods, one file per method, grouped by family. Importing this package registers them."""
 
-from . import llm  # noqa: F401
+from . import classify, llm  # noqa: F401

@@ -23,7 +23,10 @@ from distillbench.harness.registry import METHODS
 #                             data), and reference_{chosen,rejected}_mean_logps
 #   validation                not in the batch: held-out examples (the data's dev split) for a schedule
 #                             that watches the validation loss, or for `measure`
-SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation")
+# Image classification batches (data_kind "images", harness/images.py) hold images, labels and epoch, and:
+#   teacher_logits            [B, C] the teacher classifier's logits on the same (augmented) images
+#   teacher_features          [B, D] the teacher's penultimate features (the input of its final linear layer)
+SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation", "teacher_features")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -48,7 +51,17 @@ class Method(ABC):
 
     @property
     def uses_teacher(self) -> bool:
-        return "teacher_logits" in self.needs or ("reference_logps" in self.needs and self.reference_model == "teacher")
+        return ("teacher_logits" in self.needs or "teacher_features" in self.needs
+                or ("reference_logps" in self.needs and self.reference_model == "teacher"))
+
+    def training_module(self, student: torch.nn.Module) -> torch.nn.Module:
+        """What the optimizer trains: the student, or a module around it with the method's own
+        trainable parts (DHKD's auxiliary head). Built after the run's seed is set; checkpointed whole."""
+        return student
+
+    def trained_model(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The model saved and scored once training ends (the student inside `training_module`'s module)."""
+        return module
 
     @abstractmethod
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -1,22 +1,17 @@
 """A tiny randomly initialised LLaVA (CLIP vision tower, projector, Llama language model) with a real
-processor (CLIP image processor + the pocket character tokenizer), built offline and saved the real way."""
+processor (CLIP image processor + the pocket character tokenizer), built offline and saved the real way.
+
+Unlike the pocket VLM zoo (class token kept, last layer), it uses LLaVA-1.5's own feature settings
+("default" strategy, layer -2), so the harness is tested on the configuration real checkpoints have."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from distillbench.pocket.vlm_zoo import CHAT_TEMPLATE, IMAGE_TOKEN
+
 IMAGE_SIZE, PATCH = 28, 7
-# LLaVA-style: a user turn's content is a list of parts; each image part becomes one placeholder.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'user' %}<|user|>{% else %}<|assistant|>{% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n"
-    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "{% if message['role'] != 'user' %}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
 def build_tiny_llava(directory: Path, seed: int = 0) -> Path:
@@ -27,7 +22,7 @@ def build_tiny_llava(directory: Path, seed: int = 0) -> Path:
     from distillbench.pocket.tokenizer import ROLE_TOKENS, build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": [*ROLE_TOKENS, "<image>"]})
+    tokenizer.add_special_tokens({"additional_special_tokens": [*ROLE_TOKENS, IMAGE_TOKEN]})
     image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
                                          crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     # CLIP adds a CLS token; the "default" strategy drops it: (28 / 7)^2 = 16 image tokens per image.
@@ -41,7 +36,7 @@ def build_tiny_llava(directory: Path, seed: int = 0) -> Path:
                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id)
     config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
                          image_seq_length=(IMAGE_SIZE // PATCH) ** 2, vision_feature_select_strategy="default",
                          vision_feature_layer=-2)
     torch.manual_seed(seed)

@@ -2,7 +2,8 @@
 
 Pure functions over predictions and gold in the official file formats (none loads a model); the
 runnable benchmarks over them, which predict through `distillbench.harness.vlm`, are registered in
-`benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``):
+`benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``) and their pocket instances in `pocket`
+(``pocket-vqa``, ``pocket-pope``, ``pocket-chair``, ``pocket-videohallucer``, scored by the same functions):
 
 * `vqa`: VQAv2 accuracy (GT-Vision-Lab/VQA ``vqaEval.py``), normalisation and leave-one-out;
 * `pope`: POPE yes/no parsing and accuracy, precision, recall, F1, yes-ratio (AoiDragon/POPE ``evaluate.py``);

@@ -6,7 +6,9 @@ Corpus figures that are not means of per-item values are declared, not computed 
 precision, recall and F1 and CHAIR's CHAIRi and recall are ratios of sums over items
 (`ratio_metrics`), POPE's average over its splits and VideoHallucer's overall over its
 categories are macro means (`macro_metrics`); `leaderboards.corpus` pools them, so the
-leaderboard's number is the official script's number, with a bootstrap CI over items.
+leaderboard's number is the official script's number, with a bootstrap CI over items. One item is
+scored by a module function (`score_vqa_item`, `score_pope_item`, `score_chair_item`,
+`score_videohallucer_item`), which the pocket instances (`pocket.py`) call too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import functools
 import hashlib
 import json
 import random
+from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,9 +65,9 @@ class VisionBenchmark(Benchmark):
 
     max_new_tokens: int
 
+    @abstractmethod
     def requests(self, items: list[dict[str, Any]]) -> list:
         """The `VisionRequest`s of the items, one per item (VideoHallucer: two per item)."""
-        raise NotImplementedError
 
     def predict(self, model, processor, items, *, batch_size):
         from distillbench.harness.vlm import generate_vlm
@@ -79,6 +82,15 @@ class VisionBenchmark(Benchmark):
 
 
 # VQAv2 ---------------------------------------------------------------------------------------------
+
+def score_vqa_item(item: dict[str, Any], output: str, rules: str) -> ItemScore:
+    """One VQA question: leave-one-out accuracy over its ``answers``, overall and under its ``answer_type``."""
+    accuracy = vqa.question_accuracy(output, item["answers"], rules=rules)
+    prediction, answers = vqa.comparable_answers(output, item["answers"], rules=rules)
+    return ItemScore({"accuracy": accuracy, f"accuracy[{item['answer_type']}]": accuracy},
+                     f"prediction {prediction!r} matches {sum(a == prediction for a in answers)} of "
+                     f"{len(answers)} human answers")
+
 
 @register_benchmark("vqav2", family="vlm", paper="Goyal et al. 2017, arXiv:1612.00837",
                     summary="VQAv2 accuracy with the official vqaEval.py rules (leave-one-out over 10 answers), "
@@ -110,11 +122,7 @@ class VQAv2(VisionBenchmark):
                               self.prompt.format(question=item["question"])) for item in items]
 
     def score(self, item, output):
-        accuracy = vqa.question_accuracy(output, item["answers"], rules=self.rules)
-        prediction, answers = vqa.comparable_answers(output, item["answers"], rules=self.rules)
-        return ItemScore({"accuracy": accuracy, f"accuracy[{item['answer_type']}]": accuracy},
-                         f"prediction {prediction!r} matches {sum(a == prediction for a in answers)} of "
-                         f"{len(answers)} human answers")
+        return score_vqa_item(item, output, self.rules)
 
     def protocol(self):
         return {"scorer_version": self.scorer_version,
@@ -127,6 +135,19 @@ class VQAv2(VisionBenchmark):
 # POPE ----------------------------------------------------------------------------------------------
 
 POPE_RATIOS = ("precision", "recall", "f1")
+
+
+def score_pope_item(item: dict[str, Any], output: str) -> ItemScore:
+    """One POPE question of ``split`` with ``label``: the official parse, and the item's share of the
+    split's confusion counts (accuracy and yes-ratio per item; precision, recall, F1 as ratio parts)."""
+    split, predicted = item["split"], pope.parse_yes_no(output)
+    yes, gold_yes = predicted == "yes", item["label"] == "yes"
+    tp, fp, fn = int(yes and gold_yes), int(yes and not gold_yes), int(not yes and gold_yes)
+    values = {"accuracy": int(yes == gold_yes), "yes_ratio": int(yes),
+              "precision.num": tp, "precision.den": tp + fp, "recall.num": tp, "recall.den": tp + fn,
+              "f1.num": 2 * tp, "f1.den": 2 * tp + fp + fn}
+    return ItemScore({f"{split}/{name}": float(value) for name, value in values.items()},
+                     f"{split}: parsed {predicted!r}, label {item['label']!r}")
 
 
 @register_benchmark("pope", family="vlm", paper="Li et al. 2023, arXiv:2305.10355",
@@ -172,14 +193,7 @@ class POPE(VisionBenchmark):
                 for item in items]
 
     def score(self, item, output):
-        split, predicted = item["split"], pope.parse_yes_no(output)
-        yes, gold_yes = predicted == "yes", item["label"] == "yes"
-        tp, fp, fn = int(yes and gold_yes), int(yes and not gold_yes), int(not yes and gold_yes)
-        values = {"accuracy": int(yes == gold_yes), "yes_ratio": int(yes),
-                  "precision.num": tp, "precision.den": tp + fp, "recall.num": tp, "recall.den": tp + fn,
-                  "f1.num": 2 * tp, "f1.den": 2 * tp + fp + fn}
-        return ItemScore({f"{split}/{name}": float(value) for name, value in values.items()},
-                         f"{split}: parsed {predicted!r}, label {item['label']!r}")
+        return score_pope_item(item, output)
 
     def protocol(self):
         files = pope.split_files(self.questions, self.dataset, self.splits)
@@ -191,6 +205,19 @@ class POPE(VisionBenchmark):
 
 
 # CHAIR ---------------------------------------------------------------------------------------------
+
+def score_chair_item(item: dict[str, Any], output: str, drop_incomplete_sentence: bool = False,
+                     vocabulary: chair.ObjectVocabulary = chair.COCO) -> ItemScore:
+    """One caption against the image's ``ground_truth``: CHAIRs (0/1) and the parts of CHAIRi and recall."""
+    caption = chair.drop_incomplete_sentence(output) if drop_incomplete_sentence else output
+    record = chair.score_caption(caption, item["ground_truth"], vocabulary)
+    values = {"chair_s": record["chair_s"], "chair_i.num": record["hallucinated_mentions"],
+              "chair_i.den": record["mentions"], "recall.num": record["recalled"],
+              "recall.den": record["ground_truth_size"]}
+    hallucinated = ", ".join(f"{word}→{category}" for word, category in record["hallucinated"]) or "none"
+    return ItemScore({name: float(value) for name, value in values.items()},
+                     f"mentioned {record['mentioned']}; hallucinated: {hallucinated}")
+
 
 @functools.lru_cache(maxsize=2)
 def _coco(folder: str, stamp: tuple) -> tuple[dict, dict]:
@@ -258,14 +285,7 @@ class CHAIR(VisionBenchmark):
         return [VisionRequest((self._image(self.images, item["file_name"]),), self.prompt) for item in items]
 
     def score(self, item, output):
-        caption = chair.drop_incomplete_sentence(output) if self.drop_incomplete_sentence else output
-        record = chair.score_caption(caption, item["ground_truth"])
-        values = {"chair_s": record["chair_s"], "chair_i.num": record["hallucinated_mentions"],
-                  "chair_i.den": record["mentions"], "recall.num": record["recalled"],
-                  "recall.den": record["ground_truth_size"]}
-        hallucinated = ", ".join(f"{word}→{category}" for word, category in record["hallucinated"]) or "none"
-        return ItemScore({name: float(value) for name, value in values.items()},
-                         f"mentioned {record['mentioned']}; hallucinated: {hallucinated}")
+        return score_chair_item(item, output, self.drop_incomplete_sentence)
 
     def protocol(self):
         files = chair.coco_annotation_files(self.annotations)
@@ -283,11 +303,22 @@ ALL_CATEGORIES = {**videohallucer.CATEGORIES, **videohallucer.EXTRA_CATEGORIES}
 BIAS_RATIOS = ("false_positive_ratio", "hallucination_score")
 
 
+class VideoPairBenchmark(VisionBenchmark):
+    """A VideoHallucer-style suite: two requests per item (basic, hallucinated), scored as a pair."""
+
+    def predict(self, model, processor, items, *, batch_size):
+        replies = super().predict(model, processor, items, batch_size=batch_size)
+        return [replies[2 * i: 2 * i + 2] for i in range(len(items))]  # [basic, hallucinated] per pair
+
+    def score(self, item, output):
+        return score_videohallucer_item(item, output)
+
+
 @register_benchmark("videohallucer", family="vlm", paper="Wang et al. 2024, arXiv:2406.16338",
                     summary="VideoHallucer paired yes/no hallucination: basic, hallucinated and pair accuracy per "
                             "category, their macro mean, yes/no bias")
 @dataclass(frozen=True)
-class VideoHallucer(VisionBenchmark):
+class VideoHallucer(VideoPairBenchmark):
     """VideoHallucer basic/hallucinated question pairs on the official data folder."""
 
     data: str  # folder with <category>/<category>.json and <category>/videos/
@@ -326,22 +357,6 @@ class VideoHallucer(VisionBenchmark):
                 requests.append(VisionRequest(frames, videohallucer.prompt(item[side]["question"])))
         return requests
 
-    def predict(self, model, processor, items, *, batch_size):
-        replies = super().predict(model, processor, items, batch_size=batch_size)
-        return [replies[2 * i: 2 * i + 2] for i in range(len(items))]  # [basic, hallucinated] per pair
-
-    def score(self, item, output):
-        basic_prediction, hallucinated_prediction = _pair_output(output)
-        hits = videohallucer.score_pair(item, basic_prediction, hallucinated_prediction)
-        category = item["category"]
-        values = {f"{category}/basic_accuracy": hits["basic"], f"{category}/halluc_accuracy": hits["hallucinated"],
-                  f"{category}/accuracy": hits["pair"]}
-        if category in videohallucer.CATEGORIES and (item["basic"]["answer"], item["hallucination"]["answer"]) == (
-                "yes", "no"):
-            values.update(_bias_parts(basic_prediction, hallucinated_prediction))
-        return ItemScore({name: float(value) for name, value in values.items()},
-                         f"basic {'hit' if hits['basic'] else 'miss'} ({item['basic']['answer']}), hallucinated "
-                         f"{'hit' if hits['hallucinated'] else 'miss'} ({item['hallucination']['answer']})")
 
     def protocol(self):
         return {"scorer_version": self.scorer_version,
@@ -350,6 +365,21 @@ class VideoHallucer(VisionBenchmark):
                 "instruction": videohallucer.INSTRUCTION, "frames": self.frames, "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens, "n": self.n, "categories": list(self.categories),
                 **{f"{c}_hash": file_fingerprint(self._file(c)) for c in self.categories}}
+
+
+def score_videohallucer_item(item: dict[str, Any], output) -> ItemScore:
+    """One pair of ``category``: basic, hallucinated and pair hits, and (main categories) its bias parts."""
+    basic_prediction, hallucinated_prediction = _pair_output(output)
+    hits = videohallucer.score_pair(item, basic_prediction, hallucinated_prediction)
+    category = item["category"]
+    values = {f"{category}/basic_accuracy": hits["basic"], f"{category}/halluc_accuracy": hits["hallucinated"],
+              f"{category}/accuracy": hits["pair"]}
+    if category in videohallucer.CATEGORIES and (item["basic"]["answer"], item["hallucination"]["answer"]) == (
+            "yes", "no"):
+        values.update(_bias_parts(basic_prediction, hallucinated_prediction))
+    return ItemScore({name: float(value) for name, value in values.items()},
+                     f"basic {'hit' if hits['basic'] else 'miss'} ({item['basic']['answer']}), hallucinated "
+                     f"{'hit' if hits['hallucinated'] else 'miss'} ({item['hallucination']['answer']})")
 
 
 def _pair_output(output) -> tuple[str, str]:

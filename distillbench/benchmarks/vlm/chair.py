@@ -16,6 +16,9 @@ way in its reference captions. A mention is hallucinated when its category is no
 * recall = sum over captions of |ground truth ∩ mentioned categories| / sum of |ground truth|, the
   figure OPERA's fork of ``chair.py`` and lmms-eval's ``coco_cap_chair`` add (not in the original).
 
+The tables are an `ObjectVocabulary`: `COCO` (the official ones) by default; pocket-chair passes the
+pocket-shapes one (`distillbench.pocket.shapes_vlm.chair_vocabulary`) through the same code.
+
 All three are fractions (0..1), as the official ``overall_metrics``; papers print them ×100. Two
 official quirks are kept because they decide what is seen: the synonyms file is split on ", " so
 " motor bike" and " cheesecake" keep a leading space and never match, and the merge produces
@@ -150,6 +153,31 @@ def _parse_synonyms(lines: Iterable[str]) -> tuple[frozenset[str], dict[str, str
     return frozenset(objects), inverse
 
 
+@dataclass(frozen=True)
+class ObjectVocabulary:
+    """What counts as an object mention: the tables `caption_objects` applies, in its order.
+
+    ``double_words`` (two tokens read as one word, after singularizing) → the word they become;
+    ``drop_when``: (present, dropped) pairs, every `dropped` word removed when `present` is there
+    (COCO: "seat" when "toilet"); ``objects``: the synonym words kept; ``inverse_synonyms``: a
+    synonym → its category. `COCO` is the official tables; a pocket world builds its own with
+    `from_synonym_lines`, parsed the same way.
+    """
+
+    name: str
+    objects: frozenset[str]
+    inverse_synonyms: Mapping[str, str]
+    double_words: Mapping[str, str]
+    drop_when: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_synonym_lines(cls, name: str, lines: Iterable[str], double_words: Mapping[str, str],
+                           drop_when: tuple[tuple[str, str], ...] = ()) -> "ObjectVocabulary":
+        """Lines as in ``data/synonyms.txt``: the category first, then its synonyms, split on ", "."""
+        objects, inverse = _parse_synonyms(lines)
+        return cls(name, objects, inverse, dict(double_words), tuple(drop_when))
+
+
 MSCOCO_OBJECTS, INVERSE_SYNONYMS = _parse_synonyms(SYNONYM_LINES)
 COCO_CATEGORIES = tuple(line.split(", ")[0] for line in SYNONYM_LINES)
 
@@ -170,6 +198,7 @@ DOUBLE_WORDS = {
     **{f"passenger {vehicle}": vehicle for vehicle in VEHICLE_WORDS},
     "bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass",
 }
+COCO = ObjectVocabulary("coco", MSCOCO_OBJECTS, INVERSE_SYNONYMS, DOUBLE_WORDS, (("toilet", "seat"),))
 
 
 @dataclass(frozen=True)
@@ -181,30 +210,31 @@ class CaptionObjects:
     tokens: tuple[str, ...]  # every token after singularizing and merging, for auditing
 
 
-def caption_objects(caption: str) -> CaptionObjects:
-    """The COCO objects one caption mentions, in order, repeats kept (``CHAIR.caption_to_words``)."""
+def caption_objects(caption: str, vocabulary: ObjectVocabulary = COCO) -> CaptionObjects:
+    """The objects one caption mentions, in order, repeats kept (``CHAIR.caption_to_words``)."""
     tokens = [singularize(token) for token in word_tokenize(caption.lower())]
     merged, index = [], 0
     while index < len(tokens):
         pair = " ".join(tokens[index:index + 2])
-        if pair in DOUBLE_WORDS:
-            merged.append(DOUBLE_WORDS[pair])
+        if pair in vocabulary.double_words:
+            merged.append(vocabulary.double_words[pair])
             index += 2
         else:
             merged.append(tokens[index])
             index += 1
     words = merged
-    if "toilet" in words and "seat" in words:  # "the seat of the toilet" is no chair
-        words = [word for word in words if word != "seat"]
-    words = [word for word in words if word in MSCOCO_OBJECTS]
-    return CaptionObjects(tuple(words), tuple(INVERSE_SYNONYMS[word] for word in words), tuple(merged))
+    for present, dropped in vocabulary.drop_when:  # COCO: "the seat of the toilet" is no chair
+        if present in words and dropped in words:
+            words = [word for word in words if word != dropped]
+    words = [word for word in words if word in vocabulary.objects]
+    return CaptionObjects(tuple(words), tuple(vocabulary.inverse_synonyms[word] for word in words), tuple(merged))
 
 
-def score_caption(caption: str, ground_truth: Iterable[str]) -> dict[str, Any]:
+def score_caption(caption: str, ground_truth: Iterable[str], vocabulary: ObjectVocabulary = COCO) -> dict[str, Any]:
     """One caption against its image's ground-truth categories: per-caption CHAIRs (0/1), CHAIRi and
     recall, with the counts the corpus figures add up and the hallucinated (word, category) pairs."""
     truth = set(ground_truth)
-    found = caption_objects(caption)
+    found = caption_objects(caption, vocabulary)
     hallucinated = [(word, category) for word, category in zip(found.words, found.categories) if category not in truth]
     recalled = truth & set(found.categories)
     return {"chair_s": int(bool(hallucinated)),
@@ -215,13 +245,15 @@ def score_caption(caption: str, ground_truth: Iterable[str]) -> dict[str, Any]:
             "hallucinated": hallucinated, "mentioned": list(found.categories)}
 
 
-def evaluate(captions: Iterable[tuple[Any, str]], ground_truth: Mapping[Any, Iterable[str]]) -> dict[str, Any]:
+def evaluate(captions: Iterable[tuple[Any, str]], ground_truth: Mapping[Any, Iterable[str]],
+             vocabulary: ObjectVocabulary = COCO) -> dict[str, Any]:
     """CHAIRs, CHAIRi and recall over (image id, caption) pairs, plus each caption's record."""
     per_caption = []
     for image_id, caption in captions:
         if image_id not in ground_truth:
             raise UserInputError(f"CHAIR: image {image_id!r} has no ground truth objects loaded")
-        per_caption.append({"image_id": image_id, "caption": caption, **score_caption(caption, ground_truth[image_id])})
+        per_caption.append({"image_id": image_id, "caption": caption,
+                            **score_caption(caption, ground_truth[image_id], vocabulary)})
     if not per_caption:
         raise ValueError("no captions to score")
     mentions = sum(record["mentions"] for record in per_caption)

@@ -1,0 +1,208 @@
+"""pocket-shapes classification: three tasks over the pocket-shapes scenes, and the classifier zoo trained on them.
+
+A scene's label is read off its largest shape (the one with the longest side; scenes whose longest
+side is shared by two shapes are left out, so the image always determines the label):
+
+* ``pocket:shapes-many``   30 classes: colour × shape of the largest shape ("red circle", ...);
+* ``pocket:shapes-shape``   3 classes: its shape (few-class distillation);
+* ``pocket:shapes-binary``  2 classes: whether its colour is warm (red, orange, yellow, pink, brown).
+
+Train and test come from pocket-shapes' disjoint splits (`shapes.generate`), deterministic from a
+seed. Item ids are ``<task>/<scene digest>``.
+
+The zoo holds one teacher per task (``pocket:shapes-teacher-<task>``), the CNN ``shapes-cnn``
+trained with the harness's own loop and the ``ce`` method; students start from scratch as
+``arch:shapes-cnn-small`` (about 15× fewer multiply-adds, 16× fewer parameters). A copy trained by
+exactly ``python -m distillbench.pocket.shapes_classifiers --export`` ships in
+``distillbench/pocket/shapes_zoo/`` (``classifier.json`` records the spec, its hash, the weights'
+sha256 and the test accuracy) and is used while its spec hash matches; otherwise the teacher is
+trained into the user cache. ``DISTILLBENCH_ZOO_SCALE=tiny`` selects specs that train in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
+
+PACKAGED = Path(__file__).parent / "shapes_zoo"
+WARM = ("red", "orange", "yellow", "pink", "brown")
+TASKS = {
+    "many": tuple(f"{color} {shape}" for shape in SHAPES for color in COLORS),
+    "shape": SHAPES,
+    "binary": ("cool", "warm"),
+}
+SOURCES = tuple(f"pocket:shapes-{task}" for task in TASKS)
+# Part of every pocket image data fingerprint; bump when labels or scene selection change.
+TASKS_VERSION = f"tasks1-world{WORLD_VERSION}"
+DEFAULT_SIZES = {"train": 6000, "test": 1000}
+
+
+def largest(scene: Scene):
+    """The shape with the longest side, or None when two shapes share it."""
+    longest = max(shape.side for shape in scene.shapes)
+    candidates = [shape for shape in scene.shapes if shape.side == longest]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def label(task: str, scene: Scene) -> int:
+    shape = largest(scene)
+    if task == "many":
+        return TASKS[task].index(f"{shape.color} {shape.kind}")
+    if task == "shape":
+        return SHAPES.index(shape.kind)
+    return int(shape.color in WARM)
+
+
+@lru_cache(maxsize=8)
+def _scenes(split: str, size: int, seed: int) -> tuple[Scene, ...]:
+    # generate(split, n) is a prefix of generate(split, m) for n < m (one random stream), so asking
+    # for more and filtering keeps the first `size` unambiguous scenes the same whatever the margin.
+    wanted = int(size * 1.25) + 50
+    while True:
+        scenes = [s for s in generate(split, wanted, seed=seed) if largest(s) is not None]
+        if len(scenes) >= size:
+            return tuple(scenes[:size])
+        wanted *= 2
+
+
+@lru_cache(maxsize=8)
+def _dataset(task: str, split: str, size: int, seed: int):
+    from distillbench.harness.images import ImageDataset
+
+    scenes = _scenes(split, size, seed)
+    images = torch.from_numpy(np.stack([s.render() for s in scenes])).permute(0, 3, 1, 2)
+    labels = torch.tensor([label(task, s) for s in scenes], dtype=torch.long)
+    ids = tuple(f"{task}/{s.digest[:12]}" for s in scenes)
+    return ImageDataset(f"pocket:shapes-{task}", split, images.contiguous(), labels, TASKS[task],
+                        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), ids, tuple(s.caption for s in scenes))
+
+
+def pocket_dataset(source: str, split: str, size: int | None = None, seed: int = 0):
+    if source not in SOURCES:
+        raise ValueError(f"unknown pocket image dataset {source!r}; known: {', '.join(SOURCES)}")
+    if split not in DEFAULT_SIZES:
+        raise ValueError(f"pocket-shapes split {split!r}: expected one of {tuple(DEFAULT_SIZES)}")
+    return _dataset(source.removeprefix("pocket:shapes-"), split, size or DEFAULT_SIZES[split], seed)
+
+
+# --- the zoo ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TeacherSpec:
+    task: str
+    architecture: str = "shapes-cnn"
+    train_size: int = 6000
+    steps: int = 1200
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 5e-4
+    augment: str = "flip"
+    seed: int = 0
+    tasks_version: str = TASKS_VERSION
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+_FULL = {f"shapes-teacher-{task}": TeacherSpec(task) for task in TASKS}
+_TINY = {f"shapes-teacher-{task}": TeacherSpec(task, train_size=128, steps=4, batch_size=16) for task in TASKS}
+CLASSIFIER_ZOO = tuple(_FULL)
+
+
+def specs() -> dict[str, TeacherSpec]:
+    return _TINY if os.environ.get("DISTILLBENCH_ZOO_SCALE") == "tiny" else _FULL
+
+
+def _spec_hash_of(directory: Path) -> str | None:
+    config = directory / "classifier.json"
+    if not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("extra", {}).get("spec_hash")
+
+
+def cache_directory(name: str) -> Path:
+    from .zoo import cache_root
+
+    return cache_root() / f"{name}-{specs()[name].spec_hash()}"
+
+
+def ensure_built(name: str) -> Path:
+    """The shipped copy of `name` when its spec hash matches, else the user-cache build (trained when missing)."""
+    if name not in specs():
+        from distillbench.harness.errors import UserInputError
+
+        raise UserInputError(f"unknown pocket classifier {name!r}; known: {', '.join(specs())}")
+    spec = specs()[name]
+    if _spec_hash_of(PACKAGED / name) == spec.spec_hash():
+        return PACKAGED / name
+    directory = cache_directory(name)
+    if _spec_hash_of(directory) != spec.spec_hash():
+        build(name, directory)
+    return directory
+
+
+def build(name: str, target: Path) -> dict:
+    """Train `name` with the harness's loop (method `ce`), score it on the test split, save it atomically."""
+    from distillbench.harness.classifiers import initialised, save_atomic
+    from distillbench.harness.images import ImageBatching
+    from distillbench.harness.recipe import Budget
+    from distillbench.harness.train import train
+    from distillbench.methods.classify.ce import CE
+
+    spec = specs()[name]
+    started = time.perf_counter()
+    data = pocket_dataset(f"pocket:shapes-{spec.task}", "train", spec.train_size, spec.seed)
+    model = initialised(spec.architecture, data.num_classes, spec.seed)
+    budget = Budget(steps=spec.steps, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                    weight_decay=spec.weight_decay, warmup_steps=min(100, spec.steps // 10),
+                    checkpoint_every=max(1, spec.steps // 4))
+    work = target.with_name(target.name + ".build")
+    train(CE(), model, None, data, budget, spec.seed, work / "checkpoint",
+          batching=ImageBatching(data, spec.augment, spec.batch_size), description=f"zoo {name}")
+    report = {"spec": asdict(spec), "spec_hash": spec.spec_hash(), "test_accuracy": test_accuracy(model, spec.task),
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "build_seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
+    save_atomic(model, target, extra=report)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+@torch.no_grad()
+def test_accuracy(model: nn.Module, task: str, size: int | None = None) -> float:
+    data = pocket_dataset(f"pocket:shapes-{task}", "test", size)
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), 256):
+        indices = range(start, min(start + 256, len(data)))
+        correct += int((model(data.batch(indices)).argmax(1) == data.labels[start:start + 256]).sum())
+    return round(correct / len(data), 4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_classifiers",
+                                     description="Train the pocket-shapes teacher classifiers.")
+    parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(CLASSIFIER_ZOO)}")
+    parser.add_argument("--export", action="store_true", help=f"write the shipped copies ({PACKAGED})")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # as the feature network: two threads on two shared cores train slower
+    for name in args.names or CLASSIFIER_ZOO:
+        target = PACKAGED / name if args.export else cache_directory(name)
+        print(json.dumps({"name": name, "directory": str(target), **build(name, target)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
