@@ -32,8 +32,9 @@ def main() -> None:
 
     started = time.perf_counter()
     seconds = {}
-    for name in zoo.specs():
-        directory = zoo.ensure_built(name)
+    for name in zoo.specs():  # in dependency order: each entry's parents are built by the time it is
+        # `build` trains; `ensure_built` would install the copy shipped in the package instead.
+        directory = zoo.ensure_built(name) if args.cached else zoo.build(name)
         seconds[name] = json.loads((directory / zoo.MANIFEST).read_text())["build_seconds"]
     total = sum(seconds.values())
     result = {"benchmark": "zoo_build", "rebuilt": not args.cached, "seconds": seconds, "total_seconds": round(total, 1),

@@ -168,3 +168,50 @@ def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):
         finals.append(model.state_dict())
     for name, tensor in finals[0].items():
         assert torch.allclose(tensor, finals[1][name], atol=1e-6), name
+
+
+def test_a_stateful_methods_state_is_checkpointed_and_restored(tmp_path):
+    """ADPO's KL-triggered anchor: the KL window travels in the checkpoint, so a resumed run triggers
+    the anchor copy at the same step as an uninterrupted one."""
+    from distillbench.harness.data import load_ranked, tokenize_ranked
+    from distillbench.methods.llm.adpo import ADPO
+
+    ADPOInterruptAt = interrupting(ADPO)
+    _, tokenizer, _ = _setup()
+    ranked = tokenize_ranked(tokenizer, load_ranked("pocket:math-ranked"), 96)
+    budget = Budget(steps=5, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+    options = dict(anchor="kl_triggered", kl_threshold=1e-6, kl_window=2)  # triggers every second step
+    finals = []
+    for at, folder in ((0, "a"), (4, "b")):
+        model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
+        if at:
+            with pytest.raises(KeyboardInterrupt):
+                train(ADPOInterruptAt(at=at, **options), model, tokenizer, ranked, budget, seed=0,
+                      checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+            state = json.loads((tmp_path / folder / "checkpoint.json").read_text())["state"]
+            # After 3 steps: copied after step 2; step 3 starts from the copy, so its divergence is 0.
+            assert state["method"] == {"window": [0.0], "anchor_updates": 1}
+            model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
+        train(ADPOInterruptAt(**options), model, tokenizer, ranked, budget, seed=0,
+              checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+        finals.append(model.state_dict())
+        assert json.loads((tmp_path / folder / "checkpoint.json").read_text())["state"]["method"]["anchor_updates"] == 2
+    for name, tensor in finals[0].items():
+        assert torch.allclose(tensor, finals[1][name], atol=1e-6), name
+
+
+def test_loss_chunk_size_trains_to_the_same_weights(tmp_path):
+    """budget.loss_chunk_size reaches the method's batches; KD from chunks ends where KD from full logits does."""
+    from distillbench.methods.llm.kd import KD
+
+    teacher = load_causal_lm("pocket:teacher-sft")[0]
+    finals = []
+    for folder, chunk_size in (("full", None), ("chunked", 7)):
+        model, tokenizer, examples = _setup()
+        budget = Budget(steps=2, batch_size=4, learning_rate=1e-2, max_length=96, loss_chunk_size=chunk_size)
+        train(KD(temperature=2.0), model, tokenizer, examples, budget, seed=0, checkpoint_dir=tmp_path / folder,
+              frozen={"teacher": teacher})
+        finals.append(model.state_dict())
+    for name, tensor in finals[0].items():
+        assert torch.allclose(tensor, finals[1][name], atol=1e-5), name
+    assert not all(torch.equal(t, finals[1][n]) for n, t in finals[0].items())  # two code paths really ran

@@ -43,6 +43,10 @@ class Benchmark(ABC):
     # Macro means: metric -> the metrics (per-item or ratio) whose plain mean it is, over those that have
     # items (POPE's average F1 over its three splits; VideoHallucer's overall over its categories).
     macro_metrics: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Set metrics (FID, KID): statistics of the whole set of outputs that no per-item value carries.
+    # `score_set` computes them once per evaluation; the summary is stored with the evaluation and the
+    # leaderboard reads it back instead of pooling items. Their CI (when defined) comes from `score_set`.
+    set_metrics: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def items(self) -> list[dict[str, Any]]:
@@ -56,6 +60,11 @@ class Benchmark(ABC):
     def score(self, item: dict[str, Any], output: str) -> ItemScore:
         """The numbers one output earns on one item, and why; a pure function."""
 
+    def score_set(self, items: list[dict[str, Any]], outputs: list) -> dict[str, dict[str, Any]]:
+        """Each of `set_metrics` over all outputs: {"mean", "ci95" (a [low, high] interval, or None: no CI
+        defined), "n" (outputs used)}; how the CI is made belongs in `protocol`."""
+        return {}
+
     def protocol(self) -> dict[str, Any]:
         """What a reader needs to know to compare this number with another: scorer, grader, settings."""
         return {"scorer_version": self.scorer_version}
@@ -68,5 +77,6 @@ class Benchmark(ABC):
         """How per-item values become the leaderboard's metrics (the non-empty declarations above)."""
         declared = {"binary_metrics": list(cls.binary_metrics), "lower_is_better": list(cls.lower_is_better),
                     "ratio_metrics": {name: list(parts) for name, parts in cls.ratio_metrics.items()},
-                    "macro_metrics": {name: list(parts) for name, parts in cls.macro_metrics.items()}}
+                    "macro_metrics": {name: list(parts) for name, parts in cls.macro_metrics.items()},
+                    "set_metrics": list(cls.set_metrics)}
         return {"binary_metrics": declared.pop("binary_metrics"), **{k: v for k, v in declared.items() if v}}

@@ -7,8 +7,8 @@ elsewhere. Each item carries ``correct`` and its tag's value; ``overall`` is the
 over the tags (`macro_metrics`), GenEval's overall score. Scoring follows `geneval` exactly.
 
 The recipe runner loads language models only, so `predict` has no text-to-image backend yet
-and says so; FID and KID score sets, not items, and stay out of the registry
-(`distillbench.benchmarks.image_metrics`).
+and says so; `distillbench.harness.text_to_image` generates the images for a benchmark's
+prompts and scores them. FID, KID and CLIP score are in `image_sets` and `clip_score`.
 """
 
 from __future__ import annotations

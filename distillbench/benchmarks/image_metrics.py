@@ -229,19 +229,21 @@ def content_hash(images: Sequence[np.ndarray]) -> str:
 
 def load_images(folder: str | Path) -> list[np.ndarray]:
     """Every image file of `folder` (recursively, sorted), as RGB uint8 arrays (``.npy`` as saved)."""
-    from PIL import Image
-
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    images = []
-    for path in paths:
-        if path.suffix.lower() == ".npy":
-            images.append(np.load(path))
-        else:
-            with Image.open(path) as image:
-                images.append(np.asarray(image.convert("RGB")))
-    return images
+    return [load_image(path) for path in paths]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """One image file as an RGB uint8 array (``.npy`` as saved)."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return np.load(path)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 @dataclass(frozen=True)

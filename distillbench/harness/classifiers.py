@@ -53,6 +53,7 @@ def _load_architectures() -> None:
     if not _loaded:
         _loaded = True
         from distillbench.pocket import shapes_cnn  # noqa: F401
+        from distillbench.pocket import shapes_vit  # noqa: F401
         from . import cifar_models  # noqa: F401
 
 
@@ -72,7 +73,8 @@ class ClassifierSpec:
     head: str | None = None  # module path of the final linear layer; None: the architecture's, or the last Linear
     extra: dict[str, Any] = field(default_factory=dict)  # provenance kept beside the spec (zoo spec, accuracy)
     # A second head on the same features and how predictions mix the two (DHO: {"kind": "dual-head",
-    # "alpha": a, "beta": b}); empty for a plain classifier.
+    # "alpha": a, "beta": b}), or a head scoring subclasses of every class ({"kind": "subclasses",
+    # "per_class": S}: LELP); empty for a plain classifier.
     combine: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -92,13 +94,20 @@ class ClassifierSpec:
             raise UserInputError(f"{source}: bad classifier spec ({exc})") from None
 
 
+def _outputs(spec: ClassifierSpec) -> int:
+    """How many logits the network's final layer gives: one per class, or one per subclass."""
+    if spec.combine.get("kind") == "subclasses":
+        return spec.num_classes * int(spec.combine["per_class"])
+    return spec.num_classes
+
+
 def build_network(spec: ClassifierSpec) -> tuple[nn.Module, str | None]:
     """(network, head path) for a spec, with fresh weights."""
     if spec.library == "torchvision":
         import torchvision
 
         try:
-            network = torchvision.models.get_model(spec.architecture, weights=None, num_classes=spec.num_classes,
+            network = torchvision.models.get_model(spec.architecture, weights=None, num_classes=_outputs(spec),
                                                    **spec.options)
         except (ValueError, TypeError) as exc:
             raise UserInputError(f"torchvision architecture {spec.architecture!r}: {exc}") from None
@@ -107,7 +116,7 @@ def build_network(spec: ClassifierSpec) -> tuple[nn.Module, str | None]:
         raise UserInputError(f"classifier library {spec.library!r}: expected 'distillbench' or 'torchvision'")
     _load_architectures()
     entry = ARCHITECTURES.entry(spec.architecture)
-    return entry.obj(num_classes=spec.num_classes, **spec.options), spec.head or entry.extra["head"]
+    return entry.obj(num_classes=_outputs(spec), **spec.options), spec.head or entry.extra["head"]
 
 
 def _final_linear(network: nn.Module, head: str | None) -> nn.Module:
@@ -191,6 +200,41 @@ class DualHeadClassifier(ImageClassifier):
         return self.combine_logits(first, second), features
 
 
+class SubclassClassifier(ImageClassifier):
+    """A network whose final layer scores ``per_class`` subclasses of every class, class-major (output
+    c·S + s). A class's probability is the sum of its subclasses' (Subclass Distillation, Müller et al.
+    2020; LELP), so its logit is log Σ_s exp(z_cs); `subclass_logits` gives the S·C scores themselves."""
+
+    @property
+    def per_class(self) -> int:
+        return int(self.spec.combine["per_class"])
+
+    def subclass_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(subclass logits [B, C·S], features)."""
+        return super().forward_features(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return class_logits_of_subclasses(self.network(images), self.per_class)
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        subclass, features = self.subclass_logits(images)
+        return class_logits_of_subclasses(subclass, self.per_class), features
+
+
+def class_logits_of_subclasses(subclass_logits: torch.Tensor, per_class: int) -> torch.Tensor:
+    """[B, C·S] class-major subclass logits → [B, C] class logits log Σ_s exp(z_cs)."""
+    return subclass_logits.unflatten(1, (-1, per_class)).logsumexp(dim=2)
+
+
+def with_subclass_head(model: ImageClassifier, per_class: int) -> SubclassClassifier:
+    """`model`'s network with its final linear layer replaced by a fresh one scoring `per_class` subclasses
+    of each class (drawn from the global RNG, as any new layer)."""
+    spec = ClassifierSpec(**{**asdict(model.spec), "combine": {"kind": "subclasses", "per_class": per_class}})
+    path = next(name for name, module in model.network.named_modules() if module is model.head)
+    model.network.set_submodule(path, nn.Linear(model.feature_dim, model.num_classes * per_class))
+    return SubclassClassifier(model.network, spec, path)
+
+
 def _weights(model: ImageClassifier) -> dict[str, torch.Tensor]:
     weights = dict(model.network.state_dict())
     if isinstance(model, DualHeadClassifier):
@@ -201,12 +245,13 @@ def _weights(model: ImageClassifier) -> dict[str, torch.Tensor]:
 def _assemble(spec: ClassifierSpec, network: nn.Module, head: str | None,
               weights: dict[str, torch.Tensor] | None = None) -> ImageClassifier:
     """The wrapper a spec asks for, its weights loaded (strictly) when given."""
-    if not spec.combine:
+    kind = spec.combine.get("kind")
+    if kind in (None, "subclasses"):
         if weights is not None:
             network.load_state_dict(weights)
-        return ImageClassifier(network, spec, head)
-    if spec.combine.get("kind") != "dual-head":
-        raise UserInputError(f"classifier combine kind {spec.combine.get('kind')!r}: expected 'dual-head'")
+        return (SubclassClassifier if kind else ImageClassifier)(network, spec, head)
+    if kind != "dual-head":
+        raise UserInputError(f"classifier combine kind {kind!r}: expected 'dual-head' or 'subclasses'")
     model = DualHeadClassifier(network, spec, head)
     if weights is not None:
         second = {k.removeprefix("second_head."): v for k, v in weights.items() if k.startswith("second_head.")}

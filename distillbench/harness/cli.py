@@ -173,9 +173,9 @@ def _cmd_score(args) -> int:
     for column in ("metric", "mean", "95% CI", "n"):
         table.add_column(column)
     for name, metric in results["metrics"].items():
-        low, high = metric["ci95"]
+        interval = "none" if metric["ci95"] is None else "[{:.4f}, {:.4f}]".format(*metric["ci95"])
         # escape: "accuracy[number]" is a metric name, not rich markup
-        table.add_row(escape(name), f"{metric['mean']:.4f}", f"[{low:.4f}, {high:.4f}]", str(metric["n"]))
+        table.add_row(escape(name), f"{metric['mean']:.4f}", escape(interval), str(metric["n"]))
     Console(width=200).print(table)
     if args.out:
         print(f"results: {write_results(results, Path(args.out))}")

@@ -213,7 +213,8 @@ class ImageBatching:
     A batch holds ``images`` (normalised, augmented) [B, 3, H, W], ``labels`` [B], ``epoch`` (1-based,
     for warm-ups counted in epochs, as mdistiller's) and the teacher's signals a method needs:
     ``teacher_logits`` [B, C] and ``teacher_features`` [B, D] (the teacher's penultimate features),
-    computed on the same augmented images in eval mode.
+    computed on the same augmented images in eval mode, and ``source_features`` (a list of [B, D_s], the
+    penultimate features of each of the method's `source_teachers`, for multi-source methods).
 
     Semi-supervised data (labels −1 on the unlabeled examples, `hide_labels`) is drawn as DHO's two
     loaders draw it: every step `batch_size` labeled examples, then `batch_size` unlabeled ones, each
@@ -253,14 +254,18 @@ class ImageBatching:
 
     @torch.no_grad()
     def add_signals(self, batch: dict, method, frozen: dict, cache=None) -> int:
-        needs = method.needs
+        needs, forwards = method.needs, 0
+        if "source_features" in needs:  # one [B, D_s] tensor per source teacher, in method.source_teachers order
+            batch["source_features"] = [frozen[f"source:{ref}"].forward_features(batch["images"])[1]
+                                        for ref in method.source_teachers]
+            forwards += len(batch["images"]) * len(method.source_teachers)
         if "teacher_logits" not in needs and "teacher_features" not in needs:
-            return 0
+            return forwards
         logits, features = frozen["teacher"].forward_features(batch["images"])
         batch["teacher_logits"] = logits
         if "teacher_features" in needs:
             batch["teacher_features"] = features
-        return len(batch["images"])
+        return forwards + len(batch["images"])
 
     def count(self, batch: dict) -> int:
         return len(batch["images"])

@@ -60,8 +60,11 @@ def _options(obj: Any) -> dict[str, Any]:
 
 # Recipe fields added after cell keys were first computed: they enter a key only when set to something
 # other than their default, so the cells of existing run directories keep their keys (and stay cached).
-ADDED_FIELDS = {"budget": ("optimizer", "momentum", "weight_decay", "lr_schedule", "lr_milestones", "lr_decay"),
+ADDED_FIELDS = {"budget": ("optimizer", "momentum", "weight_decay", "lr_schedule", "lr_milestones", "lr_decay",
+                           "loss_chunk_size"),
                 "data": ("augment", "labeled_per_class")}
+# The same for the fields methods gained (their hyperparameters are keyed by `_method_options`).
+ADDED_METHOD_FIELDS = {"adpo": ("kl_threshold", "kl_window")}
 
 
 def _keyed(model, section: str) -> dict[str, Any]:
@@ -72,6 +75,15 @@ def _keyed(model, section: str) -> dict[str, Any]:
         if dump.get(name) == (list(default) if isinstance(default, list) else default):
             dump.pop(name)
     return dump
+
+
+def _method_options(name: str, method: Any) -> dict[str, Any]:
+    options = _options(method)
+    defaults = {f.name: f.default for f in dataclasses.fields(method)}
+    for added in ADDED_METHOD_FIELDS.get(name, ()):
+        if options.get(added) == defaults[added]:
+            options.pop(added)
+    return options
 
 
 def make_plan(recipe: Recipe) -> Plan:
@@ -102,20 +114,28 @@ def make_plan(recipe: Recipe) -> Plan:
             models["teacher"] = fp(recipe.teacher)
         if "reference_teacher_logits" in method.needs:
             models["reference_teacher"] = fp(recipe.reference_teacher)
+        for ref in method.source_teachers:
+            models[f"source:{ref}"] = fp(ref)
         for seed in recipe.seeds:
             start = _start_key(method, spec.name, seed, keys)
-            key = stable_hash({"kind": "method", "method": spec.name, "params": _options(method), "seed": seed,
-                               "models": models, "data": data, "budget": budget, "starts_from": start})
+            key = stable_hash({"kind": "method", "method": spec.name, "params": _method_options(spec.name, method),
+                               "seed": seed, "models": models, "data": data, "budget": budget, "starts_from": start})
             keys.setdefault((spec.name, seed), key)
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
-    benchmarks = []
     names = [spec.name for spec in recipe.benchmarks]
-    for spec in recipe.benchmarks:
-        benchmark = validate_options(BENCHMARKS.get(spec.name), spec.params, spec.name)[0]
-        key = stable_hash({"benchmark": spec.name, "options": _options(benchmark), "scorer": benchmark.scorer_version})
-        # A benchmark listed once is named plainly; listed with several option sets, by its label.
-        benchmarks.append(BenchmarkRun(spec.name if names.count(spec.name) == 1 else spec.label, benchmark, key))
+    # A benchmark listed once is named plainly; listed with several option sets, by its label.
+    benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label)
+                  for spec in recipe.benchmarks]
     return Plan(cells, benchmarks)
+
+
+def benchmark_run(name: str, options: dict[str, Any], label: str | None = None) -> BenchmarkRun:
+    """Registered benchmark `name` with `options`, keyed by its options and scorer version."""
+    benchmark, problems = validate_options(BENCHMARKS.get(name), options, name)
+    if problems:
+        raise UserInputError(problems)
+    key = stable_hash({"benchmark": name, "options": _options(benchmark), "scorer": benchmark.scorer_version})
+    return BenchmarkRun(label or name, benchmark, key)
 
 
 def _start_key(method: Any, name: str, seed: int, keys: dict[tuple[str, int], str]) -> str | None:

@@ -47,6 +47,9 @@ class Budget(_Strict):
     teacher_top_k: int | None = Field(default=None, gt=0, description="None: dense teacher logits from the live "
                                       "teacher; k: the teacher's top-k log-probs and remainder from a cache built "
                                       "once per (teacher, data, k) and shared by every cell of the run directory")
+    loss_chunk_size: int | None = Field(default=None, gt=0, description="None: losses and log-probs from the full "
+                                        "[tokens × vocab] logits; n: from the student's hidden states and LM head in "
+                                        "chunks of n tokens, never holding the full logits (methods that support it)")
     optimizer: Literal["adamw", "sgd"] = Field(default="adamw", description="adamw, or sgd with momentum "
                                                "(the CIFAR recipe)")
     momentum: float = Field(default=0.9, ge=0, lt=1, description="sgd only")
@@ -229,17 +232,33 @@ def _check_components(recipe: Recipe) -> list[str]:
     return problems + _check_method_needs(recipe)
 
 
+# Data kinds the generic runner does not train or score, and the driver that does (on the same train loop).
+OWN_DRIVERS = {"tabular": "distillbench.harness.tabular", "retrieval": "distillbench.harness.retrieval"}
+
+
 def _check_modality(recipe: Recipe) -> list[str]:
     """Image data goes with classify methods, classifier models and classify benchmarks; text with the rest."""
     from .classifiers import is_classifier_ref
 
     images, problems = recipe.data.images, []
     data = f"data.source {recipe.data.source} is {'an image classification dataset' if images else 'text'}"
+    elsewhere = set()  # components of the data kinds that have their own driver (OWN_DRIVERS)
+    for section, registry in (("methods", METHODS), ("benchmarks", BENCHMARKS)):
+        for index, spec in enumerate(getattr(recipe, section)):
+            kind = getattr(registry.get(spec.name), "data_kind", None) if spec.name in registry else None
+            if kind in OWN_DRIVERS:
+                elsewhere.add(spec.name)
+                problems.append(f"{section}[{index}]: {spec.name} is for {kind} models, which this runner does not "
+                                f"train: use python -m {OWN_DRIVERS[kind]} RECIPE")
     for index, spec in enumerate(recipe.methods):
+        if spec.name in elsewhere:
+            continue
         if spec.name in METHODS and (METHODS.get(spec.name).data_kind == "images") != images:
             problems.append(f"methods[{index}]: {spec.name} trains "
                             f"{'a language model' if images else 'an image classifier'}, but {data}")
     for index, spec in enumerate(recipe.benchmarks):
+        if spec.name in elsewhere:
+            continue
         if spec.name in BENCHMARKS and (BENCHMARKS.entry(spec.name).family == "classify") != images:
             problems.append(f"benchmarks[{index}]: {spec.name} scores "
                             f"{'language models' if images else 'image classifiers'}, but {data}")
@@ -286,7 +305,11 @@ def _check_method_needs(recipe: Recipe) -> list[str]:
         needing = [name for _, name, cls in methods if test(cls)]
         if missing and needing:
             problems.append(f"{field}: required by {', '.join(dict.fromkeys(needing))}")
+    chunking = sorted(name for name in METHODS.names() if METHODS.get(name).supports_chunked_loss)
     for index, name, cls in methods:
+        if recipe.budget.loss_chunk_size is not None and not cls.supports_chunked_loss:
+            problems.append(f"methods[{index}]: {name} computes its loss from the full logits; "
+                            f"budget.loss_chunk_size is for {', '.join(chunking)}")
         if cls.starts_from is not None and cls.starts_from not in names:
             problems.append(f"methods[{index}]: {name} continues from the {cls.starts_from} student; "
                             f"add {cls.starts_from} to the methods")

@@ -242,6 +242,8 @@ class Runner:
             frozen["teacher"] = self._load_frozen(self.recipe.teacher)
         if "reference_teacher_logits" in needs:
             frozen["reference_teacher"] = self._load_frozen(self.recipe.reference_teacher)
+        for ref in cell.method.source_teachers:
+            frozen[f"source:{ref}"] = self._load_frozen(ref)
         if "reference_logps" in needs:
             # DPO-style methods measure the policy against its own initialisation unless they name the teacher.
             frozen["reference"] = (self._load_frozen(self.recipe.teacher) if cell.method.reference_model == "teacher"
@@ -279,24 +281,34 @@ class Runner:
 
     # evaluation -------------------------------------------------------------
     def _evaluate(self, store: Store, cell: Cell, bench: BenchmarkRun, model, tokenizer, folder: Path) -> None:
-        benchmark = bench.benchmark
         started = time.perf_counter()
-        items = benchmark.items()
-        outputs = benchmark.predict(model, tokenizer, items, batch_size=EVAL_BATCH_SIZE)
-        scored = []
-        for item, output in zip(items, outputs):
-            result = benchmark.score(item, output)
-            scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason,
-                           **({"extra": result.extra} if result.extra else {})})
-        metrics = summarize_metrics(values_from_records((s["id"], s["scores"]) for s in scored),
-                                    benchmark.metric_definitions())
-        seconds = time.perf_counter() - started
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(s) + "\n" for s in scored)
-        write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl", lines)
-        store.save_evaluation(cell.key, bench.key, bench.name, benchmark.protocol(), seconds, scored, metrics)
+        items = bench.benchmark.items()
+        outputs = bench.benchmark.predict(model, tokenizer, items, batch_size=EVAL_BATCH_SIZE)
+        metrics = score_and_save(store, cell, bench, items, outputs, time.perf_counter() - started, folder)
         summary = ", ".join(f"{k}={v['mean']:.3f}" for k, v in metrics.items())
         self.console.print(f"{cell.folder} on {bench.name}: {summary}")
+
+
+def score_and_save(store: Store, cell: Cell, bench: BenchmarkRun, items: list[dict], outputs: list,
+                   seconds: float, folder: Path) -> dict[str, Any]:
+    """Score one benchmark's outputs for one cell (per item, then any set metrics), write them to
+    `folder` and the store; `seconds` is what predicting took. Returns the metrics."""
+    benchmark = bench.benchmark
+    started = time.perf_counter()
+    scored = []
+    for item, output in zip(items, outputs):
+        result = benchmark.score(item, output)
+        scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason,
+                       **({"extra": result.extra} if result.extra else {})})
+    metrics = summarize_metrics(values_from_records((s["id"], s["scores"]) for s in scored),
+                                benchmark.metric_definitions())
+    metrics.update(benchmark.score_set(items, outputs))  # FID, KID: statistics of the whole set
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl",
+                      "".join(json.dumps(s) + "\n" for s in scored))
+    store.save_evaluation(cell.key, bench.key, bench.name, benchmark.protocol(),
+                          seconds + time.perf_counter() - started, scored, metrics)
+    return metrics
 
 
 def _save_atomic(model, tokenizer, target: Path) -> None:

@@ -50,7 +50,7 @@ def score_predictions(benchmark_name: str, predictions: str | Path, options: dic
             raise UserInputError(f"{predictions}: record {number}: 'response' must be a string, a list of turns "
                                  "or an object")
     dataset = None if all("gold" in row for row in rows) else {item["id"]: item for item in benchmark.items()}
-    per_item, seen = [], set()
+    per_item, seen, scored_items = [], set(), []
     for number, row in enumerate(rows, start=1):
         item_id = str(row["id"])
         if item_id in seen:
@@ -65,11 +65,13 @@ def score_predictions(benchmark_name: str, predictions: str | Path, options: dic
         else:
             raise UserInputError(f"{predictions}: record {number}: id {item_id!r} is not in the {benchmark_name} dataset")
         result = benchmark.score(item, row["response"])
+        scored_items.append(item)
         per_item.append({"id": item_id, **result.values, "reason": result.reason})
     # Ratio-of-sums and macro metrics pool their per-item components; the components stay in per_item.
     values = values_from_records((item["id"], {k: v for k, v in item.items() if k not in ("id", "reason")})
                                  for item in per_item)
     metrics = summarize_metrics(values, benchmark.metric_definitions())
+    metrics.update(benchmark.score_set(scored_items, [row["response"] for row in rows]))  # FID, KID
     return {"benchmark": benchmark_name, "protocol": benchmark.protocol(), "predictions": str(predictions),
             "metrics": metrics, "per_item": per_item}
 

@@ -102,11 +102,18 @@ class Store:
                          item["output"] if isinstance(item["output"], str) else json.dumps(item["output"])))
                        for item in items]
         statements += [("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
-                        (cell_key, bench_key, benchmark, name, m["mean"], m["ci95"][0], m["ci95"][1], m["n"]))
+                        (cell_key, bench_key, benchmark, name, m["mean"], *(m["ci95"] or (None, None)), m["n"]))
                        for name, m in metrics.items()]
         statements.append(("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?)",
                            (cell_key, bench_key, benchmark, json.dumps(protocol), "complete", seconds, time.time())))
         self._write(statements)
+
+    def metric_summaries(self, cell_key: str, bench_key: str) -> dict[str, dict[str, Any]]:
+        """The metrics saved with an evaluation, {"mean", "ci95" (None when it had no CI), "n"} by name."""
+        rows = self._db.execute("SELECT metric, mean, ci_lo, ci_hi, n FROM metrics WHERE cell_key=? AND bench_key=?",
+                                (cell_key, bench_key))
+        return {name: {"mean": mean, "ci95": None if low is None else [low, high], "n": n}
+                for name, mean, low, high, n in rows}
 
     def item_scores(self, cell_key: str, bench_key: str) -> dict[str, dict[str, float]]:
         rows = self._db.execute("SELECT item_id, scores_json FROM items WHERE cell_key=? AND bench_key=?",

@@ -323,6 +323,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
+    method.prepare(frozen, examples, seed)
     student = method.training_module(student)  # after seeding: a method's extra heads start the same every run
     optimizer = make_optimizer(student.parameters(), budget)
     scheduler = make_scheduler(optimizer, budget)
@@ -332,6 +333,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
         "step": 0, "teacher_forwards": 0, "wall_seconds": 0.0}
     if schedule is not None and "schedule" in state:
         schedule.load_state_dict(state["schedule"])
+    method.load_state_dict(state.get("method", {}))
     validate_every = method.validate_every or max(1, len(examples) // budget.batch_size)  # default: each epoch
     student, optimizer = accelerator.prepare(student, optimizer)
     for model in frozen.values():
@@ -374,6 +376,8 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
                 state["on_policy_steps"] = state.get("on_policy_steps", 0) + on_policy
                 for batch in batches:
                     batch["stage"] = stage
+                    if budget.loss_chunk_size:
+                        batch["chunk_size"] = budget.loss_chunk_size
                 terms = _accumulate_gradients(accelerator, method, student, batches, frozen, step, state,
                                               signal_cache if not method.generates_examples else None, batching)
                 # No clipping (max_grad_norm null) still measures the norm, for the NaN guard and the log.
@@ -386,6 +390,8 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
                 if method.updates_reference:
                     method.update_reference(frozen["reference"], accelerator.unwrap_model(student), step + 1,
                                             budget.steps)
+                if method_state := method.state_dict():
+                    state["method"] = method_state
                 state["step"] = step + 1
                 state["wall_seconds"] = time.perf_counter() - start_time
                 measures = {}

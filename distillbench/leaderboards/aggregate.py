@@ -17,7 +17,7 @@ from distillbench.harness.errors import UserInputError
 from distillbench.harness.plan import Plan
 from distillbench.harness.store import Store
 
-from .corpus import is_pooled, metric_names, paired_pooled, per_cell_values, summarize_metrics
+from .corpus import is_pooled, metric_names, paired_pooled, per_cell_values, set_metric_summary, summarize_metrics
 from .stats import mcnemar_exact, paired_difference
 
 SCHEMA_VERSION = 1
@@ -44,8 +44,14 @@ def _row_metrics(store: Store, cells, plan: Plan) -> tuple[dict[str, Any], dict[
         values = item_values(store, [c.key for c in cells], bench.key)
         for metric, summary in summarize_metrics(values, definitions).items():
             metrics[f"{bench.name}/{metric}"] = summary
+        per_cell = per_cell_values(values, definitions) if len(cells) > 1 else {}
+        for metric in definitions.get("set_metrics", ()):  # FID, KID: stored per evaluation, not per item
+            stored = [store.metric_summaries(c.key, bench.key).get(metric) for c in cells]
+            if stored and all(stored):
+                metrics[f"{bench.name}/{metric}"] = set_metric_summary(stored)
+                per_cell[metric] = [summary["mean"] for summary in stored]
         if len(cells) > 1:
-            for metric, seed_means in per_cell_values(values, definitions).items():
+            for metric, seed_means in per_cell.items():
                 seeds[f"{bench.name}/{metric}"] = {"per_seed": {str(c.seed): m for c, m in zip(cells, seed_means)},
                                                    "std": float(np.std(seed_means, ddof=1))}
     return metrics, seeds
@@ -59,7 +65,7 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
                   "on_policy_steps", "train_tokens", "train_tokens_per_second", "train_images",
-                  "train_images_per_second"):
+                  "train_images_per_second", "nfe", "sampling_seconds_per_image"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)

@@ -27,6 +27,9 @@ class Claim:
 
 
 JUDGE, ACCURACY, TOP1 = "pocket-mtbench/score", "pocket-math/accuracy", "top1/accuracy"
+PROBE = "linear-probe/accuracy"
+# recipes/pocket/classify-seed-a.yaml's source-distillation rows (their label carries the sources).
+SIMILAR_SOURCES = "{}[similarity_examples=500,sources=['pocket:shapes-teacher-many', 'pocket:shapes-teacher-binary']]"
 CLAIMS = (
     Claim("gkd", "Agarwal et al. 2024", "on-policy GKD beats supervised KD", "gkd", "kd[temperature=1.0]", ACCURACY),
     Claim("distillm", "Ko et al. 2024", "DistiLLM beats KD", "distillm", "kd[temperature=1.0]", JUDGE),
@@ -52,6 +55,24 @@ CLAIMS = (
     # recipes/pocket/classify-semi.yaml: two heads against one head with the same loss.
     Claim("dho", "Kang et al. 2025", "dual heads beat a single head with the same semi-supervised KD loss", "dho",
           "hinton-kd[ce_weight=0.5,kd_weight=0.5,temperature=2.0]", TOP1, "classify"),
+    # recipes/pocket/classify-seed-a.yaml (3 classes) and classify-seed-a-binary.yaml (2 classes).
+    Claim("lelp", "Loo et al. 2024", "on a few-class task, LELP's pseudo-subclasses beat KD", "lelp", "hinton-kd",
+          TOP1, "classify"),
+    Claim("distiller-mi", "He et al. 2021", "the MI-α term on intermediate features improves on KD alone",
+          "distiller-mi", "hinton-kd", TOP1, "classify"),
+    Claim("self-distill-gt", "Borup & Andersen 2021",
+          "self-distillation with ground-truth targets beats the student trained alone",
+          "self-distill-gt[restart_rounds=False]", "ce", TOP1, "classify"),
+    Claim("distill-nearest", "Borup et al. 2023", "distilling the most similar source task's model beats training "
+          "alone", SIMILAR_SOURCES.format("distill-nearest"), "ce", TOP1, "classify"),
+    Claim("distill-weighted", "Borup et al. 2023", "weighting all sources by similarity beats the single nearest "
+          "source", SIMILAR_SOURCES.format("distill-weighted"), SIMILAR_SOURCES.format("distill-nearest"), TOP1,
+          "classify"),
+    # recipes/pocket/mim-distill.yaml: linear probes of a tiny ViT; the baseline is DMJD on pixels (no teacher).
+    Claim("hybrid-distill", "Shi et al. 2023", "distilling a feature teacher and an MAE's attention beats masked "
+          "modelling without a teacher", "hybrid-distill", "dmjd[target=pixels]", PROBE, "classify"),
+    Claim("dmjd", "Ma et al. 2023", "joint distillation of teacher targets beats disjoint masking on pixels", "dmjd",
+          "dmjd[target=pixels]", PROBE, "classify"),
 )
 
 

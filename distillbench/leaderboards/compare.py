@@ -116,7 +116,7 @@ def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] 
                 regression = sign * delta < -tolerance and test["p"] < ALPHA
                 basis = f"{test['test']} p={test['p']:.3g}"
             else:
-                low, high = base_value["ci95"]
+                low, high = base_value["ci95"] or (base_value["mean"],) * 2  # a set metric may have no CI
                 tolerance = tolerances.get(metric, (high - low) / 2)
                 regression = sign * delta < -tolerance
                 basis = "mean vs tolerance"

@@ -8,6 +8,10 @@ its categories) in ``macro_metrics``. Every such metric is one statistic of per-
 mean_k Σ_i num[i, k] / Σ_i den[i, k] (`stats.pooled_value`), so one bootstrap and one paired test
 serve them all; a plain metric that enters a macro mean counts as (value, 1).
 
+Set metrics (FID, KID, ``set_metrics``) are no statistic of per-item values at all: the benchmark
+computes them from the whole set of outputs (`Benchmark.score_set`) and a row reads them back from
+the store (`set_metric_summary`); they have no per-item records and no paired tests.
+
 `values` everywhere is what `aggregate.item_values` returns: metric → item id → that item's values
 in each cell (one per seed); seeds are averaged per item before anything is pooled. The components
 stay in the per-item records and never become metrics of their own.
@@ -122,6 +126,16 @@ def paired_pooled(values_a: Values, values_b: Values, metric: str, protocol: Map
         return None
     (num_a, den_a), (num_b, den_b) = (_arrays(columns, names, items) for columns in (columns_a, columns_b))
     return paired_pooled_difference(num_a.mean(-1), den_a.mean(-1), num_b.mean(-1), den_b.mean(-1))
+
+
+def set_metric_summary(per_cell: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A set metric (FID, KID) of a row from each cell's stored summary (`Benchmark.score_set`): one
+    cell's as stored, with the CI `score_set` made (or none); over several seeds the mean of the
+    per-seed values and no CI (ci95 None: the seeds' values and spread are in the row's seed_spread)."""
+    if len(per_cell) == 1:
+        return dict(per_cell[0])
+    return {"mean": float(np.mean([summary["mean"] for summary in per_cell])), "ci95": None,
+            "n": int(per_cell[0]["n"])}
 
 
 def values_from_records(records: Iterable[tuple[str, Mapping[str, float]]]) -> dict[str, dict[str, np.ndarray]]:

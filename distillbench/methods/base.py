@@ -8,6 +8,7 @@ The arithmetic lives in pure functions beside each method.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -26,7 +27,9 @@ from distillbench.harness.registry import METHODS
 # Image classification batches (data_kind "images", harness/images.py) hold images, labels and epoch, and:
 #   teacher_logits            [B, C] the teacher classifier's logits on the same (augmented) images
 #   teacher_features          [B, D] the teacher's penultimate features (the input of its final linear layer)
-SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation", "teacher_features")
+#   source_features           [[B, D_s], ...] the penultimate features of each of `source_teachers`
+SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "validation", "teacher_features",
+           "source_features")
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
@@ -63,6 +66,17 @@ class Method(ABC):
         """The model saved and scored once training ends (the student inside `training_module`'s module)."""
         return module
 
+    @property
+    def source_teachers(self) -> tuple[str, ...]:
+        """Models the method distils from besides the recipe's teacher (multi-source distillation), as model
+        references; the harness loads each one frozen, as role ``source:<ref>``, and keys cells on its weights."""
+        return ()
+
+    def prepare(self, frozen: dict[str, torch.nn.Module], examples: Any, seed: int) -> None:
+        """Called by the train loop once before `training_module` (again on resume), with the frozen models
+        and the training data: for what a method fits on them before training (LELP's projections, a source
+        selection). It must be deterministic given its arguments, since a resumed run calls it again."""
+
     @abstractmethod
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The method's named loss terms on one batch; the harness sums and logs them."""
@@ -70,6 +84,10 @@ class Method(ABC):
     def on_policy_probability(self, step: int) -> float:
         """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
         return 0.0
+
+    # Methods whose losses honour budget.loss_chunk_size (the harness puts it into every batch as
+    # batch["chunk_size"]): they compute from the LM head's inputs in chunks, never the full logits.
+    supports_chunked_loss: ClassVar[bool] = False
 
     # Curriculum methods split the steps into this many equal stages; the harness puts the
     # current stage (0-based) into every batch as batch["stage"].
@@ -81,6 +99,14 @@ class Method(ABC):
     def update_reference(self, reference: torch.nn.Module, student: torch.nn.Module, steps_done: int,
                          total_steps: int) -> None:
         """Called after every optimizer step, with the frozen reference and the student."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a stateful method carries from step to step (ADPO's KL window), JSON-serialisable;
+        the harness checkpoints it with the run, so a resumed run continues exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output; an empty dict resets the method for a fresh run."""
 
     # Methods that make their own training examples with the current student at the start of
     # every stage (MCTS-DPO's search) set this and implement `make_examples`; their data
@@ -162,13 +188,20 @@ def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | No
                    average: bool = False, with_counts: bool = False):
     """[B] summed (or, with `average`, per-token mean) log-probs of the response tokens;
     `side` selects 'chosen'/'rejected' of a preference batch. With `with_counts`, also the
-    [B] number of response tokens (so one forward pass gives both the sum and the mean)."""
+    [B] number of response tokens (so one forward pass gives both the sum and the mean).
+    With batch["chunk_size"], computed from the LM head's inputs in chunks (same values)."""
     prefix = f"{side}_" if side else ""
-    logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
     labels = batch[f"{prefix}labels"][:, 1:]
-    logps = torch.log_softmax(upcast(logits[:, :-1]), dim=-1)
     mask = labels != -100
-    picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    if batch.get("chunk_size"):
+        from .llm.chunked import chunked_token_logps, lm_head_inputs
+
+        hidden, weight, bias = lm_head_inputs(model, batch, side)
+        picked = chunked_token_logps(hidden, weight, labels, bias, chunk_size=batch["chunk_size"])
+    else:
+        logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
+        logps = torch.log_softmax(upcast(logits[:, :-1]), dim=-1)
+        picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     total = (picked * mask).sum(-1)
     counts = mask.sum(-1).clamp(min=1)
     result = total / counts if average else total
@@ -183,3 +216,11 @@ def token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def log_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.log_softmax(upcast(logits) / temperature, dim=-1)
+
+
+def mixture_logp(weight_logp: torch.Tensor, other_logp: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log(α·p + (1−α)·q) from log p and log q, stable for tiny probabilities (DistiLLM's skew KLs)."""
+    if alpha == 1:
+        return weight_logp
+    return torch.logaddexp(weight_logp + math.log(alpha) if alpha > 0 else torch.full_like(weight_logp, -math.inf),
+                           other_logp + math.log1p(-alpha))

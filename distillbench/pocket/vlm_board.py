@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -64,43 +63,21 @@ def _display(directory: Path) -> str:
 
 
 def _benchmarks(options: dict[str, dict[str, Any]]):
-    from distillbench.harness.plan import BenchmarkRun
-    from distillbench.harness.recipe import stable_hash, validate_options
-    from distillbench.harness.registry import BENCHMARKS as REGISTRY
+    from distillbench.harness.plan import benchmark_run
 
-    runs = []
-    for name in BENCHMARKS:
-        benchmark, problems = validate_options(REGISTRY.get(name), options.get(name, {}), name)
-        if problems:
-            raise ValueError("; ".join(problems))
-        key = stable_hash({"benchmark": name, "options": dataclasses.asdict(benchmark),
-                           "scorer": benchmark.scorer_version})
-        runs.append(BenchmarkRun(name, benchmark, key))
-    return runs
+    return [benchmark_run(name, options.get(name, {})) for name in BENCHMARKS]
 
 
 def evaluate(store, cell, bench, model, processor, folder: Path, log=print) -> None:
-    """Predict and score one benchmark for one cell, and save it (the runner's `_evaluate`)."""
-    from distillbench.harness.files import write_text_atomic
-    from distillbench.leaderboards.corpus import summarize_metrics, values_from_records
+    """Predict and score one benchmark for one cell, and save it (as the runner does)."""
+    from distillbench.harness.runner import score_and_save
 
-    benchmark = bench.benchmark
     started = time.perf_counter()
-    items = benchmark.items()
-    outputs = benchmark.predict(model, processor, items, batch_size=EVAL_BATCH_SIZE)
-    scored = []
-    for item, output in zip(items, outputs):
-        result = benchmark.score(item, output)
-        scored.append({"id": item["id"], "output": output, "scores": result.values, "reason": result.reason})
-    metrics = summarize_metrics(values_from_records((s["id"], s["scores"]) for s in scored),
-                                benchmark.metric_definitions())
-    seconds = time.perf_counter() - started
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / f"outputs-{bench.name}-{bench.key[:8]}.jsonl",
-                      "".join(json.dumps(s) + "\n" for s in scored))
-    store.save_evaluation(cell.key, bench.key, bench.name, benchmark.protocol(), seconds, scored, metrics)
+    items = bench.benchmark.items()
+    outputs = bench.benchmark.predict(model, processor, items, batch_size=EVAL_BATCH_SIZE)
+    score_and_save(store, cell, bench, items, outputs, time.perf_counter() - started, folder)
     if log:
-        log(f"{cell.label} on {bench.name}: {len(items)} items, {seconds:.0f} s")
+        log(f"{cell.label} on {bench.name}: {len(items)} items, {time.perf_counter() - started:.0f} s")
 
 
 def headline_markdown(board: dict[str, Any]) -> str:

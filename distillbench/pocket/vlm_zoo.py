@@ -39,15 +39,13 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from . import shapes_vlm
+from . import builds, shapes_vlm
 from .shapes import MAX_COUNT, SHAPES
 
 PACKAGED = Path(__file__).parent / "vlm_zoo"
@@ -369,40 +367,21 @@ def train(spec: VLMSpec, log=print):
 
 
 # --- saving, loading, verifying -----------------------------------------------------------------
-def _file_hashes(directory: Path) -> dict[str, str]:
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(directory.iterdir())
-            if f.is_file() and f.name != MANIFEST}
-
-
 def save(model, processor, spec: VLMSpec, report: dict, directory: Path) -> Path:
     """Write the model, its processor and the manifest into `directory` atomically (staging, then rename)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    model.save_pretrained(staging, safe_serialization=True)
-    processor.save_pretrained(staging)
-    manifest = {"name": spec.name, "spec": asdict(spec), "spec_hash": spec.spec_hash(),
-                "rebuild": "python -m distillbench.pocket.vlm_zoo --export", **report,
-                "sha256": _file_hashes(staging)}
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    for path in staging.iterdir():
-        path.chmod(0o644)
-    staging.chmod(0o755)  # mkdtemp makes it private
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(staging, directory)
-    return directory
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
+
+    return builds.publish(directory, write, MANIFEST, {
+        "name": spec.name, "spec": asdict(spec), "spec_hash": spec.spec_hash(),
+        "rebuild": "python -m distillbench.pocket.vlm_zoo --export", **report})
 
 
 def verify(directory: Path) -> list[str]:
     """Problems with a build (missing manifest, a file whose sha256 differs); empty when sound."""
-    directory = Path(directory)
-    if not (directory / MANIFEST).is_file():
-        return [f"{directory}: no {MANIFEST}"]
-    manifest = json.loads((directory / MANIFEST).read_text())
-    found = _file_hashes(directory)
-    return [f"{directory / name}: sha256 mismatch" for name, digest in manifest["sha256"].items()
-            if found.get(name) != digest] + [f"{directory / name}: not in the manifest" for name in found
-                                            if name not in manifest["sha256"]]
+    return builds.verify(directory, MANIFEST)
 
 
 def cache_directory(spec: VLMSpec) -> Path:

@@ -238,3 +238,57 @@ def test_adpo_ema_anchor_moves_a_small_step_toward_the_student():
     assert method.updates_reference and not ADPO().updates_reference
     method.update_reference(reference, student, 1, 10)
     assert torch.allclose(reference.weight, torch.full((2, 2), 0.1))
+
+
+def _adpo_step(method, policy_logps, anchor_logps, monkeypatch):
+    """One ADPO loss call on a single two-response list whose log-probs are given."""
+    from distillbench.methods.llm import adpo
+
+    monkeypatch.setattr(adpo, "sequence_logps", lambda student, batch, side: batch[f"policy_{side}"])
+    batch = {"scores": torch.tensor([[1.0, 0.0]])}
+    for i in range(2):
+        batch.update({f"rank{i}_input_ids": None, f"policy_rank{i}": policy_logps[:, i],
+                      f"reference_rank{i}_logps": anchor_logps[:, i]})
+    method.loss(None, batch)
+
+
+def test_adpo_kl_triggered_copies_the_student_once_the_window_mean_passes_the_threshold(monkeypatch):
+    from distillbench.methods.llm.adpo import ADPO
+
+    reference, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        reference.weight.fill_(0.0)
+        student.weight.fill_(1.0)
+    method = ADPO(anchor="kl_triggered", kl_threshold=0.1, kl_window=3)
+    assert method.updates_reference
+    anchor = torch.zeros(1, 2)
+    for step, divergence in enumerate([0.05, 0.2, 0.2], start=1):  # window mean 0.15 only when full
+        _adpo_step(method, torch.full((1, 2), divergence), anchor, monkeypatch)
+        method.update_reference(reference, student, step, 10)
+        copied = bool((reference.weight == 1.0).all())
+        assert copied == (step == 3), step
+    assert method.state_dict() == {"window": [], "anchor_updates": 1}
+    # A window whose mean stays under the threshold never triggers.
+    with torch.no_grad():
+        reference.weight.fill_(0.0)
+    for step in range(4, 10):
+        _adpo_step(method, torch.full((1, 2), 0.09), anchor, monkeypatch)
+        method.update_reference(reference, student, step, 10)
+    assert bool((reference.weight == 0.0).all()) and len(method.state_dict()["window"]) == 3
+
+
+def test_adpo_kl_window_survives_a_checkpoint_round_trip(monkeypatch):
+    import json
+
+    from distillbench.methods.llm.adpo import ADPO
+
+    method = ADPO(anchor="kl_triggered", kl_window=4)
+    reference, student = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    for step, divergence in enumerate([0.3, 0.01], start=1):
+        _adpo_step(method, torch.full((1, 2), divergence), torch.zeros(1, 2), monkeypatch)
+        method.update_reference(reference, student, step, 10)
+    saved = json.loads(json.dumps(method.state_dict()))  # the checkpoint manifest is JSON
+    resumed = ADPO(anchor="kl_triggered", kl_window=4)
+    resumed.load_state_dict(saved)
+    assert resumed.state_dict() == method.state_dict() and len(saved["window"]) == 2
+    assert ADPO(anchor="fixed").state_dict() == {}  # only the stateful mode checkpoints anything

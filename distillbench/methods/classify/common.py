@@ -37,3 +37,18 @@ def soft_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
     student_logp = F.log_softmax(upcast(student_logits) / temperature, dim=1)
     teacher_logp = F.log_softmax(upcast(teacher_logits) / temperature, dim=1)
     return temperature**2 * (teacher_logp.exp() * (teacher_logp - student_logp)).sum(1).mean()
+
+
+@torch.no_grad()
+def dataset_features(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [N, C], penultimate features [N, D]) of a frozen classifier on every image of `dataset`, without
+    augmentation, in eval mode, on the model's device, returned on the CPU: what methods fit before training."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, features = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch_logits, batch_features = model.forward_features(
+            dataset.batch(range(start, min(start + batch_size, len(dataset)))).to(device))
+        logits.append(batch_logits.float().cpu())
+        features.append(batch_features.float().cpu())
+    return torch.cat(logits), torch.cat(features)

@@ -57,8 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ..base import upcast
-from .distillm import _mixture_logp
+from distillbench.harness.errors import UserInputError
+
+from ..base import mixture_logp, upcast
 
 IGNORE_INDEX = -100
 # 256 rows × a 152k vocabulary is 156 MB per fp32 chunk tensor, and a step holds about five.
@@ -124,12 +125,12 @@ def skew_forward_chunk(alpha: float) -> ChunkFn:
     """KL(p_T ‖ m), m = α·p_T + (1−α)·p_S (distillm.py)."""
 
     def skew_forward(student_logp, teacher_logp, labels, with_grad):
-        mixture_logp = _mixture_logp(teacher_logp, student_logp, alpha)
-        values = (teacher_logp - mixture_logp).mul_(teacher_logp.exp()).sum(-1)
+        mixture = mixture_logp(teacher_logp, student_logp, alpha)
+        values = (teacher_logp - mixture).mul_(teacher_logp.exp()).sum(-1)
         if not with_grad:
             return values, None
         # d/dq = −(1−α)·p/m, so d/dz = −r + q·Σr with r = (1−α)·q·p/m
-        pulled = (student_logp + teacher_logp).sub_(mixture_logp).exp_().mul_(1 - alpha)
+        pulled = (student_logp + teacher_logp).sub_(mixture).exp_().mul_(1 - alpha)
         return values, pulled.sum(-1, keepdim=True).mul(student_logp.exp()).sub_(pulled)
 
     return skew_forward
@@ -139,9 +140,9 @@ def skew_reverse_chunk(alpha: float) -> ChunkFn:
     """KL(p_S ‖ m), m = α·p_S + (1−α)·p_T (distillm.py)."""
 
     def skew_reverse(student_logp, teacher_logp, labels, with_grad):
-        mixture_logp = _mixture_logp(student_logp, teacher_logp, alpha)
+        mixture = mixture_logp(student_logp, teacher_logp, alpha)
         student_p = student_logp.exp()
-        log_ratio = student_logp - mixture_logp
+        log_ratio = student_logp - mixture
         values = (student_p * log_ratio).sum(-1)
         if not with_grad:
             return values, None
@@ -381,3 +382,56 @@ def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, labels: torc
     """Per-token log p(label) shaped like `labels` (0 where the label is -100), and its gradient,
     from hidden states [..., H] and the LM head: `sequence_logps` without the full logits."""
     return chunked_values(token_logp_chunk, hidden, weight, None, labels, student_bias=bias, chunk_size=chunk_size)
+
+
+# --- the harness side: the student's LM-head inputs, and one forward pass for either path -------
+def lm_head_inputs(model: torch.nn.Module, batch: dict, side: str | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(hidden [B, T-1, H], head weight [V, H], head bias or None) of a transformers causal LM on the
+    batch (`side`: a preference batch's 'chosen', 'rejected', ...): what `response_logits` would
+    multiply, without multiplying. Models whose logits are not hidden @ W.T + b refuse."""
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
+        raise UserInputError(f"budget.loss_chunk_size needs a transformers causal LM; got {type(model).__name__}")
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name, plain in (("final_logit_softcapping", None), ("logit_scale", 1.0), ("logits_scaling", 1.0)):
+        value = getattr(text_config, name, plain)
+        if value not in (plain, None):
+            raise UserInputError(f"budget.loss_chunk_size: {type(model).__name__} transforms its logits "
+                                 f"({name} = {value}); chunked losses assume logits = hidden @ W.T + b")
+    prefix = f"{side}_" if side else ""
+    outputs = model.base_model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"])
+    head = model.get_output_embeddings()
+    return outputs.last_hidden_state[:, :-1], head.weight, head.bias
+
+
+class StudentOutputs:
+    """One forward pass of the student on an SFT-style batch, for token-level losses: the full
+    next-token logits, or with batch["chunk_size"] the LM head's inputs; `divergence` and `nll`
+    then use the naive or the chunked loss accordingly (equal values and gradients, tested)."""
+
+    def __init__(self, student: torch.nn.Module, batch: dict):
+        self.labels = batch["labels"][:, 1:]
+        self.chunk_size = batch.get("chunk_size")
+        if self.chunk_size:
+            self.hidden, self.weight, self.bias = lm_head_inputs(student, batch)
+        else:
+            self.logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+
+    def divergence(self, naive: Callable, chunked: Callable, teacher_logits: torch.Tensor, *args) -> torch.Tensor:
+        """naive(logits, teacher_logits, labels, *args), or chunked(hidden, weight, teacher_logits, labels, *args)."""
+        if self.chunk_size:
+            return chunked(self.hidden, self.weight, teacher_logits, self.labels, *args, student_bias=self.bias,
+                           chunk_size=self.chunk_size)
+        return naive(self.logits, teacher_logits, self.labels, *args)
+
+    def nll(self) -> torch.Tensor:
+        """Mean token cross-entropy over the response tokens (sft_loss)."""
+        if self.chunk_size:
+            logps = chunked_token_logps(self.hidden, self.weight, self.labels, self.bias, chunk_size=self.chunk_size)
+            mask = self.labels != IGNORE_INDEX
+            return -(logps * mask).sum() / mask.sum().clamp(min=1)
+        from .sft import sft_loss
+
+        return sft_loss(self.logits, self.labels)

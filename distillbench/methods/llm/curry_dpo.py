@@ -44,6 +44,8 @@ def curry_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, r
 class CurryDPO(Method):
     """Curriculum DPO: (R1, RK), then (R1, RK−1), ... with the reference renewed each iteration."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     beta: Annotated[float, Gt(0)] = 0.1
     iterations: Annotated[int, Gt(0)] = 3
 

@@ -26,22 +26,15 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from distillbench.harness.onpolicy import AdaptiveOffPolicy
 
-from ..base import Method, SamplingFields, log_probs, register_method, response_logits, shifted_labels, token_mean
-
-
-def _mixture_logp(weight_logp: torch.Tensor, other_logp: torch.Tensor, alpha: float) -> torch.Tensor:
-    """log(α·p + (1−α)·q) from log p and log q, stable for tiny probabilities."""
-    if alpha == 1:
-        return weight_logp
-    return torch.logaddexp(weight_logp + math.log(alpha) if alpha > 0 else torch.full_like(weight_logp, -math.inf),
-                           other_logp + math.log1p(-alpha))
+from ..base import Method, SamplingFields, log_probs, mixture_logp, register_method, token_mean
+from .chunked import StudentOutputs, chunked_skew_forward_kl, chunked_skew_reverse_kl
 
 
 def skew_forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                     alpha: float = 0.1) -> torch.Tensor:
     """Mean over response tokens of KL(p_T ‖ α·p_T + (1−α)·p_S)."""
     student_logp, teacher_logp = log_probs(student_logits), log_probs(teacher_logits)
-    mixture = _mixture_logp(teacher_logp, student_logp, alpha)
+    mixture = mixture_logp(teacher_logp, student_logp, alpha)
     return token_mean((teacher_logp.exp() * (teacher_logp - mixture)).sum(-1), labels)
 
 
@@ -49,11 +42,13 @@ def skew_reverse_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
                     alpha: float = 0.1) -> torch.Tensor:
     """Mean over response tokens of KL(p_S ‖ α·p_S + (1−α)·p_T)."""
     student_logp, teacher_logp = log_probs(student_logits), log_probs(teacher_logits)
-    mixture = _mixture_logp(student_logp, teacher_logp, alpha)
+    mixture = mixture_logp(student_logp, teacher_logp, alpha)
     return token_mean((student_logp.exp() * (student_logp - mixture)).sum(-1), labels)
 
 
-DIVERGENCES = {"skew_forward": skew_forward_kl, "skew_reverse": skew_reverse_kl}
+# Each divergence as (the naive loss on logits, its chunked twin on the LM head's inputs).
+DIVERGENCES = {"skew_forward": (skew_forward_kl, chunked_skew_forward_kl),
+               "skew_reverse": (skew_reverse_kl, chunked_skew_reverse_kl)}
 
 
 @register_method("distillm", family="llm", paper="Ko et al. 2024, arXiv:2402.03898",
@@ -78,7 +73,9 @@ class DistiLLM(SamplingFields, Method):
         return AdaptiveOffPolicy(self.initial_probability, self.loss_eps, capacity=self.capacity,
                                  replay_ratio=self.replay_ratio)
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        logits = response_logits(student, batch)
-        divergence = DIVERGENCES[self.divergence]
-        return {self.divergence: divergence(logits, batch["teacher_logits"], shifted_labels(batch), self.skew_alpha)}
+        naive, chunked = DIVERGENCES[self.divergence]
+        return {self.divergence: StudentOutputs(student, batch).divergence(naive, chunked, batch["teacher_logits"],
+                                                                           self.skew_alpha)}

@@ -40,6 +40,8 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
 class DPO(Method):
     """Direct preference optimization on chosen/rejected pairs against a frozen reference."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     beta: Annotated[float, Gt(0)] = 0.1
     label_smoothing: Annotated[float, Ge(0), Lt(0.5)] = 0.0
     rpo_alpha: Annotated[float, Ge(0)] | None = None

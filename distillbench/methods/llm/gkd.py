@@ -23,7 +23,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from ..base import Method, SamplingFields, log_probs, register_method, response_logits, shifted_labels, token_mean
+from ..base import Method, SamplingFields, log_probs, register_method, token_mean
+from .chunked import StudentOutputs, chunked_generalized_jsd_loss
 from .kd import forward_kl_loss
 from .rkl import reverse_kl_loss
 
@@ -61,7 +62,8 @@ class GKD(SamplingFields, Method):
     def on_policy_probability(self, step):
         return self.lmbda
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        logits = response_logits(student, batch)
-        return {"jsd": generalized_jsd_loss(logits, batch["teacher_logits"], shifted_labels(batch), self.beta,
-                                            self.temperature)}
+        return {"jsd": StudentOutputs(student, batch).divergence(
+            generalized_jsd_loss, chunked_generalized_jsd_loss, batch["teacher_logits"], self.beta, self.temperature)}

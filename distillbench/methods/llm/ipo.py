@@ -32,6 +32,8 @@ def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
 class IPO(Method):
     """IPO on chosen/rejected pairs against the frozen initial policy."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     beta: Annotated[float, Gt(0)] = 0.1
 
     needs = ("reference_logps",)

@@ -17,8 +17,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
-from .sft import sft_loss
+from ..base import Method, log_probs, register_method, token_mean
+from .chunked import StudentOutputs, chunked_forward_kl_loss
 
 
 def forward_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -43,9 +43,12 @@ class KD(Method):
 
     needs = ("teacher_logits",)
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        logits, labels = response_logits(student, batch), shifted_labels(batch)
-        terms = {"forward_kl": forward_kl_loss(logits, batch["teacher_logits"], labels, self.temperature)}
+        outputs = StudentOutputs(student, batch)
+        terms = {"forward_kl": outputs.divergence(forward_kl_loss, chunked_forward_kl_loss, batch["teacher_logits"],
+                                                  self.temperature)}
         if self.ce_weight > 0:
-            terms["nll"] = self.ce_weight * sft_loss(logits, labels)
+            terms["nll"] = self.ce_weight * outputs.nll()
         return terms

@@ -48,6 +48,8 @@ def first_step(text: str) -> str:
 class MCTSDPO(Method):
     """Iterative step-level DPO with pairs chosen by Monte Carlo values of candidate steps."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     beta: Annotated[float, Gt(0)] = 0.1
     iterations: Annotated[int, Gt(0)] = 2
     prompts: Annotated[int, Gt(0)] = 64

@@ -35,6 +35,8 @@ def redi_loss(chosen_mean_logps: torch.Tensor, rejected_mean_logps: torch.Tensor
 class REDI(Method):
     """Reinforcement distillation: raise positive traces, lower negative ones less strongly."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     chosen_coef: Annotated[float, Ge(0)] = 1.0
     rejected_coef: Annotated[float, Ge(0)] = 0.8
 

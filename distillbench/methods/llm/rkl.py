@@ -13,7 +13,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
+from ..base import Method, log_probs, register_method, token_mean
+from .chunked import StudentOutputs, chunked_reverse_kl_loss
 
 
 def reverse_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -33,6 +34,8 @@ class RKL(Method):
 
     needs = ("teacher_logits",)
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        logits = response_logits(student, batch)
-        return {"reverse_kl": reverse_kl_loss(logits, batch["teacher_logits"], shifted_labels(batch), self.temperature)}
+        return {"reverse_kl": StudentOutputs(student, batch).divergence(
+            reverse_kl_loss, chunked_reverse_kl_loss, batch["teacher_logits"], self.temperature)}

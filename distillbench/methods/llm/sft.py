@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..base import Method, register_method, response_logits, shifted_labels, upcast
+from ..base import Method, register_method, upcast
+from .chunked import StudentOutputs
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -27,5 +28,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class SFT(Method):
     """Supervised fine-tuning on the training responses."""
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        return {"nll": sft_loss(response_logits(student, batch), shifted_labels(batch))}
+        return {"nll": StudentOutputs(student, batch).nll()}

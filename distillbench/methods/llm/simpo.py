@@ -30,6 +30,8 @@ def simpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, beta:
 class SimPO(Method):
     """SimPO on chosen/rejected pairs (no reference model)."""
 
+    supports_chunked_loss = True  # its log-probs come from sequence_logps
+
     beta: Annotated[float, Gt(0)] = 2.0
     gamma: Annotated[float, Ge(0)] = 1.6
 

@@ -12,7 +12,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import Method, log_probs, register_method, response_logits, shifted_labels, token_mean
+from ..base import Method, log_probs, register_method, token_mean
+from .chunked import StudentOutputs, chunked_tvd_loss
 
 
 def tvd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -32,6 +33,8 @@ class TVD(Method):
 
     needs = ("teacher_logits",)
 
+    supports_chunked_loss = True
+
     def loss(self, student, batch):
-        logits = response_logits(student, batch)
-        return {"tvd": tvd_loss(logits, batch["teacher_logits"], shifted_labels(batch), self.temperature)}
+        return {"tvd": StudentOutputs(student, batch).divergence(tvd_loss, chunked_tvd_loss, batch["teacher_logits"],
+                                                                 self.temperature)}

@@ -1,0 +1,187 @@
+"""CLIP score through open_clip: ``clip-score`` (a real open_clip model from a local checkpoint) and ``pocket-clip-score``.
+
+Per item: the cosine between the L2-normalised CLIP embeddings of the generated image and of its
+prompt, reported under one of three conventions (`convention`, recorded in the protocol):
+
+* ``torchmetrics``: 100·cos per image; torchmetrics' ``CLIPScore`` reports max(mean, 0), the
+  clamp applied *after* averaging (``compute``), so the row's mean equals it whenever it is
+  positive (per-item values stay unclamped so that rows can be compared item by item);
+* ``cosine``: the raw cosine, as DMD2, GigaGAN and SiD-LSG report it (≈0.30 on COCO);
+* ``clip-s``: Hessel et al.'s CLIP-S, 2.5·max(cos, 0) per image.
+
+`prefix` is prepended to every prompt (DMD2/GigaGAN use "A photo depicts "). Real models come
+from ``open_clip.create_model_and_transforms(model, pretrained=<local file>)`` with the model's
+own preprocessing (resize, centre crop, normalisation) and tokenizer; open_clip's ``openai``
+weights need the QuickGELU variant of the model name (``ViT-B-32-quickgelu``, open_clip #771).
+The pocket benchmark uses the pocket CLIP (`distillbench.pocket.shapes_clip`) on the captions of
+test-split pocket-shapes scenes, the same items as pocket-fid.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from annotated_types import Gt
+
+from distillbench.harness.errors import UserInputError
+
+from .base import Benchmark, ItemScore, register_benchmark
+
+Convention = Literal["torchmetrics", "cosine", "clip-s"]
+CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
+               "cosine": "raw cosine (DMD2, GigaGAN, SiD-LSG)", "clip-s": "2.5*max(cos, 0) per image (Hessel et al.)"}
+
+
+def clip_scores(image_features: torch.Tensor, text_features: torch.Tensor, convention: str) -> torch.Tensor:
+    """Per-pair scores of (unnormalised) embeddings under `convention`."""
+    cosine = torch.nn.functional.cosine_similarity(image_features.double(), text_features.double(), dim=-1)
+    if convention == "torchmetrics":
+        return 100 * cosine
+    if convention == "cosine":
+        return cosine
+    if convention == "clip-s":
+        return 2.5 * cosine.clamp(min=0)
+    raise ValueError(f"convention must be one of {sorted(CONVENTIONS)}, got {convention!r}")
+
+
+class OpenClipEmbedder:
+    """Image and text embeddings of an open_clip model, with its own preprocessing and tokenizer."""
+
+    def __init__(self, model_name: str, pretrained: str, device: str = "cpu"):
+        import open_clip
+
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained,
+                                                                               device=device)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.device = device
+
+    @torch.no_grad()
+    def images(self, images) -> torch.Tensor:
+        from PIL import Image
+
+        batch = torch.stack([self.preprocess(Image.fromarray(image)) for image in images]).to(self.device)
+        return self.model.encode_image(batch).float().cpu()
+
+    @torch.no_grad()
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
+
+
+class PocketClipEmbedder:
+    """The pocket CLIP (open_clip's CLIP class) with the pocket-shapes tokenizer."""
+
+    def __init__(self, directory: str | None = None):
+        from distillbench.pocket import shapes_clip
+
+        self.directory = Path(directory) if directory else shapes_clip.default_directory()
+        self.model, self.tokenizer, self.config = shapes_clip.load(self.directory)
+
+    def images(self, images) -> torch.Tensor:
+        from distillbench.pocket.shapes_clip import image_tensor
+
+        with torch.no_grad():
+            return self.model.encode_image(image_tensor(images))
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        from distillbench.pocket import shapes_text
+
+        with torch.no_grad():
+            return self.model.encode_text(shapes_text.token_ids(self.tokenizer, texts))
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(kind: str, model: str, pretrained: str | None, device: str):
+    return PocketClipEmbedder(pretrained) if kind == "pocket" else OpenClipEmbedder(model, pretrained, device)
+
+
+class _ScoredByClip:
+    """Per-item CLIP score shared by the two benchmarks (the fields live on each class)."""
+
+    def predict(self, model, tokenizer, items, *, batch_size):
+        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
+                             "images with `python -m distillbench.harness.text_to_image` (or elsewhere) and grade "
+                             "them with `distillbench score` (each response the path of one image)")
+
+    def score(self, item, output):
+        from .image_metrics import load_image
+
+        if not isinstance(output, str) or not Path(output).is_file():
+            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        embedder = self._embedder()
+        text = self.prefix + item["prompt"]
+        value = float(clip_scores(embedder.images([load_image(output)]), embedder.texts([text]), self.convention)[0])
+        return ItemScore({"clip_score": value}, f"{self.convention} CLIP score of {text!r}")
+
+    def _protocol(self, **model):
+        return {"metric": "clip_score", "convention": self.convention, "formula": CONVENTIONS[self.convention],
+                "prefix": self.prefix, "library": "open_clip", "open_clip_version": _version("open_clip_torch"),
+                "samples": len(self.items()), "scorer_version": self.scorer_version, **model}
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@register_benchmark("clip-score", family="image", paper="Radford et al. 2021, arXiv:2103.00020; Hessel et al. 2021, "
+                    "arXiv:2104.08718", summary="CLIP score of generated images against their prompts (JSONL id, "
+                                                "prompt); an open_clip model from a local checkpoint")
+@dataclass(frozen=True)
+class ClipScore(_ScoredByClip, Benchmark):
+    prompts: str
+    pretrained: str  # an open_clip checkpoint file
+    model: str = "ViT-L-14"  # open_clip model name (torchmetrics' default is OpenAI's ViT-L/14)
+    convention: Convention = "torchmetrics"
+    prefix: str = ""
+    device: str = "cpu"
+
+    def check(self):
+        problems = [] if Path(self.prompts).is_file() else [f"prompts: file not found: {self.prompts}"]
+        return problems + ([] if Path(self.pretrained).is_file() else [f"pretrained: file not found: {self.pretrained}"])
+
+    def items(self):
+        records = [json.loads(line) for line in Path(self.prompts).read_text().splitlines() if line.strip()]
+        return [{"id": str(record["id"]), "prompt": record["prompt"]} for record in records]
+
+    def _embedder(self):
+        return _embedder("open_clip", self.model, self.pretrained, self.device)
+
+    def protocol(self):
+        digest = hashlib.sha256(Path(self.pretrained).read_bytes()).hexdigest()[:16]
+        return self._protocol(model=self.model, weights_sha256=digest, preprocessing="open_clip's own transforms")
+
+
+@register_benchmark("pocket-clip-score", family="image", paper="CLIP score (arXiv:2104.08718), pocket world",
+                    summary="CLIP score on pocket-shapes test captions with the pocket CLIP (open_clip architecture)")
+@dataclass(frozen=True)
+class PocketClipScore(_ScoredByClip, Benchmark):
+    samples: Annotated[int, Gt(0)] = 200
+    seed: int = 0
+    convention: Convention = "torchmetrics"
+    prefix: str = ""
+    clip: str | None = None  # default: the shipped pocket CLIP
+
+    def items(self):
+        from distillbench.pocket.shapes import generate
+
+        return [{"id": f"{index:05}", "prompt": scene.caption}
+                for index, scene in enumerate(generate("test", self.samples, seed=self.seed))]
+
+    def _embedder(self):
+        return _embedder("pocket", "", self.clip, "cpu")
+
+    def protocol(self):
+        config = self._embedder().config
+        return self._protocol(model="pocket-shapes-clip (open_clip CLIP class)", weights_sha256=config["weights_sha256"],
+                              spec_hash=config["spec_hash"], preprocessing="32x32, no resize; mean 0.5, std 0.25")

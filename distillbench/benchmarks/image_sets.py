@@ -1,0 +1,219 @@
+"""FID and KID as registered benchmarks: set metrics of the images generated for a prompt set.
+
+An item is one prompt (``id``, ``prompt``); its output is the path of the image generated for
+it (PNG), as for GenEval, so `distillbench score` grades a folder made elsewhere. Per item
+there is nothing to score but the file; the metric is a statistic of the whole set of
+features against a reference set (`Benchmark.score_set`, `image_metrics.fid` / `kid`).
+
+CI: a percentile bootstrap over the generated samples, the reference statistics held fixed
+(`ci_resamples` resamples; 0 gives no CI, stored as ``ci95: null``). It measures the sampling
+noise of the generated set only, and resampling with replacement duplicates images, which
+biases both metrics upwards a little (the interval can sit above the point value); read it
+as the spread a new draw of prompts' samples would give, not as a test against the reference.
+
+* ``fid`` / ``kid``: a JSONL of prompts (``id``, ``prompt``: e.g. 30k COCO-2014 val captions for
+  the GigaGAN/DMD2 protocol) and a folder of reference images; clean-fid's Inception from a local
+  folder (``clean`` or ``legacy_tensorflow`` resize), or the pocket network.
+* ``pocket-fid`` / ``pocket-kid``: test-split pocket-shapes scenes; the prompts are their captions
+  and the reference set is the same scenes rendered (the COCO protocol in miniature); features
+  from the pocket feature network.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from annotated_types import Ge, Gt
+
+from distillbench.harness.errors import UserInputError
+
+from . import image_metrics
+from .base import Benchmark, ItemScore, register_benchmark
+
+
+def bootstrap_interval(statistic, features: np.ndarray, resamples: int, seed: int = 0,
+                       level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap of `statistic(features)` over the rows of `features`; None when `resamples` is 0."""
+    if resamples == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = [statistic(features[rng.integers(0, len(features), len(features))]) for _ in range(resamples)]
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return [float(low), float(high)]
+
+
+@functools.lru_cache(maxsize=8)
+def _extractor(kind: str, weights: str | None, mode: str):
+    if kind == "pocket":
+        return image_metrics.PocketFeatureExtractor(weights)
+    if not weights:
+        raise UserInputError("weights: a folder holding inception-2015-12-05.pt is required with clean-fid-inception")
+    return image_metrics.CleanFIDInception(weights, mode)
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(benchmark) -> image_metrics.ReferenceStatistics:
+    return image_metrics.reference_statistics(benchmark.reference_images(), benchmark.extractor())
+
+
+class _ImageSetMetric:
+    """Items, per-item checks, set scoring and protocol shared by the FID and KID benchmarks."""
+
+    metric = ""  # "fid" or "kid"
+
+    def items(self):
+        raise NotImplementedError
+
+    def reference_images(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def extractor(self):
+        raise NotImplementedError
+
+    def predict(self, model, tokenizer, items, *, batch_size):
+        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
+                             "images with `python -m distillbench.harness.text_to_image` (or elsewhere) and grade "
+                             "them with `distillbench score` (each response the path of one image)")
+
+    def score(self, item, output):
+        if not isinstance(output, str) or not Path(output).is_file():
+            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        return ItemScore({}, "image read; the metric is a statistic of the whole set")
+
+    def _statistic(self, reference):
+        if self.metric == "fid":
+            return lambda features: image_metrics.fid(features, reference)["value"]
+        # A tenth of the subsets per resample keeps the bootstrap affordable; with equal-sized sets of at
+        # most subset_size samples every subset is the whole set, so the count does not matter there.
+        subsets = max(1, self.kid_subsets // 10)
+        return lambda features: image_metrics.kid(features, reference, subsets, self.kid_subset_size, self.seed)["value"]
+
+    def score_set(self, items, outputs):
+        reference = _reference(self)
+        features = image_metrics.features_for([image_metrics.load_image(path) for path in outputs], self.extractor(),
+                                              reference)
+        if self.metric == "fid":
+            result = image_metrics.fid(features, reference)
+            extra = {}
+        else:
+            result = image_metrics.kid(features, reference, self.kid_subsets, self.kid_subset_size, self.seed)
+            extra = {"std": result["std"]}
+        interval = bootstrap_interval(self._statistic(reference), features, self.ci_resamples, self.seed)
+        return {self.metric: {"mean": result["value"], "ci95": interval, "n": len(features), **extra}}
+
+    def protocol(self):
+        settings = {"subsets": self.kid_subsets, "subset_size": self.kid_subset_size} if self.metric == "kid" else {}
+        ci = (f"percentile bootstrap over generated samples, {self.ci_resamples} resamples, reference fixed"
+              if self.ci_resamples else "none")
+        return {**image_metrics.protocol(self.metric, _reference(self), len(self.items()), **settings),
+                "scorer_version": self.scorer_version, "ci": ci, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class _ExternalImageSet(_ImageSetMetric):
+    def check(self):
+        problems = [] if Path(self.prompts).is_file() else [f"prompts: file not found: {self.prompts}"]
+        if not Path(self.reference).is_dir():
+            problems.append(f"reference: folder not found: {self.reference}")
+        if self.extractor_kind == "clean-fid-inception" and not (self.weights and Path(self.weights).is_dir()):
+            problems.append(f"weights: a folder holding inception-2015-12-05.pt is required, got {self.weights!r}")
+        return problems
+
+    def items(self):
+        records = [json.loads(line) for line in Path(self.prompts).read_text().splitlines() if line.strip()]
+        return [{"id": str(record["id"]), "prompt": record["prompt"]} for record in records]
+
+    def reference_images(self):
+        return image_metrics.load_images(self.reference)
+
+    def extractor(self):
+        return _extractor("pocket" if self.extractor_kind == "pocket" else "inception", self.weights, self.mode)
+
+
+@dataclass(frozen=True)
+class _PocketImageSet(_ImageSetMetric):
+    def _scenes(self):
+        from distillbench.pocket.shapes import generate
+
+        return generate("test", self.samples, seed=self.seed)
+
+    def items(self):
+        return [{"id": f"{index:05}", "prompt": scene.caption} for index, scene in enumerate(self._scenes())]
+
+    def reference_images(self):
+        return [scene.render() for scene in self._scenes()]
+
+    def extractor(self):
+        return _extractor("pocket", self.feature_net, "clean")
+
+
+_EXTERNAL = "a JSONL of prompts (id, prompt) and a reference image folder; clean-fid Inception from a local folder"
+_POCKET = "test-split pocket-shapes captions; reference = the same scenes rendered; pocket feature network"
+
+
+@register_benchmark("fid", family="image", paper="Heusel et al. 2017, arXiv:1706.08500",
+                    summary=f"FID of generated images against a reference set: {_EXTERNAL}")
+@dataclass(frozen=True)
+class FID(_ExternalImageSet, Benchmark):
+    prompts: str
+    reference: str
+    weights: str | None = None  # folder with clean-fid's inception-2015-12-05.pt
+    extractor_kind: Literal["clean-fid-inception", "pocket"] = "clean-fid-inception"
+    mode: Literal["clean", "legacy_tensorflow"] = "clean"
+    ci_resamples: Annotated[int, Ge(0)] = 0  # each costs an eigendecomposition of a 2048x2048 matrix
+    seed: int = 0
+    metric = "fid"
+    set_metrics = ("fid",)
+    lower_is_better = ("fid",)
+
+
+@register_benchmark("kid", family="image", paper="Bińkowski et al. 2018, arXiv:1801.01401",
+                    summary=f"KID (cubic-kernel MMD², clean-fid's subsets): {_EXTERNAL}")
+@dataclass(frozen=True)
+class KID(_ExternalImageSet, Benchmark):
+    prompts: str
+    reference: str
+    weights: str | None = None
+    extractor_kind: Literal["clean-fid-inception", "pocket"] = "clean-fid-inception"
+    mode: Literal["clean", "legacy_tensorflow"] = "clean"
+    kid_subsets: Annotated[int, Gt(0)] = 100
+    kid_subset_size: Annotated[int, Gt(1)] = 1000
+    ci_resamples: Annotated[int, Ge(0)] = 0
+    seed: int = 0
+    metric = "kid"
+    set_metrics = ("kid",)
+    lower_is_better = ("kid",)
+
+
+@register_benchmark("pocket-fid", family="image", paper="FID (arXiv:1706.08500), pocket world",
+                    summary=f"FID on pocket-shapes: {_POCKET}")
+@dataclass(frozen=True)
+class PocketFID(_PocketImageSet, Benchmark):
+    samples: Annotated[int, Gt(1)] = 200
+    seed: int = 0
+    feature_net: str | None = None  # default: the shipped pocket feature network
+    ci_resamples: Annotated[int, Ge(0)] = 100
+    metric = "fid"
+    set_metrics = ("fid",)
+    lower_is_better = ("fid",)
+
+
+@register_benchmark("pocket-kid", family="image", paper="KID (arXiv:1801.01401), pocket world",
+                    summary=f"KID on pocket-shapes: {_POCKET}")
+@dataclass(frozen=True)
+class PocketKID(_PocketImageSet, Benchmark):
+    samples: Annotated[int, Gt(1)] = 200
+    seed: int = 0
+    feature_net: str | None = None
+    kid_subsets: Annotated[int, Gt(0)] = 100
+    kid_subset_size: Annotated[int, Gt(1)] = 1000
+    ci_resamples: Annotated[int, Ge(0)] = 100
+    metric = "kid"
+    set_metrics = ("kid",)
+    lower_is_better = ("kid",)

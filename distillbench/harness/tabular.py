@@ -1,0 +1,158 @@
+"""Tabular generators: the separate, minimal path of methods whose student is a synthetic-data generator
+(`fair-latent`), which the image/LLM runner does not train.
+
+A tabular recipe (YAML) names the pocket-fair world, the seeds, the methods (registry names and options,
+as in a runner recipe) and the benchmarks (``fair-synthetic``)::
+
+    name: pocket-fair-latent
+    world: {seed: 0, train_size: 4000}
+    seeds: [0, 1, 2]
+    methods: [{name: fair-latent, fairness_weight: 0}, fair-latent]
+    benchmarks: [{name: fair-synthetic, n: 2000}]
+    output_dir: runs/pocket-fair-latent
+
+Each (method, seed) cell fits the method on the world's train split (``method.fit(data, seed)``), saves the
+generator (``generator.json`` + ``model.safetensors``) under ``cells/<label>-seed<k>/``, scores it with every
+benchmark (outputs kept as JSONL) and skips what is already there. ``results.json`` and ``results.md`` give
+each row's metrics: per-item metrics (accuracy) as the mean over items of the seed-averaged values with a
+percentile-bootstrap CI over items; set metrics (parity, fidelity) as the mean of the per-seed values with
+a t-interval over seeds (and the per-seed values). Run: ``python -m distillbench.harness.tabular RECIPE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from distillbench.leaderboards.stats import summarize
+
+from .errors import UserInputError
+from .files import replace_directory, temporary_name, write_text_atomic
+from .recipe import ComponentSpec, _component, validate_options
+from .registry import BENCHMARKS, METHODS
+
+FORMAT = "distillbench-tabular-generator"
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def save_generator(generator, label: str, method, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    staging = temporary_name(directory)
+    staging.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(staging / "model.safetensors"))
+    config = {"format": FORMAT, "label": label, "method": method_name(method), "params": dataclasses.asdict(method)}
+    (staging / "generator.json").write_text(json.dumps(config, indent=1) + "\n")
+    replace_directory(staging, directory)
+
+
+def method_name(method) -> str:
+    """The registry name of a method instance."""
+    return next(entry.name for entry in METHODS.entries() if entry.obj is type(method))
+
+
+def load_generator(directory: Path):
+    """The generator saved in `directory`: rebuilt by its method from the saved options, weights from safetensors."""
+    from safetensors.torch import load_file
+
+    config = json.loads((Path(directory) / "generator.json").read_text())
+    if config.get("format") != FORMAT:
+        raise UserInputError(f"{directory}: not a distillbench tabular generator")
+    method = METHODS.get(config["method"])(**config["params"])
+    weights = load_file(str(Path(directory) / "model.safetensors"))
+    generator = method.empty_generator(weights["rows"])
+    generator.load_state_dict(weights)
+    return generator.eval()
+
+
+def run_tabular(path: Path) -> dict[str, Any]:
+    from distillbench.pocket.fair_tabular import generate
+
+    raw = yaml.safe_load(Path(path).read_text())
+    out = Path(raw["output_dir"])
+    data = generate("train", raw["world"].get("train_size"), raw["world"].get("seed", 0))
+    methods = [ComponentSpec(**_component(spec)) for spec in raw["methods"]]
+    benchmarks = [ComponentSpec(**_component(spec)) for spec in raw["benchmarks"]]
+    built = {spec.label: _build(METHODS, spec) for spec in methods}
+    names = [spec.name for spec in benchmarks]  # a benchmark listed once is named plainly (as the runner does)
+    scorers = {spec.name if names.count(spec.name) == 1 else spec.label: _build(BENCHMARKS, spec) for spec in benchmarks}
+    results: dict[str, dict[str, Any]] = {}
+    for label, method in built.items():
+        per_seed = []
+        for seed in raw["seeds"]:
+            folder = out / "cells" / f"{label}-seed{seed}"
+            if not (folder / "model" / "generator.json").is_file():
+                print(f"training {label} seed {seed}", flush=True)
+                save_generator(method.fit(data, seed), label, method, folder / "model")
+            generator = load_generator(folder / "model")
+            per_seed.append({name: _evaluate(bench, generator, folder / f"outputs-{name}.jsonl")
+                             for name, bench in scorers.items()})
+        results[label] = _summarise(per_seed, scorers)
+        print(label, json.dumps({k: round(v["mean"], 4) for k, v in results[label].items()}), flush=True)
+    write_text_atomic(out / "results.json", json.dumps({"recipe": raw, "rows": results}, indent=1) + "\n")
+    write_text_atomic(out / "results.md", _markdown(raw["name"], results))
+    return results
+
+
+def _build(registry, spec: ComponentSpec):
+    cls = registry.get(spec.name)
+    if getattr(cls, "data_kind", None) != "tabular":
+        raise UserInputError(f"{spec.name}: not a tabular generator method or benchmark (this path runs fair-latent "
+                             "and fair-synthetic; the others run with distillbench run)")
+    instance, problems = validate_options(cls, spec.params, spec.name)
+    if problems:
+        raise UserInputError(problems)
+    return instance
+
+
+def _evaluate(benchmark, generator, path: Path) -> dict[str, Any]:
+    items = benchmark.items()
+    if path.is_file():
+        outputs = [json.loads(line)["output"] for line in path.read_text().splitlines()]
+    else:
+        outputs = benchmark.predict(generator, None, items, batch_size=256)
+        write_text_atomic(path, "".join(json.dumps({"id": i["id"], "output": o}) + "\n" for i, o in zip(items, outputs)))
+    per_item = {name: np.array([benchmark.score(i, o).values[name] for i, o in zip(items, outputs)])
+                for name in benchmark.binary_metrics}
+    return {"items": per_item, "set": {k: v["mean"] for k, v in benchmark.score_set(items, outputs).items()}}
+
+
+def _summarise(per_seed: list[dict], scorers: dict) -> dict[str, Any]:
+    metrics = {}
+    for name in scorers:
+        for metric in per_seed[0][name]["items"]:
+            metrics[f"{name}/{metric}"] = summarize(np.mean([s[name]["items"][metric] for s in per_seed], axis=0))
+        for metric in per_seed[0][name]["set"]:
+            values = np.array([s[name]["set"][metric] for s in per_seed])
+            half = T_975.get(len(values) - 1, 1.96) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0
+            metrics[f"{name}/{metric}"] = {"mean": float(values.mean()), "ci95": [float(values.mean() - half),
+                                           float(values.mean() + half)], "n": len(values),
+                                           "per_seed": [float(v) for v in values]}
+    return metrics
+
+
+def _markdown(name: str, results: dict[str, dict[str, Any]]) -> str:
+    metrics = list(next(iter(results.values())))
+    lines = [f"# {name}", "", "| row | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for label, row in results.items():
+        cells = [f"{row[m]['mean']:.3f} [{row[m]['ci95'][0]:.3f}, {row[m]['ci95'][1]:.3f}]" for m in metrics]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distillbench.harness.tabular",
+                                     description="Fit tabular generator methods over seeds and score them.")
+    parser.add_argument("recipe", type=Path)
+    run_tabular(parser.parse_args(argv).recipe)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

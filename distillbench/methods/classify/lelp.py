@@ -1,0 +1,123 @@
+"""LELP — Learning Embedding Linear Projections (Loo, Iliopoulos, Hu & Vee, "Linear Projections of Teacher
+Embeddings for Few-Class Distillation", arXiv:2409.20449).
+
+With few classes the teacher's probabilities say little; LELP splits every class into S pseudo-subclasses
+read off linear projections of the teacher's final-layer embedding h, and the student learns the S·C
+subclass distribution (Subclass Distillation's student, with the subclasses found after training instead
+of learned by the teacher). Before training, for every class c:
+
+1. project the class's training embeddings onto the null space of the teacher's classifier weights W
+   (P = I − W⁺W), so the directions carry what the class logits do not;
+2. take the top-S principal directions of the projected embeddings (centred at their mean μ_c);
+3. rotate them by a random S×S orthogonal matrix, which spreads the variance evenly over the S directions;
+   v_cs are the rotated directions and σ_c the RMS of the class's coordinates along them.
+
+A pseudo-subclass logit adds the projection to the class logit, z_cs = t_c + ⟨h − μ_c, v_cs⟩ / σ_c, and
+
+L = (1 − α) · β² · (1/B) Σ_i KL(softmax(z_i / β) ‖ softmax(s_i / β)) + α · CE(log Σ_s exp(s_ics), y)
+
+for the student's S·C subclass logits s. The student predicts the class with the largest summed subclass
+probability (``SubclassClassifier``). α = 0 (no ground-truth term) as in all the paper's experiments.
+Not confirmed from the paper (its full text could not be read here): the default S and β, the scaling by
+σ_c, and that the class logit is added to the projection; the three steps above follow its description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from annotated_types import Ge, Gt, Le
+
+from distillbench.harness.classifiers import class_logits_of_subclasses, with_subclass_head
+
+from ..base import register_method, upcast
+from .common import ClassifyMethod, cross_entropy_loss, dataset_features, soft_kl_loss
+
+
+@dataclass(frozen=True)
+class SubclassProjection:
+    """What LELP fits before training: per class c, S directions v_cs [C, S, D], offsets ⟨μ_c, v_cs⟩ [C, S]
+    and scales σ_c [C]."""
+
+    directions: torch.Tensor
+    offsets: torch.Tensor
+    scales: torch.Tensor
+
+    def to(self, device) -> "SubclassProjection":
+        return SubclassProjection(self.directions.to(device), self.offsets.to(device), self.scales.to(device))
+
+
+def fit_subclass_projection(features: torch.Tensor, labels: torch.Tensor, classifier_weight: torch.Tensor,
+                            per_class: int, generator: torch.Generator) -> SubclassProjection:
+    """LELP's three steps on the teacher's training embeddings [N, D] and labels [N] (−1: unlabeled, left out)."""
+    features = features.double()
+    weight = classifier_weight.detach().double().cpu()
+    null_space = torch.eye(features.shape[1], dtype=torch.float64) - torch.linalg.pinv(weight) @ weight
+    directions, offsets, scales = [], [], []
+    for label in range(weight.shape[0]):
+        projected = features[labels == label] @ null_space
+        if len(projected) <= per_class:
+            raise ValueError(f"class {label} has {len(projected)} training examples; LELP needs more than "
+                             f"{per_class} (its subclasses per class) to find that many directions")
+        mean = projected.mean(0)
+        principal = torch.linalg.svd(projected - mean, full_matrices=False).Vh[:per_class]  # [S, D]
+        rotation, _ = torch.linalg.qr(torch.randn(per_class, per_class, generator=generator, dtype=torch.float64))
+        rotated = rotation @ principal
+        coordinates = (projected - mean) @ rotated.T
+        directions.append(rotated)
+        offsets.append(rotated @ mean)
+        scales.append(coordinates.pow(2).mean().sqrt())
+    return SubclassProjection(torch.stack(directions).float(), torch.stack(offsets).float(),
+                              torch.stack(scales).float())
+
+
+def pseudo_subclass_logits(teacher_logits: torch.Tensor, teacher_features: torch.Tensor,
+                           projection: SubclassProjection) -> torch.Tensor:
+    """[B, C·S] class-major targets z_cs = t_c + (⟨h, v_cs⟩ − ⟨μ_c, v_cs⟩) / σ_c."""
+    projections = torch.einsum("bd,csd->bcs", upcast(teacher_features), projection.directions)
+    spread = (projections - projection.offsets) / projection.scales[:, None]
+    return (upcast(teacher_logits)[:, :, None] + spread).flatten(1)
+
+
+def lelp_loss(student_subclass_logits: torch.Tensor, target_subclass_logits: torch.Tensor, labels: torch.Tensor,
+              per_class: int, temperature: float = 1.0, ce_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """{"subclass_kd": (1 − α)·β²·KL over the S·C subclasses, "ce": α·CE on the summed class probabilities}."""
+    terms = {"subclass_kd": (1 - ce_weight) * soft_kl_loss(student_subclass_logits, target_subclass_logits,
+                                                           temperature)}
+    if ce_weight:
+        class_logits = class_logits_of_subclasses(upcast(student_subclass_logits), per_class)
+        terms["ce"] = ce_weight * cross_entropy_loss(class_logits, labels)
+    return terms
+
+
+@register_method("lelp", family="classify", paper="Loo et al. 2024, arXiv:2409.20449",
+                 summary="few-class KD: S pseudo-subclasses per class from null-space PCA of the teacher's "
+                         "embeddings; the student's S·C head learns their distribution")
+@dataclass
+class LELP(ClassifyMethod):
+    """The student's head scores S pseudo-subclasses per class, trained on the teacher's projected embeddings."""
+
+    subclasses: Annotated[int, Ge(1)] = 10  # S, per class
+    temperature: Annotated[float, Gt(0)] = 1.0  # β
+    ce_weight: Annotated[float, Ge(0), Le(1)] = 0.0  # α: the paper uses no ground-truth term
+
+    needs = ("teacher_logits", "teacher_features")
+
+    def prepare(self, frozen, examples, seed):
+        teacher = frozen["teacher"]
+        _, features = dataset_features(teacher, examples)
+        generator = torch.Generator().manual_seed(seed)  # the rotations; the global RNG is left alone
+        self._projection = fit_subclass_projection(features, examples.labels, teacher.head.weight,
+                                                   self.subclasses, generator)
+
+    def training_module(self, student):
+        return with_subclass_head(student, self.subclasses)
+
+    def loss(self, student, batch):
+        subclass_logits, _ = student.subclass_logits(batch["images"])
+        targets = pseudo_subclass_logits(batch["teacher_logits"], batch["teacher_features"],
+                                         self._projection.to(subclass_logits.device))
+        return lelp_loss(subclass_logits, targets, batch["labels"], self.subclasses, self.temperature,
+                         self.ce_weight)

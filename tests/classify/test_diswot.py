@@ -1,0 +1,93 @@
+"""DisWOT's training-free score against a naive loop (values and gradients), and its behaviour on real candidates."""
+
+import math
+
+import torch
+
+from distillbench.harness.classifiers import initialised
+from distillbench.methods.classify.diswot import (DisWOT, diswot_score, gaussian_initialise, relation_distance,
+                                                  score_candidate, semantic_distance)
+
+
+def naive_normalised_gram(rows):
+    flat = [row.flatten() for row in rows]
+    gram = [[torch.dot(a, b) for b in flat] for a in flat]
+    result = []
+    for line in gram:
+        norm = torch.sqrt(sum(value**2 for value in line))
+        result.append([value / norm for value in line])
+    return result
+
+
+def naive_distance(teacher, student):
+    a, b = naive_normalised_gram(teacher), naive_normalised_gram(student)
+    n = len(a)
+    return sum((a[i][j] - b[i][j]) ** 2 for i in range(n) for j in range(n)) / n**2
+
+
+def test_score_matches_a_naive_loop_in_value_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    teacher_grads = torch.randn(5, 12, generator=generator, dtype=torch.float64)
+    teacher_maps = torch.randn(6, 4, 3, 3, generator=generator, dtype=torch.float64)
+    student_grads = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    student_maps = torch.randn(6, 2, 3, 3, generator=generator, dtype=torch.float64)
+    fast_inputs = [t.clone().requires_grad_() for t in (student_grads, student_maps)]
+    slow_inputs = [t.clone().requires_grad_() for t in (student_grads, student_maps)]
+    fast = diswot_score(teacher_grads, fast_inputs[0], teacher_maps, fast_inputs[1])
+    slow = -(naive_distance(teacher_grads, slow_inputs[0]) + naive_distance(teacher_maps, slow_inputs[1]))
+    assert torch.allclose(fast, slow, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(fast, fast_inputs), torch.autograd.grad(slow, slow_inputs)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_the_distances_vanish_on_identical_relations_and_ignore_scale():
+    features = torch.randn(8, 16, dtype=torch.float64)
+    assert relation_distance(features, 3.0 * features).item() < 1e-24
+    rotated = features @ torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64))[0]  # same Gram matrix
+    assert semantic_distance(features, rotated).item() < 1e-20
+    assert relation_distance(features, torch.randn(8, 16, dtype=torch.float64)).item() > 1e-3
+
+
+def test_gaussian_init_follows_the_authors_code():
+    model = initialised("shapes-cnn-small", 3, seed=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        gaussian_initialise(model.network)
+    conv = model.network.trunk[0]
+    norm = model.network.trunk[1]
+    assert abs(conv.weight.std().item() - 1.0) < 0.3  # N(0, 1), not Kaiming's small init
+    assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and not norm.bias.any()
+
+
+def test_score_candidate_is_deterministic_and_finite_for_pocket_cnns():
+    teacher, student = initialised("shapes-cnn", 3, 0), initialised("shapes-cnn-small", 3, 0)
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(16, 3, 32, 32, generator=generator), torch.randint(0, 3, (16,), generator=generator)
+    first = score_candidate(teacher, student, images, labels, seed=0)
+    assert math.isfinite(first) and first < 0
+    assert first == score_candidate(teacher, student, images, labels, seed=0)
+    # The teacher scored against itself has zero relation and semantic distance.
+    twin = initialised("shapes-cnn", 3, 0)
+    assert score_candidate(teacher, twin, images, labels, seed=0) > first
+
+
+def test_diswot_distils_with_kd_defaults():
+    method = DisWOT()
+    assert (method.temperature, method.ce_weight, method.kd_weight, method.search_batch_size) == (4.0, 0.1, 0.9, 128)
+    assert method.needs == ("teacher_logits",)
+
+
+def test_the_report_correlates_scores_with_distilled_accuracy(tmp_path, monkeypatch):
+    from distillbench.pocket import diswot_report
+
+    from distillbench.harness.classifiers import save_atomic
+
+    teacher = save_atomic(initialised("shapes-cnn", 30, 0), tmp_path / "teacher")  # untrained: the zoo's is slow
+    monkeypatch.setattr(diswot_report, "CANDIDATES", (((4,), (8,), (8,)), ((8,), (16,), (32,)), ((8,), (8,), (16,))))
+    result = diswot_report.report(steps=2, train_size=64, test_size=32, seed=0, work=tmp_path / "work",
+                                  teacher_ref=str(teacher))
+    assert [row["stages"] for row in result["candidates"]] == [[[4], [8], [8]], [[8], [16], [32]], [[8], [8], [16]]]
+    assert all(row["diswot_score"] < 0 and 0 <= row["distilled_top1"] <= 1 for row in result["candidates"])
+    rho = result["spearman_score_vs_top1"]["rho"]
+    assert math.isnan(rho) or -1 <= rho <= 1
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
