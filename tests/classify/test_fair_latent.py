@@ -183,9 +183,9 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
     with pytest.raises(UserInputError) as info:
         parse_recipe(raw, "r.yaml")
     assert info.value.problems == [
-        "r.yaml: methods[1]: fair-latent is for tabular generators, which this runner does not train: use python -m "
+        "r.yaml: methods[1]: fair-latent is for tabular models, which this runner does not train: use python -m "
         "distillbench.harness.tabular RECIPE",
-        "r.yaml: benchmarks[0]: fair-synthetic is for tabular generators, which this runner does not train: use python -m "
+        "r.yaml: benchmarks[0]: fair-synthetic is for tabular models, which this runner does not train: use python -m "
         "distillbench.harness.tabular RECIPE"]
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "world": {}, "seeds": [0], "methods": ["ce"],

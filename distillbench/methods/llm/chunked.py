@@ -59,7 +59,7 @@ from torch.autograd.function import once_differentiable
 
 from distillbench.harness.errors import UserInputError
 
-from ..base import mixture_logp, upcast
+from ..base import mixture_logp, response_logits, shifted_labels, upcast
 
 IGNORE_INDEX = -100
 # 256 rows × a 152k vocabulary is 156 MB per fp32 chunk tensor, and a step holds about five.
@@ -390,7 +390,6 @@ def lm_head_inputs(model: torch.nn.Module, batch: dict, side: str | None = None
     """(hidden [B, T-1, H], head weight [V, H], head bias or None) of a transformers causal LM on the
     batch (`side`: a preference batch's 'chosen', 'rejected', ...): what `response_logits` would
     multiply, without multiplying. Models whose logits are not hidden @ W.T + b refuse."""
-    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
     config = getattr(model, "config", None)
     if config is None or not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
         raise UserInputError(f"budget.loss_chunk_size needs a transformers causal LM; got {type(model).__name__}")
@@ -412,12 +411,12 @@ class StudentOutputs:
     then use the naive or the chunked loss accordingly (equal values and gradients, tested)."""
 
     def __init__(self, student: torch.nn.Module, batch: dict):
-        self.labels = batch["labels"][:, 1:]
+        self.labels = shifted_labels(batch)
         self.chunk_size = batch.get("chunk_size")
         if self.chunk_size:
             self.hidden, self.weight, self.bias = lm_head_inputs(student, batch)
         else:
-            self.logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            self.logits = response_logits(student, batch)
 
     def divergence(self, naive: Callable, chunked: Callable, teacher_logits: torch.Tensor, *args) -> torch.Tensor:
         """naive(logits, teacher_logits, labels, *args), or chunked(hidden, weight, teacher_logits, labels, *args)."""
