@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,14 +42,15 @@ def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretraine
             geneval.clip_color_classifier(clip_pretrained, clip_model, device))
 
 
-class _ScoredByGenEval:
+class _ScoredByGenEval(ABC):
     """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
 
     binary_metrics = ("correct", *TAGS)
     macro_metrics = {"overall": TAGS}
 
+    @abstractmethod
     def _prompts(self) -> list[dict]:
-        raise NotImplementedError
+        """GenEval prompt metadata records."""
 
     @property
     def rules(self):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -62,19 +63,22 @@ def _reference(benchmark) -> image_metrics.ReferenceStatistics:
     return image_metrics.reference_statistics(benchmark.reference_images(), benchmark.extractor())
 
 
-class _ImageSetMetric:
+class _ImageSetMetric(ABC):
     """Items, per-item checks, set scoring and protocol shared by the FID and KID benchmarks."""
 
     metric = ""  # "fid" or "kid"
 
+    @abstractmethod
     def items(self):
-        raise NotImplementedError
+        """One item per prompt to generate."""
 
+    @abstractmethod
     def reference_images(self) -> list[np.ndarray]:
-        raise NotImplementedError
+        """The reference set."""
 
+    @abstractmethod
     def extractor(self):
-        raise NotImplementedError
+        """The feature extractor."""
 
     def predict(self, model, tokenizer, items, *, batch_size):
         raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "

@@ -11,6 +11,7 @@ classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between ro
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
@@ -23,13 +24,14 @@ from distillbench.harness.errors import UserInputError
 from .base import Benchmark, ItemScore, register_benchmark
 
 
-class _Top1:
+class _Top1(ABC):
     """Items, prediction and scoring shared by the two benchmarks (their fields say which data)."""
 
     binary_metrics = ("accuracy", "top5")
 
+    @abstractmethod
     def _source(self) -> str:
-        raise NotImplementedError
+        """The image dataset (a pocket task or a CIFAR-100 folder)."""
 
     def _split(self) -> str:
         return "test"
