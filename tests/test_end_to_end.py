@@ -185,11 +185,11 @@ def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys
     methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, dpo, "
                "teacher-ref-dpo, "
                "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}, {name: curry-dpo, iterations: 2}, "
-               "adpo, {name: adpo, anchor: ema}]")
+               "adpo, {name: adpo, anchor: ema}, spo]")
     recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
     assert main(["run", str(recipe)]) == 0
     board_rows = [r for r in _board(recipe)["rows"] if r["kind"] == "method"]
-    assert len(board_rows) == 11 and all(row["status"] == "complete" for row in board_rows), board_rows
+    assert len(board_rows) == 12 and all(row["status"] == "complete" for row in board_rows), board_rows
     rows = {r["method"]: r for r in board_rows}
     # ADPA scores only its samples, with the teacher and the reference teacher: 2 models x 4 rows x 2 steps.
     assert rows["adpa"]["cost"]["teacher_forwards"] == 16

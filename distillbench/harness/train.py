@@ -323,7 +323,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
     precision = _effective_precision(budget.precision)
     accelerator = Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=not torch.cuda.is_available())
     set_seed(seed)
-    method.prepare(frozen, examples, seed)
+    method.prepare(frozen, examples, seed, tokenizer)
     student = method.training_module(student)  # after seeding: a method's extra heads start the same every run
     optimizer = make_optimizer(student.parameters(), budget)
     scheduler = make_scheduler(optimizer, budget)

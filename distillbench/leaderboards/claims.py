@@ -39,6 +39,7 @@ CLAIMS = (
     Claim("adpo", "ADPO 2025", "listwise anchored ADPO beats pairwise DPO", "adpo", "dpo", JUDGE),
     Claim("curry-dpo", "Pattnaik et al. 2024", "the ranked curriculum beats plain DPO", "curry-dpo", "dpo", JUDGE),
     Claim("redi", "Xu et al. 2025", "REDI beats DPO on accuracy", "redi", "dpo", ACCURACY),
+    Claim("spo", "Li et al. 2024", "the degree loss added to DPO beats DPO on the judge score", "spo", "dpo", JUDGE),
     Claim("mcts-dpo", "Xie et al. 2024", "step-level preference learning improves the starting policy's accuracy",
           "mcts-dpo", "student-init", ACCURACY),
     Claim("teacher-ref-dpo", "Shu et al. 2025", "the teacher as reference beats the student's own reference",

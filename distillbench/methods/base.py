@@ -72,10 +72,11 @@ class Method(ABC):
         references; the harness loads each one frozen, as role ``source:<ref>``, and keys cells on its weights."""
         return ()
 
-    def prepare(self, frozen: dict[str, torch.nn.Module], examples: Any, seed: int) -> None:
-        """Called by the train loop once before `training_module` (again on resume), with the frozen models
-        and the training data: for what a method fits on them before training (LELP's projections, a source
-        selection). It must be deterministic given its arguments, since a resumed run calls it again."""
+    def prepare(self, frozen: dict[str, torch.nn.Module], examples: Any, seed: int, tokenizer: Any = None) -> None:
+        """Called by the train loop once before `training_module` (again on resume), with the frozen models,
+        the training data and the tokenizer (None for images): for what a method fits on them before training
+        (LELP's projections, a source selection, SPO's key-content tokens). It must be deterministic given its
+        arguments, since a resumed run calls it again."""
 
     @abstractmethod
     def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -129,7 +129,7 @@ class DistillNearest(ClassifyMethod):
         """All the weight on the most similar source (the first of equals)."""
         return F.one_hot(similarities.argmax(), len(similarities)).float()
 
-    def prepare(self, frozen, examples, seed):
+    def prepare(self, frozen, examples, seed, tokenizer=None):
         labeled = torch.nonzero(examples.labels >= 0).flatten()
         labels = examples.labels[labeled]
         fitted = []

@@ -78,7 +78,7 @@ class DistillerMI(ClassifyMethod):
 
     needs = ("teacher_logits", "teacher_features")
 
-    def prepare(self, frozen, examples, seed):
+    def prepare(self, frozen, examples, seed, tokenizer=None):
         self._teacher_dim = frozen["teacher"].feature_dim
 
     def training_module(self, student):

@@ -105,7 +105,7 @@ class LELP(ClassifyMethod):
 
     needs = ("teacher_logits", "teacher_features")
 
-    def prepare(self, frozen, examples, seed):
+    def prepare(self, frozen, examples, seed, tokenizer=None):
         teacher = frozen["teacher"]
         _, features = dataset_features(teacher, examples)
         generator = torch.Generator().manual_seed(seed)  # the rotations; the global RNG is left alone
