@@ -1,10 +1,26 @@
-"""Batched generation with the KV cache and length-sorted batches."""
+"""Batched generation with the KV cache and length-sorted batches (or, while `serving`, a vLLM engine)."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
 from .progress import progress
+
+# The engine that generates for one model while its cell is scored (vllm_backend.VLLMGenerator), or None.
+_SERVING: ContextVar = ContextVar("serving", default=None)
+
+
+@contextmanager
+def serving(generator):
+    """Within the block, `generate_responses` on `generator.serves` goes to `generator` (other models do not)."""
+    token = _SERVING.set(generator)
+    try:
+        yield generator
+    finally:
+        _SERVING.reset(token)
 
 
 def chat_prompt_ids(tokenizer, conversation: list[dict[str, str]]) -> list[int]:
@@ -22,6 +38,12 @@ def generate_responses(model, tokenizer, conversations: list[list[dict[str, str]
     temperature is 0.
     """
     prompts = [chat_prompt_ids(tokenizer, c) for c in conversations]
+    served = _SERVING.get()
+    if served is not None and served.serves is model:
+        with progress(total=len(prompts), description=f"{description} (vllm)") as bar:
+            outputs = served.generate(prompts, tokenizer, max_new_tokens=max_new_tokens, temperature=temperature)
+            bar.advance(len(prompts))
+        return outputs
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
     model.eval()

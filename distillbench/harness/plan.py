@@ -124,17 +124,21 @@ def make_plan(recipe: Recipe) -> Plan:
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
     names = [spec.name for spec in recipe.benchmarks]
     # A benchmark listed once is named plainly; listed with several option sets, by its label.
-    benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label)
-                  for spec in recipe.benchmarks]
+    # Outputs of another generation backend are other outputs: keyed apart (the default keeps the old keys).
+    generation = {} if recipe.generation.backend == "hf" else {"generation": recipe.generation.model_dump(mode="json")}
+    benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
+                                generation) for spec in recipe.benchmarks]
     return Plan(cells, benchmarks)
 
 
-def benchmark_run(name: str, options: dict[str, Any], label: str | None = None) -> BenchmarkRun:
-    """Registered benchmark `name` with `options`, keyed by its options and scorer version."""
+def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
+                  keyed_with: dict[str, Any] | None = None) -> BenchmarkRun:
+    """Registered benchmark `name` with `options`, keyed by its options and scorer version (and `keyed_with`)."""
     benchmark, problems = validate_options(BENCHMARKS.get(name), options, name)
     if problems:
         raise UserInputError(problems)
-    key = stable_hash({"benchmark": name, "options": _options(benchmark), "scorer": benchmark.scorer_version})
+    key = stable_hash({"benchmark": name, "options": _options(benchmark), "scorer": benchmark.scorer_version,
+                       **(keyed_with or {})})
     return BenchmarkRun(label or name, benchmark, key)
 
 

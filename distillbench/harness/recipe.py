@@ -152,6 +152,16 @@ def _component(value: Any) -> Any:
     return value
 
 
+class GenerationSpec(_Strict):
+    """How benchmarks generate with the model under evaluation."""
+
+    backend: Literal["hf", "vllm"] = Field(default="hf", description="transformers' generate (batched, KV cache, "
+                                           "length-sorted), or a vLLM engine on the same weights (GPU)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="vLLM only")
+    gpu_memory_utilization: float = Field(default=0.5, gt=0, le=1, description="vLLM only: the share of GPU "
+                                          "memory the engine takes (the transformers model stays loaded beside it)")
+
+
 class Recipe(_Strict):
     name: str = Field(min_length=1)
     teacher: str
@@ -163,6 +173,7 @@ class Recipe(_Strict):
     methods: list[ComponentSpec] = Field(min_length=1)
     benchmarks: list[ComponentSpec] = Field(min_length=1)
     output_dir: str | None = None
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
     # Run code shipped with a hub model (its modeling files). Off: weights are data, code is not.
     trust_remote_code: bool = False
 

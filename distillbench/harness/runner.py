@@ -9,6 +9,7 @@ reason, and the other cells go on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -28,7 +29,8 @@ from .data import (load_preferences, load_ranked, load_records, problem_records,
                    tokenize_ranked, tokenize_records)
 from .errors import CellFailure
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
-from .models import check_shared_vocabulary, fingerprint, load_causal_lm
+from .generation import serving
+from .models import check_shared_vocabulary, fingerprint, load_causal_lm, parse_model_ref, resolve_path
 from .plan import BenchmarkRun, Cell, Plan, make_plan
 from .provenance import run_provenance
 from .recipe import Recipe
@@ -83,6 +85,10 @@ class Runner:
         """Check what the plan needs (data files, a shared vocabulary), so bad input fails before anything is written."""
         if self.images:
             return self._preflight_images(plan)
+        if self.recipe.generation.backend == "vllm":
+            from .vllm_backend import check_available
+
+            check_available()
         methods = [cell.method for cell in plan.cells if cell.method is not None]
         if any(method.uses_teacher for method in methods):
             check_shared_vocabulary(self.recipe.teacher, self.recipe.student)
@@ -166,8 +172,24 @@ class Runner:
             cell_provenance["precision"] = cost.pop("precision", "fp32")
             store.mark_cell(cell.key, status="ready", cost=cost, provenance=cell_provenance, **common)
         model.to("cuda" if torch.cuda.is_available() else "cpu")
-        for bench in pending:
-            self._evaluate(store, cell, bench, model, tokenizer, folder)
+        with self._generation(cell, folder, model, tokenizer):
+            for bench in pending:
+                self._evaluate(store, cell, bench, model, tokenizer, folder)
+
+    def _generation(self, cell: Cell, folder: Path, model, tokenizer):
+        """The backend that generates for `model` while its cell is scored: transformers (no context), or vLLM
+        on the same weights."""
+        spec = self.recipe.generation
+        if spec.backend == "hf" or tokenizer is None:
+            return contextlib.nullcontext()
+        from .vllm_backend import VLLMGenerator
+
+        ref = parse_model_ref(cell.model_ref)
+        location, revision = ((resolve_path(ref), ref.revision) if cell.kind == "reference"
+                              else (str(folder / "model"), None))
+        return serving(VLLMGenerator(location, model, revision=revision, dtype=spec.dtype,
+                                     gpu_memory_utilization=spec.gpu_memory_utilization, seed=cell.seed or 0,
+                                     trust_remote_code=self.recipe.trust_remote_code))
 
     def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student trained by the method."""
