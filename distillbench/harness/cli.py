@@ -19,11 +19,16 @@ from .errors import UserInputError
 
 def _cmd_run(args) -> int:
     from .recipe import DEFAULT_RECIPE, load_recipe
-    from .runner import Runner
+    from .runner import Runner, run_workers
 
+    if args.jobs < 1:
+        raise UserInputError(f"--jobs: at least 1 (got {args.jobs})")
     recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
-    Runner(recipe, Path(args.out) if args.out else None).run()
-    return 0
+    runner = Runner(recipe, Path(args.out) if args.out else None)
+    if args.jobs == 1:
+        runner.run()
+        return 0
+    return run_workers(runner, args.recipe or str(DEFAULT_RECIPE), args.jobs)
 
 
 def _cmd_list(args) -> int:
@@ -189,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a recipe: train every method cell, score, write the leaderboard")
     run.add_argument("recipe", nargs="?", help="recipe YAML (default: recipes/pocket/llm.yaml)")
     run.add_argument("--out", help="output directory (default: the recipe's output_dir, else runs/<name>)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="cells trained and scored at once, each process with cpu_count/jobs threads (default 1); "
+                          "the extra processes log to <out>/workers/")
     run.set_defaults(handler=_cmd_run)
 
     listing = commands.add_parser("list", help="list registered methods or benchmarks, or the numbers papers report")

@@ -54,9 +54,14 @@ class Runner:
         self._examples: dict[str, list] = {}
         self._caches: dict[str, SignalCache] = {}
 
-    def run(self) -> dict[str, Any]:
+    def check(self) -> Plan:
+        """The plan, once what it needs (data files, a shared vocabulary, a backend) is checked."""
         plan = make_plan(self.recipe)
-        self._preflight(plan)  # bad data fails here, before anything is written
+        self._preflight(plan)
+        return plan
+
+    def run(self) -> dict[str, Any]:
+        plan = self.check()  # bad data fails here, before anything is written
         store = Store(self.out / "results.sqlite")
         run_id = uuid.uuid4().hex[:12]
         provenance = run_provenance(self.recipe.content_hash())
@@ -339,6 +344,40 @@ def _save_atomic(model, tokenizer, target: Path) -> None:
     if tokenizer is not None:  # classifiers have none
         tokenizer.save_pretrained(staging)
     replace_directory(staging, target)
+
+
+def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
+    """Run `runner`'s recipe in `jobs` processes on one output directory: this one and jobs − 1 workers
+    (`distillbench run` again, their output in <out>/workers/worker-<n>.log). The cell locks share the
+    cells out, so each is trained and scored once; every process gets cpu_count / jobs torch threads,
+    since small models train faster on one thread each than on several threads shared.
+    Returns 0, or 1 when a worker failed (this process's board is complete only if none did)."""
+    import os
+    import subprocess
+    import sys
+
+    runner.check()  # bad input fails once, here, before any worker starts
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    logs = runner.out / "workers"
+    logs.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    workers = []
+    for number in range(1, jobs):
+        log = open(logs / f"worker-{number}.log", "w")  # noqa: SIM115 (closed below, after the worker ends)
+        command = [sys.executable, "-m", "distillbench.harness.cli", "run", recipe_path, "--out", str(runner.out)]
+        workers.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment), log))
+    torch.set_num_threads(int(threads))
+    try:
+        runner.run()
+    finally:
+        failed = []
+        for number, (process, log) in enumerate(workers, start=1):
+            if process.wait() != 0:
+                failed.append(f"worker {number} exited with status {process.returncode}: see {log.name}")
+            log.close()
+    for line in failed:
+        runner.console.print(f"[red]{line}[/red]")
+    return 1 if failed else 0
 
 
 def run_recipe(recipe: Recipe, output_dir: Path | None = None) -> dict[str, Any]:
