@@ -351,7 +351,7 @@ def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
     (`distillbench run` again, their output in <out>/workers/worker-<n>.log). The cell locks share the
     cells out, so each is trained and scored once; every process gets cpu_count / jobs torch threads,
     since small models train faster on one thread each than on several threads shared.
-    Returns 0, or 1 when a worker failed (this process's board is complete only if none did)."""
+    Returns 0, or 1 when a worker failed (this process still ends every cell: a dead worker's lock is free)."""
     import os
     import subprocess
     import sys

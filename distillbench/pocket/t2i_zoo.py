@@ -67,7 +67,7 @@ class T2ISpec:
     image_size: int = 32
     space_to_depth: int = 2
     train_scenes: int = 6000
-    steps: int = 400
+    steps: int = 3000
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_steps: int = 30
