@@ -37,3 +37,23 @@ def test_builtin_registries_are_populated():
     assert "pocket-math" in BENCHMARKS
     assert {"pocket", "hf", "local"} <= set(MODEL_BACKENDS.names())
     assert JUDGES.kind == "judge"
+
+
+def test_an_alias_finds_the_registered_entry_and_keys_as_it():
+    from distillbench.harness.plan import benchmark_run
+
+    assert BENCHMARKS.get("clipscore") is BENCHMARKS.get("clip-score") and "pocket-clipscore" in BENCHMARKS
+    by_alias, by_name = benchmark_run("pocket-clipscore", {"samples": 4}), benchmark_run("pocket-clip-score", {"samples": 4})
+    assert (by_alias.name, by_alias.key) == (by_name.name, by_name.key) == ("pocket-clip-score", by_name.key)
+    registry = Registry("thing")
+    registry.register("a", aliases=("b",))(object)
+    with pytest.raises(ValueError, match="alias 'b' names another entry"):
+        registry.register("c", aliases=("b",))(int)
+
+
+def test_list_shows_the_aliases(capsys):
+    from distillbench.harness.cli import main
+
+    assert main(["list", "benchmarks", "--family", "image"]) == 0
+    out = capsys.readouterr().out
+    assert "clip-score (also clipscore)" in out and "pocket-clip-score (also pocket-clipscore)" in out

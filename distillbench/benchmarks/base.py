@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 from distillbench.harness.registry import BENCHMARKS
 
 
-def register_benchmark(name: str, *, family: str, paper: str = "", summary: str = ""):
-    return BENCHMARKS.register(name, family=family, paper=paper, summary=summary)
+def register_benchmark(name: str, *, family: str, paper: str = "", summary: str = "", aliases: tuple[str, ...] = ()):
+    return BENCHMARKS.register(name, family=family, paper=paper, summary=summary, aliases=aliases)
 
 
 @dataclass(frozen=True)

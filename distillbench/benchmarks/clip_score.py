@@ -136,7 +136,8 @@ def _version(package: str) -> str | None:
 
 @register_benchmark("clip-score", family="image", paper="Radford et al. 2021, arXiv:2103.00020; Hessel et al. 2021, "
                     "arXiv:2104.08718", summary="CLIP score of generated images against their prompts (JSONL id, "
-                                                "prompt); an open_clip model from a local checkpoint")
+                                                "prompt); an open_clip model from a local checkpoint",
+                    aliases=("clipscore",))
 @dataclass(frozen=True)
 class ClipScore(_ScoredByClip, Benchmark):
     prompts: str
@@ -163,7 +164,8 @@ class ClipScore(_ScoredByClip, Benchmark):
 
 
 @register_benchmark("pocket-clip-score", family="image", paper="CLIP score (arXiv:2104.08718), pocket world",
-                    summary="CLIP score on pocket-shapes test captions with the pocket CLIP (open_clip architecture)")
+                    summary="CLIP score on pocket-shapes test captions with the pocket CLIP (open_clip architecture)",
+                    aliases=("pocket-clipscore",))
 @dataclass(frozen=True)
 class PocketClipScore(_ScoredByClip, Benchmark):
     samples: Annotated[int, Gt(0)] = 200

@@ -53,7 +53,8 @@ def _cmd_list(args) -> int:
         families = sorted({e.family for e in registry.entries()})
         raise UserInputError(f"--family {args.family}: no {args.what} in this family; known: {', '.join(families)}")
     for entry in entries:
-        table.add_row(entry.name, entry.family, entry.paper, entry.summary)
+        table.add_row(entry.name + "".join(f" (also {alias})" for alias in entry.aliases), entry.family, entry.paper,
+                      entry.summary)
     Console(width=200).print(table)
     return 0
 

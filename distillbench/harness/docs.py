@@ -21,7 +21,8 @@ def registry_table(registry: Registry) -> str:
     lines = ["| name | family | paper | summary |", "|---|---|---|---|"]
     for entry in registry.entries():
         if entry.family not in HIDDEN_FAMILIES:
-            lines.append(f"| `{entry.name}` | {entry.family} | {entry.paper} | {entry.summary} |")
+            also = "".join(f" (also `{alias}`)" for alias in entry.aliases)
+            lines.append(f"| `{entry.name}`{also} | {entry.family} | {entry.paper} | {entry.summary} |")
     return "\n".join(lines)
 
 

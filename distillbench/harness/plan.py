@@ -134,12 +134,14 @@ def make_plan(recipe: Recipe) -> Plan:
 def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
                   keyed_with: dict[str, Any] | None = None) -> BenchmarkRun:
     """Registered benchmark `name` with `options`, keyed by its options and scorer version (and `keyed_with`)."""
+    given, name = name, BENCHMARKS.entry(name).name  # an alias keys and labels as the registered name
+    label = name if label in (None, given) else label
     benchmark, problems = validate_options(BENCHMARKS.get(name), options, name)
     if problems:
         raise UserInputError(problems)
     key = stable_hash({"benchmark": name, "options": _options(benchmark), "scorer": benchmark.scorer_version,
                        **(keyed_with or {})})
-    return BenchmarkRun(label or name, benchmark, key)
+    return BenchmarkRun(label, benchmark, key)
 
 
 def _start_key(method: Any, name: str, seed: int, keys: dict[tuple[str, int], str]) -> str | None:

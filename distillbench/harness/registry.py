@@ -24,27 +24,35 @@ class Entry(Generic[T]):
     paper: str = ""
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # other names that find this entry (another spelling in common use)
 
 
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}  # alias -> registered name
 
-    def register(self, name: str, *, family: str = "", paper: str = "", summary: str = "", **extra: Any) -> Callable[[T], T]:
+    def register(self, name: str, *, family: str = "", paper: str = "", summary: str = "",
+                 aliases: tuple[str, ...] = (), **extra: Any) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            taken = [a for a in aliases if a in self._entries or self._aliases.get(a, name) != name]
+            if taken:
+                raise ValueError(f"{self.kind} alias {taken[0]!r} names another entry")
             text = summary or _first_docstring_line(obj)
-            self._entries[name] = Entry(name, obj, family, paper, text, dict(extra))
+            self._entries[name] = Entry(name, obj, family, paper, text, dict(extra), tuple(aliases))
+            self._aliases.update(dict.fromkeys(aliases, name))
             return obj
 
         return decorator
 
     def entry(self, name: str) -> Entry[T]:
+        """The entry registered as `name` or under an alias `name` (its `.name` is the registered one)."""
         _load_builtins()
         try:
-            return self._entries[name]
+            return self._entries[self._aliases.get(name, name)]
         except KeyError:
             raise UserInputError(self.unknown_message(name)) from None
 
@@ -58,7 +66,7 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         _load_builtins()
-        return name in self._entries
+        return self._aliases.get(name, name) in self._entries
 
     def entries(self, family: str | None = None) -> Iterator[Entry[T]]:
         _load_builtins()
