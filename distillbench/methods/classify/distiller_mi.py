@@ -20,7 +20,8 @@ Not confirmed from the paper (only its abstract could be read here): the exact f
 α's default and the weights. The KD part uses this harness's Hinton KD defaults (τ = 4, 0.1 / 0.9), so the
 ``hinton-kd`` row is this method's ablation without the intermediate term. Distiller's AutoDistiller (a
 model that recommends a KD pipeline from a dataset's meta-features, trained on the paper's search results)
-is not implemented: those search results are not available here.
+is not reproduced, those results being unavailable here; `distillbench.pocket.autodistiller_report` asks its
+question of a small pocket search instead (leaderboards/pocket-autodistiller.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,43 @@
+"""The pocket AutoDistiller report: the nearest-setting recommendation, and a tiny run that resumes."""
+
+import json
+
+import pytest
+
+from distillbench.pocket import autodistiller_report as report
+
+
+def test_the_recommendation_is_the_best_pipeline_of_the_nearest_other_setting():
+    gains = {"a": {"x": 0.0, "y": 0.3}, "b": {"x": 0.0, "y": 0.2}, "c": {"x": 0.05, "y": 0.0}}
+    features = {"a": [0.0, 1.0], "b": [10.0, 1.0], "c": [8.0, 1.0]}
+    assert report.recommend(gains, features, "c") == "y"  # b is nearest to c, and y is b's best
+    assert report.recommend(gains, features, "a") == "x"  # c is nearest to a; a's own best (y) is never read
+    summary = report.summarise([
+        {"task": task, "train_size": size, "pipeline": pipeline, "seed": 0, "top1": top1}
+        for task, size, by in (("shape", 250, {"ce": 0.5, "hinton-kd": 0.6, "distiller-mi[alpha=0]": 0.55}),
+                               ("shape", 1000, {"ce": 0.7, "hinton-kd": 0.72, "distiller-mi[alpha=0]": 0.8}),
+                               ("many", 250, {"ce": 0.2, "hinton-kd": 0.3, "distiller-mi[alpha=0]": 0.25}))
+        for pipeline, top1 in by.items()])
+    rows = {row["setting"]: row for row in summary["settings"]}
+    assert rows["shape/250"]["gains"] == {"hinton-kd": pytest.approx(0.1), "distiller-mi[alpha=0]": pytest.approx(0.05)}
+    # shape/1000's nearest setting is shape/250 (same classes), whose best is hinton-kd: regret 0.10 − 0.02
+    assert rows["shape/1000"]["recommended"] == "hinton-kd" and rows["shape/1000"]["best"] == "distiller-mi[alpha=0]"
+    assert summary["mean_regret_default"] == pytest.approx(0.08 / 3, abs=1e-4)
+    assert summary["mean_regret_recommended"] == pytest.approx(
+        sum(r["best_gain"] - r["recommended_gain"] for r in rows.values()) / 3, abs=1e-4)
+
+
+def test_a_tiny_report_trains_each_cell_once_and_resumes(tmp_path, monkeypatch):
+    arguments = dict(steps=2, seeds=[0], test_size=16, tasks=("shape", "binary"), train_sizes=(32,),
+                     pipelines=("ce", "hinton-kd"))
+    first = report.run(tmp_path, **arguments)
+    assert len(first["cells"]) == 4 and {r["setting"] for r in first["settings"]} == {"shape/32", "binary/32"}
+    assert all(0 <= c["top1"] <= 1 for c in first["cells"])
+    assert len(json.loads((tmp_path / "cells.json").read_text())) == 4
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(report, "train_cell", no_training)
+    assert report.run(tmp_path, **arguments)["settings"] == first["settings"]
+    assert "| shape/32 |" in report.markdown({**first, "seeds": [0]}, "cmd")
