@@ -349,8 +349,9 @@ def _save_atomic(model, tokenizer, target: Path) -> None:
 def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
     """Run `runner`'s recipe in `jobs` processes on one output directory: this one and jobs − 1 workers
     (`distillbench run` again, their output in <out>/workers/worker-<n>.log). The cell locks share the
-    cells out, so each is trained and scored once; every process gets cpu_count / jobs torch threads,
-    since small models train faster on one thread each than on several threads shared.
+    cells out, so each is trained and scored once; every process gets cpu_count / jobs torch threads.
+    On the 2-core machine the demo took as long with two processes as with one of two threads
+    (bench/results/end_to_end.json): it pays only where one process leaves cores idle.
     Returns 0, or 1 when a worker failed (this process still ends every cell: a dead worker's lock is free)."""
     import os
     import subprocess
