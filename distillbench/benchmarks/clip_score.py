@@ -29,9 +29,9 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
 
 from .base import Benchmark, ItemScore, register_benchmark
+from .image_metrics import GeneratedImageOutputs
 
 Convention = Literal["torchmetrics", "cosine", "clip-s"]
 CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
@@ -101,19 +101,13 @@ def _embedder(kind: str, model: str, pretrained: str | None, device: str):
     return PocketClipEmbedder(pretrained) if kind == "pocket" else OpenClipEmbedder(model, pretrained, device)
 
 
-class _ScoredByClip:
+class _ScoredByClip(GeneratedImageOutputs):
     """Per-item CLIP score shared by the two benchmarks (the fields live on each class)."""
-
-    def predict(self, model, tokenizer, items, *, batch_size):
-        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
-                             "images with `python -m distillbench.harness.text_to_image` (or elsewhere) and grade "
-                             "them with `distillbench score` (each response the path of one image)")
 
     def score(self, item, output):
         from .image_metrics import load_image
 
-        if not isinstance(output, str) or not Path(output).is_file():
-            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        self.image_path(item, output)
         embedder = self._embedder()
         text = self.prefix + item["prompt"]
         value = float(clip_scores(embedder.images([load_image(output)]), embedder.texts([text]), self.convention)[0])

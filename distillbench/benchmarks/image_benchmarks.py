@@ -23,9 +23,9 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
-from distillbench.harness.errors import UserInputError
 
 from .base import Benchmark, ItemScore, register_benchmark
+from .image_metrics import GeneratedImageOutputs
 
 # geneval.TAGS (a test keeps them equal). `geneval` itself is imported when scoring, not here, so
 # that importing the registry does not import it and `python -m distillbench.benchmarks.geneval` runs clean.
@@ -42,7 +42,7 @@ def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretraine
             geneval.clip_color_classifier(clip_pretrained, clip_model, device))
 
 
-class _ScoredByGenEval(ABC):
+class _ScoredByGenEval(GeneratedImageOutputs, ABC):
     """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
 
     binary_metrics = ("correct", *TAGS)
@@ -63,16 +63,10 @@ class _ScoredByGenEval(ABC):
         return [{"id": f"{index:05}/{sample}", "metadata": metadata}
                 for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
 
-    def predict(self, model, tokenizer, items, *, batch_size):
-        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner yet; generate "
-                             "the images elsewhere and grade them with `distillbench score` (each response the "
-                             "path of one PNG)")
-
     def score(self, item, output):
         from . import geneval
 
-        if not isinstance(output, str) or not Path(output).is_file():
-            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        self.image_path(item, output)
         detector, classify_colors = self._scorers()
         image = geneval.load_image(output)
         record = geneval.score_detections(detector(image), item["metadata"], image, classify_colors, self.rules,

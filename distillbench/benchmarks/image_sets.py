@@ -35,6 +35,7 @@ from distillbench.harness.errors import UserInputError
 
 from . import image_metrics
 from .base import Benchmark, ItemScore, register_benchmark
+from .image_metrics import GeneratedImageOutputs
 
 
 def bootstrap_interval(statistic, features: np.ndarray, resamples: int, seed: int = 0,
@@ -63,7 +64,7 @@ def _reference(benchmark) -> image_metrics.ReferenceStatistics:
     return image_metrics.reference_statistics(benchmark.reference_images(), benchmark.extractor())
 
 
-class _ImageSetMetric(ABC):
+class _ImageSetMetric(GeneratedImageOutputs, ABC):
     """Items, per-item checks, set scoring and protocol shared by the FID and KID benchmarks."""
 
     metric = ""  # "fid" or "kid"
@@ -80,14 +81,8 @@ class _ImageSetMetric(ABC):
     def extractor(self):
         """The feature extractor."""
 
-    def predict(self, model, tokenizer, items, *, batch_size):
-        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
-                             "images with `python -m distillbench.harness.text_to_image` (or elsewhere) and grade "
-                             "them with `distillbench score` (each response the path of one image)")
-
     def score(self, item, output):
-        if not isinstance(output, str) or not Path(output).is_file():
-            raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
+        self.image_path(item, output)
         return ItemScore({}, "image read; the metric is a statistic of the whole set")
 
     def _statistic(self, reference):
