@@ -54,7 +54,7 @@ def _load_architectures() -> None:
         _loaded = True
         from distillbench.pocket import shapes_cnn  # noqa: F401
         from distillbench.pocket import shapes_vit  # noqa: F401
-        from . import cifar_models  # noqa: F401
+        from . import cifar_models, clip_zeroshot  # noqa: F401
 
 
 def architecture_names() -> list[str]:

@@ -17,6 +17,8 @@ exactly ``python -m distillbench.pocket.shapes_classifiers --export`` ships in
 ``distillbench/pocket/shapes_zoo/`` (``classifier.json`` records the spec, its hash, the weights'
 sha256 and the test accuracy) and is used while its spec hash matches; otherwise the teacher is
 trained into the user cache. ``DISTILLBENCH_ZOO_SCALE=tiny`` selects specs that train in seconds.
+The pocket CLIP's zero-shot classifiers, ``pocket:shapes-clip-zeroshot-<task>``, are built from the
+CLIP instead (`shapes_clip_zeroshot`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ TASKS = {
 SOURCES = tuple(f"pocket:shapes-{task}" for task in TASKS)
 # Part of every pocket image data fingerprint; bump when labels or scene selection change.
 TASKS_VERSION = f"tasks1-world{WORLD_VERSION}"
+# (mean, std) per channel of the datasets' normalisation: the scenes' grey background maps to 0.
+NORMALISATION = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 DEFAULT_SIZES = {"train": 6000, "test": 1000}
 
 
@@ -86,7 +90,7 @@ def _dataset(task: str, split: str, size: int, seed: int):
     labels = torch.tensor([label(task, s) for s in scenes], dtype=torch.long)
     ids = tuple(f"{task}/{s.digest[:12]}" for s in scenes)
     return ImageDataset(f"pocket:shapes-{task}", split, images.contiguous(), labels, TASKS[task],
-                        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), ids, tuple(s.caption for s in scenes))
+                        *NORMALISATION, ids, tuple(s.caption for s in scenes))
 
 
 def pocket_dataset(source: str, split: str, size: int | None = None, seed: int = 0):
@@ -117,7 +121,9 @@ class TeacherSpec:
 
 _FULL = {f"shapes-teacher-{task}": TeacherSpec(task) for task in TASKS}
 _TINY = {f"shapes-teacher-{task}": TeacherSpec(task, train_size=128, steps=4, batch_size=16) for task in TASKS}
-CLASSIFIER_ZOO = tuple(_FULL)
+# The pocket CLIP's zero-shot classifiers (`shapes_clip_zeroshot`): built from the CLIP, not trained.
+ZERO_SHOT = {f"shapes-clip-zeroshot-{task}": task for task in TASKS}
+CLASSIFIER_ZOO = tuple(_FULL) + tuple(ZERO_SHOT)
 
 
 def specs() -> dict[str, TeacherSpec]:
@@ -139,6 +145,10 @@ def cache_directory(name: str) -> Path:
 
 def ensure_built(name: str) -> Path:
     """The shipped copy of `name` when its spec hash matches, else the user-cache build (trained when missing)."""
+    if name in ZERO_SHOT:
+        from .shapes_clip_zeroshot import ensure_built as ensure_zero_shot
+
+        return ensure_zero_shot(ZERO_SHOT[name])
     if name not in specs():
         from distillbench.harness.errors import UserInputError
 
@@ -194,11 +204,11 @@ def test_accuracy(model: nn.Module, task: str, size: int | None = None) -> float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_classifiers",
                                      description="Train the pocket-shapes teacher classifiers.")
-    parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(CLASSIFIER_ZOO)}")
+    parser.add_argument("names", nargs="*", choices=list(_FULL), help="default: all of them")
     parser.add_argument("--export", action="store_true", help=f"write the shipped copies ({PACKAGED})")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as the feature network: two threads on two shared cores train slower
-    for name in args.names or CLASSIFIER_ZOO:
+    for name in args.names or _FULL:
         target = PACKAGED / name if args.export else cache_directory(name)
         print(json.dumps({"name": name, "directory": str(target), **build(name, target)}, indent=1))
     return 0

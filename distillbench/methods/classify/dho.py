@@ -12,7 +12,8 @@ authors' few-shot script (erjui/DHO@846de75 ``train_others.py``: τ = 2, w_ce = 
 ImageNet inference setting α = β = 0.5 (the few-shot runs instead search α ∈ {0, 0.05, …, 1} and
 β ∈ {0.5, …, 4} on validation data; here they are fixed fields). The paper's teacher is CLIP's
 zero-shot classifier (100 · normalised image features · class text embeddings); here the teacher is any
-classifier of the recipe. The student's own head is the CE head; the KD head starts at random, as in
+classifier of the recipe, CLIP's kind included (`pocket:shapes-clip-zeroshot-<task>`,
+`distillbench.harness.clip_zeroshot`). The student's own head is the CE head; the KD head starts at random, as in
 ``train_others.py`` (the ImageNet script starts both from CLIP's text weights). The student saved is
 the two-headed classifier, predicting with the mixture.
 """
