@@ -8,9 +8,12 @@ weighted by the teacher's confidence in the class chosen there:
 L = (1/B) Σ_i Σ_k q_{π*_k} · [log Σ_{l ≥ k} exp(s_{π*_l}) − s_{π*_k}],   q = softmax(t / τ)
 
 There is no separate CE term: weights (1, 0, …, 0) give CE, so the first step is a CE on the label
-weighted by the teacher's probability of it. τ = 4 on CIFAR-100. The student's logits enter
-unscaled, as in the confidence-weighted ListMLE the paper describes and pylate's port; whether
-the paper also divides them by τ was not verified (its full text could not be read here).
+weighted by the teacher's probability of it. The student's logits enter unscaled: the paper imposes
+the ranking with the "unsoftened Plackett-Luce likelihood" and its reference code (Appendix C,
+``plackett_luce_loss``) tempers only the teacher, ``softmax(t_perm / temperature)``, against
+``logcumsumexp`` of the raw student logits (read in a stored copy of the full text, checked on
+2026-11-29). τ = 4 is the paper's CIFAR-100 setting; its ImageNet sweep is best at τ = 1, which is
+also the code's default argument.
 """
 
 from __future__ import annotations
