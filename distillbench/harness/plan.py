@@ -118,8 +118,10 @@ def make_plan(recipe: Recipe) -> Plan:
             models[f"source:{ref}"] = fp(ref)
         for seed in recipe.seeds:
             start = _start_key(method, spec.name, seed, keys)
+            loss = {"loss_version": method.loss_version} if method.loss_version != 1 else {}
             key = stable_hash({"kind": "method", "method": spec.name, "params": _method_options(spec.name, method),
-                               "seed": seed, "models": models, "data": data, "budget": budget, "starts_from": start})
+                               "seed": seed, "models": models, "data": data, "budget": budget, "starts_from": start,
+                               **loss})
             keys.setdefault((spec.name, seed), key)
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
     names = [spec.name for spec in recipe.benchmarks]

@@ -51,6 +51,9 @@ class Method(ABC):
     reference_model: ClassVar[str] = "init"
     # A method that continues from another method's student (same seed), or None for the student init.
     starts_from: ClassVar[str | None] = None
+    # Bumped when the loss changes for the same hyperparameters, so cells trained with the old loss are
+    # not reused (part of the cell key from 2 on; version 1 keeps the keys cells had before it existed).
+    loss_version: ClassVar[int] = 1
 
     @property
     def uses_teacher(self) -> bool:

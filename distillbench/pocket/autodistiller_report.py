@@ -49,6 +49,13 @@ DEFAULT_PIPELINE = "hinton-kd"
 STUDENT = "shapes-cnn-small"
 
 
+def loss_version(pipeline: str) -> int:
+    """The pipeline's method's loss version: cells trained with an older loss are trained again."""
+    from distillbench.harness.registry import METHODS
+
+    return METHODS.get(PIPELINES[pipeline][0]).loss_version
+
+
 def budget(steps: int):
     """recipes/pocket/classify.yaml's budget, scaled to `steps` (the step decays at the same fractions)."""
     from distillbench.harness.recipe import Budget
@@ -154,17 +161,20 @@ def run(out: Path, steps: int, seeds: list[int], test_size: int, tasks=TASKS, tr
         for size in train_sizes:
             for pipeline in pipelines:
                 for seed in seeds:
-                    key = {"task": task, "train_size": size, "pipeline": pipeline, "seed": seed}
-                    done = [c for c in cells if {k: c[k] for k in key} == key and c.get("steps") == steps
+                    key = {"task": task, "train_size": size, "pipeline": pipeline, "seed": seed,
+                           "loss_version": loss_version(pipeline)}
+                    done = [c for c in cells if {k: c.get(k, 1) for k in key} == key and c.get("steps") == steps
                             and c.get("test_size") == test_size]
                     if done:
                         continue
                     cell = train_cell(task, size, pipeline, steps, seed, test_size, out / "work")
-                    cells.append({**cell, "steps": steps, "test_size": test_size})
+                    cells.append({**cell, "steps": steps, "test_size": test_size,
+                                  "loss_version": loss_version(pipeline)})
                     out.mkdir(parents=True, exist_ok=True)
                     store.write_text(json.dumps(cells, indent=1) + "\n")
     chosen = [c for c in cells if c["steps"] == steps and c["test_size"] == test_size and c["seed"] in seeds
-              and c["task"] in tasks and c["train_size"] in train_sizes and c["pipeline"] in pipelines]
+              and c["task"] in tasks and c["train_size"] in train_sizes and c["pipeline"] in pipelines
+              and c.get("loss_version", 1) == loss_version(c["pipeline"])]
     return {**summarise(chosen), "seeds": seeds, "steps": steps, "test_size": test_size, "student": STUDENT,
             "budget": budget(steps).model_dump(mode="json"), "pipelines": {p: PIPELINES[p] for p in pipelines},
             "cells": chosen}

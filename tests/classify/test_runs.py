@@ -88,6 +88,38 @@ def test_new_budget_fields_leave_existing_cell_keys_alone():
     assert key(base) == key(same) != key(other)
 
 
+def test_a_new_loss_version_gets_new_cell_keys_and_version_one_keeps_the_old(monkeypatch):
+    from distillbench.harness.plan import make_plan
+    from distillbench.methods.llm.sft import SFT
+
+    raw = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+           "data": {"source": "pocket:math", "size": 10},
+           "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
+           "methods": ["sft"], "benchmarks": ["pocket-math"]}
+    key = lambda: make_plan(parse_recipe(raw)).cells[-1].key  # noqa: E731
+    before = key()
+    monkeypatch.setattr(SFT, "loss_version", 2)
+    assert key() != before
+    monkeypatch.setattr(SFT, "loss_version", 1)
+    assert key() == before
+
+
+def test_the_committed_boards_cells_keep_their_keys(monkeypatch):
+    """Keys are content hashes of the recipe: a change to how they are computed (such as a new key field)
+    must leave existing cells' keys alone, or every committed run would retrain from scratch."""
+    from distillbench.harness.plan import make_plan
+
+    monkeypatch.delenv("DISTILLBENCH_ZOO_SCALE", raising=False)  # the shipped teacher the board was run with
+    board = json.loads((REPO / "leaderboards/pocket-classify-semi.json").read_text())
+    committed = {row["row"]: row["cells"] for row in board["rows"] if row["kind"] == "method"}
+    plan = make_plan(load_recipe(REPO / "recipes/pocket/classify-semi.yaml"))
+    planned = {}
+    for cell in plan.cells:
+        if cell.kind == "method":
+            planned.setdefault(cell.label, []).append(cell.key)
+    assert committed == planned
+
+
 # --- the train loop ---------------------------------------------------------------------------
 @dataclass
 class StopAt(HintonKD):

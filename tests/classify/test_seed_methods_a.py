@@ -114,39 +114,56 @@ def test_a_subclass_classifier_predicts_summed_subclass_probabilities_and_round_
 
 
 # --- Distiller's MI-α -------------------------------------------------------------------------------------
-def naive_mi_alpha(scores, alpha):
+def naive_mi_alpha(scores, alpha, log_baseline):
+    """Poole et al.'s interpolated bound written out term by term, as the authors' code computes it."""
     count = len(scores)
-    total_joint, total_marginal = 0, 0
-    for j in range(count):
-        mean = sum(torch.exp(scores[i, j]) for i in range(count)) / count
-        denominator = alpha * mean + (1 - alpha) * 1.0
-        total_joint = total_joint + torch.log(torch.exp(scores[j, j]) / denominator)
-        for i in range(count):
-            if i != j:
-                total_marginal = total_marginal + torch.exp(scores[i, j]) / denominator
-    return 1 + total_joint / count - total_marginal / (count * (count - 1))
+
+    def denominator(i, j):  # α · mean over k ≠ j of e^{s_ik} + (1 − α) · q(t_i)
+        mean = sum(torch.exp(scores[i, k]) for k in range(count) if k != j) / (count - 1)
+        return alpha * mean + (1 - alpha) * torch.exp(log_baseline[i])
+
+    pairs = [(i, j) for i in range(count) for j in range(count) if i != j]
+    joint = sum(scores[i, i] - torch.log(denominator(i, j)) for i, j in pairs) / len(pairs)
+    marginal = sum(torch.exp(scores[i, j]) / denominator(i, i) for i, j in pairs) / len(pairs)
+    return 1 + joint - marginal
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0])
 def test_mi_alpha_bound_matches_a_loop_in_value_and_gradient(alpha):
     torch.manual_seed(1)
     scores = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
-    got, naive = mi_alpha_bound(scores, alpha), naive_mi_alpha(scores, alpha)
+    log_baseline = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    got, naive = mi_alpha_bound(scores, alpha, log_baseline), naive_mi_alpha(scores, alpha, log_baseline)
     assert torch.allclose(got, naive)
-    assert torch.allclose(grads(got, scores)[0], grads(naive, scores)[0])
+    inputs = (scores, log_baseline) if alpha < 1 else (scores,)  # at α = 1 the baseline's weight is 0
+    for ours, theirs in zip(grads(got, *inputs), grads(naive, *inputs)):
+        assert torch.allclose(ours, theirs)
+
+
+def test_mi_alpha_ends_are_nwj_and_the_infonce_ceiling():
+    torch.manual_seed(4)
+    scores = torch.randn(6, 6, dtype=torch.float64)
+    off_diagonal = ~torch.eye(6, dtype=torch.bool)
+    # α = 0 is TUBA; with log q = 1 it is NWJ: E_p[f] − E_q[e^{f − 1}] (Poole et al. 2019, eq. 8)
+    nwj = scores.diagonal().mean() - (scores - 1).exp()[off_diagonal].mean()
+    assert torch.allclose(mi_alpha_bound(scores, 0.0, torch.ones(6, dtype=torch.float64)), nwj)
+    # α = 1: every s_ii − log m_ij is at most log(K − 1), and the marginal term is exactly 1 (row i's
+    # negatives over their own mean), so I_1 ≤ log(K − 1), reached when the critic separates the pairs
+    torch.manual_seed(2)
+    teacher = torch.randn(16, 8)
+    student = teacher + 0.1 * torch.randn(16, 8)
+    sharp = mi_alpha_bound(cosine_critic(teacher, student, 0.01), 1.0, torch.zeros(16))
+    assert sharp <= math.log(15) + 1e-5 and sharp == pytest.approx(math.log(15), abs=1e-3)
 
 
 def test_mi_alpha_is_larger_for_paired_representations_than_for_shuffled_ones():
     torch.manual_seed(2)
     teacher = torch.randn(16, 8)
     student = teacher + 0.1 * torch.randn(16, 8)
-    paired = mi_alpha_bound(cosine_critic(teacher, student, 0.1), 0.5)
-    shuffled = mi_alpha_bound(cosine_critic(teacher, student[torch.randperm(16)], 0.1), 0.5)
-    assert paired > shuffled
-    # InfoNCE's side (α = 1): each joint term is at most log K, the marginal term is positive, so
-    # I_1 ≤ 1 + log K, reached when the critic separates the pairs perfectly
-    sharp = mi_alpha_bound(cosine_critic(teacher, student, 0.01), 1.0)
-    assert sharp <= math.log(16) + 1 + 1e-5 and sharp == pytest.approx(math.log(16) + 1, abs=1e-3)
+    for alpha in (0.0, 0.5, 1.0):
+        paired = mi_alpha_bound(cosine_critic(teacher, student, 0.1), alpha, torch.zeros(16))
+        shuffled = mi_alpha_bound(cosine_critic(teacher, student[torch.randperm(16)], 0.1), alpha, torch.zeros(16))
+        assert paired > shuffled
 
 
 # --- self-distillation with ground-truth guidance ---------------------------------------------------------
