@@ -17,8 +17,8 @@ estimator of the authors' code (Cli212/Distiller@a6a48f7, ``textbrewer/losses.py
 intermediate loss weight 1), checked on 2026-11-29. Adapted to classifiers' penultimate vectors, where the
 authors' critic and baseline are 2-layer Transformer encoders over a layer's token states: the critic is
 f(t, s) = cos(t, W s) / τ_c, W a linear map from the student's features to the teacher's, and log q(t) is a
-linear function of the teacher's features, initialised at 0 (q = 1); both are trained with the student and
-dropped after training. The loss adds the intermediate term to Hinton's KD on the outputs:
+linear function of the teacher's unit feature t/‖t‖ (the critic sees only that direction), initialised at 0
+(q = 1); both are trained with the student and dropped after training. The loss adds the intermediate term to Hinton's KD on the outputs:
 
 L = w_ce · CE(s, y) + w_kd · τ² · KL(softmax(t/τ) ‖ softmax(s/τ)) − w_mi · I_α
 
@@ -99,7 +99,9 @@ class DistillerMI(ClassifyMethod):
     kd_weight: Annotated[float, Ge(0)] = 0.9
 
     needs = ("teacher_logits", "teacher_features")
-    loss_version = 2  # 2: the authors' estimator (leave-one-out mean, learned baseline); 1 had neither
+    # 1: InfoNCE mean over all K, q = 1; 2: the authors' estimator (leave-one-out mean, learned baseline);
+    # 3: the baseline reads the teacher features' direction (version 2's diverged at α = 0)
+    loss_version = 3
 
     def prepare(self, frozen, examples, seed, tokenizer=None):
         self._teacher_dim = frozen["teacher"].feature_dim
@@ -114,7 +116,9 @@ class DistillerMI(ClassifyMethod):
         logits, features = student.student.forward_features(batch["images"])
         teacher_features = batch["teacher_features"]
         scores = cosine_critic(teacher_features, student.auxiliary.projection(features), self.critic_temperature)
-        log_baseline = student.auxiliary.log_baseline(upcast(teacher_features)).squeeze(1)
+        # The critic sees t only through its direction, so the best baseline log E_s e^{f(t, s)} is a function
+        # of t/‖t‖ too; fed the raw features (norms in the tens) the linear baseline diverged under SGD.
+        log_baseline = student.auxiliary.log_baseline(F.normalize(upcast(teacher_features), dim=1)).squeeze(1)
         return {"ce": self.ce_weight * cross_entropy_loss(logits, batch["labels"]),
                 "kd": self.kd_weight * soft_kl_loss(logits, batch["teacher_logits"], self.temperature),
                 "mi": -self.mi_weight * mi_alpha_bound(scores, self.alpha, log_baseline)}
