@@ -204,9 +204,12 @@ def test_accuracy(model: nn.Module, task: str, size: int | None = None) -> float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_classifiers",
                                      description="Train the pocket-shapes teacher classifiers.")
-    parser.add_argument("names", nargs="*", choices=list(_FULL), help="default: all of them")
+    parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(_FULL)}")
     parser.add_argument("--export", action="store_true", help=f"write the shipped copies ({PACKAGED})")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in _FULL]
+    if unknown:  # the zero-shot classifiers are built from the CLIP, not trained here
+        parser.error(f"not a trained pocket classifier: {', '.join(unknown)} (known: {', '.join(_FULL)})")
     torch.set_num_threads(1)  # as the feature network: two threads on two shared cores train slower
     for name in args.names or _FULL:
         target = PACKAGED / name if args.export else cache_directory(name)
