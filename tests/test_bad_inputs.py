@@ -12,7 +12,7 @@ from distillbench.pocket import zoo
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text())
-VALID_BOARD = Path(__file__).resolve().parents[1] / "leaderboards" / "pocket-llm.json"
+VALID_BOARD = Path(__file__).resolve().parents[1] / "leaderboards" / "pocket-llm-demo.json"
 
 
 def _command(case: str, out: Path) -> list[str]:
