@@ -18,7 +18,8 @@ intermediate loss weight 1), checked on 2026-11-29. Adapted to classifiers' penu
 authors' critic and baseline are 2-layer Transformer encoders over a layer's token states: the critic is
 f(t, s) = cos(t, W s) / τ_c, W a linear map from the student's features to the teacher's, and log q(t) is a
 linear function of the teacher's unit feature t/‖t‖ (the critic sees only that direction), initialised at 0
-(q = 1); both are trained with the student and dropped after training. The loss adds the intermediate term to Hinton's KD on the outputs:
+(q = 1); both are trained with the student and dropped after training. The loss adds the intermediate
+term to Hinton's KD on the outputs:
 
 L = w_ce · CE(s, y) + w_kd · τ² · KL(softmax(t/τ) ‖ softmax(s/τ)) − w_mi · I_α
 
