@@ -1,4 +1,4 @@
-"""CLIP's zero-shot classifier as a classifier: logits against open_clip's own embeddings, save/load, the pocket teachers."""
+"""CLIP zero-shot classifiers: logits against open_clip's own embeddings, save/load, the pocket teachers."""
 
 import pytest
 import torch
