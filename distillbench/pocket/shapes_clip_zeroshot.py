@@ -9,7 +9,7 @@ of the captions the CLIP was trained on, ensembled where a class covers several 
 * ``binary``  "a photo of a <colour> <shape>" for every warm (cool) colour and every shape.
 
 Nothing is trained: building takes seconds (embedding the prompts and scoring the test split), into
-the user cache, keyed by the CLIP's spec hash and the prompt version. ``classifier.json`` records the
+the user cache, keyed by the CLIP's weights and the prompt version. ``classifier.json`` records the
 zero-shot top-1 on 1,000 test scenes. A scene's label is its largest shape while its caption names
 every shape, so on the 30-class task the zero-shot teacher is far below the supervised one: the
 setting of DHO, whose teacher is CLIP's zero-shot classifier.
@@ -43,7 +43,8 @@ def class_prompts(task: str) -> list[list[str]]:
 
 
 def _key(task: str, clip_config: dict) -> str:
-    described = {"task": task, "clip": clip_config["spec_hash"], "prompts": PROMPTS_VERSION,
+    # The CLIP's weights, not only its spec: a rebuild elsewhere need not be bitwise the shipped copy.
+    described = {"task": task, "clip_weights": clip_config["weights_sha256"], "prompts": PROMPTS_VERSION,
                  "tasks": TASKS_VERSION}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
 
