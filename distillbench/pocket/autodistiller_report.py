@@ -56,6 +56,12 @@ def loss_version(pipeline: str) -> int:
     return METHODS.get(PIPELINES[pipeline][0]).loss_version
 
 
+def _cell_key(cell: dict) -> dict:
+    """What identifies a stored cell; cells stored before loss versions existed were trained with version 1."""
+    return {"task": cell["task"], "train_size": cell["train_size"], "pipeline": cell["pipeline"], "seed": cell["seed"],
+            "loss_version": cell.get("loss_version", 1)}
+
+
 def budget(steps: int):
     """recipes/pocket/classify.yaml's budget, scaled to `steps` (the step decays at the same fractions)."""
     from distillbench.harness.recipe import Budget
@@ -163,7 +169,7 @@ def run(out: Path, steps: int, seeds: list[int], test_size: int, tasks=TASKS, tr
                 for seed in seeds:
                     key = {"task": task, "train_size": size, "pipeline": pipeline, "seed": seed,
                            "loss_version": loss_version(pipeline)}
-                    done = [c for c in cells if {k: c.get(k, 1) for k in key} == key and c.get("steps") == steps
+                    done = [c for c in cells if _cell_key(c) == key and c.get("steps") == steps
                             and c.get("test_size") == test_size]
                     if done:
                         continue
@@ -174,7 +180,7 @@ def run(out: Path, steps: int, seeds: list[int], test_size: int, tasks=TASKS, tr
                     store.write_text(json.dumps(cells, indent=1) + "\n")
     chosen = [c for c in cells if c["steps"] == steps and c["test_size"] == test_size and c["seed"] in seeds
               and c["task"] in tasks and c["train_size"] in train_sizes and c["pipeline"] in pipelines
-              and c.get("loss_version", 1) == loss_version(c["pipeline"])]
+              and _cell_key(c)["loss_version"] == loss_version(c["pipeline"])]
     return {**summarise(chosen), "seeds": seeds, "steps": steps, "test_size": test_size, "student": STUDENT,
             "budget": budget(steps).model_dump(mode="json"), "pipelines": {p: PIPELINES[p] for p in pipelines},
             "cells": chosen}
