@@ -25,6 +25,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from distillbench.methods.base import sequence_logps
+
 from .data import collate, sequence_prefixes
 from .files import temporary_name
 from .progress import progress
@@ -120,3 +122,46 @@ class SignalCache:
             dense[row, :count] = torch.log(remainder / others) if others else -math.inf
             dense[row, :count].scatter_(-1, self.indices[start:start + count].long(), values)
         return dense.to(device)
+
+
+def reference_sides(batch: dict) -> list[str]:
+    """The sequences of a batch that a reference scores: 'chosen', 'rejected', 'rank0', ...
+    (not an sft batch's single sequence, nor on-policy samples, which change every step)."""
+    return [prefix.rstrip("_") for prefix in sequence_prefixes(batch) if prefix not in ("", "sample_")]
+
+
+class ReferenceLogps:
+    """A frozen reference's summed response log-probs for every sequence of the training examples.
+
+    DPO-style losses compare the policy with a reference that does not change, on data that
+    does not change, so its log-probs are the same every epoch: computed once before training
+    instead of once per step. They are computed in a fixed order (by length, in batches of the
+    training batch size), so the values do not depend on the steps' order and a resumed run
+    sees exactly the ones an uninterrupted run saw.
+    """
+
+    def __init__(self, logps: dict[str, torch.Tensor], passes: int):
+        self.logps, self.passes = logps, passes  # side -> [N] float32; forward passes it took
+
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, reference, examples: list[dict], pad_id: int, batch_size: int,
+                chunk_size: int | None = None) -> ReferenceLogps:
+        device = next(reference.parameters()).device
+        sides = reference_sides(collate(examples[:1], pad_id))
+        logps = {side: torch.zeros(len(examples)) for side in sides}
+        order = sorted(range(len(examples)), key=lambda i: max(len(v) for k, v in examples[i].items()
+                                                               if k.endswith("input_ids")))
+        with progress(total=len(examples), description="reference log-probs") as bar:
+            for first in range(0, len(order), batch_size):
+                rows = order[first:first + batch_size]
+                batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows], pad_id).items()}
+                if chunk_size:
+                    batch["chunk_size"] = chunk_size
+                for side in sides:
+                    logps[side][rows] = sequence_logps(reference, batch, side).float().cpu()
+                bar.advance(len(rows))
+        return cls(logps, len(examples) * len(sides))
+
+    def lookup(self, side: str, example_indices: list[int], device) -> torch.Tensor:
+        return self.logps[side][example_indices].to(device)

@@ -37,7 +37,7 @@ from .errors import CellFailure, NonFiniteError, UserInputError
 from .onpolicy import is_on_policy_step, with_samples
 from .progress import progress
 from .recipe import Budget
-from .signals import SignalCache
+from .signals import ReferenceLogps, SignalCache, reference_sides
 
 
 @dataclass
@@ -121,8 +121,9 @@ class TokenBatching:
 
     unit = "tokens"
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, reference_logps: ReferenceLogps | None = None):
         self.pad_id = pad_id
+        self.reference_logps = reference_logps  # precomputed, for methods whose reference is fixed
 
     def lengths(self, examples: list[dict]) -> tuple[int, ...]:
         return tuple(_length(e) for e in examples)
@@ -137,7 +138,7 @@ class TokenBatching:
                 "example_index": indices}  # where cached teacher signals are looked up
 
     def add_signals(self, batch: dict, method, frozen: dict, cache: SignalCache | None = None) -> int:
-        return add_signals(batch, method.needs, frozen, method.logit_sequences, cache)
+        return add_signals(batch, method.needs, frozen, method.logit_sequences, cache, self.reference_logps)
 
     def count(self, batch: dict) -> int:
         return sum(int(batch[key].sum()) for key in batch if key.endswith("attention_mask"))
@@ -222,13 +223,15 @@ LOGIT_SIGNALS = {"teacher_logits": "teacher", "reference_teacher_logits": "refer
 
 @torch.no_grad()
 def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.Module],
-                logit_sequences: tuple[str, ...] | None = None, cache: SignalCache | None = None) -> int:
+                logit_sequences: tuple[str, ...] | None = None, cache: SignalCache | None = None,
+                reference_logps: ReferenceLogps | None = None) -> int:
     """Put the signals a method needs into its batch; returns the number of frozen-model forward passes.
 
     Logit signals are computed for the sequences named in `logit_sequences` (all when None):
     ``teacher_logits`` for an SFT batch, ``chosen_teacher_logits`` / ``rejected_teacher_logits``
     (and ``sample_teacher_logits`` for on-policy samples) for a preference batch. With a
-    signal `cache`, the teacher's logits of the dataset's own sequences come from it.
+    signal `cache`, the teacher's logits of the dataset's own sequences come from it; with
+    `reference_logps`, so do the reference's log-probs.
     """
     forwards = 0
     prefixes = [p for p in sequence_prefixes(batch) if logit_sequences is None or p.rstrip("_") in logit_sequences]
@@ -244,11 +247,15 @@ def add_signals(batch: dict, needs: tuple[str, ...], frozen: dict[str, torch.nn.
                                                           attention_mask=batch[f"{prefix}attention_mask"]).logits[:, :-1]
                 forwards += len(ids)
     if "reference_logps" in needs:
-        for side in [p.rstrip("_") for p in sequence_prefixes(batch) if p not in ("", "sample_")]:
-            batch[f"reference_{side}_logps"] = sequence_logps(frozen["reference"], batch, side)
+        for side in reference_sides(batch):
+            if reference_logps is not None and "example_index" in batch:
+                batch[f"reference_{side}_logps"] = reference_logps.lookup(side, batch["example_index"],
+                                                                          batch[f"{side}_input_ids"].device)
+            else:
+                batch[f"reference_{side}_logps"] = sequence_logps(frozen["reference"], batch, side)
+                forwards += len(batch[f"{side}_input_ids"])
             lengths = (batch[f"{side}_labels"][:, 1:] != -100).sum(-1).clamp(min=1)
             batch[f"reference_{side}_mean_logps"] = batch[f"reference_{side}_logps"] / lengths
-            forwards += len(batch[f"{side}_input_ids"])
     return forwards
 
 
@@ -263,6 +270,14 @@ def _micro_batch_weights(batches: list[dict], normalize_by: str, batching=None) 
     counts = [batching.weight_count(b, normalize_by) for b in batches]
     total = sum(counts) or 1
     return [count / total for count in counts]
+
+
+def _reference_is_fixed(method, frozen: dict, examples: list[dict], budget: Budget) -> bool:
+    """Whether the reference's log-probs of the training data can be computed once, before training:
+    the method needs them, its reference never changes, it trains on the given examples (not on
+    ones it generates), and the run covers them at least once (else the live path costs less)."""
+    return ("reference_logps" in method.needs and "reference" in frozen and not method.updates_reference
+            and not method.generates_examples and budget.steps * budget.batch_size >= len(examples))
 
 
 def _effective_precision(requested: str) -> str:
@@ -316,6 +331,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
     around the student (extra heads, `Method.training_module`); `TrainResult.model` is what to save.
     """
     frozen = frozen or {}
+    own_batching = batching is None  # token batches made here; a caller's batching brings its own signals
     batching = batching or TokenBatching(tokenizer.pad_token_id)
     schedule = method.off_policy_schedule()
     if "validation" in method.needs and not validation:
@@ -338,6 +354,10 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
     student, optimizer = accelerator.prepare(student, optimizer)
     for model in frozen.values():
         model.to(accelerator.device).eval().requires_grad_(False)
+    if own_batching and _reference_is_fixed(method, frozen, examples, budget):
+        batching.reference_logps = ReferenceLogps.compute(frozen["reference"], examples, tokenizer.pad_token_id,
+                                                          budget.batch_size, budget.loss_chunk_size)
+        state["teacher_forwards"] += batching.reference_logps.passes
     student.train()
     lengths = () if method.generates_examples else batching.lengths(examples)
     generated, generated_lengths = None, ()  # self-generated examples of the current stage
