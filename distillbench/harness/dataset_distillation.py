@@ -267,8 +267,9 @@ def run(path: Path, out: Path | None = None) -> dict:
     rows = method_rows(values, baseline="random-real (CE)")
     board = {"name": raw["name"], "recipe": raw, "experts": [{"prior": e.prior} for e in experts],
              "committee_weights": committee.weights.tolist(), "seconds": timings, "metrics": {"accuracy": rows},
-             "protocol": benchmark.protocol()}
-    return write_board(out, board, "random-real (CE)")
+             "protocol": {**benchmark.protocol(), **benchmark.metric_definitions()}}
+    return write_board(out, board, "random-real (CE)", "dd-accuracy",
+                       methods={"random-real (CE)": "ce", "random-real (committee labels)": "cv-dd"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,9 +145,13 @@ def run(path: Path, out: Path | None = None) -> dict:
         for metric, values in evaluate(teacher, benchmark).items():
             per_metric[metric]["teacher (cross-encoder)"] = {0: values}
     metrics = {metric: method_rows(rows, baseline=raw["baseline"]) for metric, rows in per_metric.items()}
-    board = {"name": raw["name"], "recipe": raw, "protocol": benchmark.protocol(), "train_seconds": seconds,
+    board = {"name": raw["name"], "recipe": raw, "protocol": {**benchmark.protocol(), **benchmark.metric_definitions()},
+             "train_seconds": seconds,
              "metrics": metrics}
-    return write_board(out, board, raw["baseline"])
+    costs = {name: {"train_seconds": round(sum(seconds[f"{name}-{seed}"] for seed in raw["seeds"]) / len(raw["seeds"]), 1)}
+             for name, _ in methods}
+    return write_board(out, board, raw["baseline"], "pocket-retrieval", references=("teacher (cross-encoder)",),
+                       costs=costs)
 
 
 def main(argv: list[str] | None = None) -> int:

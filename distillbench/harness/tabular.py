@@ -16,7 +16,8 @@ generator (``generator.json`` + ``model.safetensors``) under ``cells/<label>-see
 benchmark (outputs kept as JSONL) and skips what is already there. ``results.json`` and ``results.md`` give
 each row's metrics: per-item metrics (accuracy) as the mean over items of the seed-averaged values with a
 percentile-bootstrap CI over items; set metrics (parity, fidelity) as the mean of the per-seed values with
-a t-interval over seeds (and the per-seed values). Run: ``python -m distillbench.harness.tabular RECIPE``.
+a t-interval over seeds (the per-seed values in ``seed_spread``). ``results.json`` is in results-schema 1,
+so ``distillbench compare`` and the regression gate read it. Run: ``python -m distillbench.harness.tabular RECIPE``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def run_tabular(path: Path) -> dict[str, Any]:
                              for name, bench in scorers.items()})
         results[label] = _summarise(per_seed, scorers)
         print(label, json.dumps({k: round(v["mean"], 4) for k, v in results[label].items()}), flush=True)
-    write_text_atomic(out / "results.json", json.dumps({"recipe": raw, "rows": results}, indent=1) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(_board(raw, results, scorers), indent=1) + "\n")
     write_text_atomic(out / "results.md", _markdown(raw["name"], results))
     return results
 
@@ -121,6 +122,19 @@ def _evaluate(benchmark, generator, path: Path) -> dict[str, Any]:
     per_item = {name: np.array([benchmark.score(i, o).values[name] for i, o in zip(items, outputs)])
                 for name in benchmark.binary_metrics}
     return {"items": per_item, "set": {k: v["mean"] for k, v in benchmark.score_set(items, outputs).items()}}
+
+
+def _board(raw: dict, results: dict[str, dict], scorers: dict) -> dict[str, Any]:
+    """results-schema 1 (what `distillbench compare` reads): one row per method label, seeds pooled."""
+    from distillbench.leaderboards.side_report import schema_rows
+
+    by_metric: dict[str, dict[str, dict]] = {}
+    for label, metrics in results.items():
+        for key, summary in metrics.items():
+            by_metric.setdefault(key, {})[label] = summary
+    return {"schema_version": 1, "recipe": raw, "protocols": {name: {**bench.protocol(), **bench.metric_definitions()}
+                                                              for name, bench in scorers.items()},
+            "rows": schema_rows(by_metric, raw["seeds"])}
 
 
 def _summarise(per_seed: list[dict], scorers: dict) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Leaderboard rows for the side paths that do not run through the recipe runner (dataset distillation,
-dual-encoder retrieval): per-item 0/1 values of each (method, seed), summarised as the main leaderboard
-does — the mean over items pooled across seeds with a bootstrap CI — plus each seed's own mean and a
-paired test against a baseline row on the same items."""
+dual-encoder retrieval, tabular generators): per-item 0/1 values of each (method, seed), summarised as
+the main leaderboard does — the mean over items pooled across seeds with a bootstrap CI — plus each
+seed's own mean and a paired test against a baseline row on the same items. The boards they write are
+in results-schema 1 (`schema_rows`), so `distillbench compare` and the regression gate read them."""
 
 from __future__ import annotations
 
@@ -46,8 +47,43 @@ def markdown(title: str, metrics: dict[str, dict[str, dict]], baseline: str | No
     return "\n".join(lines) + "\n"
 
 
-def write_board(out: Path, board: dict, baseline: str | None) -> dict:
-    """A driver's `leaderboard.json` and `leaderboard.md` in `out` (the Markdown also printed)."""
+def schema_rows(metrics: dict[str, dict[str, dict]], seeds: list[int], benchmark: str | None = None,
+                references: tuple[str, ...] = (), methods: dict[str, str] | None = None,
+                costs: dict[str, dict] | None = None) -> list[dict]:
+    """The rows of results-schema 1 from metrics[metric][row] (rows as `method_rows` makes them, with
+    `seeds` {seed: mean}, or a set metric's `per_seed` list in the order of `seeds`). Metric keys
+    become ``<benchmark>/<metric>`` (kept as they are without a `benchmark`); the per-seed values
+    become `seed_spread`. Method rows ran `seeds`; `references` are rows scored as they are (a
+    teacher); `methods` names a row's registered method where its label does not; `costs` holds a
+    row's cost fields."""
+    rows: dict[str, dict] = {}
+    for metric, by_row in metrics.items():
+        key = f"{benchmark}/{metric}" if benchmark else metric
+        for name, summary in by_row.items():
+            reference = name in references
+            row = rows.setdefault(name, {
+                "row": name, "kind": "reference" if reference else "method",
+                "method": None if reference else (methods or {}).get(name, name.split("[")[0]),
+                "seeds": [] if reference else list(seeds),
+                "status": "complete", "metrics": {}, "seed_spread": {}, "cost": (costs or {}).get(name, {})})
+            row["metrics"][key] = {field: summary[field] for field in ("mean", "ci95", "n")}
+            per_seed = _per_seed(summary, seeds)
+            if not reference and len(per_seed) > 1:
+                row["seed_spread"][key] = {"per_seed": per_seed, "std": float(np.std(list(per_seed.values()), ddof=1))}
+    return list(rows.values())
+
+
+def _per_seed(summary: dict, seeds: list[int]) -> dict[str, float]:
+    if "seeds" in summary:
+        return dict(summary["seeds"])
+    return {str(seed): value for seed, value in zip(seeds, summary.get("per_seed", []))}
+
+
+def write_board(out: Path, board: dict, baseline: str | None, benchmark: str, **rows) -> dict:
+    """A driver's `leaderboard.json` and `leaderboard.md` in `out` (the Markdown also printed). The JSON
+    is `board` with the fields of results-schema 1 added (`rows` from `schema_rows(..., **rows)`)."""
+    board = {"schema_version": 1, **board, "protocols": {benchmark: board["protocol"]},
+             "rows": schema_rows(board["metrics"], board["recipe"]["seeds"], benchmark, **rows)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.json").write_text(json.dumps(board, indent=1) + "\n")
     (out / "leaderboard.md").write_text(markdown(board["name"], board["metrics"], baseline))

@@ -9,6 +9,7 @@ import torch
 from distillbench.benchmarks.retrieval import PocketRetrieval, best_positive_rank, recall_values
 from distillbench.harness.errors import UserInputError
 from distillbench.harness.retrieval import RetrievalBatching, run
+from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.cprd import CPRD, cprd_loss, partial_ranking_targets
 from distillbench.methods.classify.info_nce import InfoNCE, info_nce_loss
 from distillbench.pocket.shapes_retrieval import (VOCABULARY, CrossEncoder, DualEncoder, caption_pairs, load_model,
@@ -229,6 +230,11 @@ output_dir: {tmp_path / 'out'}
     assert rows["cprd"]["n"] == 24 and "versus_info-nce" in rows["cprd"]
     assert set(board["metrics"]) == {f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
     assert (tmp_path / "out" / "cells" / "cprd-1" / "model" / "model.safetensors").is_file()
+    schema, _ = load_board(tmp_path / "out")  # results-schema 1, as compare and the gate read it
+    by_row = {row["row"]: row for row in schema["rows"]}
+    assert by_row["cprd"]["metrics"]["pocket-retrieval/i2t_r1"]["mean"] == rows["cprd"]["mean"]
+    assert by_row["cprd"]["seeds"] == [1] and by_row["cprd"]["cost"]["train_seconds"] >= 0
+    assert by_row["teacher (cross-encoder)"]["kind"] == "reference" and by_row["teacher (cross-encoder)"]["method"] is None
     bad = tmp_path / "bad.yaml"
     bad.write_text(recipe.read_text().replace("info-nce, {name", "hinton-kd, {name"))
     with pytest.raises(UserInputError, match="does not train a dual encoder"):

@@ -12,6 +12,7 @@ from distillbench.harness.classifiers import initialised
 from distillbench.harness.dataset_distillation import (BatchNormInputs, Committee, Expert, random_real_subset,
                                                        recover_images, run, train_on)
 from distillbench.harness.recipe import Budget
+from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.cv_dd import (CVDD, bn_statistics_loss, committee_logits, committee_recovery_loss,
                                                  committee_weights)
 from distillbench.pocket.shapes_classifiers import pocket_dataset
@@ -162,3 +163,9 @@ output_dir: {tmp_path / 'out'}
     assert all(row["n"] == 40 and 0 <= row["mean"] <= 1 for row in rows.values())
     assert "versus_random-real (CE)" in rows["cv-dd"]
     assert (tmp_path / "out" / "leaderboard.md").read_text().count("| accuracy |") == 3
+    schema, _ = load_board(tmp_path / "out")  # results-schema 1, as compare and the gate read it
+    by_row = {row["row"]: row for row in schema["rows"]}
+    assert {row["method"] for row in schema["rows"]} == {"ce", "cv-dd"}
+    spread = by_row["cv-dd"]["seed_spread"]["dd-accuracy/accuracy"]
+    assert spread["per_seed"] == rows["cv-dd"]["seeds"] and set(spread["per_seed"]) == {"0", "1"}
+    assert by_row["cv-dd"]["metrics"]["dd-accuracy/accuracy"]["ci95"] == rows["cv-dd"]["ci95"]

@@ -1,7 +1,6 @@
 """fair-latent: its losses against naive references, the pocket-fair world, the fairness/fidelity metrics on
 tricky inputs, and a tiny fit → save → load → score run on the tabular path."""
 
-import json
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ import yaml
 from distillbench.benchmarks.fairness import (FairSynthetic, demographic_parity_difference, fidelity_distances,
                                               records_to_rows, rows_to_records, total_variation, wasserstein_1d)
 from distillbench.harness.tabular import load_generator, run_tabular, save_generator
+from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.fair_latent import (FairLatent, distance_covariance_squared,
                                                        fair_distillation_loss, gaussian_kl)
 from distillbench.pocket.fair_tabular import generate
@@ -156,7 +156,12 @@ def test_the_tabular_path_runs_a_recipe_and_resumes(tmp_path, capsys):
     row = results["fair-latent[batch_size=32,student_steps=10,teacher_steps=10]"]
     assert row["fair-synthetic/accuracy"]["n"] == 100
     assert len(row["fair-synthetic/demographic_parity_difference"]["per_seed"]) == 2
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"] == json.loads(json.dumps(results))
+    board, _ = load_board(tmp_path / "out" / "results.json")  # results-schema 1, as compare and the gate read it
+    by_row = {row["row"]: row for row in board["rows"]}
+    assert set(by_row) == set(results) and {row["method"] for row in board["rows"]} == {"fair-latent"}
+    parity = "fair-synthetic/demographic_parity_difference"
+    assert by_row[next(iter(results))]["metrics"][parity]["mean"] == next(iter(results.values()))[parity]["mean"]
+    assert set(by_row[next(iter(results))]["seed_spread"][parity]["per_seed"]) == {"0", "1"}
     capsys.readouterr()
     assert run_tabular(path) == results  # the second run reuses the saved generators and outputs
     assert "training" not in capsys.readouterr().out

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 import yaml
-from torch.nn import functional as F
 
 from distillbench.harness.classifiers import initialised
 from distillbench.harness.cli import main
