@@ -15,6 +15,7 @@ mean over queries pooled across seeds with a bootstrap CI, and a paired test aga
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def run(path: Path, out: Path | None = None) -> dict:
     board = {"name": raw["name"], "recipe": raw, "protocol": {**benchmark.protocol(), **benchmark.metric_definitions()},
              "train_seconds": seconds,
              "metrics": metrics}
-    costs = {name: {"train_seconds": round(sum(seconds[f"{name}-{seed}"] for seed in raw["seeds"]) / len(raw["seeds"]), 1)}
+    costs = {name: {"train_seconds": round(statistics.fmean(seconds[f"{name}-{seed}"] for seed in raw["seeds"]), 1)}
              for name, _ in methods}
     return write_board(out, board, raw["baseline"], "pocket-retrieval", references=("teacher (cross-encoder)",),
                        costs=costs)

@@ -121,9 +121,9 @@ class TokenBatching:
 
     unit = "tokens"
 
-    def __init__(self, pad_id: int, reference_logps: ReferenceLogps | None = None):
+    def __init__(self, pad_id: int):
         self.pad_id = pad_id
-        self.reference_logps = reference_logps  # precomputed, for methods whose reference is fixed
+        self.reference_logps: ReferenceLogps | None = None  # set by `train` when the method's reference is fixed
 
     def lengths(self, examples: list[dict]) -> tuple[int, ...]:
         return tuple(_length(e) for e in examples)

@@ -234,7 +234,8 @@ output_dir: {tmp_path / 'out'}
     by_row = {row["row"]: row for row in schema["rows"]}
     assert by_row["cprd"]["metrics"]["pocket-retrieval/i2t_r1"]["mean"] == rows["cprd"]["mean"]
     assert by_row["cprd"]["seeds"] == [1] and by_row["cprd"]["cost"]["train_seconds"] >= 0
-    assert by_row["teacher (cross-encoder)"]["kind"] == "reference" and by_row["teacher (cross-encoder)"]["method"] is None
+    teacher = by_row["teacher (cross-encoder)"]
+    assert teacher["kind"] == "reference" and teacher["method"] is None and teacher["seeds"] == []
     bad = tmp_path / "bad.yaml"
     bad.write_text(recipe.read_text().replace("info-nce, {name", "hinton-kd, {name"))
     with pytest.raises(UserInputError, match="does not train a dual encoder"):
