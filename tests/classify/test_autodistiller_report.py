@@ -27,6 +27,16 @@ def test_the_recommendation_is_the_best_pipeline_of_the_nearest_other_setting():
         sum(r["best_gain"] - r["recommended_gain"] for r in rows.values()) / 3, abs=1e-4)
 
 
+def test_each_seed_is_also_compared_on_its_own_cells():
+    def cells(seed, kd_gain):
+        return [{"task": task, "train_size": 250, "pipeline": pipeline, "seed": seed, "top1": top1}
+                for task in ("shape", "many", "binary")
+                for pipeline, top1 in (("ce", 0.5), ("hinton-kd", 0.5 + kd_gain), ("distiller-mi[alpha=0]", 0.55))]
+    per_seed = report.per_seed_regrets(cells(0, 0.1) + cells(1, 0.0))
+    assert per_seed["0"]["mean_regret_default"] == 0 and per_seed["1"]["mean_regret_default"] == pytest.approx(0.05)
+    assert report.per_seed_regrets(cells(0, 0.1)) == {}  # one seed: nothing beyond the pooled figures
+
+
 def test_a_tiny_report_trains_each_cell_once_and_resumes(tmp_path, monkeypatch):
     arguments = dict(steps=2, seeds=[0], test_size=16, tasks=("shape", "binary"), train_sizes=(32,),
                      pipelines=("ce", "hinton-kd"))
