@@ -14,7 +14,7 @@ standardised) is compared with the best pipeline in hindsight and with always us
 AutoDistiller's own predictor (a model trained on the paper's search) is not reproduced: nearest-setting
 is the simplest recommender the same data supports, and with six settings a learned one would overfit.
 
-    python -m distillbench.pocket.autodistiller_report      # writes leaderboards/pocket-autodistiller.{json,md}
+    python -m distillbench.pocket.autodistiller_report      # seeds 0 1 2; writes leaderboards/pocket-autodistiller.{json,md}
 
 Each trained cell's result is kept in <out>/cells.json as it finishes, so an interrupted report resumes.
 """
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "autodistiller", help="cells.json and work files")
     parser.add_argument("--leaderboards", type=Path, default=ROOT / "leaderboards")
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--test-size", type=int, default=1000)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # two shared cores: one thread is faster for these small CNNs
