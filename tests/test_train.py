@@ -1,4 +1,4 @@
-"""The train loop: exact resume after an interruption, and the NaN guard."""
+"""The train loop: exact resume after an interruption, the NaN guard, and a fixed reference scored once."""
 
 import json
 from dataclasses import dataclass
@@ -7,13 +7,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distillbench.harness.data import tokenize_records
+from distillbench.harness.data import collate, tokenize_preferences, tokenize_records
 from distillbench.harness.errors import NonFiniteError, UserInputError
 from distillbench.harness.models import load_causal_lm
 from distillbench.harness.recipe import Budget
-from distillbench.harness.train import example_indices, train
+from distillbench.harness.signals import ReferenceLogps
+from distillbench.harness.train import add_signals, example_indices, train
 from distillbench.methods.llm.curry_dpo import CurryDPO
 from distillbench.methods.llm.distillm import DistiLLM
+from distillbench.methods.llm.dpo import DPO
 from distillbench.methods.llm.sft import SFT
 from distillbench.pocket.math_world import generate
 
@@ -215,3 +217,59 @@ def test_loss_chunk_size_trains_to_the_same_weights(tmp_path):
     for name, tensor in finals[0].items():
         assert torch.allclose(tensor, finals[1][name], atol=1e-5), name
     assert not all(torch.equal(t, finals[1][n]) for n, t in finals[0].items())  # two code paths really ran
+
+
+DPOInterruptAt = interrupting(DPO)
+
+
+def _pairs(count):
+    """Preference examples from pocket problems: the gold solution chosen, a truncated one rejected."""
+    model, tokenizer = load_causal_lm("pocket:student-init")
+    records = [{"prompt": r["problem"], "chosen": r["solution"], "rejected": r["solution"][: len(r["solution"]) // 2]}
+               for r in generate("train", count)]
+    return model, tokenizer, tokenize_preferences(tokenizer, records, 96)
+
+
+def test_precomputed_reference_logps_equal_the_live_ones():
+    reference, tokenizer, examples = _pairs(7)
+    precomputed = ReferenceLogps.compute(reference, examples, tokenizer.pad_token_id, batch_size=3)
+    chunked = ReferenceLogps.compute(reference, examples, tokenizer.pad_token_id, batch_size=4, chunk_size=5)
+    assert precomputed.passes == 14
+    rows = [5, 1, 2]
+    live = collate([examples[i] for i in rows], tokenizer.pad_token_id)
+    assert add_signals(live, ("reference_logps",), {"reference": reference}) == 6
+    cached = {**collate([examples[i] for i in rows], tokenizer.pad_token_id), "example_index": rows}
+    assert add_signals(cached, ("reference_logps",), {}, reference_logps=precomputed) == 0
+    for key in ("reference_chosen_logps", "reference_rejected_logps", "reference_rejected_mean_logps"):
+        assert torch.allclose(cached[key], live[key], atol=1e-4), key
+        assert not torch.equal(live[key], torch.zeros(3))
+    for side in ("chosen", "rejected"):
+        assert torch.allclose(chunked.logps[side], precomputed.logps[side], atol=1e-4)
+
+
+def _dpo_weights(examples, tokenizer, budget, directory, method=None):
+    student, _ = load_causal_lm("pocket:student-init")
+    reference, _ = load_causal_lm("pocket:student-init")
+    result = train(method or DPO(), student, tokenizer, examples, budget, seed=0, checkpoint_dir=directory,
+                   frozen={"reference": reference})
+    return result, student.state_dict()
+
+
+def test_a_fixed_reference_is_scored_once_per_example_and_a_resume_sees_the_same_values(tmp_path):
+    _, tokenizer, examples = _pairs(8)
+    budget = Budget(steps=4, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+    result, weights = _dpo_weights(examples, tokenizer, budget, tmp_path / "a")
+    assert result.teacher_forwards == 16  # 8 pairs × 2 sequences, not 4 steps × 4 pairs × 2
+
+    with pytest.raises(KeyboardInterrupt):
+        _dpo_weights(examples, tokenizer, budget, tmp_path / "b", DPOInterruptAt(at=3))
+    _, resumed = _dpo_weights(examples, tokenizer, budget, tmp_path / "b")
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, resumed[name]), name
+
+
+def test_a_run_shorter_than_an_epoch_scores_the_reference_live(tmp_path):
+    _, tokenizer, examples = _pairs(8)
+    budget = Budget(steps=1, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
+    result, _ = _dpo_weights(examples, tokenizer, budget, tmp_path)
+    assert result.teacher_forwards == 8  # one step of 4 pairs: fewer passes than the 16 of precomputing
