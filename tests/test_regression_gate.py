@@ -71,3 +71,17 @@ def test_unusable_input_exits_2(gate_run, tmp_path, content, capsys):
     assert main(["compare", str(bad), str(gate_run)]) == 2
     assert "bad.json" in capsys.readouterr().err
     assert main(["compare", str(gate_run), str(gate_run), "--tolerance", "x"]) == 2
+
+
+def test_a_side_drivers_board_is_compared_with_its_row_labels_intact(tmp_path, capsys):
+    committed = REPO / "leaderboards" / "pocket-fair-latent.json"  # the tabular driver's board, results-schema 1
+    assert main(["compare", str(committed), str(committed)]) == 0
+    out = capsys.readouterr().out
+    assert "fair-latent[fairness_weight=0]" in out  # brackets are text, not rich markup
+    board = json.loads(committed.read_text())
+    for row in board["rows"]:  # a higher parity gap is worse: the protocol says lower is better
+        row["metrics"]["fair-synthetic/demographic_parity_difference"]["mean"] += 0.2
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps(board))
+    assert main(["compare", str(worse), str(committed)]) == 1
+    assert capsys.readouterr().out.count("REGRESSION") == 2

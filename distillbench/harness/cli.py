@@ -53,8 +53,8 @@ def _cmd_list(args) -> int:
         families = sorted({e.family for e in registry.entries()})
         raise UserInputError(f"--family {args.family}: no {args.what} in this family; known: {', '.join(families)}")
     for entry in entries:
-        table.add_row(entry.name + "".join(f" (also {alias})" for alias in entry.aliases), entry.family, entry.paper,
-                      entry.summary)
+        _add_row(table, entry.name + "".join(f" (also {alias})" for alias in entry.aliases), entry.family, entry.paper,
+                 entry.summary)
     Console(width=200).print(table)
     return 0
 
@@ -126,7 +126,8 @@ def _cmd_zoo(args) -> int:
             table.add_column(column)
         for name in names:
             problems = zoo.verify(name)
-            table.add_row(name, zoo.specs()[name].description, "ok" if not problems else problems[0], str(zoo.model_dir(name)))
+            _add_row(table, name, zoo.specs()[name].description, "ok" if not problems else problems[0],
+                     str(zoo.model_dir(name)))
         Console(width=200).print(table)
         return 0
     if args.action == "verify":
@@ -149,6 +150,12 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _add_row(table: Table, *cells: str) -> None:
+    """A row of plain text: a row label such as kd[temperature=1.0] or a metric name such as
+    accuracy[number] is not rich markup, which would swallow the brackets."""
+    table.add_row(*(escape(cell) for cell in cells))
+
+
 def _cmd_compare(args) -> int:
     from distillbench.leaderboards.compare import compare, parse_tolerances
 
@@ -158,10 +165,10 @@ def _cmd_compare(args) -> int:
         table.add_column(column)
     for r in results:
         if r["status"] == "missing":
-            table.add_row(r["row"], r["metric"], "", "", "", "", "", "missing in NEW")
+            _add_row(table, r["row"], r["metric"], "", "", "", "", "", "missing in NEW")
             continue
-        table.add_row(r["row"], r["metric"], f"{r['baseline']:.4f}", f"{r['new']:.4f}", f"{r['delta']:+.4f}",
-                      f"{r['tolerance']:.4f}", r["basis"], r["status"].upper() if r["regression"] else "ok")
+        _add_row(table, r["row"], r["metric"], f"{r['baseline']:.4f}", f"{r['new']:.4f}", f"{r['delta']:+.4f}",
+                 f"{r['tolerance']:.4f}", r["basis"], r["status"].upper() if r["regression"] else "ok")
     Console(width=200).print(table)
     regressions = [r for r in results if r["regression"]]
     print(f"{len(regressions)} regression(s) in {len(results)} comparisons")
@@ -180,8 +187,7 @@ def _cmd_score(args) -> int:
         table.add_column(column)
     for name, metric in results["metrics"].items():
         interval = "none" if metric["ci95"] is None else "[{:.4f}, {:.4f}]".format(*metric["ci95"])
-        # escape: "accuracy[number]" is a metric name, not rich markup
-        table.add_row(escape(name), f"{metric['mean']:.4f}", escape(interval), str(metric["n"]))
+        _add_row(table, name, f"{metric['mean']:.4f}", interval, str(metric["n"]))
     Console(width=200).print(table)
     if args.out:
         print(f"results: {write_results(results, Path(args.out))}")

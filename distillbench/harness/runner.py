@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from distillbench.leaderboards.aggregate import build_leaderboard
 from distillbench.leaderboards.render import print_table, write_all
@@ -171,7 +172,7 @@ class Runner:
             except CellFailure as exc:
                 store.mark_cell(cell.key, status="failed", error=str(exc), failed_step=exc.step,
                                 provenance=cell_provenance, **common)
-                self.console.print(f"[red]{cell.folder}: failed: {exc}; other cells go on[/red]")
+                self.console.print(f"[red]{cell.folder}: failed: {escape(str(exc))}; other cells go on[/red]")
                 return
             cell_provenance["device"] = cost.pop("device", "cpu")
             cell_provenance["precision"] = cost.pop("precision", "fp32")
@@ -313,7 +314,7 @@ class Runner:
         outputs = bench.benchmark.predict(model, tokenizer, items, batch_size=EVAL_BATCH_SIZE)
         metrics = score_and_save(store, cell, bench, items, outputs, time.perf_counter() - started, folder)
         summary = ", ".join(f"{k}={v['mean']:.3f}" for k, v in metrics.items())
-        self.console.print(f"{cell.folder} on {bench.name}: {summary}")
+        self.console.print(escape(f"{cell.folder} on {bench.name}: {summary}"))
 
 
 def score_and_save(store: Store, cell: Cell, bench: BenchmarkRun, items: list[dict], outputs: list,
@@ -377,7 +378,7 @@ def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
                 failed.append(f"worker {number} exited with status {process.returncode}: see {log.name}")
             log.close()
     for line in failed:
-        runner.console.print(f"[red]{line}[/red]")
+        runner.console.print(f"[red]{escape(line)}[/red]")
     return 1 if failed else 0
 
 
