@@ -32,8 +32,9 @@ def progress(total: int, description: str):
     if not sys.stderr.isatty():
         yield _Bar(None, None, total, description)
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    # markup=False: a description such as "train kd[temperature=1.0] seed 0" is text, not rich markup
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False))
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(description, total=total, info="")
         yield _Bar(bar, task, total, description)
