@@ -160,7 +160,7 @@ def _cmd_compare(args) -> int:
     from distillbench.leaderboards.compare import compare, parse_tolerances
 
     results = compare(args.new, args.baseline, parse_tolerances(args.tolerance))
-    table = Table(title=f"compare {args.new} against {args.baseline}")
+    table = Table(title=escape(f"compare {args.new} against {args.baseline}"))
     for column in ("row", "metric", "baseline", "new", "delta", "tolerance", "basis", "status"):
         table.add_column(column)
     for r in results:

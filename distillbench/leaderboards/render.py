@@ -88,10 +88,10 @@ def to_markdown(board: dict[str, Any]) -> str:
 
 def print_table(board: dict[str, Any], console: Console | None = None) -> None:
     names = metric_names(board)
-    table = Table(title=f"distillbench leaderboard: {board['recipe']['name']}",
-                  caption=f"mean [95% bootstrap CI] over items; {_item_counts(board, names)}")
+    table = Table(title=escape(f"distillbench leaderboard: {board['recipe']['name']}"),
+                  caption=escape(f"mean [95% bootstrap CI] over items; {_item_counts(board, names)}"))
     for column in _header(names):
-        table.add_column(column, overflow="fold")
+        table.add_column(escape(column), overflow="fold")  # a metric may be named like accuracy[number]
     for row in board["rows"]:
         table.add_row(*(escape(text) for text in _cells(row, names, with_n=False)))
     console = console or Console(width=200)
@@ -152,9 +152,9 @@ def versus_markdown(comparisons: list[dict[str, Any]], versus: str) -> str:
 
 
 def print_versus(comparisons: list[dict[str, Any]], versus: str, console: Console | None = None) -> None:
-    table = Table(title=f"head to head against {versus} (* significant after Holm, α=0.05)")
+    table = Table(title=escape(f"head to head against {versus} (* significant after Holm, α=0.05)"))
     for column in _VERSUS_HEADER:
-        table.add_column(column.format(versus=versus))
+        table.add_column(escape(column.format(versus=versus)))
     for comparison in comparisons:
         table.add_row(*(escape(text) for text in _versus_cells(comparison)))
     (console or Console(width=160)).print(table)
