@@ -19,7 +19,7 @@ from distillbench.methods.classify.distill_nearest import (DistillNearest, fit_t
                                                            multi_source_loss)
 from distillbench.methods.classify.distill_weighted import DistillWeighted
 from distillbench.methods.classify.distiller_mi import cosine_critic, mi_alpha_bound
-from distillbench.methods.classify.lelp import fit_subclass_projection, lelp_loss, pseudo_subclass_logits
+from distillbench.methods.classify.lelp import fit_subclass_projection, lelp_loss, pseudo_subclass_log_probs
 from distillbench.methods.classify.self_distill_gt import (SelfDistillationRounds, optimal_ground_truth_weight,
                                                            ridge_smoother, self_distillation_fit,
                                                            self_distillation_loss)
@@ -56,40 +56,49 @@ def test_lelp_directions_lie_in_the_classifier_null_space_and_are_orthonormal():
     assert torch.allclose(torch.einsum("kd,csd->kcs", weight, projection.directions), torch.zeros(3, 3, 2), atol=1e-4)
     for directions in projection.directions:
         assert torch.allclose(directions @ directions.T, torch.eye(2), atol=1e-5)
-    # σ_c is the RMS of the class's centred coordinates: targets' spread has unit mean square per class
-    targets = pseudo_subclass_logits(torch.zeros(len(features), 3), features, projection).unflatten(1, (3, 2))
+    # σ_c is the RMS of the class's centred coordinates: the spread has unit mean square per class
+    spread = (torch.einsum("bd,csd->bcs", features, projection.directions) - projection.offsets) \
+        / projection.scales[:, None]
     for label in range(3):
-        assert targets[labels == label, label].pow(2).mean().item() == pytest.approx(1.0, rel=1e-4)
+        assert spread[labels == label, label].pow(2).mean().item() == pytest.approx(1.0, rel=1e-4)
     again = _projection()[3]
     assert torch.equal(again.directions, projection.directions)  # a function of the generator's seed
     with pytest.raises(ValueError, match="needs more than 30"):
         fit_subclass_projection(features, labels, weight, 30, torch.Generator())
 
 
-def test_pseudo_subclass_logits_match_a_loop():
+@pytest.mark.parametrize("class_temperature, subclass_temperature", [(1.0, 1.0), (2.0, 0.5)])
+def test_pseudo_subclass_log_probs_match_a_loop_and_keep_the_class_probabilities(class_temperature,
+                                                                                  subclass_temperature):
     features, _, _, projection = _projection()
     teacher_logits = torch.randn(5, 3)
-    got = pseudo_subclass_logits(teacher_logits, features[:5], projection)
+    got = pseudo_subclass_log_probs(teacher_logits, features[:5], projection, class_temperature,
+                                    subclass_temperature)
     for i in range(5):
+        class_probs = torch.softmax(teacher_logits[i] / class_temperature, 0)
         for c in range(3):
+            spreads = [(features[i] @ projection.directions[c, s] - projection.offsets[c, s]) / projection.scales[c]
+                       for s in range(2)]
+            normaliser = sum(math.exp(spread / subclass_temperature) for spread in spreads)
             for s in range(2):
-                direction = projection.directions[c, s]
-                spread = (features[i] @ direction - projection.offsets[c, s]) / projection.scales[c]
-                expected = teacher_logits[i, c] + spread
-                assert got[i, c * 2 + s].item() == pytest.approx(expected.item(), abs=1e-5)
+                expected = class_probs[c] * math.exp(spreads[s] / subclass_temperature) / normaliser
+                assert got[i, c * 2 + s].exp().item() == pytest.approx(expected.item(), abs=1e-6)
+    # the S subclasses of a class share out exactly the teacher's probability of that class
+    summed = got.exp().unflatten(1, (3, 2)).sum(2)
+    assert torch.allclose(summed, torch.softmax(teacher_logits / class_temperature, 1), atol=1e-6)
 
 
 @pytest.mark.parametrize("ce_weight, temperature", [(0.0, 1.0), (0.3, 2.0)])
 def test_lelp_loss_matches_a_loop_in_value_and_gradient(ce_weight, temperature):
     torch.manual_seed(0)
     student = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-    target = torch.randn(4, 6, dtype=torch.float64)
+    target = torch.randn(4, 6, dtype=torch.float64).log_softmax(1)
     labels = torch.tensor([0, 2, 1, 2])
     terms = lelp_loss(student, target, labels, per_class=2, temperature=temperature, ce_weight=ce_weight)
     assert ("ce" in terms) == bool(ce_weight)
     naive = 0
     for i in range(4):
-        p = torch.softmax(target[i] / temperature, 0)
+        p = target[i].exp()
         log_q = torch.log_softmax(student[i] / temperature, 0)
         naive = naive + (1 - ce_weight) * temperature**2 * sum(p[k] * (p[k].log() - log_q[k]) for k in range(6)) / 4
         class_logits = torch.stack([torch.logsumexp(student[i, 2 * c:2 * c + 2], 0) for c in range(3)])
@@ -225,6 +234,7 @@ def test_the_optimal_ground_truth_weight_is_the_numeric_minimum(rounds):
     expected = torch.dot(labels - train_smoother @ previous, residual) / residual.pow(2).sum()
     on_labels = optimal_ground_truth_weight(train_smoother @ labels, train_smoother @ previous, labels)
     assert on_labels == pytest.approx(float(expected))
+    assert on_labels >= 1  # training error never asks for the teacher: every eigen-direction pulls α* to ≥ 1
 
 
 def test_infinitely_many_rounds_solve_the_original_problem_with_the_ridge_amplified():

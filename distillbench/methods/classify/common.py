@@ -34,9 +34,14 @@ def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 def soft_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """τ² · (1/B) Σ_i KL(softmax(t_i/τ) ‖ softmax(s_i/τ)): Hinton's soft-target term, as mdistiller's ``kd_loss``."""
-    student_logp = F.log_softmax(upcast(student_logits) / temperature, dim=1)
     teacher_logp = F.log_softmax(upcast(teacher_logits) / temperature, dim=1)
-    return temperature**2 * (teacher_logp.exp() * (teacher_logp - student_logp)).sum(1).mean()
+    return soft_kl_to_log_probs(student_logits, teacher_logp, temperature)
+
+
+def soft_kl_to_log_probs(student_logits: torch.Tensor, target_logp: torch.Tensor, temperature: float) -> torch.Tensor:
+    """τ² · (1/B) Σ_i KL(p_i ‖ softmax(s_i/τ)) for targets given as log-probabilities (already tempered)."""
+    student_logp = F.log_softmax(upcast(student_logits) / temperature, dim=1)
+    return temperature**2 * (target_logp.exp() * (target_logp - student_logp)).sum(1).mean()
 
 
 @torch.no_grad()

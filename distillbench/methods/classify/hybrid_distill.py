@@ -12,11 +12,13 @@ with h a linear projection of the student's last-layer patch tokens, LN a parame
 softmax attention maps of layer l (every head, every query row over the kept tokens and [CLS]), means over
 tokens, heads and rows. From the abstract: "imitates the token relations of the MIM teacher to alleviate
 attention collapse, as well as distills the feature maps of the supervised/CL teacher", with "a progressive
-redundant token masking strategy". Not verified against the full text (it could not be read here): the
-distances (smooth L1, KL), the layers 𝓛 (here every layer, student layer l against teacher layer l), the
-weights α = β = 1, and the redundancy score, taken here as the MIM teacher's last-layer [CLS] attention on the
-whole image (head mean), the lowest-scored tokens dropped, the dropped share rising linearly over `stages`
-equal stages from 0 to `final_drop_ratio`.
+redundant token masking strategy"; its camera-ready abstract (OpenReview, ICLR 2024) places the relations "at
+intermediate layers" and the CL teacher's "final features" at the output, and a reviewer quotes "The
+hyperparameter α and β are set to 1.0". Not verified against the full text (it could not be read here): the
+distances (smooth L1, KL), which layers count as intermediate (here every layer but the last, student layer l
+against teacher layer l; ``relation_layers: all`` adds the last), and the redundancy score, taken here as the
+MIM teacher's last-layer [CLS] attention on the whole image (head mean), the lowest-scored tokens dropped, the
+dropped share rising linearly over `stages` equal stages from 0 to `final_drop_ratio`.
 
 Pocket teachers (`distillbench.pocket.shapes_vit`): T_c is the supervised pocket feature network (its 8×8 map
 pooled to the 4×4 patch grid), T_m the pocket MAE. The student's saved model is the ViT alone.
@@ -25,7 +27,7 @@ pooled to the 4×4 patch grid), T_m the pocket MAE. The student's saved model is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from annotated_types import Ge, Gt, Lt
@@ -77,6 +79,7 @@ class HybridDistill(ClassifyMethod):
     beta: Annotated[float, Ge(0)] = 1.0  # relation term (MIM teacher)
     final_drop_ratio: Annotated[float, Ge(0), Lt(1)] = 0.5  # share of redundant tokens dropped in the last stage
     smooth_l1_beta: Annotated[float, Gt(0)] = 1.0
+    relation_layers: Literal["intermediate", "all"] = "intermediate"  # attention maps matched: all but the last layer
 
     stages: ClassVar[int] = 4  # the drop ratio steps up at each stage: 0, 1/3, 2/3, 1 × final_drop_ratio
 
@@ -107,6 +110,8 @@ class HybridDistill(ClassifyMethod):
             dropped = keep.shape[1] < full_maps[-1].shape[-1] - 1
             teacher_maps = encode(teachers.relations, images, keep, attentions=True)[1] if dropped else full_maps
         tokens, student_maps = encode(student_vit(student.student), images, keep, attentions=True)
+        if self.relation_layers == "intermediate":  # the last layer is the feature teacher's
+            student_maps, teacher_maps = student_maps[:-1], teacher_maps[:-1]
         kept_targets = targets.gather(1, keep.unsqueeze(-1).expand(-1, -1, targets.shape[-1]))
         feature, relation = hybrid_distill_loss(student.parts["projector"](tokens[:, 1:]), kept_targets,
                                                 student_maps, teacher_maps, self.alpha, self.beta,

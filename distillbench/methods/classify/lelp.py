@@ -12,14 +12,21 @@ of learned by the teacher). Before training, for every class c:
 3. rotate them by a random S×S orthogonal matrix, which spreads the variance evenly over the S directions;
    v_cs are the rotated directions and σ_c the RMS of the class's coordinates along them.
 
-A pseudo-subclass logit adds the projection to the class logit, z_cs = t_c + ⟨h − μ_c, v_cs⟩ / σ_c, and
+Each class's teacher probability is split over its pseudo-subclasses by a softmax of the projections,
 
-L = (1 − α) · β² · (1/B) Σ_i KL(softmax(z_i / β) ‖ softmax(s_i / β)) + α · CE(log Σ_s exp(s_ics), y)
+p_cs = softmax(t/τ)_c · softmax_s(z_cs/β),  z_cs = ⟨h − μ_c, v_cs⟩ / σ_c,
+
+so the subclass probabilities of class c sum to the teacher's class probability (the paper's factorisation,
+as two automated reviews of its ICLR 2025 submission quote it: p_{c,s} = p_c · e^{z_{c,s}/β} / Σ_j e^{z_{c,j}/β}), and
+
+L = (1 − α) · τ² · (1/B) Σ_i KL(p_i ‖ softmax(s_i / τ)) + α · CE(log Σ_s exp(s_ics), y)
 
 for the student's S·C subclass logits s. The student predicts the class with the largest summed subclass
-probability (``SubclassClassifier``). α = 0 (no ground-truth term) as in all the paper's experiments.
-Not confirmed from the paper (its full text could not be read here): the default S and β, the scaling by
-σ_c, and that the class logit is added to the projection; the three steps above follow its description.
+probability (``SubclassClassifier``). α = 0 (no ground-truth term), as in all the paper's experiments (its
+Sec. 4.1, quoted by the reviews). Not confirmed from the paper (its full text could not be read here, only
+reviews that quote it): the default S, β and τ (the paper grid-searches them, Appendix H), the
+scaling by σ_c (ours: it makes β independent of the embeddings' scale), the centring by μ_c, and whether the
+student's softmax is tempered by τ; the three steps above follow its description.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from annotated_types import Ge, Gt, Le
 from distillbench.harness.classifiers import class_logits_of_subclasses, with_subclass_head
 
 from ..base import register_method, upcast
-from .common import ClassifyMethod, cross_entropy_loss, dataset_features, soft_kl_loss
+from .common import ClassifyMethod, cross_entropy_loss, dataset_features, soft_kl_to_log_probs
 
 
 @dataclass(frozen=True)
@@ -73,19 +80,23 @@ def fit_subclass_projection(features: torch.Tensor, labels: torch.Tensor, classi
                               torch.stack(scales).float())
 
 
-def pseudo_subclass_logits(teacher_logits: torch.Tensor, teacher_features: torch.Tensor,
-                           projection: SubclassProjection) -> torch.Tensor:
-    """[B, C·S] class-major targets z_cs = t_c + (⟨h, v_cs⟩ − ⟨μ_c, v_cs⟩) / σ_c."""
+def pseudo_subclass_log_probs(teacher_logits: torch.Tensor, teacher_features: torch.Tensor,
+                              projection: SubclassProjection, class_temperature: float = 1.0,
+                              subclass_temperature: float = 1.0) -> torch.Tensor:
+    """[B, C·S] class-major log p_cs = log softmax(t/τ)_c + log softmax_s(z_cs/β), with
+    z_cs = (⟨h, v_cs⟩ − ⟨μ_c, v_cs⟩) / σ_c: each class's probability split over its S pseudo-subclasses."""
     projections = torch.einsum("bd,csd->bcs", upcast(teacher_features), projection.directions)
     spread = (projections - projection.offsets) / projection.scales[:, None]
-    return (upcast(teacher_logits)[:, :, None] + spread).flatten(1)
+    class_logp = torch.log_softmax(upcast(teacher_logits) / class_temperature, dim=1)
+    return (class_logp[:, :, None] + torch.log_softmax(spread / subclass_temperature, dim=2)).flatten(1)
 
 
-def lelp_loss(student_subclass_logits: torch.Tensor, target_subclass_logits: torch.Tensor, labels: torch.Tensor,
+def lelp_loss(student_subclass_logits: torch.Tensor, target_subclass_logp: torch.Tensor, labels: torch.Tensor,
               per_class: int, temperature: float = 1.0, ce_weight: float = 0.0) -> dict[str, torch.Tensor]:
-    """{"subclass_kd": (1 − α)·β²·KL over the S·C subclasses, "ce": α·CE on the summed class probabilities}."""
-    terms = {"subclass_kd": (1 - ce_weight) * soft_kl_loss(student_subclass_logits, target_subclass_logits,
-                                                           temperature)}
+    """{"subclass_kd": (1 − α)·τ²·KL(p ‖ softmax(s/τ)) over the S·C subclasses, "ce": α·CE on the summed
+    class probabilities}; p given as log-probabilities (`pseudo_subclass_log_probs`)."""
+    terms = {"subclass_kd": (1 - ce_weight) * soft_kl_to_log_probs(student_subclass_logits, target_subclass_logp,
+                                                                   temperature)}
     if ce_weight:
         class_logits = class_logits_of_subclasses(upcast(student_subclass_logits), per_class)
         terms["ce"] = ce_weight * cross_entropy_loss(class_logits, labels)
@@ -100,7 +111,8 @@ class LELP(ClassifyMethod):
     """The student's head scores S pseudo-subclasses per class, trained on the teacher's projected embeddings."""
 
     subclasses: Annotated[int, Ge(1)] = 10  # S, per class
-    temperature: Annotated[float, Gt(0)] = 1.0  # β
+    temperature: Annotated[float, Gt(0)] = 1.0  # β, the pseudo-subclass temperature
+    class_temperature: Annotated[float, Gt(0)] = 1.0  # τ, of the teacher's class probabilities and the student
     ce_weight: Annotated[float, Ge(0), Le(1)] = 0.0  # α: the paper uses no ground-truth term
 
     needs = ("teacher_logits", "teacher_features")
@@ -117,7 +129,8 @@ class LELP(ClassifyMethod):
 
     def loss(self, student, batch):
         subclass_logits, _ = student.subclass_logits(batch["images"])
-        targets = pseudo_subclass_logits(batch["teacher_logits"], batch["teacher_features"],
-                                         self._projection.to(subclass_logits.device))
-        return lelp_loss(subclass_logits, targets, batch["labels"], self.subclasses, self.temperature,
+        targets = pseudo_subclass_log_probs(batch["teacher_logits"], batch["teacher_features"],
+                                            self._projection.to(subclass_logits.device), self.class_temperature,
+                                            self.temperature)
+        return lelp_loss(subclass_logits, targets, batch["labels"], self.subclasses, self.class_temperature,
                          self.ce_weight)

@@ -17,16 +17,19 @@ from the previous round's weights. The optimizer and its learning-rate schedule 
 with a step decay a restarted last round trains at the decayed rate (see recipes/pocket/classify-seed-a.yaml).
 
 In kernel ridge regression (A = K(K + λI)⁻¹) round t fits f_t = A(α·y + (1 − α)·f_{t−1}), so infinitely
-many rounds solve the original problem with the ridge amplified to λ/α, and the fit is linear in α: with
-g₁ = A·y and g₀ = A·f_{t−1}, the α minimising ‖r − f_t‖² against reference values r (the noise-free
-function, or the labels y on the training points) is
+many rounds solve the original problem with the ridge amplified to λ/α (the limit αK(αK + λI)⁻¹y of the
+authors' toy notebook), and the fit is linear in α: with g₁ = A·y and g₀ = A·f_{t−1}, the α minimising
+‖r − f_t‖² against reference values r is
 
 α* = ⟨r − g₀, g₁ − g₀⟩ / ‖g₁ − g₀‖²
 
-(`optimal_ground_truth_weight`; with r = y on the training points it is ⟨y − A f_{t−1}, A(y − f_{t−1})⟩ /
-‖A(y − f_{t−1})‖²). The paper gives a closed form for the optimal weight at each step; its exact statement
-could not be read here (only the abstract), so this form is derived from the setting above and checked
-against numeric minimisation in the tests.
+(`optimal_ground_truth_weight`). The reference that makes the question worth asking is the noise-free
+function, against which the authors' notebook measures its loss: against the labels on the training points
+(r = y, f_{t−1} from earlier rounds) every eigen-direction of K pulls α* to 1 or above, so training error
+never favours distilling. The
+paper gives a closed form for the optimal weight at each step; its exact statement (and which error it
+minimises) could not be read here (only the abstract), so this form is derived from the setting above and
+checked against numeric minimisation in the tests.
 """
 
 from __future__ import annotations
