@@ -14,8 +14,10 @@ quality loss (matching the fair codes) and a KL-based utility loss, and the teac
 Synthetic rows are D(z) for z drawn from the student's codes of training rows (z = μ_S + σ_S·ε), numeric
 columns with the decoder's learned noise, categorical columns (sensitive attribute and label included)
 sampled from its softmax. dCov² is the V-statistic of Székely et al. (2007): the mean of the products of the
-double-centred pairwise distance matrices. What is taken from the paper's abstract and summary: the dCov
-regularised VAE teacher, the smaller student, the shared decoder, the quality and KL-based utility losses.
+double-centred pairwise distance matrices. What is taken from the paper's abstract and summaries: the dCov
+regularised VAE teacher (a summary of the paper: "a distance covariance term (V²(z, s)) aimed at reducing
+dependency between the latent encoding (z) and the sensitive attributes (s)"), the smaller student, the
+shared decoder, the quality and KL-based utility losses.
 Not verified (the full text could not be read here): the exact form of both losses (squared error, Gaussian
 KL), the weights (here w_kl = w_q = w_u = 1, λ = 5), the architecture sizes and how the student's latent is
 sampled for generation. ``fairness_weight: 0`` gives the same pipeline without the fairness penalty: the
