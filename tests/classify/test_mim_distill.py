@@ -189,3 +189,25 @@ def test_the_pocket_mim_recipe_is_valid_and_has_a_teacherless_baseline():
     labels = {m.label for m in parsed.methods}
     assert {"dmjd", "hybrid-distill", "dmjd[target=pixels]"} <= labels
     assert [b.name for b in parsed.benchmarks] == ["linear-probe"]
+
+
+@pytest.mark.parametrize("relation_layers, matched", [("intermediate", 3), ("all", 4)])
+def test_hybrid_distill_matches_attention_at_the_intermediate_layers_by_default(monkeypatch, relation_layers,
+                                                                                matched):
+    # the camera-ready abstract: the MIM teacher's relations "at intermediate layers", the CL teacher's
+    # features at the output; the tiny ViT has 4 layers
+    from distillbench.harness.images import load_image_dataset
+    from distillbench.methods.classify import hybrid_distill
+
+    counts = []
+
+    def counting(student_features, teacher_features, student_maps, teacher_maps, *args):
+        counts.append((len(student_maps), len(teacher_maps)))
+        return hybrid_distill_loss(student_features, teacher_features, student_maps, teacher_maps, *args)
+
+    monkeypatch.setattr(hybrid_distill, "hybrid_distill_loss", counting)
+    data = load_image_dataset("pocket:shapes-many", "train", 8)
+    method = HybridDistill() if relation_layers == "intermediate" else HybridDistill(relation_layers="all")
+    module = method.training_module(initialised("shapes-vit-tiny", 30, seed=0))
+    method.loss(module, {"images": data.batch(range(4)), "labels": data.labels[:4], "stage": 0})
+    assert counts == [(matched, matched)]

@@ -16,17 +16,18 @@ Each class's teacher probability is split over its pseudo-subclasses by a softma
 
 p_cs = softmax(t/τ)_c · softmax_s(z_cs/β),  z_cs = ⟨h − μ_c, v_cs⟩ / σ_c,
 
-so the subclass probabilities of class c sum to the teacher's class probability (the paper's factorisation,
-as two automated reviews of its ICLR 2025 submission quote it: p_{c,s} = p_c · e^{z_{c,s}/β} / Σ_j e^{z_{c,j}/β}), and
+so the subclass probabilities of class c sum to the teacher's class probability (the paper's factorisation
+as two automated reviews of its ICLR 2025 submission quote it: p_{c,s} = p_c · e^{z_{c,s}/β} / Σ_j e^{z_{c,j}/β}),
+and
 
 L = (1 − α) · τ² · (1/B) Σ_i KL(p_i ‖ softmax(s_i / τ)) + α · CE(log Σ_s exp(s_ics), y)
 
 for the student's S·C subclass logits s. The student predicts the class with the largest summed subclass
 probability (``SubclassClassifier``). α = 0 (no ground-truth term), as in all the paper's experiments (its
 Sec. 4.1, quoted by the reviews). Not confirmed from the paper (its full text could not be read here, only
-reviews that quote it): the default S, β and τ (the paper grid-searches them, Appendix H), the
-scaling by σ_c (ours: it makes β independent of the embeddings' scale), the centring by μ_c, and whether the
-student's softmax is tempered by τ; the three steps above follow its description.
+reviews that quote it): the default S, β and τ (the paper grid-searches them, Appendix H), the scaling by
+σ_c (ours: it makes β independent of the embeddings' scale), the centring by μ_c, and whether the student's
+softmax is tempered by τ; the three steps above follow its description.
 """
 
 from __future__ import annotations

@@ -26,10 +26,9 @@ authors' toy notebook), and the fit is linear in α: with g₁ = A·y and g₀ =
 (`optimal_ground_truth_weight`). The reference that makes the question worth asking is the noise-free
 function, against which the authors' notebook measures its loss: against the labels on the training points
 (r = y, f_{t−1} from earlier rounds) every eigen-direction of K pulls α* to 1 or above, so training error
-never favours distilling. The
-paper gives a closed form for the optimal weight at each step; its exact statement (and which error it
-minimises) could not be read here (only the abstract), so this form is derived from the setting above and
-checked against numeric minimisation in the tests.
+never favours distilling. The paper gives a closed form for the optimal weight at each step; its exact
+statement (and which error it minimises) could not be read here (only the abstract), so this form is
+derived from the setting above and checked against numeric minimisation in the tests.
 """
 
 from __future__ import annotations
