@@ -82,7 +82,14 @@ def test_every_problem_gets_its_own_line():
     ({"seeds": [1, 1]}, "seeds: seeds must be distinct"),
     ({"methods": []}, "methods: list should have at least 1 item after validation, not 0"),
     ({"data": {"source": "/no/file.jsonl"}}, "data.source: file not found: /no/file.jsonl"),
-    ({"colour": "red"}, "colour: unknown field"),
+    ({"colour": "red"}, "colour: unknown field (known: name, teacher, reference_teacher, student, data, budget, "
+                        "seeds, methods, benchmarks, output_dir, generation, trust_remote_code)"),
+    # a nested field is matched against its own model's fields, not the recipe's
+    ({"budget": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4, "warmup": 3}},
+     "budget.warmup: unknown field; did you mean 'warmup_steps'?"),
+    ({"budget": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4, "teacher": 3}},
+     "budget.teacher: unknown field; did you mean 'teacher_top_k'?"),
+    ({"methods": [{"name": "kd", "beta": 1}]}, "methods[0].beta: unknown field (known: temperature, ce_weight)"),
     ({"methods": ["sft", "sft"]}, "methods: 'sft' is listed twice"),
 ])
 def test_invalid_fields(change, expected):

@@ -354,7 +354,7 @@ def parse_recipe(raw: Any, source: str = "recipe", base: Path | None = None) -> 
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise UserInputError([f"{source}: {line}" for line in problems_from(exc, known_fields=Recipe.model_fields)]) from None
+        raise UserInputError([f"{source}: {line}" for line in problems_from(exc, model=Recipe)]) from None
     problems = _check_components(recipe)
     if problems:
         raise UserInputError([f"{source}: {line}" for line in problems])
