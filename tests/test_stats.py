@@ -36,3 +36,16 @@ def test_holm_adjustment():
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_side_boards_average_each_item_over_seeds_before_the_ci():
+    # the same test item under three seeds is one sample, not three: n and the CI are those of the items
+    from distillbench.leaderboards.side_report import method_rows
+
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, 2, 200).astype(float).tolist()
+    flipped = [1.0 - v if i % 10 == 0 else v for i, v in enumerate(items)]
+    row = method_rows({"m": {0: items, 1: items, 2: flipped}})["m"]
+    expected = summarize(np.mean([items, items, flipped], axis=0))
+    assert row["n"] == 200 and row["ci95"] == expected["ci95"] and row["mean"] == pytest.approx(expected["mean"])
+    assert row["seeds"]["2"] != row["seeds"]["0"]

@@ -1,7 +1,8 @@
 """Leaderboard rows for the side paths that do not run through the recipe runner (dataset distillation,
 dual-encoder retrieval, tabular generators): per-item 0/1 values of each (method, seed), summarised as
-the main leaderboard does — the mean over items pooled across seeds with a bootstrap CI — plus each
-seed's own mean and a paired test against a baseline row on the same items. The boards they write are
+the main leaderboard does — each item averaged over the seeds, then the mean over items with a bootstrap
+CI (n = items: the items are the sample, not items × seeds) — plus each seed's own mean and a paired test
+against a baseline row on the same items. The boards they write are
 in results-schema 1 (`schema_rows`), so `distillbench compare` and the regression gate read them."""
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ def method_rows(values: dict[str, dict[int, list[float]]], baseline: str | None 
     """values[method][seed] = per-item values (same items, same order, for every method and seed)."""
     rows = {}
     for method, by_seed in values.items():
-        pooled = [value for seed in sorted(by_seed) for value in by_seed[seed]]
-        row = {**summarize(pooled), "seeds": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())}}
+        row = {**summarize(_seed_mean(by_seed)), "seeds": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())}}
         if baseline is not None and method != baseline and baseline in values:
             row["versus_" + baseline] = paired_difference(_seed_mean(by_seed), _seed_mean(values[baseline]))
         rows[method] = row
