@@ -21,7 +21,7 @@ import torch
 from annotated_types import Ge, Gt
 
 from .base import Benchmark, register_benchmark
-from .top1 import _Top1
+from .top1 import _Top1, top_classes
 
 STANDARDISE_EPS = 1e-6
 
@@ -138,7 +138,7 @@ class LinearProbe(_Top1, Benchmark):
         model.train(was_training)
         k = min(5, self.num_classes())
         logits = probe.logits(features[[item["index"] for item in items]])
-        return logits.topk(k, dim=1).indices.tolist()
+        return top_classes(logits, k)
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "train_items": len(self._train_data),

@@ -3,7 +3,7 @@
 An item is one test image (id ``<task>/<scene digest>`` for pocket-shapes, ``test/<index:05>`` for
 CIFAR-100); the model's output for it is the list of its top-5 class indices (fewer when there are
 fewer classes), best first, from the argmax of the logits on the normalised, unaugmented image
-(ties go to the lower index, as ``torch.topk``). ``accuracy`` is 1 when the first index is the label
+(exact ties go to the lower class index and NaN logits rank last, on every device: ``top_classes``). ``accuracy`` is 1 when the first index is the label
 (top-1, the number CIFAR tables report), ``top5`` when any of them is (only with more than five
 classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between rows apply.
 """
@@ -11,6 +11,7 @@ classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between ro
 from __future__ import annotations
 
 import hashlib
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -70,7 +71,7 @@ class _Top1(ABC):
         for start in range(0, len(items), batch_size):
             indices = [item["index"] for item in items[start:start + batch_size]]
             logits = model(data.batch(indices).to(device)).float()
-            outputs += logits.topk(k, dim=1).indices.tolist()
+            outputs += top_classes(logits, k)
         model.train(was_training)
         return outputs
 
@@ -109,6 +110,13 @@ def _ranked(output) -> list[int]:
         return [int(value) for value in output]
     except (TypeError, ValueError):
         raise UserInputError(f"a classifier output must be a class index or a list of them, got {output!r}") from None
+
+
+def top_classes(logits: torch.Tensor, k: int) -> list[list[int]]:
+    """The k best class indices per row, best first; exact ties to the lower index (a stable sort: torch.topk
+    orders ties differently by device and size) and NaN last."""
+    ranked = torch.sort(logits.float().nan_to_num(nan=-math.inf), dim=1, descending=True, stable=True).indices
+    return ranked[:, :k].tolist()
 
 
 @register_benchmark("top1", family="classify", paper="top-1 accuracy",

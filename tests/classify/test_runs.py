@@ -256,3 +256,12 @@ def test_reported_cifar_numbers_sit_beside_the_row_of_the_same_student():
     matches, _ = match_reported({"rows": [row]})
     assert [m["entry"].student for m in matches] == ["WRN-16-2"]
     assert matches[0]["entry"].printed == "74.92"
+
+
+def test_top_classes_break_exact_ties_to_the_lower_index_and_rank_nan_last():
+    # torch.topk orders exact ties by size and device (all-equal logits over 100 classes gave 65, 68, …)
+    from distillbench.benchmarks.top1 import top_classes
+
+    assert top_classes(torch.zeros(2, 100), 5) == [[0, 1, 2, 3, 4]] * 2
+    logits = torch.tensor([[1.0, float("nan"), 3.0, 3.0, 0.5]])
+    assert top_classes(logits, 5) == [[2, 3, 0, 4, 1]]
