@@ -123,9 +123,21 @@ def recover_images(method: CVDD, experts: list[Expert], real: ImageDataset, seed
     """`method.images_per_class` synthetic images of every class, one batch of all classes per image index,
     each batch recovered by `method.voters` experts drawn at random (CV-DD's recover.py loop)."""
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # torchvision's crops draw from the global RNG: seeded, restored
+        torch.manual_seed(seed)
+        return _recover(method, experts, real, rng, generator)
+
+
+def _recover(method: CVDD, experts: list[Expert], real: ImageDataset, rng: random.Random,
+             generator: torch.Generator) -> ImageDataset:
+    from torchvision.transforms import v2
+
     classes = list(range(real.num_classes))
     labels = torch.tensor(classes)
     low, high = _pixel_bounds(real)
+    # recover.py's augmentation: one crop (scale 0.08–1) and flip for the whole batch, resized back
+    augment = v2.Compose([v2.RandomResizedCrop(real.images.shape[-1]), v2.RandomHorizontalFlip()]) \
+        if method.augment else None
     for expert in experts:
         expert.model.eval().requires_grad_(False)
     batches = []
@@ -140,7 +152,7 @@ def recover_images(method: CVDD, experts: list[Expert], real: ImageDataset, seed
                 for group in optimizer.param_groups:  # cosine from lr to 0, no warm-up (lr_cosine_policy)
                     group["lr"] = 0.5 * (1 + math.cos(math.pi * iteration / method.iterations)) * method.learning_rate
                 shift = (rng.randint(0, method.jitter), rng.randint(0, method.jitter))
-                jittered = torch.roll(images, shifts=shift, dims=(2, 3))
+                jittered = torch.roll(augment(images) if augment else images, shifts=shift, dims=(2, 3))
                 logits = [v.model(jittered) for v in voters]
                 bn = [recorder.loss(method.first_bn_multiplier) for recorder in recorders]
                 loss = committee_recovery_loss(logits, labels, bn, weights, method.bn_weight)
@@ -230,6 +242,21 @@ def _load_recipe(path: Path) -> dict:
     return raw
 
 
+def _test_benchmark(raw: dict, path: Path):
+    """dd-accuracy on the real test split of the recipe's own source: anything else would score a student
+    on other data (or on the training images) under a dataset-distillation label."""
+    from distillbench.benchmarks.dd_accuracy import DDAccuracy
+
+    benchmark, problems = validate_options(DDAccuracy, {"dataset": raw["source"], **raw["benchmark"]}, "benchmark")
+    if benchmark is not None and benchmark.split != "test":
+        problems.append(f"benchmark.split: {benchmark.split!r}; dd-accuracy is scored on the test split")
+    if benchmark is not None and benchmark.dataset != raw["source"]:
+        problems.append(f"benchmark.dataset: {benchmark.dataset!r} is not the recipe's source {raw['source']!r}")
+    if problems:
+        raise UserInputError([f"{path}: {line}" for line in problems])
+    return benchmark
+
+
 def run(path: Path, out: Path | None = None) -> dict:
     from distillbench.benchmarks.dd_accuracy import DDAccuracy
     from distillbench.leaderboards.side_report import method_rows, write_board
@@ -240,6 +267,7 @@ def run(path: Path, out: Path | None = None) -> dict:
     method, problems = validate_options(CVDD, raw["cv_dd"], "cv_dd")
     if problems:
         raise UserInputError(problems)
+    benchmark = _test_benchmark(raw, path)
     budget = Budget(**raw["budget"])
     real = load_image_dataset(raw["source"], "train", raw.get("train_size"))
     experts = []
@@ -250,8 +278,7 @@ def run(path: Path, out: Path | None = None) -> dict:
         # The prior is the expert's accuracy on the real training images (not the test split the rows are scored on).
         on_train = DDAccuracy(dataset=raw["source"], split="train", n=raw.get("train_size"))
         experts.append(Expert(model, 100.0 * sum(test_accuracy(model, on_train)) / len(on_train.items())))
-    committee = Committee(experts, method.weight_temperature)
-    benchmark = DDAccuracy(**raw["benchmark"])
+    committee = Committee(experts, method.label_weight_temperature)
     values: dict[str, dict[int, list[float]]] = {"random-real (CE)": {}, "random-real (committee labels)": {}, "cv-dd": {}}
     timings = {}
     for seed in raw["seeds"]:

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from distillbench.harness.classifiers import initialised
 from distillbench.harness.dataset_distillation import (BatchNormInputs, Committee, Expert, random_real_subset,
                                                        recover_images, run, train_on)
+from distillbench.harness.errors import UserInputError
 from distillbench.harness.recipe import Budget
 from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.cv_dd import (CVDD, bn_statistics_loss, committee_logits, committee_recovery_loss,
@@ -129,7 +130,13 @@ def test_recovery_lowers_the_committee_loss_and_keeps_pixels_valid(tiny_world):
         return sum(F.cross_entropy(e.model(images), data.labels).item() for e in experts)
 
     assert committee_ce(synthetic) < committee_ce(start)
-    assert torch.equal(recover_images(method, experts, real, seed=0).images, synthetic.images)  # deterministic
+    state = torch.get_rng_state()
+    again = recover_images(method, experts, real, seed=0)  # deterministic, crops included, and the global
+    assert torch.equal(again.images, synthetic.images)   # RNG is left as it was
+    assert torch.equal(torch.get_rng_state(), state)
+    plain = recover_images(CVDD(images_per_class=2, iterations=15, initialisation="real", jitter=1, augment=False),
+                           experts, real, seed=0)
+    assert not torch.equal(plain.images, synthetic.images)  # the crops and flips change what is recovered
 
 
 def test_a_student_trains_on_the_distilled_set_alone(tiny_world, tmp_path):
@@ -169,3 +176,24 @@ output_dir: {tmp_path / 'out'}
     spread = by_row["cv-dd"]["seed_spread"]["dd-accuracy/accuracy"]
     assert spread["per_seed"] == rows["cv-dd"]["seeds"] and set(spread["per_seed"]) == {"0", "1"}
     assert by_row["cv-dd"]["metrics"]["dd-accuracy/accuracy"]["ci95"] == rows["cv-dd"]["ci95"]
+
+
+@pytest.mark.parametrize("benchmark, message", [
+    ("{split: train}", "dd-accuracy is scored on the test split"),
+    ("{dataset: 'pocket:shapes-many'}", "is not the recipe's source 'pocket:shapes-shape'"),
+])
+def test_a_recipe_cannot_score_on_other_data_than_its_source_test_split(tmp_path, benchmark, message):
+    recipe = tmp_path / "dd.yaml"
+    recipe.write_text(f"""
+name: dd-tiny
+source: pocket:shapes-shape
+student: shapes-cnn-small
+committee: [{{architecture: shapes-cnn-small, steps: 2, seed: 0}}]
+budget: {{steps: 2, batch_size: 6, learning_rate: 0.01}}
+seeds: [0]
+cv_dd: {{images_per_class: 2, iterations: 2}}
+benchmark: {benchmark}
+""")
+    with pytest.raises(UserInputError, match=message):
+        run(recipe, tmp_path / "out")
+    assert not (tmp_path / "out" / "experts").exists()  # refused before any expert is trained

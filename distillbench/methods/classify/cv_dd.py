@@ -7,18 +7,23 @@ the prior is the expert's accuracy in percent), distils N synthetic images per c
     L_recover = Σ_i w_i · [ CE(f_i(x̃), y) + r_bn · Σ_l m_l · (‖σ²_l(x̃) − σ²_l,BN‖₂ + ‖μ_l(x̃) − μ_l,BN‖₂) ]
 
 over the expert's BatchNorm layers l (batch statistics of the layer's input against its running
-statistics; m_1 = 10, the other m_l = 1), with Adam (lr 0.1, betas 0.5/0.9), a cosine schedule, a
-random roll of up to 4 pixels (jitter) and clipping to the valid pixel range (recover/recover.py,
-utils_recover.py of Jiacheng8/CV-DD@24097e9; w_i renormalised over the voters drawn).
+statistics; m_1 = 10, the other m_l = 1), with Adam (betas 0.5/0.9), a cosine schedule, each iteration's
+batch augmented (one random resized crop and horizontal flip for the whole batch, then a random roll of
+up to 4 pixels: jitter) and clipping to the valid pixel range (recover/recover.py, utils_recover.py of
+Jiacheng8/CV-DD@24097e9; w_i renormalised over the voters drawn). The defaults are the settings of the
+authors' CIFAR-100 recovery scripts (recover/scripts/cifar100_experiments/recover_voter_ipc*.sh: lr 0.25,
+4,000 iterations, r_bn 0.01, 2 voters, `--apply-data-augmentation`, patch initialisation), not recover.py's
+argparse defaults (lr 0.1, 1,000 iterations, r_bn 0.05, no augmentation, Gaussian noise).
 
 The student is then trained on the synthetic set alone, with soft labels from the committee's vote:
-the prior-weighted sum of the experts' logits on each (augmented) synthetic batch, computed with batch
-statistics (train-mode BN, the paper's BSSL), and a temperature-scaled KL:
+the sum of all the experts' logits on each (augmented) synthetic batch, weighted by v = softmax(prior / 10)
+(relabel/relabel.py hard-codes that temperature; the committee scripts relabel_voter_*.sh pass all five
+experts and their accuracies), computed with batch statistics (train-mode BN, the paper's BSSL), and a
+temperature-scaled KL:
 
-    L_student = τ² · KL(softmax(Σ_i w_i f_i(x̃) / τ) ‖ softmax(s(x̃) / τ))
+    L_student = τ² · KL(softmax(Σ_i v_i f_i(x̃) / τ) ‖ softmax(s(x̃) / τ))
 
-The released relabel scripts label with one expert (ResNet-18); the committee vote over all experts is
-what this method's `loss` uses. τ = 4 is SRe2L's validation temperature and is not verified for CV-DD.
+τ = 4 is SRe2L's validation temperature and is not verified for CV-DD.
 """
 
 from __future__ import annotations
@@ -75,16 +80,18 @@ class CVDD(ClassifyMethod):
 
     images_per_class: Annotated[int, Gt(0)] = 10  # IPC
     voters: Annotated[int, Gt(0)] = 2  # experts drawn per round (the paper's N2 voter)
-    iterations: Annotated[int, Gt(0)] = 1000  # recovery steps per batch of classes
-    learning_rate: Annotated[float, Gt(0)] = 0.1
+    iterations: Annotated[int, Gt(0)] = 4000  # recovery steps per batch of classes
+    learning_rate: Annotated[float, Gt(0)] = 0.25
     jitter: Annotated[int, Ge(0)] = 4  # pixels (CIFAR)
-    bn_weight: Annotated[float, Ge(0)] = 0.05  # r_bn
+    augment: bool = True  # a random resized crop and flip of each iteration's batch before the roll
+    bn_weight: Annotated[float, Ge(0)] = 0.01  # r_bn
     first_bn_multiplier: Annotated[float, Ge(0)] = 10.0
-    weight_temperature: Annotated[float, Gt(0)] = 5.0
+    weight_temperature: Annotated[float, Gt(0)] = 5.0  # recovery: w = softmax(prior / 5) over the voters
+    label_weight_temperature: Annotated[float, Gt(0)] = 10.0  # relabelling: v = softmax(prior / 10) over all
     temperature: Annotated[float, Gt(0)] = 4.0  # soft-label KL on the student (SRe2L's; unverified here)
-    # The code's default start is Gaussian noise; "real" starts from random real images of the class (its
-    # patch initialisation uses crops of real images).
-    initialisation: Literal["gaussian", "real"] = "gaussian"
+    # The CIFAR-100 scripts start from patches of real images; "real" starts from random real images of the
+    # class (whole images, not the code's patches), "gaussian" from noise (recover.py's argparse default).
+    initialisation: Literal["gaussian", "real"] = "real"
 
     needs = ("teacher_logits",)  # the committee's vote on each synthetic batch (the committee is the teacher)
     supports_unlabeled = False
