@@ -11,12 +11,12 @@ re-initialised with Gaussian weights (conv/linear N(0, 1), BN weight 1 and bias 
 
 with ρ the row-wise L2 normalisation, G [C, D] the gradient of the batch cross-entropy with respect to
 the final linear layer's weight (one row per class: the Grad-CAM-like class direction the paper builds
-its class-wise similarity matrix from), and F [B, ·] the last feature maps, flattened, both brought
-to the larger spatial size by bilinear interpolation (as the code does). M_r is the similarity-preserving
-(SP) loss of Tung & Mori. The authors' code (lliai/DisWOT-CVPR2023, ``compute_diswot_procedure``)
-compares the two gradient matrices with an ICKD loss that first passes the student's gradients through
-a freshly initialised 1×1 conv + BN; here the class × class Gram matrices are compared directly, which
-is the paper's class-similarity matrix and needs no random projection when widths differ.
+its class-wise similarity matrix from), and F [B, ·] the last feature maps, flattened as they are (the
+B × B Gram matrix does not depend on the maps' width or size, so nothing is resized). M_r is the
+similarity-preserving (SP) loss of Tung & Mori (the authors' ``distiller_zoo/SP.py``). The authors' code
+(lliai/DisWOT-CVPR2023@dffe4e6, ``compute_diswot_procedure``) compares the two gradient matrices with
+its ICKD loss; here the class × class Gram matrices are compared directly, the paper's class-similarity
+matrix.
 
 The search itself (the paper runs an evolutionary search over the scores) is out of the loss: the
 score is the pure function `diswot_score`, and `distillbench.pocket.diswot_report` checks its rank
@@ -106,9 +106,6 @@ def score_candidate(teacher, student, images: torch.Tensor, labels: torch.Tensor
         gaussian_initialise(student.network)
     teacher_maps, teacher_gradients = feature_maps_and_class_gradients(teacher, images, labels)
     student_maps, student_gradients = feature_maps_and_class_gradients(student, images, labels)
-    size = (max(teacher_maps.shape[-2], student_maps.shape[-2]), max(teacher_maps.shape[-1], student_maps.shape[-1]))
-    teacher_maps = F.interpolate(teacher_maps, size, mode="bilinear", align_corners=False)
-    student_maps = F.interpolate(student_maps, size, mode="bilinear", align_corners=False)
     return float(diswot_score(teacher_gradients, student_gradients, teacher_maps, student_maps))
 
 
