@@ -116,3 +116,36 @@ def test_cli_list_reported_and_leaderboard_reported(tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["rows"][1]["kind"] == "reported" and shown["reported_elsewhere"]
     assert reported_entries("vlm") and all(e.family == "vlm" for e in reported_entries("vlm"))
+
+
+@pytest.mark.parametrize("teacher, student, expected", [
+    ("teachers/resnet32x4", "arch:resnet8x4", ["ResNet32x4"]),
+    ("teachers/wrn_40_2", "arch:wrn_16_2", ["WRN-40-2"]),
+    ("teachers/resnet110", "arch:resnet20", []),  # ResNet56 → ResNet20 is reported, not ResNet110 → ResNet20
+    ("teachers/wrn_40_2", "arch:wrn_40_1", []),   # a pair without a registered number gets none, not all four
+    ("my-checkpoint", "arch:resnet20", ["ResNet56"]),  # a teacher not named after an architecture: the student
+])
+def test_cifar_numbers_are_matched_by_their_teacher_student_pair(teacher, student, expected):
+    row = {**_row("kd", "hinton-kd", {"cifar100/accuracy": 0.7}), "model": student}
+    board = {**_board([row]), "recipe": {"name": "t", "teacher": teacher}}
+    matches, _ = match_reported(board)
+    assert [m["entry"].teacher for m in matches] == expected
+
+
+def test_cifar_numbers_sit_in_their_pairs_row_of_the_reference_table():
+    """Each CIFAR-100 number is in the reference table's row of its own teacher → student pair and in the
+    column of its method (a swap of two pairs' values fails here, unlike the search above)."""
+    if not REFERENCE_NOTES.is_dir():
+        pytest.skip(f"{REFERENCE_NOTES} is absent (the reading notes live beside the repository)")
+    notes = (REFERENCE_NOTES / "classifier-kd-and-vlm-evaluation.md").read_text()
+    table = [line for line in notes.splitlines() if line.startswith("| ") and "→" in line]
+    header = next(line for line in notes.splitlines() if line.startswith("| Teacher→Student"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    column_of = {"hinton-kd": columns.index("KD"), "dkd": columns.index("DKD"), "crd": columns.index("CRD")}
+    cifar = [e for e in REPORTED if e.benchmark == "cifar100"]
+    assert cifar
+    for entry in cifar:
+        row = next(line for line in table if line.replace("*", "").split("|")[1].strip()
+                   == f"{entry.teacher}→{entry.student}")
+        cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
+        assert cells[column_of[entry.method]] == entry.printed, entry.setting

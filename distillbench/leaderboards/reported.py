@@ -70,12 +70,14 @@ _MCTS_DPO = dict(paper="Xie et al. 2024 (MCTS-DPO)", arxiv="2405.00451", table="
                  source="arXiv:2405.00451v2 abstract", family="llm")
 _CRD_README = dict(paper="Tian et al. 2020 (CRD), KD baseline run", arxiv="1910.10699",
                    table="repository README, CIFAR-100 table", source="github.com/HobbitLong/RepDistiller@b84f547 README",
-                   protocol="top-1 of the final epoch; SGD lr 0.05, batch 64, 240 epochs, decay at 150/180/210; "
-                            "KD: 0.1 CE + 0.9 KL, T=4", family="classify")
+                   protocol="test top-1 (the README does not say of which epoch; train_student.py tracks and prints "
+                            "the best epoch's, best_acc, while distillbench scores the final model); SGD lr 0.05, "
+                            "batch 64, 240 epochs, decay at 150/180/210; KD: 0.1 CE + 0.9 KL, T=4", family="classify")
 _DKD_README = dict(paper="Zhao et al. 2022 (DKD)", arxiv="2203.08679", table="repository README, CIFAR-100 table",
                    source="github.com/megvii-research/mdistiller@a08d46f README",
-                   protocol="mean of 5 runs; the mdistiller CIFAR recipe (SGD lr 0.05, 240 epochs); DKD alpha=1, "
-                            "beta per pair, T=4", family="classify")
+                   protocol="mean of 5 runs; the mdistiller CIFAR recipe (SGD lr 0.05, 240 epochs; its trainer "
+                            "logs the best epoch's test top-1, best_acc, while distillbench scores the final model); "
+                            "DKD alpha=1, beta per pair, T=4", family="classify")
 _LLAVA_MOD = dict(paper="Shu et al. 2025 (LLaVA-MoD)", arxiv="2408.15881", table="results as summarised by a "
                   "secondary source", setting="dense-to-sparse distillation into a 2B MoE student, then preference "
                   "distillation with the teacher as reference (kto_pair) on RLAIF-V",
@@ -181,6 +183,24 @@ def _model_name(text: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
+def _board_teacher(board: dict[str, Any]) -> str:
+    recipe = board.get("recipe")
+    return str(recipe.get("teacher") or "") if isinstance(recipe, dict) else ""
+
+
+def _same_pair(candidates: list[Reported], student: str, teacher: str) -> list[Reported]:
+    """Of several settings that report one method and metric (CIFAR-100's teacher-student pairs), the ones
+    whose student is the row's model (arch:resnet8x4 is ResNet8x4) and, when the board's teacher is named
+    after an architecture (teachers/resnet56), whose teacher is that one; none when the names do not say."""
+    from distillbench.harness.classifiers import architecture_names
+
+    same_student = [e for e in candidates if _model_name(e.student) == _model_name(student)]
+    teacher_name = _model_name(teacher.rstrip("/").rsplit("/", 1)[-1])
+    if teacher_name in {_model_name(name) for name in architecture_names()}:
+        return [e for e in same_student if _model_name(e.teacher or "") == teacher_name]
+    return same_student
+
+
 def match_reported(board: dict[str, Any], entries: tuple[Reported, ...] | list[Reported] = REPORTED
                    ) -> tuple[list[dict[str, Any]], list[Reported]]:
     """(matches, the rest): a match pairs an entry with a reproduced row of the same method that has
@@ -191,11 +211,8 @@ def match_reported(board: dict[str, Any], entries: tuple[Reported, ...] | list[R
         if row.get("kind") == "reported" or not row.get("method"):
             continue
         candidates = [e for e in entries if e.method == row["method"] and e.metric_key in row["metrics"]]
-        # Several settings report the same method and metric (CIFAR-100's teacher-student pairs): keep the
-        # ones whose student is the row's model, when the names say so (arch:resnet8x4 is ResNet8x4).
-        same_student = [e for e in candidates if _model_name(e.student) == _model_name(row.get("model") or "")]
-        if len({e.setting for e in candidates}) > 1 and same_student:
-            candidates = same_student
+        if len({e.setting for e in candidates}) > 1:
+            candidates = _same_pair(candidates, row.get("model") or "", _board_teacher(board))
         for entry in candidates:
             reproduced = row["metrics"][entry.metric_key]
             matches.append({"row": row["row"], "entry": entry, "reproduced": reproduced["mean"],
