@@ -31,7 +31,7 @@ from .errors import UserInputError
 
 AUGMENTATIONS = ("none", "flip", "crop-flip")
 CROP_PADDING = 4
-# RepDistiller dataset/cifar100.py (mdistiller rounds the same statistics slightly differently).
+# RepDistiller dataset/cifar100.py and mdistiller mdistiller/dataset/cifar100.py (the same values).
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
 CIFAR100_FOLDER = "cifar-100-python"
@@ -245,6 +245,18 @@ class ImageBatching:
         labeled = example_indices((1,) * len(self.labeled), batch_size, seed, step)
         unlabeled = example_indices((1,) * len(self.unlabeled), batch_size, seed, step)
         return [self.labeled[i] for i in labeled] + [self.unlabeled[i] for i in unlabeled]
+
+    def split_step(self, indices: list[int], budget) -> list[list[int]]:
+        """Micro-batches for gradient accumulation. A semi-supervised step (its labeled batch, then its
+        unlabeled one) is cut so that every micro-batch holds its share of both: a loss that averages its
+        labeled and its unlabeled rows separately (DHO's) then accumulates to the whole step's loss."""
+        from .train import consecutive_parts
+
+        if not self.semi_supervised:
+            return consecutive_parts(indices, budget)
+        half = len(indices) // 2
+        labeled, unlabeled = consecutive_parts(indices[:half], budget), consecutive_parts(indices[half:], budget)
+        return [a + b for a, b in zip(labeled, unlabeled)]
 
     def collate(self, examples, indices: list[int], seed: int, step: int, part: int, device) -> dict[str, Any]:
         generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + part)

@@ -29,7 +29,7 @@ from distillbench.pocket.shapes_retrieval import (CaptionPairs, DualEncoder, cap
 from .errors import UserInputError
 from .recipe import Budget, validate_options
 from .registry import METHODS
-from .train import example_indices, train
+from .train import consecutive_parts, example_indices, train
 
 
 class RetrievalBatching:
@@ -48,6 +48,8 @@ class RetrievalBatching:
 
     def step_indices(self, lengths, batch_size: int, seed: int, step: int, group_by_length: bool = False) -> list[int]:
         return example_indices(lengths, batch_size, seed, step)
+
+    split_step = staticmethod(consecutive_parts)
 
     def collate(self, examples, indices: list[int], seed: int, step: int, part: int, device) -> dict[str, Any]:
         return {"images": self.pairs.image_batch(indices).to(device), "captions": self.pairs.tokens[indices].to(device),

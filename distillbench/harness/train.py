@@ -116,6 +116,12 @@ def _generate_examples(method, student, tokenizer, problems: list[dict], seed: i
         raise CellFailure(step + 1, f"stage {stage} produced no training examples")
 
 
+def consecutive_parts(indices: list[int], budget: Budget) -> list[list[int]]:
+    """A step's examples cut into `gradient_accumulation` consecutive micro-batches."""
+    size = math.ceil(max(budget.batch_size, len(indices)) / budget.gradient_accumulation)
+    return [indices[start:start + size] for start in range(0, len(indices), size)]
+
+
 class TokenBatching:
     """Batches of tokenized examples (the LLM methods'): collated with padding, logit signals added."""
 
@@ -132,6 +138,8 @@ class TokenBatching:
                      group_by_length: bool = False) -> list[int]:
         # Sorted by length, so the micro-batches cut from it pad little.
         return sorted(example_indices(lengths, batch_size, seed, step, group_by_length), key=lambda i: lengths[i])
+
+    split_step = staticmethod(consecutive_parts)  # the indices are sorted by length: each part pads little
 
     def collate(self, examples: list[dict], indices: list[int], seed: int, step: int, part: int, device) -> dict:
         return {**{k: v.to(device) for k, v in collate([examples[i] for i in indices], self.pad_id).items()},
@@ -153,14 +161,14 @@ def _micro_batches(examples, lengths: tuple[int, ...], budget: Budget, seed: int
                    device) -> list[dict]:
     """The collated micro-batches of optimizer step `step`.
 
-    Micro-batches of similar lengths pad less; the accumulated gradient is the same as one
-    batch's whatever the split, because micro-batches are weighted by their tokens.
+    The batching cuts the step (`split_step`): token batches into consecutive runs of similar
+    lengths, which pad less; the accumulated gradient is the same as one batch's whatever the
+    split, because micro-batches are weighted by their tokens (or examples).
     """
     indices = batching.step_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
-    # A semi-supervised image step holds a labeled and an unlabeled batch: 2 × batch_size examples.
-    size = math.ceil(max(budget.batch_size, len(indices)) / budget.gradient_accumulation)
-    return [batching.collate(examples, indices[start:start + size], seed, step, part, device)
-            for part, start in enumerate(range(0, len(indices), size))]
+    return [batching.collate(examples, part_indices, seed, step, part, device)
+            for part, part_indices in enumerate(batching.split_step(indices, budget))]
+
 
 
 def _scheduled_batches(schedule, student, tokenizer, method, batches: list[dict], seed: int, step: int,

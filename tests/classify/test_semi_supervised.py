@@ -34,6 +34,34 @@ def test_semi_supervised_steps_pair_a_labeled_and_an_unlabeled_batch():
     assert batching.steps_per_epoch == (60 - 12) // 8
 
 
+def test_gradient_accumulation_gives_every_micro_batch_its_share_of_labeled_and_unlabeled_images():
+    # DHO averages its labeled and unlabeled rows separately: micro-batches of only one kind (the step cut
+    # in consecutive halves) accumulated to half the step's loss
+    from distillbench.harness.recipe import Budget
+    from distillbench.harness.train import _micro_batch_weights
+
+    data = hide_labels(pocket_dataset("pocket:shapes-shape", "train", 60), 4)
+    batching = ImageBatching(data, "none", 8)
+    indices = batching.step_indices(batching.lengths(data), 8, 0, 3)
+    assert batching.split_step(indices, Budget(steps=1, batch_size=8, learning_rate=0.1)) == [indices]
+    parts = batching.split_step(indices, Budget(steps=1, batch_size=8, learning_rate=0.1, gradient_accumulation=2))
+    assert [sorted(p) for p in parts] == [sorted(indices[:4] + indices[8:12]), sorted(indices[4:8] + indices[12:])]
+    torch.manual_seed(0)
+    method = DHO()
+    module = method.training_module(initialised("shapes-cnn-small", 3, seed=0)).eval()
+    teacher = torch.randn(len(data), 3) * 3
+
+    def loss(batch_indices):
+        batch = {"images": data.batch(batch_indices), "labels": data.labels[batch_indices],
+                 "teacher_logits": teacher[batch_indices], "epoch": 1}
+        return batch, sum(method.loss(module, batch).values())
+
+    whole = loss(indices)[1]
+    batches, losses = zip(*(loss(p) for p in parts))
+    weights = _micro_batch_weights(list(batches), "examples", batching)
+    assert torch.allclose(sum(w * l for w, l in zip(weights, losses)), whole, atol=1e-5)
+
+
 def naive_dho(ce, kd, teacher, labels, temperature=2.0):
     """train_others.py's loss on a labeled batch and an unlabeled batch."""
     labeled = labels >= 0
