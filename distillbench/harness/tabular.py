@@ -39,7 +39,6 @@ from .recipe import ComponentSpec, _component, validate_options
 from .registry import BENCHMARKS, METHODS
 
 FORMAT = "distillbench-tabular-generator"
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def save_generator(generator, label: str, method, directory: Path) -> None:
@@ -121,7 +120,7 @@ def _evaluate(benchmark, generator, path: Path) -> dict[str, Any]:
         write_text_atomic(path, "".join(json.dumps({"id": i["id"], "output": o}) + "\n" for i, o in zip(items, outputs)))
     per_item = {name: np.array([benchmark.score(i, o).values[name] for i, o in zip(items, outputs)])
                 for name in benchmark.binary_metrics}
-    return {"items": per_item, "set": {k: v["mean"] for k, v in benchmark.score_set(items, outputs).items()}}
+    return {"items": per_item, "set": benchmark.score_set(items, outputs)}
 
 
 def _board(raw: dict, results: dict[str, dict], scorers: dict) -> dict[str, Any]:
@@ -143,19 +142,31 @@ def _summarise(per_seed: list[dict], scorers: dict) -> dict[str, Any]:
         for metric in per_seed[0][name]["items"]:
             metrics[f"{name}/{metric}"] = summarize(np.mean([s[name]["items"][metric] for s in per_seed], axis=0))
         for metric in per_seed[0][name]["set"]:
-            values = np.array([s[name]["set"][metric] for s in per_seed])
-            half = T_975.get(len(values) - 1, 1.96) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0
-            metrics[f"{name}/{metric}"] = {"mean": float(values.mean()), "ci95": [float(values.mean() - half),
-                                           float(values.mean() + half)], "n": len(values),
-                                           "per_seed": [float(v) for v in values]}
+            metrics[f"{name}/{metric}"] = _set_metric_summary([s[name]["set"][metric] for s in per_seed])
     return metrics
+
+
+def _set_metric_summary(per_seed: list[dict]) -> dict[str, Any]:
+    """A set metric over seeds: the mean with a t-interval over the seeds' values; with one seed, that
+    seed's own CI (the scorer's bootstrap over rows, or none), never a zero-width interval."""
+    from scipy.stats import t
+
+    values = np.array([seed["mean"] for seed in per_seed], dtype=float)
+    mean = float(values.mean())
+    if len(values) > 1:
+        half = float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+        ci95 = [mean - half, mean + half]
+    else:
+        ci95 = per_seed[0].get("ci95")
+    return {"mean": mean, "ci95": ci95, "n": len(values), "per_seed": [float(v) for v in values]}
 
 
 def _markdown(name: str, results: dict[str, dict[str, Any]]) -> str:
     metrics = list(next(iter(results.values())))
     lines = [f"# {name}", "", "| row | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for label, row in results.items():
-        cells = [f"{row[m]['mean']:.3f} [{row[m]['ci95'][0]:.3f}, {row[m]['ci95'][1]:.3f}]" for m in metrics]
+        cells = [f"{row[m]['mean']:.3f}" + (f" [{row[m]['ci95'][0]:.3f}, {row[m]['ci95'][1]:.3f}]" if row[m]["ci95"]
+                                            else "") for m in metrics]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

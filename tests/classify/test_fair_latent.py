@@ -197,3 +197,21 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
                                     "benchmarks": ["fair-synthetic"], "output_dir": str(tmp_path / "o")}))
     with pytest.raises(UserInputError, match="ce: not a tabular generator"):
         run_tabular(path)
+
+
+def test_a_set_metric_over_seeds_has_a_t_interval_and_one_seed_keeps_its_bootstrap_ci():
+    from scipy.stats import t
+
+    from distillbench.harness.tabular import _set_metric_summary
+
+    three = _set_metric_summary([{"mean": 0.2, "ci95": [0.1, 0.3]}, {"mean": 0.3, "ci95": None},
+                                 {"mean": 0.4, "ci95": None}])
+    half = t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
+    assert three["mean"] == pytest.approx(0.3) and three["ci95"] == pytest.approx([0.3 - half, 0.3 + half])
+    assert three["n"] == 3 and three["per_seed"] == [0.2, 0.3, 0.4]
+    one = _set_metric_summary([{"mean": 0.2, "ci95": [0.15, 0.26]}])
+    assert one["ci95"] == [0.15, 0.26]  # not a zero-width interval, which would gate on any change
+    assert _set_metric_summary([{"mean": 0.5, "ci95": None}])["ci95"] is None
+    eleven = _set_metric_summary([{"mean": v, "ci95": None} for v in np.linspace(0, 1, 11)])
+    assert eleven["ci95"][1] - eleven["mean"] == pytest.approx(t.ppf(0.975, 10) * np.std(np.linspace(0, 1, 11), ddof=1)
+                                                               / 11 ** 0.5)  # t, not 1.96, past ten seeds
