@@ -148,3 +148,9 @@ def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float 
         comparison["p_holm"] = adjusted
         comparison["significant"] = adjusted < alpha
     return comparisons
+
+
+def lower_is_better(board: dict[str, Any], metric: str) -> bool:
+    """Whether `<benchmark>/<metric>` is better lower, as the board's protocol for the benchmark says."""
+    bench, _, name = metric.partition("/")
+    return name in board.get("protocols", {}).get(bench, {}).get("lower_is_better", [])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import item_values, paired_test
+from .aggregate import item_values, lower_is_better, paired_test
 
 ALPHA = 0.05
 
@@ -102,7 +102,8 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim) ->
                        len(rows[claim.worse]["cells"]))
     if test is None:
         return not_run
-    return {**test, "status": "holds" if test["diff"] > 0 and test["p"] < ALPHA else "does not hold"}
+    better_by = -test["diff"] if lower_is_better(board, claim.metric) else test["diff"]
+    return {**test, "status": "holds" if better_by > 0 and test["p"] < ALPHA else "does not hold"}
 
 
 def _distance_claim(better: dict, worse: dict) -> dict[str, Any]:

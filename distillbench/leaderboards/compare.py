@@ -24,7 +24,7 @@ import numpy as np
 from distillbench.harness.errors import UserInputError
 from distillbench.harness.store import Store
 
-from .aggregate import item_values
+from .aggregate import item_values, lower_is_better
 from .corpus import is_pooled, paired_pooled
 from .stats import mcnemar_exact, paired_difference
 
@@ -61,11 +61,6 @@ def parse_tolerances(pairs: list[str]) -> dict[str, float]:
         if tolerances[metric] < 0:
             raise UserInputError(f"--tolerance {pair}: must be >= 0")
     return tolerances
-
-
-def _lower_is_better(board: dict[str, Any], metric: str) -> bool:
-    bench, _, name = metric.partition("/")
-    return name in board.get("protocols", {}).get(bench, {}).get("lower_is_better", [])
 
 
 def _paired(new_dir: Path, base_dir: Path, new_board, base_board, new_row, base_row, metric: str):
@@ -107,7 +102,7 @@ def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] 
             if metric not in row["metrics"]:
                 results.append({"row": row["row"], "metric": metric, "status": "missing", "regression": True})
                 continue
-            sign = -1.0 if _lower_is_better(base_board, metric) else 1.0
+            sign = -1.0 if lower_is_better(base_board, metric) else 1.0
             delta = row["metrics"][metric]["mean"] - base_value["mean"]
             test = _paired(new_dir, base_dir, new_board, base_board, row, base_row, metric) if new_dir and base_dir else None
             if test is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from distillbench.harness.files import write_text_atomic
 
+from .aggregate import lower_is_better
 from .render import format_metric, metric_names
 
 ITEMS_PER_ROW = 20
@@ -317,7 +318,7 @@ def _plots(board: dict[str, Any]) -> str:
         metric = next((n for n in names if n.startswith(f"{bench}/")), None)
         if metric is None:
             continue
-        lower = metric.split("/", 1)[1] in protocol.get("lower_is_better", [])
+        lower = lower_is_better(board, metric)
         plots = [p for cost, label in COST_AXES if (p := _plot(board, metric, cost, label, lower))]
         body = "".join(plots) or '<p class="sub">no method row has a training cost yet</p>'
         sections.append(f'<figure><figcaption>{esc(bench)}: {esc(metric)} (mean, 95% CI) against cost; '
