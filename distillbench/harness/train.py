@@ -170,7 +170,6 @@ def _micro_batches(examples, lengths: tuple[int, ...], budget: Budget, seed: int
             for part, part_indices in enumerate(batching.split_step(indices, budget))]
 
 
-
 def _scheduled_batches(schedule, student, tokenizer, method, batches: list[dict], seed: int, step: int,
                        total: int) -> list[dict]:
     """The step's batches as the adaptive schedule chooses: the data, fresh student samples, or replayed ones."""
