@@ -3,9 +3,9 @@
 An item is one test image (id ``<task>/<scene digest>`` for pocket-shapes, ``test/<index:05>`` for
 CIFAR-100); the model's output for it is the list of its top-5 class indices (fewer when there are
 fewer classes), best first, from the argmax of the logits on the normalised, unaugmented image
-(exact ties go to the lower class index and NaN logits rank last, on every device: ``top_classes``). ``accuracy`` is 1 when the first index is the label
-(top-1, the number CIFAR tables report), ``top5`` when any of them is (only with more than five
-classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between rows apply.
+(exact ties go to the lower class index and NaN logits rank last, on every device: ``top_classes``).
+``accuracy`` is 1 when the first index is the label (top-1, the number CIFAR tables report), ``top5``
+when any of them is (only with more than five classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between rows apply.
 """
 
 from __future__ import annotations
