@@ -7,7 +7,9 @@ model through ``HFLM(pretrained=<model>)`` and keeps lm_eval's per-sample
 records (``log_samples``), so rows get per-item CIs and paired tests like any
 other benchmark. Each item is one of the task's evaluation documents, with id
 ``doc_id``. Only per-sample numeric metrics are kept (corpus-level metrics such
-as BLEU have no per-item value and are reported as absent). lm_eval's own
+as BLEU have no per-item value and are reported as absent); a task with several
+filters gets each metric once per filter, named ``<metric>,<filter>`` as in
+lm_eval's results table. lm_eval's own
 bootstrap is switched off: the leaderboard computes its CIs over items.
 
 Needs the optional extra ``lm-eval`` (``pip install distillbench[lm-eval]``).
@@ -95,10 +97,12 @@ class LMEvalTask(Benchmark):
         results = lm_eval.simple_evaluate(model=lm, tasks=[self.task], task_manager=_task_manager(self.include_path, self.task),
                                           num_fewshot=self.num_fewshot, limit=len(items), log_samples=True,
                                           bootstrap_iters=0, apply_chat_template=self.apply_chat_template)
-        metrics = [m["metric"] for m in results["configs"][self.task].get("metric_list", [])
-                   if isinstance(m.get("metric"), str)]
-        by_doc = {str(sample["doc_id"]): sample for sample in results["samples"][self.task]}
-        return [_record(by_doc[item["id"]], metrics) for item in items]
+        configured = [m["metric"] for m in results["configs"][self.task].get("metric_list", [])
+                      if isinstance(m.get("metric"), str)]
+        by_doc: dict[str, list[dict]] = {}  # lm_eval logs one sample per document and filter
+        for sample in results["samples"][self.task]:
+            by_doc.setdefault(str(sample["doc_id"]), []).append(sample)
+        return [_record(by_doc[item["id"]], configured) for item in items]
 
     def score(self, item, output):
         return ItemScore(dict(output["metrics"]), output["response"][:500])
@@ -112,10 +116,21 @@ class LMEvalTask(Benchmark):
                 "limit": self.limit, "apply_chat_template": self.apply_chat_template}
 
 
-def _record(sample: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
-    """A sample's numeric per-item metrics and its (filtered) response."""
-    values = {m: float(sample[m]) for m in metrics if isinstance(sample.get(m), (int, float, bool))}
-    response = sample.get("filtered_resps", sample.get("resps"))
-    while isinstance(response, list) and len(response) == 1:
-        response = response[0]
-    return {"metrics": values, "response": response if isinstance(response, str) else json.dumps(response)}
+def _record(samples: list[dict[str, Any]], configured: list[str]) -> dict[str, Any]:
+    """A document's numeric per-item metrics and its (filtered) response, from its samples (one per filter).
+    With several filters (gsm8k's strict-match and flexible-extract) a metric is named as lm_eval's results
+    table names it, ``<metric>,<filter>``; with one, by the metric alone. The metric names are those the
+    sample logs (a task without a metric_list uses its defaults), else the task's metric_list."""
+    several = len(samples) > 1
+    values, responses = {}, {}
+    for sample in samples:
+        suffix = f",{sample.get('filter', 'none')}" if several else ""
+        names = [m for m in sample.get("metrics") or configured if isinstance(m, str)]
+        values.update({m + suffix: float(sample[m]) for m in names if isinstance(sample.get(m), (int, float, bool))})
+        response = sample.get("filtered_resps", sample.get("resps"))
+        while isinstance(response, list) and len(response) == 1:
+            response = response[0]
+        responses[sample.get("filter", "none")] = response if isinstance(response, str) else json.dumps(response)
+    response = next(iter(responses.values())) if not several else \
+        " | ".join(f"{name}: {text}" for name, text in responses.items())
+    return {"metrics": values, "response": response}

@@ -29,6 +29,18 @@ metric_list:
     higher_is_better: true
 """
 
+# gsm8k's shape: two filters over one generation, each with its own exact_match
+TWO_FILTERS = GENERATE.replace("pocket_arith_gen", "pocket_arith_two") + """filter_list:
+  - name: whole
+    filter:
+      - function: take_first
+  - name: last-digit
+    filter:
+      - function: regex
+        regex_pattern: "(\\\\d)(?!.*\\\\d)"
+      - function: take_first
+"""
+
 CHOICE = """task: pocket_arith_choice
 dataset_path: json
 dataset_kwargs:
@@ -52,6 +64,7 @@ def tasks(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "gen.yaml").write_text(GENERATE.format(data=FIXTURE))
     (tmp_path / "choice.yaml").write_text(CHOICE.format(data=FIXTURE))
+    (tmp_path / "two.yaml").write_text(TWO_FILTERS.format(data=FIXTURE))
     return str(tmp_path)
 
 
@@ -104,3 +117,17 @@ def test_loglikelihood_task_agrees_with_the_models_own_choice(tasks, student):
             scores.append(sum(logps[i - 1, prefix[i]].item() for i in range(offset, len(prefix))))
         expected = float(max(range(len(scores)), key=scores.__getitem__) == doc["label"])
         assert benchmark.score(item, output).values == {"acc": expected}
+
+
+def test_a_task_with_two_filters_keeps_each_filters_metric(tasks, student):
+    # lm_eval logs one sample per document and filter; keyed by document alone, the last filter overwrote
+    # the first and its value was reported as plain exact_match
+    model, tokenizer = student
+    benchmark = LMEvalTask(task="pocket_arith_two", include_path=tasks, limit=5)
+    items = benchmark.items()
+    outputs = benchmark.predict(model, tokenizer, items, batch_size=4)
+    for item, output in zip(items, outputs):
+        values = benchmark.score(item, output).values
+        assert set(values) == {"exact_match,whole", "exact_match,last-digit"}
+        whole = output["response"].split(" | ")[0].removeprefix("whole: ")
+        assert values["exact_match,whole"] == float(whole.strip() == item["doc"]["answer"])
