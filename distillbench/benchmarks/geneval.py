@@ -296,6 +296,10 @@ def pocket_detector(**options) -> Detector:
     return run
 
 
+# transformers' COCO label names → GenEval's object_names.txt, where they differ (the same COCO indices)
+GENEVAL_NAMES = {"mouse": "computer mouse", "remote": "tv remote", "keyboard": "computer keyboard"}
+
+
 class Mask2FormerDetector:
     """GenEval's detector through transformers: Mask2Former instance segmentation, loaded from a
     local folder (``from_pretrained``), never downloaded.
@@ -308,7 +312,10 @@ class Mask2FormerDetector:
     the binarised mask, top-k over queries × classes), except that transformers binarises the
     masks at 384×384 and resizes them nearest-neighbour, where mmdet resizes the logits first.
     Boxes come from the masks as mmdet's ``mask2bbox`` makes them (x1, y1 exclusive). Every
-    segment is returned (threshold 0); GenEval's thresholds apply afterwards.
+    segment is returned (threshold 0); GenEval's thresholds apply afterwards. GenEval reads the
+    detector's classes by index against its ``object_names.txt``, which names COCO classes 64–66
+    "computer mouse", "tv remote" and "computer keyboard"; transformers' COCO label maps say
+    "mouse", "remote" and "keyboard", so those three labels are renamed (``GENEVAL_NAMES``).
     """
 
     def __init__(self, model_path: str | Path, device: str = "cpu"):
@@ -317,12 +324,20 @@ class Mask2FormerDetector:
         self.processor = AutoImageProcessor.from_pretrained(model_path)
         self.model = Mask2FormerForUniversalSegmentation.from_pretrained(model_path).to(device).eval()
         self.device = device
-        self.labels = {int(index): " ".join(name.lower().replace("_", " ").split())
-                       for index, name in self.model.config.id2label.items()}
+        names = {int(index): " ".join(name.lower().replace("_", " ").split())
+                 for index, name in self.model.config.id2label.items()}
+        self.labels = {index: GENEVAL_NAMES.get(name, name) for index, name in names.items()}
 
     def missing_classes(self, classnames: Iterable[str]) -> list[str]:
         """GenEval classes (object_names.txt) the model has no label for."""
         return sorted(set(classnames) - set(self.labels.values()))
+
+    def require(self, metadata: Iterable[dict]) -> None:
+        """Refuse prompts naming a class the model cannot detect: their images would all fail."""
+        missing = self.missing_classes(obj["class"] for record in metadata
+                                       for obj in [*record.get("include", []), *record.get("exclude", [])])
+        if missing:
+            raise ValueError(f"the Mask2Former model has no label for GenEval classes {missing}")
 
     def __call__(self, image) -> list[Detection]:
         import torch
@@ -449,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.model_path or not args.clip_pretrained:
                 raise ValueError("--detector mask2former needs --model-path and --clip-pretrained (local paths)")
             detector = Mask2FormerDetector(args.model_path, args.device)
+            detector.require(metadata for _, metadata in folder_items(args.imagedir))
             classify_colors = clip_color_classifier(args.clip_pretrained, args.clip_model, args.device)
             extra = {"model_path": str(args.model_path), "clip_model": args.clip_model,
                      "clip_pretrained": str(args.clip_pretrained)}

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
+from distillbench.harness.errors import UserInputError
 
 from .base import Benchmark, ItemScore, register_benchmark
 from .image_metrics import GeneratedImageOutputs
@@ -33,13 +34,18 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str):
+def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str,
+              metadata: str | None = None):
     from . import geneval
 
     if kind == "pocket":
         return geneval.pocket_detector(), geneval.detection_colors
-    return (geneval.Mask2FormerDetector(model_path, device),
-            geneval.clip_color_classifier(clip_pretrained, clip_model, device))
+    detector = geneval.Mask2FormerDetector(model_path, device)
+    try:
+        detector.require(json.loads(line) for line in Path(metadata).read_text().splitlines() if line.strip())
+    except ValueError as error:
+        raise UserInputError(f"geneval: {error}") from None
+    return detector, geneval.clip_color_classifier(clip_pretrained, clip_model, device)
 
 
 class _ScoredByGenEval(GeneratedImageOutputs, ABC):
@@ -109,7 +115,8 @@ class GenEval(_ScoredByGenEval, Benchmark):
         return [json.loads(line) for line in Path(self.metadata).read_text().splitlines() if line.strip()]
 
     def _scorers(self):
-        return _detector(self.detector, self.model_path, self.clip_model, self.clip_pretrained, self.device)
+        return _detector(self.detector, self.model_path, self.clip_model, self.clip_pretrained, self.device,
+                         self.metadata)
 
     def protocol(self):
         from . import geneval

@@ -16,7 +16,7 @@ from distillbench.pocket import shapes  # noqa: E402
 NAMES = ["circle", "square", "triangle"]
 
 
-def _tiny_mask2former(folder):
+def _tiny_mask2former(folder, names=NAMES):
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig
 
     backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
@@ -24,7 +24,7 @@ def _tiny_mask2former(folder):
     config = Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
                                encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
                                num_attention_heads=2, num_queries=8, use_pretrained_backbone=False,
-                               id2label=dict(enumerate(NAMES)), label2id={n: i for i, n in enumerate(NAMES)})
+                               id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     torch.manual_seed(0)
     Mask2FormerForUniversalSegmentation(config).save_pretrained(folder)
     Mask2FormerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
@@ -74,3 +74,16 @@ def test_mask2former_and_clip_from_local_paths(tmp_path, capsys):
     assert protocol["detector"] == "mask2former" and protocol["clip_model"] == "pocket-tiny-clip"
     assert geneval.main([str(folder), "--detector", "mask2former"]) == 2
     assert "--model-path" in capsys.readouterr().err
+
+
+def test_cocos_mouse_remote_and_keyboard_are_genevals_computer_mouse_tv_remote_and_computer_keyboard(tmp_path):
+    # GenEval matches the detector's classes by index to its object_names.txt; transformers' COCO label map
+    # names indices 64-66 differently, and those classes could never be found
+    detector = geneval.Mask2FormerDetector(_tiny_mask2former(tmp_path / "m", ["mouse", "remote", "keyboard", "tv"]))
+    assert sorted(detector.labels.values()) == ["computer keyboard", "computer mouse", "tv", "tv remote"]
+    prompts = [{"tag": "two_object", "include": [{"class": "computer mouse", "count": 1},
+                                                 {"class": "tv remote", "count": 1}], "prompt": "p"}]
+    detector.require(prompts)
+    with pytest.raises(ValueError, match=r"no label for GenEval classes \['dog'\]"):
+        detector.require(prompts + [{"tag": "single_object", "include": [{"class": "tv", "count": 1}],
+                                     "exclude": [{"class": "dog", "count": 1}], "prompt": "q"}])
