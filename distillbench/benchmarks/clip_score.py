@@ -11,8 +11,9 @@ prompt, reported under one of three conventions (`convention`, recorded in the p
 
 `prefix` is prepended to every prompt (DMD2/GigaGAN use "A photo depicts "). Real models come
 from ``open_clip.create_model_and_transforms(model, pretrained=<local file>)`` with the model's
-own preprocessing (resize, centre crop, normalisation) and tokenizer; open_clip's ``openai``
-weights need the QuickGELU variant of the model name (``ViT-B-32-quickgelu``, open_clip #771).
+own preprocessing (resize, centre crop, normalisation) and tokenizer; OpenAI's weights need the
+QuickGELU variant of the model name (the default ``ViT-L-14-quickgelu``; open_clip #771): with a
+local file as ``pretrained`` open_clip cannot tell, and plain ``ViT-L-14`` runs them with GELU.
 The pocket benchmark uses the pocket CLIP (`distillbench.pocket.shapes_clip`) on the captions of
 test-split pocket-shapes scenes, the same items as pocket-fid.
 """
@@ -28,7 +29,6 @@ from typing import Annotated, Literal
 
 import torch
 from annotated_types import Gt
-
 
 from .base import Benchmark, ItemScore, register_benchmark
 from .image_metrics import GeneratedImageOutputs
@@ -136,7 +136,9 @@ def _version(package: str) -> str | None:
 class ClipScore(_ScoredByClip, Benchmark):
     prompts: str
     pretrained: str  # an open_clip checkpoint file
-    model: str = "ViT-L-14"  # open_clip model name (torchmetrics' default is OpenAI's ViT-L/14)
+    # open_clip model name; torchmetrics' default is OpenAI's ViT-L/14, whose weights need QuickGELU: a file
+    # given as `pretrained` skips open_clip's tag config, so plain "ViT-L-14" would run them with GELU
+    model: str = "ViT-L-14-quickgelu"
     convention: Convention = "torchmetrics"
     prefix: str = ""
     device: str = "cpu"

@@ -137,3 +137,16 @@ def test_clip_score_through_open_clip_from_a_local_checkpoint(tmp_path, pocket_c
             model.encode_text(open_clip.get_tokenizer("distillbench-test-clip")(["A photo depicts a photo of a circle"])))
     assert value == pytest.approx(float(expected), abs=1e-5)
     assert results["protocol"]["prefix"] == "A photo depicts " and results["protocol"]["model"] == "distillbench-test-clip"
+
+
+def test_the_default_model_runs_openais_vit_l_14_weights_with_quickgelu():
+    # with a local checkpoint open_clip cannot infer QuickGELU; plain "ViT-L-14" ran OpenAI's weights with GELU
+    import dataclasses
+
+    import open_clip
+
+    from distillbench.benchmarks.clip_score import ClipScore
+
+    default = {f.name: f.default for f in dataclasses.fields(ClipScore)}["model"]
+    config = open_clip.get_model_config(default)
+    assert config["quick_gelu"] is True and config["vision_cfg"]["width"] == 1024 and config["embed_dim"] == 768
