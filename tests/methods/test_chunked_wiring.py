@@ -93,3 +93,18 @@ def test_the_recipe_check_names_methods_that_cannot_chunk():
     problems = str(info.value)
     assert "methods[1]: dckd computes its loss from the full logits" in problems and "methods[0]" not in problems
     parse_recipe({**raw, "methods": ["kd", "dpo"], "data": {**raw["data"], "preferences": "pocket:math-preference"}})
+
+
+def test_gkd_scores_the_raw_distributions_and_samples_at_its_temperature():
+    # TRL's GKDTrainer calls generalized_jsd_loss without a temperature; GKDConfig's 0.9 is for sampling
+    from distillbench.methods.llm.gkd import generalized_jsd_loss
+
+    method = GKD()
+    batch = sft_batch()
+    batch["teacher_logits"] = 3 * torch.randn(3, 10, VOCAB, generator=torch.Generator().manual_seed(5),
+                                              dtype=torch.float64)
+    student = tiny_llama()
+    logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    expected = generalized_jsd_loss(logits, batch["teacher_logits"], batch["labels"][:, 1:], beta=0.5)
+    assert torch.allclose(method.loss(student, batch)["jsd"], expected)
+    assert method.sample_temperature == 0.9

@@ -5,14 +5,16 @@ the dataset responses; the per-token loss is the generalized Jensen–Shannon di
 
 JSD_β(p_T ‖ p_S) = β·KL(p_T ‖ M) + (1−β)·KL(p_S ‖ M),   M = β·p_T + (1−β)·p_S,
 
-on temperature-softened distributions, averaged over response tokens. JSD_β vanishes
+on the raw distributions (TRL's trainer calls ``generalized_jsd_loss`` without a temperature;
+GKDConfig's `temperature` is the sampling temperature), averaged over response tokens. JSD_β vanishes
 at both ends (≈ β·KL(p_T‖p_S) near β = 0, ≈ (1−β)·KL(p_S‖p_T) near β = 1), so codebases
 that special-case β ∈ {0, 1} as forward / reverse KL are discontinuous there (trl #6780).
 We report JSD_β / (β(1−β)), which tends to forward KL as β → 0 and to reverse KL as
 β → 1 and equals them exactly at the endpoints: continuous on [0, 1]. In the interior it
 is TRL's ``generalized_jsd_loss`` divided by β(1−β) (a constant per run, so the optimum
-and the gradient direction are the same). Defaults are TRL's ``GKDConfig``:
-β = 0.5, λ = 0.5, temperature 0.9, 128 new tokens.
+and the gradient direction are the same; with the harness's gradient clipping, not the step
+size). Defaults are TRL's ``GKDConfig``: β = 0.5, λ = 0.5, sampling temperature 0.9, 128 new
+tokens.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class GKD(SamplingFields, Method):
 
     beta: Annotated[float, Ge(0), Le(1)] = 0.5
     lmbda: Annotated[float, Ge(0), Le(1)] = 0.5
-    temperature: Annotated[float, Gt(0)] = 0.9
+    temperature: Annotated[float, Gt(0)] = 0.9  # of the on-policy samples only, as TRL's GKDConfig
     max_new_tokens: Annotated[int, Gt(0)] = 128
 
     needs = ("teacher_logits",)
@@ -66,4 +68,4 @@ class GKD(SamplingFields, Method):
 
     def loss(self, student, batch):
         return {"jsd": StudentOutputs(student, batch).divergence(
-            generalized_jsd_loss, chunked_generalized_jsd_loss, batch["teacher_logits"], self.beta, self.temperature)}
+            generalized_jsd_loss, chunked_generalized_jsd_loss, batch["teacher_logits"], self.beta, 1.0)}
