@@ -182,8 +182,8 @@ def naive_adpo(policy, anchor, scores, tau, beta_reward):
     for b in range(policy.shape[0]):
         k = policy.shape[1]
         mean = sum(scores[b]) / k
-        std = (sum((s - mean) ** 2 for s in scores[b]) / k) ** 0.5
-        z = [(s - mean) / std if std > 0 else 0.0 for s in scores[b]]
+        std = (sum((s - mean) ** 2 for s in scores[b]) / (k - 1)) ** 0.5  # the sample std, as the TRL port
+        z = [(s - mean) / (std + 1e-4) for s in scores[b]]
         q = torch.softmax(torch.tensor(z, dtype=torch.float64) / beta_reward, -1)
         u = [(policy[b, i] - anchor[b, i]) / tau for i in range(k)]
         log_norm = torch.logsumexp(torch.stack(u), 0)
@@ -292,3 +292,17 @@ def test_adpo_kl_window_survives_a_checkpoint_round_trip(monkeypatch):
     resumed.load_state_dict(saved)
     assert resumed.state_dict() == method.state_dict() and len(saved["window"]) == 2
     assert ADPO(anchor="fixed").state_dict() == {}  # only the stateful mode checkpoints anything
+
+
+def test_adpo_target_is_the_trl_ports_z_score():
+    # wk222/TRL-ADPO: (r − mean) / (sample std + 1e-4), then softmax(· / β_r); for [10, 8, 4, 4] the std is 3
+    # and q = softmax([7/3, 1, −5/3, −5/3]) = [.769, .203, .014, .014] (the population std gave [.810, …])
+    from distillbench.methods.llm.adpo import adpo_loss
+
+    policy = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+    loss = adpo_loss(policy, torch.zeros(1, 4, dtype=torch.float64), torch.tensor([[10.0, 8.0, 4.0, 4.0]],
+                     dtype=torch.float64), tau=1.0, beta_reward=0.5)
+    (gradient,) = torch.autograd.grad(loss, policy)  # (softmax(0) − q) / τ
+    q = 0.25 - gradient[0]
+    expected = torch.softmax(torch.tensor([7 / 3, 1, -5 / 3, -5 / 3], dtype=torch.float64) * 3 / (3 + 1e-4), 0)
+    assert torch.allclose(q, expected, atol=1e-9) and [round(v, 3) for v in q.tolist()] == [0.769, 0.203, 0.014, 0.014]

@@ -8,8 +8,9 @@ the TRL port) and ℓ_i^anchor the anchor model's:
 p_θ(i) = softmax_i((ℓ_i − ℓ_i^anchor) / τ),   q(i) = softmax_i(z_i / β_r),
 L = −Σ_i q(i) · log p_θ(i)      (= KL(q ‖ p_θ) + a constant),
 
-where z are the scores z-scored within the list. Defaults are the TRL port's: τ = 1.0,
-β_r = 0.5. Anchor modes: ``fixed`` (the student init, the paper's advice for offline
+where z are the scores z-scored within the list as the TRL port does it (wk222/TRL-ADPO
+``adpo_trainer.py``: z = (r − mean) / (std + 1e-4), the sample std of the list). Defaults are the
+TRL port's: τ = 1.0, β_r = 0.5. Anchor modes: ``fixed`` (the student init, the paper's advice for offline
 data and distillation), ``ema`` (the anchor follows the student, a ← α·a + (1−α)·θ after
 every step, α = 0.99), ``kl_triggered`` (the anchor is replaced by a copy of the student
 once the mean of |ℓ − ℓ^anchor| over the last ``kl_window`` steps exceeds ``kl_threshold``;
@@ -37,9 +38,8 @@ def adpo_loss(policy_logps: torch.Tensor, anchor_logps: torch.Tensor, scores: to
               beta_reward: float = 0.5) -> torch.Tensor:
     """Mean over lists of −Σ_i q(i)·log softmax((ℓ − ℓ^anchor)/τ)_i; all inputs [B, K]."""
     centred = scores - scores.mean(-1, keepdim=True)
-    spread = scores.std(-1, unbiased=False, keepdim=True)
-    z = torch.where(spread > 0, centred / spread.clamp(min=1e-12), torch.zeros_like(centred))
-    target = torch.softmax(z / beta_reward, dim=-1)
+    spread = scores.std(-1, keepdim=True) if scores.shape[-1] > 1 else torch.zeros_like(centred)
+    target = torch.softmax(centred / (spread + 1e-4) / beta_reward, dim=-1)
     anchored = torch.log_softmax((policy_logps - anchor_logps) / tau, dim=-1)
     return -(target * anchored).sum(-1).mean()
 
