@@ -3,8 +3,9 @@
 Records in the MATH format (``problem``, ``solution`` ending in ``\\boxed{}``, optional
 ``answer``, ``level``, ``type``/``subject``, ``unique_id``). The gold is the ``answer``
 field, else the last ``\\boxed{}`` of the solution. Answers are generated greedily after
-the problem plus the usual instruction to box the final answer, and graded by the chosen
-grader (`math_grading`: math-verify, minerva or hendrycks, each with a string shortcut).
+the problem plus the usual instruction to box the final answer (with the minerva grader, an
+instruction to end with Minerva's "Final Answer: …" line instead, the only thing it reads), and graded
+by the chosen grader (`math_grading`: math-verify, minerva or hendrycks, each with a string shortcut).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from annotated_types import Gt
 from distillbench.harness.generation import generate_responses
 
 from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import grade, last_boxed_content
+from .math_grading import answer_instruction, grade, last_boxed_content
 from .sources import check_source, load_source, source_fingerprint
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -60,7 +61,8 @@ class MathBenchmark(Benchmark):
         return {"id": item_id, "answer": gold}
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        conversations = [[{"role": "user", "content": f"{item['problem']}\n{INSTRUCTION}"}] for item in items]
+        instruction = answer_instruction(self.grader).get("instruction", INSTRUCTION)
+        conversations = [[{"role": "user", "content": f"{item['problem']}\n{instruction}"}] for item in items]
         return generate_responses(model, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
                                   batch_size=batch_size, description="math")
 
@@ -71,6 +73,7 @@ class MathBenchmark(Benchmark):
     def protocol(self):
         return {"scorer_version": self.scorer_version, "grader": self.grader, "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens, "source": self.source, "split": self.split,
+                **answer_instruction(self.grader),
                 "source_hash": source_fingerprint(self.source) if not check_source(self.source) else None}
 
 

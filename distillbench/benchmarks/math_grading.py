@@ -229,6 +229,15 @@ def grade_hendrycks(output: str, gold_answer: str) -> Grade:
 # ----------------------------------------------------------------------------- minerva
 
 MINERVA_INVALID = "[invalidanswer]"
+# What a prompt must ask for when minerva grades the generations: lm-eval pairs the rule with a 4-shot
+# prompt whose solutions end in this line; a zero-shot prompt has to ask for it, or nothing is read.
+MINERVA_INSTRUCTION = ('End your solution with the line "Final Answer: The final answer is $ANSWER$. '
+                       'I hope it is correct." with your final answer in place of ANSWER.')
+
+
+def answer_instruction(grader: str) -> dict[str, str]:
+    """The prompt addition a grader needs, for the protocol and the prompt (only minerva needs one)."""
+    return {"instruction": MINERVA_INSTRUCTION} if grader == "minerva" else {}
 # The dots are unescaped in lm-eval: "(.*?)." eats the full stop after the answer, and "."
 # does not cross newlines, so a line break inside the answer means no match.
 _MINERVA_ANSWER = re.compile(r"Final Answer: The final answer is(.*?). I hope it is correct.")

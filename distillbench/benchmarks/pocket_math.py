@@ -11,7 +11,7 @@ from distillbench.harness.generation import generate_responses
 from distillbench.pocket.math_world import generate
 
 from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import grade
+from .math_grading import answer_instruction, grade
 
 
 @register_benchmark("pocket-math", family="llm", paper="pocket world (synthetic, MATH format)",
@@ -32,7 +32,8 @@ class PocketMath(Benchmark):
         return [{"id": r["unique_id"], **r} for r in generate(self.split, self.n, seed=self.seed)]
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        prompts = [[{"role": "user", "content": item["problem"]}] for item in items]
+        suffix = "".join(f"\n{text}" for text in answer_instruction(self.grader).values())  # minerva's line
+        prompts = [[{"role": "user", "content": item["problem"] + suffix}] for item in items]
         return generate_responses(model, tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                   batch_size=batch_size, description="pocket-math")
 
@@ -42,4 +43,5 @@ class PocketMath(Benchmark):
 
     def protocol(self):
         return {"scorer_version": self.scorer_version, "grader": self.grader, "decoding": "greedy",
-                "max_new_tokens": self.max_new_tokens, "split": self.split, "n": self.n}
+                "max_new_tokens": self.max_new_tokens, "split": self.split, "n": self.n,
+                **answer_instruction(self.grader)}

@@ -235,3 +235,22 @@ def test_math500_equivalence_without_the_shortcut(shared_data):
         pytest.skip("sympy parse_latex needs antlr4-python3-runtime 4.11; the sympy half is not checked")
     rejected = [answer for boxed, answer in pairs if not minerva_sympy_equal(minerva_normalize(boxed), minerva_normalize(answer))]
     assert rejected == [TUPLE]
+
+
+@pytest.mark.parametrize("grader", ["math-verify", "minerva", "hendrycks"])
+def test_the_prompt_asks_for_what_the_grader_reads(monkeypatch, grader):
+    # minerva reads only "Final Answer: The final answer is …"; a prompt asking for \boxed{} scored ~0 by design
+    from distillbench.benchmarks import hendrycks_math, pocket_math
+    from distillbench.benchmarks.math_grading import MINERVA_INSTRUCTION, grade
+
+    asked = []
+    for module in (hendrycks_math, pocket_math):
+        monkeypatch.setattr(module, "generate_responses", lambda model, tokenizer, conversations, **_: asked.append(
+            conversations[0][0]["content"]) or [""] * len(conversations))
+    hendrycks_math.MathBenchmark(source="unused", grader=grader).predict(None, None, [{"problem": "1+1?"}],
+                                                                         batch_size=1)
+    pocket_math.PocketMath(grader=grader).predict(None, None, [{"problem": "1+1?"}], batch_size=1)
+    assert all((MINERVA_INSTRUCTION in text) == (grader == "minerva") for text in asked)
+    assert ("\\boxed{}" in asked[0]) == (grader != "minerva")
+    answered = "1+1 is 2.\n" + MINERVA_INSTRUCTION.split('"')[1].replace("ANSWER", "2")
+    assert grade(answered, "2", "minerva").correct  # following the instruction is graded as intended
