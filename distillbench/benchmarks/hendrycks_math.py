@@ -18,7 +18,7 @@ from annotated_types import Gt
 from distillbench.harness.generation import generate_responses
 
 from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import answer_instruction, grade, last_boxed_content
+from .math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
 from .sources import check_source, load_source, source_fingerprint
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -73,7 +73,7 @@ class MathBenchmark(Benchmark):
     def protocol(self):
         return {"scorer_version": self.scorer_version, "grader": self.grader, "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens, "source": self.source, "split": self.split,
-                **answer_instruction(self.grader),
+                **grader_protocol(self.grader),
                 "source_hash": source_fingerprint(self.source) if not check_source(self.source) else None}
 
 

@@ -238,6 +238,17 @@ MINERVA_INSTRUCTION = ('End your solution with the line "Final Answer: The final
 def answer_instruction(grader: str) -> dict[str, str]:
     """The prompt addition a grader needs, for the protocol and the prompt (only minerva needs one)."""
     return {"instruction": MINERVA_INSTRUCTION} if grader == "minerva" else {}
+
+
+def grader_protocol(grader: str) -> dict[str, str]:
+    """What a protocol must say beyond the grader's name: minerva's prompt line, and whether its
+    equivalence step ran sympy here or compared normalised strings only (sympy's LaTeX parser needs
+    antlr4-python3-runtime 4.11, which math-verify's 4.13 excludes), since the two give different numbers."""
+    if grader != "minerva":
+        return {}
+    _, unavailable = _sympy_latex_parser()
+    equivalence = f"normalised strings only ({unavailable})" if unavailable else "normalised strings, then sympy"
+    return {**answer_instruction(grader), "minerva_equivalence": equivalence}
 # The dots are unescaped in lm-eval: "(.*?)." eats the full stop after the answer, and "."
 # does not cross newlines, so a line break inside the answer means no match.
 _MINERVA_ANSWER = re.compile(r"Final Answer: The final answer is(.*?). I hope it is correct.")

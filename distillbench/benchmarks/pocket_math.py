@@ -11,7 +11,7 @@ from distillbench.harness.generation import generate_responses
 from distillbench.pocket.math_world import generate
 
 from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import answer_instruction, grade
+from .math_grading import answer_instruction, grade, grader_protocol
 
 
 @register_benchmark("pocket-math", family="llm", paper="pocket world (synthetic, MATH format)",
@@ -44,4 +44,4 @@ class PocketMath(Benchmark):
     def protocol(self):
         return {"scorer_version": self.scorer_version, "grader": self.grader, "decoding": "greedy",
                 "max_new_tokens": self.max_new_tokens, "split": self.split, "n": self.n,
-                **answer_instruction(self.grader)}
+                **grader_protocol(self.grader)}

@@ -9,7 +9,9 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-PACKAGES = ("distillbench", "torch", "transformers", "accelerate", "safetensors", "tokenizers", "math-verify", "numpy")
+# sympy, antlr4 and latex2sympy2_extended decide math-verify's and minerva's verdicts (antlr 4.11 vs 4.13)
+PACKAGES = ("distillbench", "torch", "transformers", "accelerate", "safetensors", "tokenizers", "math-verify", "numpy",
+            "sympy", "antlr4-python3-runtime", "latex2sympy2_extended")
 
 
 @lru_cache(maxsize=1)

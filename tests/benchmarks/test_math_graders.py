@@ -254,3 +254,13 @@ def test_the_prompt_asks_for_what_the_grader_reads(monkeypatch, grader):
     assert ("\\boxed{}" in asked[0]) == (grader != "minerva")
     answered = "1+1 is 2.\n" + MINERVA_INSTRUCTION.split('"')[1].replace("ANSWER", "2")
     assert grade(answered, "2", "minerva").correct  # following the instruction is graded as intended
+
+
+def test_the_protocol_says_how_minerva_decided_equivalence_here():
+    # sympy's LaTeX parser needs antlr 4.11, math-verify brings 4.13: the same grader gives other numbers
+    from distillbench.benchmarks.math_grading import minerva_uses_sympy
+    from distillbench.benchmarks.pocket_math import PocketMath
+
+    protocol = PocketMath(grader="minerva").protocol()
+    assert protocol["minerva_equivalence"].endswith("then sympy") == minerva_uses_sympy()
+    assert "instruction" in protocol and "minerva_equivalence" not in PocketMath().protocol()
