@@ -43,8 +43,10 @@ shortcut, so an answer identical to the gold is never scored wrong.
       solution; without a box, lm-eval's ``$`` rule applies unchanged.
     * ``strip_string`` on both sides (see :func:`hendrycks_normalize`), then exact equality;
       if normalisation raises, the raw strings are compared instead.
-    * shortcut: the extracted text equals the gold after stripping whitespace (never changes a
-      verdict, since equal strings normalise equally; it only makes the reason plainer).
+    * shortcut: the extracted text equals the gold after stripping whitespace. It almost never
+      changes a verdict (equal strings normalise equally); it can where lm-eval's normalisation
+      raises and its raw-string fallback then sees the stray whitespace (``" \\pi/2"`` against
+      ``"\\pi/2"``: lm-eval says different, the shortcut says equal).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ ANSWER_TEMPERATURES = {
     "reasoning": 0.0,
     "stem": 0.1,
     "humanities": 0.1,
+    "arena-hard-200": 0.0,
 }
 
 JUDGE_PROMPT_FIELDS = ("name", "type", "system_prompt", "prompt_template", "description", "category",

@@ -109,7 +109,7 @@ def test_official_categories_and_temperatures():
     assert NEED_REF_CATS == ("math", "reasoning", "coding", "arena-hard-200")
     assert ANSWER_TEMPERATURES["writing"] == ANSWER_TEMPERATURES["roleplay"] == 0.7
     assert ANSWER_TEMPERATURES["stem"] == ANSWER_TEMPERATURES["humanities"] == 0.1
-    assert all(ANSWER_TEMPERATURES[c] == 0.0 for c in ("extraction", "math", "coding", "reasoning"))
+    assert all(ANSWER_TEMPERATURES[c] == 0.0 for c in ("extraction", "math", "coding", "reasoning", "arena-hard-200"))
 
 
 @pytest.mark.parametrize("category, pairwise, multi_turn, name", [

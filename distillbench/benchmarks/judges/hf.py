@@ -30,7 +30,7 @@ class HFChatJudge:
     """A local chat model judging greedily; `model` is a distillbench model reference."""
 
     model: str = ""
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 2048  # FastChat's judge max_tokens; a cut-off verdict has no [[rating]] (-1)
     trust_remote_code: bool = False
 
     @property
