@@ -10,7 +10,9 @@ followed here, with where the reference code states them:
   the first logit of a sequence-classification head), or a DPO model's implicit
   reward ``log π(y|x) − log π_ref(y|x)`` summed over the response tokens
   (``reward: implicit``; ``DPOInference``), reference-free when no reference is
-  given (the policy's summed log-probability, RewardBench's ``--ref_free_type sum``).
+  given: the policy's log-probability of the response, averaged over its tokens
+  (``ref_free_type: avg``, the default of RewardBench's ``scripts/run_dpo.py``) or summed
+  (``sum``, which favours short responses).
   β > 0 scales both sides alike and does not change a comparison.
 - Sections (``constants.SUBSET_MAPPING``): each section's score is the mean of
   its subsets' accuracies weighted by ``constants.EXAMPLE_COUNTS``
@@ -109,7 +111,8 @@ class RewardBench(Benchmark):
 
     dataset: str | None = None  # reward-bench's `filtered` split: a local JSONL or hf:allenai/reward-bench@<rev>
     reward: Literal["implicit", "classifier"] = "implicit"
-    reference: str | None = None  # implicit: the reference model; None = reference-free (summed log-probs)
+    reference: str | None = None  # implicit: the reference model; None = reference-free
+    ref_free_type: Literal["avg", "sum"] = "avg"  # reference-free: mean or sum of the response's log-probs
     reward_model: str | None = None  # classifier: a sequence-classification reward model
     max_length: Annotated[int, Gt(0)] = 2048
     n: Annotated[int, Gt(0)] | None = None  # the first n pairs (smoke runs); None = all
@@ -152,7 +155,7 @@ class RewardBench(Benchmark):
         if self.reward == "classifier":
             return classifier_rewards(self.reward_model, items, batch_size=batch_size, max_length=self.max_length)
         return implicit_rewards(model, tokenizer, self.reference, items, batch_size=batch_size,
-                                max_length=self.max_length)
+                                max_length=self.max_length, ref_free_average=self.ref_free_type == "avg")
 
     def score(self, item, output):
         if not isinstance(output, dict) or not all(isinstance(output.get(k), (int, float)) for k in
@@ -167,7 +170,7 @@ class RewardBench(Benchmark):
 
     def protocol(self):
         return {"scorer_version": self.scorer_version, "reward": self.reward,
-                "reference": self.reference or ("none (reference-free, summed log-probs)"
+                "reference": self.reference or (f"none (reference-free, log-probs: {self.ref_free_type})"
                                                 if self.reward == "implicit" else None),
                 "reward_model": self.reward_model, "dataset": source_fingerprint(self.dataset) if self.dataset else None,
                 "section_weights": self.weights_protocol(), "max_length": self.max_length, "n": self.n}

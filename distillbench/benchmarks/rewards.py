@@ -18,17 +18,19 @@ def _reference(reference: str):
     return load_causal_lm(reference)[0].eval()
 
 
-def _summed_logps(model, batch: dict[str, Any], side: str) -> torch.Tensor:
+def _summed_logps(model, batch: dict[str, Any], side: str, average: bool = False) -> torch.Tensor:
     from distillbench.methods.base import sequence_logps
 
-    return sequence_logps(model, batch, side)
+    return sequence_logps(model, batch, side, average=average)
 
 
 @torch.no_grad()
 def implicit_rewards(model, tokenizer, reference: str | None, items: list[dict], *, batch_size: int,
-                     max_length: int) -> list[dict[str, float]]:
-    """{"chosen", "rejected"}: summed log π(y|x) − log π_ref(y|x) over the response tokens (π_ref omitted when
-    `reference` is None). The reference must share the model's tokenizer, as a DPO reference does."""
+                     max_length: int, ref_free_average: bool = True) -> list[dict[str, float]]:
+    """{"chosen", "rejected"}: summed log π(y|x) − log π_ref(y|x) over the response tokens. Without a
+    `reference`, log π(y|x) alone: its mean over the response tokens (`ref_free_average`, RewardBench's
+    default ``--ref_free_type avg``) or its sum. The reference must share the model's tokenizer, as a DPO
+    reference does."""
     model.eval()
     reference_model = _reference(reference) if reference else None
     examples = tokenize_preferences(tokenizer, items, max_length)
@@ -38,7 +40,7 @@ def implicit_rewards(model, tokenizer, reference: str | None, items: list[dict],
             batch = collate(examples[start:start + batch_size], tokenizer.pad_token_id)
             sides = {}
             for side in ("chosen", "rejected"):
-                sides[side] = _summed_logps(model, batch, side)
+                sides[side] = _summed_logps(model, batch, side, average=reference_model is None and ref_free_average)
                 if reference_model is not None:
                     sides[side] = sides[side] - _summed_logps(reference_model, batch, side)
             rewards += [{"chosen": float(c), "rejected": float(r)} for c, r in zip(sides["chosen"], sides["rejected"])]

@@ -96,11 +96,15 @@ def test_implicit_reward_is_the_summed_log_ratio_and_batch_invariant():
 
     model, tokenizer = _tiny_student()
     items = PocketRewardBench(per_subset=3).items()
-    free = implicit_rewards(model, tokenizer, None, items, batch_size=7, max_length=256)
-    one = tokenize_preferences(tokenizer, items[-1:], 256)
-    expected = float(sequence_logps(model, collate(one, tokenizer.pad_token_id), "chosen")[0].detach())
+    free = implicit_rewards(model, tokenizer, None, items, batch_size=7, max_length=256, ref_free_average=False)
+    one = collate(tokenize_preferences(tokenizer, items[-1:], 256), tokenizer.pad_token_id)
+    expected = float(sequence_logps(model, one, "chosen")[0].detach())
     assert free[-1]["chosen"] == pytest.approx(expected, abs=1e-4)
-    singles = implicit_rewards(model, tokenizer, None, items, batch_size=1, max_length=256)
+    # reference-free by default: the mean over the response tokens, RewardBench's --ref_free_type avg
+    averaged = implicit_rewards(model, tokenizer, None, items, batch_size=7, max_length=256)
+    tokens = int((one["chosen_labels"][:, 1:] != -100).sum())
+    assert averaged[-1]["chosen"] == pytest.approx(expected / tokens, abs=1e-5) and tokens > 1
+    singles = implicit_rewards(model, tokenizer, None, items, batch_size=1, max_length=256, ref_free_average=False)
     assert np.allclose([r["chosen"] for r in free], [r["chosen"] for r in singles], atol=1e-4)
     # Against itself as reference every reward is 0, and RewardBench counts ties as wrong.
     same = implicit_rewards(model, tokenizer, "pocket:student-init", items, batch_size=4, max_length=256)
