@@ -7,13 +7,16 @@ a reference, the multi-turn variants for turn 2), in one of two modes:
 
 * ``single``: a 1-10 rating per turn, parsed with FastChat's rules (``[[rating]]``,
   then ``[rating]``; an unparsable rating is dropped). Metrics ``turn1``, ``turn2``
-  and ``score`` (the item's mean over its parsed turns).
+  and ``score`` (the item's mean over its parsed turns; the mean over items is FastChat's
+  ``show_result`` mean over all parsed judgments whenever every verdict parses, as the pocket
+  oracle's always do; with a real judge, a question with one unparsable turn weighs its other
+  turn double here, where FastChat pools the judgments).
 * ``pairwise``: each turn against a baseline's answer (FastChat's
   ``model_answer`` format), judged twice with the positions swapped; a
   disagreement counts as a tie and an error in either game drops that turn.
   Metrics ``turn1_win``, ``turn2_win`` (1 win, 0.5 tie, 0 loss) and ``win_rate``,
   the item's mean over its decided turns, so that the mean over items is
-  FastChat's ``(wins + 0.5·ties) / games`` whenever no game errs.
+  FastChat's ``(wins + 0.5·ties) / games`` whenever no game errs (FastChat pools the games).
 
 Judge prompts come from, in order: the benchmark's ``judge_prompts`` option, the
 ``DISTILLBENCH_JUDGE_PROMPTS`` environment variable, an installed FastChat
