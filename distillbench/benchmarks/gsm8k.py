@@ -19,6 +19,18 @@ from .gsm8k_grading import extract_flexible, extract_strict, score
 from .sources import check_source, load_source, source_fingerprint
 
 
+# lm-eval's gsm8k.yaml `until`: generation stops at the first of these. Cutting a greedy reply there gives
+# the same text (the tokens before a stop do not depend on what follows), so a model running on into a
+# new question is not read past it by flexible-extract.
+UNTIL = ("Question:", "</s>", "<|im_end|>")
+
+
+def until(reply: str, stops: tuple[str, ...]) -> str:
+    """`reply` up to the first occurrence of any stop string."""
+    cut = min((reply.find(stop) for stop in stops if stop in reply), default=len(reply))
+    return reply[:cut]
+
+
 @register_benchmark("gsm8k", family="llm", paper="Cobbe et al. 2021, arXiv:2110.14168",
                     summary="GSM8K exact match with lm-eval's strict and flexible extraction")
 @dataclass(frozen=True)
@@ -45,8 +57,9 @@ class GSM8K(Benchmark):
 
     def predict(self, model, tokenizer, items, *, batch_size):
         conversations = [[{"role": "user", "content": f"Question: {item['question']}\nAnswer:"}] for item in items]
-        return generate_responses(model, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
-                                  batch_size=batch_size, description="gsm8k")
+        replies = generate_responses(model, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
+                                     batch_size=batch_size, description="gsm8k")
+        return [until(reply, UNTIL) for reply in replies]
 
     def score(self, item, output):
         values = {name: float(value) for name, value in score(output, item["answer"]).items()}
@@ -55,6 +68,7 @@ class GSM8K(Benchmark):
 
     def protocol(self):
         return {"scorer_version": self.scorer_version, "filters": ["strict-match", "flexible-extract"],
-                "fewshot": 0, "decoding": "greedy", "max_new_tokens": self.max_new_tokens, "source": self.source,
+                "fewshot": 0, "decoding": "greedy", "until": list(UNTIL), "max_new_tokens": self.max_new_tokens,
+                "source": self.source,
                 "split": self.split,
                 "source_hash": source_fingerprint(self.source) if not check_source(self.source) else None}

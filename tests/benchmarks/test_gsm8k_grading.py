@@ -50,3 +50,15 @@ def test_normalize(text, normalized):
 ])
 def test_score(output, gold, strict_match, flexible_extract):
     assert score(output, gold) == {"strict_match": strict_match, "flexible_extract": flexible_extract}
+
+
+def test_generation_stops_where_lm_evals_until_does(monkeypatch):
+    # without the stop, flexible-extract read the last number of a question the model went on to invent
+    from distillbench.benchmarks import gsm8k
+
+    monkeypatch.setattr(gsm8k, "generate_responses", lambda *args, **kwargs: [
+        "She pays 9 * 2 = 18 dollars.\n\nQuestion: a train leaves at 7", "#### 18<|im_end|>3", "No stop here: 4"])
+    outputs = gsm8k.GSM8K(source="unused").predict(None, None, [{"question": "q"}] * 3, batch_size=3)
+    assert outputs == ["She pays 9 * 2 = 18 dollars.\n\n", "#### 18", "No stop here: 4"]
+    assert extract_flexible(outputs[0]) == "18" and extract_strict(outputs[1]) == "18"
+    assert gsm8k.GSM8K(source="unused").protocol()["until"] == ["Question:", "</s>", "<|im_end|>"]
