@@ -291,9 +291,6 @@ def _check_modality(recipe: Recipe) -> list[str]:
     if recipe.data.labeled_per_class is not None:
         if not images:
             problems.append("data.labeled_per_class: for image classification data only")
-        if recipe.budget.gradient_accumulation > 1:
-            problems.append("budget.gradient_accumulation: semi-supervised steps (data.labeled_per_class) are "
-                            "one labeled and one unlabeled batch, not split further")
         for index, spec in enumerate(recipe.methods):
             if spec.name in METHODS and not getattr(METHODS.get(spec.name), "supports_unlabeled", True):
                 problems.append(f"methods[{index}]: {spec.name} needs every example's label; it cannot train on "

@@ -163,7 +163,10 @@ def _micro_batches(examples, lengths: tuple[int, ...], budget: Budget, seed: int
 
     The batching cuts the step (`split_step`): token batches into consecutive runs of similar
     lengths, which pad less; the accumulated gradient is the same as one batch's whatever the
-    split, because micro-batches are weighted by their tokens (or examples).
+    split, because micro-batches are weighted by their tokens (or examples), for every loss that
+    is a mean over the step's tokens (or examples). A loss averaging separate parts (DCKD's
+    chosen and rejected tokens, ADPA's chosen and sample tokens, Curry-DPO's untied pairs) gets
+    a close approximation.
     """
     indices = batching.step_indices(lengths, budget.batch_size, seed, step, budget.group_by_length)
     return [batching.collate(examples, part_indices, seed, step, part, device)

@@ -117,9 +117,13 @@ def test_methods_that_need_every_label_refuse_semi_supervised_data():
         "(data.labeled_per_class)"]
 
 
-def test_a_semi_supervised_run(tmp_path):
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_a_semi_supervised_run(tmp_path, accumulation):
+    # with accumulation each micro-batch holds half the labeled and half the unlabeled images (split_step)
+    raw = _recipe(output_dir=str(tmp_path / "out"))
+    raw["budget"] = {**raw["budget"], "gradient_accumulation": accumulation}
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(_recipe(output_dir=str(tmp_path / "out"))))
+    path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path)]) == 0
     board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
     rows = {row["row"]: row for row in board["rows"]}
