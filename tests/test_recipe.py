@@ -139,3 +139,14 @@ def test_preference_methods_need_preference_data():
     assert problems(base(methods=["dpo"])) == ["r.yaml: data.preferences: required by dpo"]
     recipe = parse_recipe(base(methods=["dpo"], data={"source": "pocket:math", "preferences": "pocket:math-preference"}))
     assert recipe.data.preferences == "pocket:math-preference"
+
+
+def test_a_top_k_cache_smaller_than_a_methods_teacher_top_k_is_refused():
+    # DCKD reads the teacher's top 50 tokens; a cache of 5 filled the other 45 with arbitrary tied tokens
+    budget = {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64, "teacher_top_k": 5}
+    data = {"source": "pocket:math", "size": 10, "preferences": "pocket:math-preference"}
+    assert problems(base(budget=budget, data=data, reference_teacher="pocket:teacher-sft",
+                         methods=["dckd", {"name": "adpa", "top_k": 4}])) == [
+        "r.yaml: methods[0]: dckd reads the teacher's top 50 tokens, but budget.teacher_top_k caches 5: "
+        "raise it or lower top_k"]
+    parse_recipe(base(budget=budget, data=data, methods=[{"name": "dckd", "top_k": 5}]), "r.yaml")

@@ -321,7 +321,18 @@ def _check_method_needs(recipe: Recipe) -> list[str]:
         if cls.starts_from is not None and cls.starts_from not in names:
             problems.append(f"methods[{index}]: {name} continues from the {cls.starts_from} student; "
                             f"add {cls.starts_from} to the methods")
+        # DCKD and ADPA read the teacher's top_k tokens; a smaller cache would fill the rest with ties
+        cached, top_k = recipe.budget.teacher_top_k, _option(recipe.methods[index], cls, "top_k")
+        if cached is not None and isinstance(top_k, int) and top_k > cached:
+            problems.append(f"methods[{index}]: {name} reads the teacher's top {top_k} tokens, but "
+                            f"budget.teacher_top_k caches {cached}: raise it or lower top_k")
     return problems
+
+
+def _option(spec: ComponentSpec, cls: type, name: str) -> Any:
+    """A method option as the recipe sets it, else the dataclass default (None when it has no such field)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    return spec.params.get(name, defaults.get(name))
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
