@@ -36,6 +36,11 @@ from ..base import Method, SamplingFields, register_method, response_logits, shi
 from .kd import forward_kl_loss
 
 
+# The examples are never truncated: a sampled response is at most max_new_tokens long in both arms, and the
+# offline arm's samples were cut at 256 tokens (prompt included) where the online arm's were not.
+UNCUT = 1 << 20
+
+
 @register_method("teacher-hacking", family="llm", paper="Tiapkin et al. 2025, arXiv:2502.02671",
                  summary="forward KL on offline vs online teacher samples, tracking distance to oracle and teacher")
 @dataclass
@@ -69,7 +74,7 @@ class TeacherHacking(SamplingFields, Method):
         """Online: every problem (its responses are replaced by fresh teacher samples at each step).
         Offline: one teacher sample for each problem of a fixed pool, made once."""
         if self.data == "online":
-            return tokenize_records(tokenizer, problems, 256)
+            return tokenize_records(tokenizer, problems, UNCUT)
         from distillbench.harness.generation import generate_responses
 
         generator = torch.Generator().manual_seed(seed)
@@ -79,7 +84,7 @@ class TeacherHacking(SamplingFields, Method):
                                        [[{"role": "user", "content": p["problem"]}] for p in pool],
                                        max_new_tokens=self.max_new_tokens, batch_size=64,
                                        temperature=self.temperature, description="offline teacher samples")
-        return [tokenize_example(tokenizer, p["problem"], response, 256) for p, response in zip(pool, responses)]
+        return [tokenize_example(tokenizer, p["problem"], response, UNCUT) for p, response in zip(pool, responses)]
 
     @torch.no_grad()
     def measure(self, student, frozen, validation, pad_id):
