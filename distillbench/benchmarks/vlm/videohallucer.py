@@ -10,10 +10,10 @@ is "no", each asked with ``"\\nAnswer the question using 'yes' or 'no'."`` appen
   gold word anywhere in it (`hit`): an output holding both "yes" and "no" hits either question.
 * Per category: ``basic_accuracy``, ``halluc_accuracy`` and ``accuracy``, the share of pairs with
   both hits (the leaderboard's number).
-* Overall: the plain mean of each figure over the categories scored. The leaderboard's overall is
-  the mean over the five categories of `CATEGORIES` (e.g. GPT-4o 53.3 = mean(66, 48.5, 55.5, 26,
-  70.5)); ``evaluation.py`` averages over whichever categories it was asked to score, so `overall`
-  takes the categories given.
+* Overall: the plain mean of each figure over the five categories of `CATEGORIES` that were scored,
+  the leaderboard's overall (e.g. GPT-4o 53.3 = mean(66, 48.5, 55.5, 26, 70.5)). ``evaluation.py``'s
+  ``all`` averages over whichever categories it was asked to score, so with the extra categories
+  (interaction, factdet) selected it includes them and `overall` does not.
 * Bias (`bias`, over the pairs of all categories pooled, as ``evaluation_bias.py`` does for the five):
   with B = basic hit and H = hallucinated hit per pair, N pairs, that script counts
   yes answers = #B + #(B and not H), no answers = #H + #(H and not B), misses = #(not B) + #(not H),
