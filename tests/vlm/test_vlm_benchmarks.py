@@ -187,3 +187,19 @@ def test_predict_with_a_tiny_llava_on_local_images(tiny_llava, tmp_path, image_f
     replies = video.predict(model, processor, video.items(), batch_size=4)
     assert len(replies) == 2 and all(len(reply) == 2 for reply in replies)
     assert video.score(video.items()[0], replies[0]).values
+
+
+def test_chair_draws_its_images_from_val2014_when_train2014_is_loaded_too(tmp_path):
+    from distillbench.benchmarks.vlm.benchmarks import CHAIR
+
+    folder = tmp_path / "coco"
+    shutil.copytree(FIXTURES / "chair", folder)
+    train = {"images": [{"id": 9, "file_name": "COCO_train2014_000000000009.jpg"}],
+             "annotations": [{"image_id": 9, "category_id": 1}],
+             "categories": json.loads((folder / "instances_val2014.json").read_text())["categories"]}
+    (folder / "instances_train2014.json").write_text(json.dumps(train))
+    (folder / "captions_train2014.json").write_text(json.dumps({"images": train["images"], "annotations": [
+        {"image_id": 9, "caption": "a person"}]}))
+    ids = [item["image_id"] for item in CHAIR(annotations=str(folder)).items()]
+    val = [image["id"] for image in json.loads((folder / "instances_val2014.json").read_text())["images"]]
+    assert ids == sorted(val) and 9 not in ids

@@ -269,7 +269,10 @@ class CHAIR(VisionBenchmark):
     def items(self):
         instances, captions = _coco_annotations(self.annotations)
         file_names = {image["id"]: image.get("file_name", "") for image in instances.get("images", [])}
-        ids = _image_ids(self.image_ids) if self.image_ids else sorted(file_names)
+        # Without a list, the val2014 images (the usual CHAIR protocol), even when train2014's annotations are
+        # loaded too (their objects still count as ground truth, as the official code joins both).
+        val2014 = [i for i, name in file_names.items() if "val2014" in name]
+        ids = _image_ids(self.image_ids) if self.image_ids else sorted(val2014 or file_names)
         if self.n is not None:
             ids = sorted(random.Random(self.seed).sample(ids, min(self.n, len(ids))))
         truth = chair.ground_truth_objects(instances, captions, ids)
