@@ -296,6 +296,13 @@ def pocket_detector(**options) -> Detector:
     return run
 
 
+def mask2former_input_size(model_path: str | Path) -> Any:
+    """The image size the Mask2Former processor resizes to (its preprocessor_config.json ``size``), for the
+    protocol: small objects, and so counting, depend on it (mmdet tested GenEval's model at 1333×800)."""
+    config = Path(model_path) / "preprocessor_config.json"
+    return json.loads(config.read_text()).get("size") if config.is_file() else None
+
+
 # transformers' COCO label names → GenEval's object_names.txt, where they differ (the same COCO indices)
 GENEVAL_NAMES = {"mouse": "computer mouse", "remote": "tv remote", "keyboard": "computer keyboard"}
 
@@ -467,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             detector.require(metadata for _, metadata in folder_items(args.imagedir))
             classify_colors = clip_color_classifier(args.clip_pretrained, args.clip_model, args.device)
             extra = {"model_path": str(args.model_path), "clip_model": args.clip_model,
-                     "clip_pretrained": str(args.clip_pretrained)}
+                     "clip_pretrained": str(args.clip_pretrained),
+                     "detector_input_size": mask2former_input_size(args.model_path)}
         records = score_folder(args.imagedir, detector, classify_colors, rules)
         summary = summary_scores(records)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -122,7 +122,9 @@ class GenEval(_ScoredByGenEval, Benchmark):
         from . import geneval
 
         extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
-                                                      "clip_pretrained": self.clip_pretrained}
+                                                      "clip_pretrained": self.clip_pretrained,
+                                                      "detector_input_size": geneval.mask2former_input_size(
+                                                          self.model_path)}
         colors = "detector" if self.detector == "pocket" else "open_clip zero-shot"
         return {**geneval.protocol(self.detector, self.rules, colors, **extra), "scorer_version": self.scorer_version,
                 "samples_per_prompt": self.samples_per_prompt,

@@ -72,6 +72,7 @@ def test_mask2former_and_clip_from_local_paths(tmp_path, capsys):
     assert len(outfile.read_text().splitlines()) == 6
     protocol = json.loads(outfile.with_suffix(".summary.json").read_text())["protocol"]
     assert protocol["detector"] == "mask2former" and protocol["clip_model"] == "pocket-tiny-clip"
+    assert protocol["detector_input_size"] == {"height": 64, "width": 64}  # what small objects depend on
     assert geneval.main([str(folder), "--detector", "mask2former"]) == 2
     assert "--model-path" in capsys.readouterr().err
 
