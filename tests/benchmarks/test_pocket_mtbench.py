@@ -28,7 +28,12 @@ def test_pocket_prompts_have_the_official_layout(shared_data):
 
 def test_prompt_resolution_order(tmp_path, monkeypatch):
     monkeypatch.delenv("DISTILLBENCH_JUDGE_PROMPTS", raising=False)
-    assert resolve_judge_prompts(None)[1] in ("distillbench-pocket-v1", "fastchat")
+    from distillbench.benchmarks import mtbench
+
+    monkeypatch.setattr(mtbench, "default_judge_prompts_path", lambda: None)  # no FastChat file here
+    assert resolve_judge_prompts(None) == (POCKET_JUDGE_PROMPTS, "distillbench-pocket-v1")
+    monkeypatch.setattr(mtbench, "default_judge_prompts_path", lambda: tmp_path / "fastchat.jsonl")
+    assert resolve_judge_prompts(None) == (tmp_path / "fastchat.jsonl", "fastchat")
     monkeypatch.setenv("DISTILLBENCH_JUDGE_PROMPTS", str(tmp_path / "env.jsonl"))
     assert resolve_judge_prompts(None) == (tmp_path / "env.jsonl", "user file")
     assert resolve_judge_prompts(str(tmp_path / "x.jsonl")) == (tmp_path / "x.jsonl", "user file")
