@@ -9,8 +9,8 @@ other benchmark. Each item is one of the task's evaluation documents, with id
 ``doc_id``. Only per-sample numeric metrics are kept (corpus-level metrics such
 as BLEU have no per-item value and are reported as absent); a task with several
 filters gets each metric once per filter, named ``<metric>,<filter>`` as in
-lm_eval's results table. lm_eval's own
-bootstrap is switched off: the leaderboard computes its CIs over items.
+lm_eval's results table. lm_eval's own bootstrap is switched off: the
+leaderboard computes its CIs over items.
 
 Needs the optional extra ``lm-eval`` (``pip install distillbench[lm-eval]``).
 """

@@ -18,7 +18,7 @@ def _reference(reference: str):
     return load_causal_lm(reference)[0].eval()
 
 
-def _summed_logps(model, batch: dict[str, Any], side: str, average: bool = False) -> torch.Tensor:
+def _response_logps(model, batch: dict[str, Any], side: str, average: bool = False) -> torch.Tensor:
     from distillbench.methods.base import sequence_logps
 
     return sequence_logps(model, batch, side, average=average)
@@ -40,9 +40,9 @@ def implicit_rewards(model, tokenizer, reference: str | None, items: list[dict],
             batch = collate(examples[start:start + batch_size], tokenizer.pad_token_id)
             sides = {}
             for side in ("chosen", "rejected"):
-                sides[side] = _summed_logps(model, batch, side, average=reference_model is None and ref_free_average)
+                sides[side] = _response_logps(model, batch, side, average=reference_model is None and ref_free_average)
                 if reference_model is not None:
-                    sides[side] = sides[side] - _summed_logps(reference_model, batch, side)
+                    sides[side] = sides[side] - _response_logps(reference_model, batch, side)
             rewards += [{"chosen": float(c), "rejected": float(r)} for c, r in zip(sides["chosen"], sides["rejected"])]
             bar.advance(len(batch["chosen_input_ids"]))
     return rewards
