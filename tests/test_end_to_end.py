@@ -242,3 +242,19 @@ def test_a_search_that_finds_no_pairs_fails_its_cell_only(tmp_path):
     assert rows["sft"]["status"] == "complete"
     # The tiny student never solves a problem, so every candidate step has the same value.
     assert rows["mcts-dpo"]["status"] == "failed" and "produced no training examples" in rows["mcts-dpo"]["errors"][0]
+
+
+def test_rerun_trains_and_scores_the_named_rows_again_and_keeps_the_old_folders(tiny_recipe, capsys):
+    recipe = tiny_recipe("[sft, {name: kd, temperature: 2.0}]")
+    assert main(["run", str(recipe)]) == 0
+    out = recipe.parent / "out"
+    kd_folder = next((out / "cells").glob("kd*"))
+    (kd_folder / "marker").write_text("old")
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--rerun", "kd[temperature=2.0]"]) == 0
+    printed = "".join(capsys.readouterr())
+    assert "1 cell folder(s) moved" in printed and "training kd" in printed and "training sft" not in printed
+    assert (next((out / "replaced").glob(f"{kd_folder.name}-*")) / "marker").read_text() == "old"  # nothing lost
+    assert (kd_folder / "model").is_dir() and not (kd_folder / "marker").exists()  # trained afresh
+    assert main(["run", str(recipe), "--rerun", "nope"]) == 2
+    assert "--rerun: no row 'nope'" in capsys.readouterr().err

@@ -25,6 +25,9 @@ def _cmd_run(args) -> int:
         raise UserInputError(f"--jobs: at least 1 (got {args.jobs})")
     recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
     runner = Runner(recipe, Path(args.out) if args.out else None)
+    if args.rerun:
+        moved = runner.forget(args.rerun)
+        print(f"--rerun: {len(moved)} cell folder(s) moved to {runner.out / 'replaced'}; those cells run again")
     if args.jobs == 1:
         runner.run()
         return 0
@@ -204,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1,
                      help="cells trained and scored at once, each process with cpu_count/jobs threads (default 1); "
                           "the extra processes log to <out>/workers/")
+    run.add_argument("--rerun", nargs="+", metavar="ROW",
+                     help="train and score these rows again (labels as the leaderboard shows them, or method names; "
+                          "students continued from them too), e.g. after a fix to their method: their records are "
+                          "dropped from the store and their cell folders moved to <out>/replaced/")
     run.set_defaults(handler=_cmd_run)
 
     listing = commands.add_parser("list", help="list registered methods or benchmarks, or the numbers papers report")

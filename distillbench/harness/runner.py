@@ -28,7 +28,7 @@ from distillbench.leaderboards.corpus import summarize_metrics, values_from_reco
 
 from .data import (load_preferences, load_ranked, load_records, problem_records, tokenize_preferences,
                    tokenize_ranked, tokenize_records)
-from .errors import CellFailure
+from .errors import CellFailure, UserInputError
 from .files import cell_lock, replace_directory, temporary_name, write_text_atomic
 from .generation import serving
 from .models import check_shared_vocabulary, fingerprint, load_causal_lm, parse_model_ref, resolve_path
@@ -82,6 +82,39 @@ class Runner:
         self.console.print(f"results: {self.out / 'leaderboard.json'}, {self.out / 'leaderboard.md'}")
         return board
 
+    def forget(self, rows: list[str]) -> list[str]:
+        """Make the next run train and score again the cells of `rows` (row labels as the leaderboard shows
+        them, or method names) and the cells that start from them: their store records are dropped and
+        their folders moved under <out>/replaced/ (nothing is deleted). Returns the folders moved."""
+        plan = self.check()
+        known = {cell.label for cell in plan.cells} | {cell.method_name for cell in plan.cells if cell.method_name}
+        unknown = [row for row in rows if row not in known]
+        if unknown:
+            raise UserInputError(f"--rerun: no row {', '.join(map(repr, unknown))} in this recipe; rows: "
+                                 f"{', '.join(sorted({cell.label for cell in plan.cells}))}")
+        chosen = {cell.key for cell in plan.cells if cell.label in rows or cell.method_name in rows}
+        while True:  # a student continued from a retrained one is retrained too
+            followers = {cell.key for cell in plan.cells if cell.starts_from in chosen} - chosen
+            if not followers:
+                break
+            chosen |= followers
+        moved, stamp = [], time.strftime("%Y%m%d-%H%M%S")
+        store = Store(self.out / "results.sqlite")
+        try:
+            for cell in plan.cells:
+                if cell.key not in chosen:
+                    continue
+                store.forget_cell(cell.key)
+                folder = self.out / "cells" / cell.folder
+                if folder.exists():
+                    target = self.out / "replaced" / f"{cell.folder}-{stamp}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    folder.rename(target)
+                    moved.append(cell.folder)
+        finally:
+            store.close()
+        return moved
+
     @property
     def images(self) -> bool:
         """Whether this run distils image classifiers (image data) rather than language models."""
@@ -114,7 +147,6 @@ class Runner:
     def _preflight_images(self, plan: Plan) -> None:
         """The training data reads, and every classifier and benchmark agrees on its number of classes."""
         from .classifiers import classifier_spec
-        from .errors import UserInputError
 
         classes = self._image_data().num_classes
         problems = []

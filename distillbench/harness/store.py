@@ -67,6 +67,11 @@ class Store:
         self._write([("UPDATE runs SET finished_at=? WHERE run_id=?", (time.time(), run_id))])
 
     # cells --------------------------------------------------------------
+    def forget_cell(self, cell_key: str) -> None:
+        """Drop a cell's record, evaluations and items, so the next run trains and scores it again."""
+        self._write([(f"DELETE FROM {table} WHERE cell_key=?", (cell_key,))
+                     for table in ("items", "metrics", "evaluations", "cells")])
+
     def cell(self, cell_key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM cells WHERE cell_key=?", (cell_key,)).fetchone()
         if row is None:
