@@ -258,3 +258,26 @@ def test_rerun_trains_and_scores_the_named_rows_again_and_keeps_the_old_folders(
     assert (kd_folder / "model").is_dir() and not (kd_folder / "marker").exists()  # trained afresh
     assert main(["run", str(recipe), "--rerun", "nope"]) == 2
     assert "--rerun: no row 'nope'" in capsys.readouterr().err
+
+
+def test_a_failed_start_fails_its_followers_alone_and_is_trained_once(tmp_path, capsys, monkeypatch):
+    # redi continues the sft student: with sft failed, the run aborted on sft's missing model after
+    # training sft a second time, and wrote no leaderboard
+    import torch
+
+    from distillbench.methods.llm.sft import SFT
+
+    from distillbench.harness.recipe import load_recipe
+    from distillbench.harness.runner import Runner
+
+    recipe = tmp_path / "seed.yaml"
+    recipe.write_text(SEED_PAPERS.format(methods="[sft, redi, dpo]", out=tmp_path / "out"))
+    Runner(load_recipe(recipe)).check()  # the pocket zoo is built (with sft) before sft is broken
+    monkeypatch.setattr(SFT, "loss", lambda self, student, batch: {"nll": torch.tensor(float("nan"),
+                                                                                       requires_grad=True)})
+    assert main(["run", str(recipe)]) == 0
+    printed = "".join(capsys.readouterr())
+    assert printed.count("training sft") == 1
+    rows = {row["row"]: row for row in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["rows"]}
+    assert rows["sft"]["status"] == rows["redi"]["status"] == "failed" and rows["dpo"]["status"] == "complete"
+    assert "continues sft, which failed" in rows["redi"]["errors"][0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import time
 import uuid
@@ -46,6 +47,8 @@ EVAL_BATCH_SIZE = 64
 VALIDATION_SIZE = 200
 
 
+RUN_ID_VARIABLE = "DISTILLBENCH_RUN_ID"  # set by run_workers for the processes of one run
+
 class Runner:
     def __init__(self, recipe: Recipe, output_dir: Path | None = None, console: Console | None = None):
         self.recipe = recipe
@@ -64,7 +67,8 @@ class Runner:
     def run(self) -> dict[str, Any]:
         plan = self.check()  # bad data fails here, before anything is written
         store = Store(self.out / "results.sqlite")
-        run_id = uuid.uuid4().hex[:12]
+        # one id for all the processes of one `--jobs` run, so none retries a cell another saw fail
+        run_id = os.environ.get(RUN_ID_VARIABLE) or uuid.uuid4().hex[:12]
         provenance = run_provenance(self.recipe.content_hash())
         store.start_run(run_id, self.recipe.name, self.recipe.content_hash(), self.recipe.canonical(), provenance)
         try:
@@ -188,6 +192,8 @@ class Runner:
         if record and record["status"] == "ready" and not pending:
             self.console.print(f"[dim]{cell.folder}: complete in the store, skipped[/dim]")
             return
+        if record and record["status"] == "failed" and record["run_id"] == run_id:
+            return  # failed in this run (a follower or a waiting process came back to it): the next run retries
         folder = self.out / "cells" / cell.folder
         params = {} if cell.method is None else dataclasses.asdict(cell.method)
         common = dict(run_id=run_id, label=cell.label, kind=cell.kind, method=cell.method_name, params=params,
@@ -197,7 +203,14 @@ class Runner:
             model, tokenizer = self._load_trained(cell, folder)
         else:
             if cell.starts_from:  # its start must be trained first (by us, or by a concurrent run)
-                self._run_locked(store, run_id, plan, plan.cell(cell.starts_from), provenance, wait=True)
+                start = plan.cell(cell.starts_from)
+                self._run_locked(store, run_id, plan, start, provenance, wait=True)
+                if (store.cell(start.key) or {}).get("status") != "ready":
+                    store.mark_cell(cell.key, status="failed", error=f"it continues {start.label}, which failed",
+                                    provenance=cell_provenance, **common)
+                    self.console.print(f"[red]{escape(cell.folder)}: not trained: {escape(start.label)} failed; "
+                                       "other cells go on[/red]")
+                    return
             store.mark_cell(cell.key, status="running", **common)
             try:
                 model, tokenizer, cost = self._prepare(cell, folder, plan)
@@ -386,7 +399,6 @@ def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
     On the 2-core machine the demo took as long with two processes as with one of two threads
     (bench/results/end_to_end.json): it pays only where one process leaves cores idle.
     Returns 0, or 1 when a worker failed (this process still ends every cell: a dead worker's lock is free)."""
-    import os
     import subprocess
     import sys
 
@@ -394,7 +406,9 @@ def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     logs = runner.out / "workers"
     logs.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    run_id = uuid.uuid4().hex[:12]
+    environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, RUN_ID_VARIABLE: run_id}
+    os.environ[RUN_ID_VARIABLE] = run_id
     workers = []
     for number in range(1, jobs):
         log = open(logs / f"worker-{number}.log", "w")  # noqa: SIM115 (closed below, after the worker ends)
@@ -404,6 +418,7 @@ def run_workers(runner: Runner, recipe_path: str, jobs: int) -> int:
     try:
         runner.run()
     finally:
+        os.environ.pop(RUN_ID_VARIABLE, None)
         failed = []
         for number, (process, log) in enumerate(workers, start=1):
             if process.wait() != 0:
