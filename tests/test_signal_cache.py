@@ -57,3 +57,12 @@ def test_a_run_with_top_k_makes_one_teacher_pass_per_example(tiny_recipe):
         assert row["cost"]["signal_cache"] == {"k": 8, "bytes_per_position": 48, "teacher_passes": 64}
     assert len(list((recipe.parent / "out" / "signals").glob("*.safetensors"))) == 1
 
+
+
+def test_two_hub_teachers_with_a_common_prefix_get_separate_caches(tmp_path):
+    # the file name kept the fingerprint's first 16 characters: both of these were "meta-llama/Llama"
+    teacher, tokenizer = load_causal_lm("pocket:teacher-sft")
+    examples = tokenize_records(tokenizer, generate("train", 4), 96)
+    SignalCache.build_or_load(tmp_path, teacher, "meta-llama/Llama-3.2-3B-Instruct@abc", examples, 4)
+    SignalCache.build_or_load(tmp_path, teacher, "meta-llama/Llama-3.1-8B-Instruct@def", examples, 4)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2

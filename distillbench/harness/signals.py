@@ -57,7 +57,10 @@ class SignalCache:
     @classmethod
     def build_or_load(cls, directory: Path, teacher, teacher_fingerprint: str, examples: list[dict], k: int
                       ) -> SignalCache:
-        path = directory / f"{teacher_fingerprint[:16]}-{examples_hash(examples)}-k{k}.safetensors"
+        # the whole fingerprint, hashed: hub fingerprints are "<id>@<revision>", and their first 16 characters
+        # ("meta-llama/Llama") named two teachers alike
+        teacher_key = hashlib.sha256(teacher_fingerprint.encode()).hexdigest()[:16]
+        path = directory / f"{teacher_key}-{examples_hash(examples)}-k{k}.safetensors"
         if not path.is_file():
             cls._build(path, teacher, examples, k)
         return cls.load(path)
