@@ -273,3 +273,20 @@ def test_a_run_shorter_than_an_epoch_scores_the_reference_live(tmp_path):
     budget = Budget(steps=1, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
     result, _ = _dpo_weights(examples, tokenizer, budget, tmp_path)
     assert result.teacher_forwards == 8  # one step of 4 pairs: fewer passes than the 16 of precomputing
+
+
+def test_a_micro_batch_whose_responses_were_all_cut_off_is_skipped_not_a_nan(tmp_path):
+    # length-sorted micro-batches put the fully truncated examples (no label token) together: their mean
+    # over no tokens was NaN and failed the cell, though their weight is 0
+    single, tokenizer, examples = _setup()
+    accumulated, _, _ = _setup()
+    # no label token left, and the longest, as truncated examples are: one micro-batch holds only them
+    cut = [{**example, "input_ids": example["input_ids"] + [5] * 200, "labels": [-100] * (len(example["labels"]) + 200)}
+           for example in examples[:6]]
+    data = cut + examples[6:12]
+    one = Budget(steps=2, batch_size=12, learning_rate=1e-2, max_length=400)
+    two = Budget(steps=2, batch_size=12, learning_rate=1e-2, max_length=400, gradient_accumulation=2)
+    train(SFT(), single, tokenizer, data, one, seed=0, checkpoint_dir=tmp_path / "one")
+    train(SFT(), accumulated, tokenizer, data, two, seed=0, checkpoint_dir=tmp_path / "two")
+    for name, tensor in single.state_dict().items():
+        assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name

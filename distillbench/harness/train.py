@@ -204,10 +204,15 @@ def _accumulate_gradients(accelerator, method, student, batches: list[dict], fro
     batching = batching or TokenBatching(0)
     terms: dict[str, float] = {}
     weights = _micro_batch_weights(batches, method.normalize_by, batching)
+    # A micro-batch without a label token (every response cut off by max_length; length-sorted steps put
+    # those together) has weight 0 and a mean over no tokens (NaN): it is skipped, not run.
+    counted = [number for number, weight in enumerate(weights) if weight > 0]
     for number, (batch, weight) in enumerate(zip(batches, weights)):
+        if weight == 0:
+            continue
         state["teacher_forwards"] += batching.add_signals(batch, method, frozen, cache)
         state["tokens"] = state.get("tokens", 0) + batching.count(batch)
-        last = number == len(batches) - 1  # gradients are synchronised across processes once, at the end
+        last = number == counted[-1]  # gradients are synchronised across processes once, at the end
         with (contextlib.nullcontext() if last else accelerator.no_sync(student)), accelerator.autocast():
             named = method.loss(student, batch)
             loss = sum(named.values()) * weight
