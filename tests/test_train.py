@@ -263,9 +263,10 @@ def test_a_fixed_reference_is_scored_once_per_example_and_a_resume_sees_the_same
 
     with pytest.raises(KeyboardInterrupt):
         _dpo_weights(examples, tokenizer, budget, tmp_path / "b", DPOInterruptAt(at=3))
-    _, resumed = _dpo_weights(examples, tokenizer, budget, tmp_path / "b")
+    again, resumed = _dpo_weights(examples, tokenizer, budget, tmp_path / "b")
     for name, tensor in weights.items():
         assert torch.equal(tensor, resumed[name]), name
+    assert again.teacher_forwards == 16  # counted once, as in the uninterrupted run (was 32)
 
 
 def test_a_run_shorter_than_an_epoch_scores_the_reference_live(tmp_path):

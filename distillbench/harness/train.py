@@ -372,7 +372,8 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
     if own_batching and _reference_is_fixed(method, frozen, examples, budget):
         batching.reference_logps = ReferenceLogps.compute(frozen["reference"], examples, tokenizer.pad_token_id,
                                                           budget.batch_size, budget.loss_chunk_size)
-        state["teacher_forwards"] += batching.reference_logps.passes
+        if state["step"] == 0:  # a resumed run computes them again, but counts them once, as an uninterrupted one
+            state["teacher_forwards"] += batching.reference_logps.passes
     student.train()
     lengths = () if method.generates_examples else batching.lengths(examples)
     generated, generated_lengths = None, ()  # self-generated examples of the current stage
@@ -419,6 +420,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm or math.inf)
                 if not torch.isfinite(torch.as_tensor(grad_norm)):
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")
+                used_lr = scheduler.get_last_lr()[0]  # the rate this step trained at (the log's "lr")
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -435,7 +437,7 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
                                               tokenizer.pad_token_id)
                     state["measures"] = measures
                 if log:
-                    log.write(json.dumps({"step": step + 1, "lr": scheduler.get_last_lr()[0],
+                    log.write(json.dumps({"step": step + 1, "lr": used_lr,
                                           "grad_norm": float(grad_norm), **terms,
                                           **({"measures": measures} if measures else {})}) + "\n")
                 bar.advance(1, info=" ".join(f"{k}={v:.3f}" for k, v in terms.items()))
