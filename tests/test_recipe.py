@@ -90,6 +90,13 @@ def test_every_problem_gets_its_own_line():
     ({"budget": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4, "teacher": 3}},
      "budget.teacher: unknown field; did you mean 'teacher_top_k'?"),
     ({"methods": [{"name": "kd", "beta": 1}]}, "methods[0].beta: unknown field (known: temperature, ce_weight)"),
+    # schedule settings that were silently ignored or never reached
+    ({"budget": {"steps": 10, "batch_size": 2, "learning_rate": 1e-4, "max_length": 64, "lr_milestones": [5]}},
+     "budget: lr_milestones are used by lr_schedule: multistep only (this is cosine)"),
+    ({"budget": {"steps": 10, "batch_size": 2, "learning_rate": 1e-4, "max_length": 64, "lr_schedule": "multistep",
+                 "lr_milestones": [5, 10]}}, "budget: lr_milestones: 10 is not before the last step (10 steps)"),
+    ({"budget": {"steps": 10, "batch_size": 2, "learning_rate": 1e-4, "max_length": 64, "warmup_steps": 50}},
+     "budget: warmup_steps (50) leaves no step at the full rate (10 steps)"),
     ({"methods": ["sft", "sft"]}, "methods: 'sft' is listed twice"),
 ])
 def test_invalid_fields(change, expected):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .errors import UserInputError
 from .models import validate_model_ref
@@ -65,6 +65,17 @@ class Budget(_Strict):
         if any(m <= 0 for m in value) or value != sorted(set(value)):
             raise ValueError("milestones must be positive, increasing steps")
         return value
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> "Budget":
+        """Settings that would be silently ignored, or never reached, are refused."""
+        if self.lr_milestones and self.lr_schedule != "multistep":
+            raise ValueError(f"lr_milestones are used by lr_schedule: multistep only (this is {self.lr_schedule})")
+        if self.lr_milestones and self.lr_milestones[-1] >= self.steps:
+            raise ValueError(f"lr_milestones: {self.lr_milestones[-1]} is not before the last step ({self.steps} steps)")
+        if self.warmup_steps >= self.steps > 1:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) leaves no step at the full rate ({self.steps} steps)")
+        return self
 
 
 class DataSpec(_Strict):
