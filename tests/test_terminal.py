@@ -50,3 +50,16 @@ def test_leaderboard_tables_keep_brackets_in_labels_and_metric_names():
     for text in ("tiny[v2]", "kd[temperature=1.0]", "bench/accuracy[number] (95% CI)", "bench/accuracy[number] n=10",
                  "Δ vs kd[temperature=1.0]", "head to head against kd[temperature=1.0]"):
         assert text in shown, text
+
+
+def test_a_pipe_in_a_label_stays_inside_its_markdown_cell():
+    # a label holding "|" added columns to the Markdown table
+    from distillbench.leaderboards.render import to_markdown
+
+    row = {"row": "kd[note=a|b]", "kind": "method", "model": "m", "seeds": [0], "status": "complete",
+           "metrics": {"bench/accuracy": {"mean": 0.5, "ci95": [0.4, 0.6], "n": 10}}, "cost": {}, "cells": []}
+    board = {"schema_version": 1, "recipe": {"name": "t"}, "protocols": {}, "rows": [row]}
+    lines = [line for line in to_markdown(board).splitlines() if line.startswith("| kd")]
+    header = next(line for line in to_markdown(board).splitlines() if line.startswith("| row"))
+    assert len(lines) == 1 and "kd[note=a\\|b]" in lines[0]
+    assert lines[0].replace("\\|", "").count("|") == header.count("|")

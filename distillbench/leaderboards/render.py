@@ -29,6 +29,11 @@ def format_metric(metric: dict[str, Any] | None, with_n: bool = True) -> str:
     return f"{text} n={metric['n']}" if with_n else text
 
 
+def markdown_row(cells: list[str]) -> str:
+    """One Markdown table row; a `|` inside a cell (a label, an option value) is escaped, not a new column."""
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
 def _cells(row: dict[str, Any], names: list[str], with_n: bool = True) -> list[str]:
     if row["kind"] == "reported":
         return _reported_cells(row, names)
@@ -63,8 +68,8 @@ def _item_counts(board: dict[str, Any], names: list[str]) -> str:
 def to_markdown(board: dict[str, Any]) -> str:
     names = metric_names(board)
     lines = [f"# Leaderboard: {board['recipe']['name']}", "",
-             "| " + " | ".join(_header(names)) + " |", "|" + "---|" * len(_header(names))]
-    lines += ["| " + " | ".join(_cells(row, names)) + " |" for row in board["rows"]]
+             markdown_row(_header(names)), "|" + "---|" * len(_header(names))]
+    lines += [markdown_row(_cells(row, names)) for row in board["rows"]]
     lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
     if any(p.get("ratio_metrics") or p.get("macro_metrics") for p in board.get("protocols", {}).values()):
         lines.append("Pooled metrics (listed per benchmark below) are ratios of sums over items (Σnumerator / "
@@ -145,8 +150,8 @@ def _versus_cells(c: dict[str, Any]) -> list[str]:
 
 def versus_markdown(comparisons: list[dict[str, Any]], versus: str) -> str:
     header = [h.format(versus=versus) for h in _VERSUS_HEADER]
-    lines = [f"## Head to head against `{versus}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_versus_cells(c)) + " |" for c in comparisons]
+    lines = [f"## Head to head against `{versus}`", "", markdown_row(header), "|" + "---|" * len(header)]
+    lines += [markdown_row(_versus_cells(c)) for c in comparisons]
     lines += ["", "Paired over the items both rows scored; * = significant at 0.05 after Holm correction."]
     return "\n".join(lines) + "\n"
 
