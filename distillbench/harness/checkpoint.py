@@ -51,6 +51,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
         _save_weights(extra, directory / f"{name}.safetensors")
     training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():  # sampling and dropout on the GPU draw from its own generators
+        training["cuda_rng"] = torch.cuda.get_rng_state_all()
     _atomic_write(directory / "training_state.pt", lambda p: torch.save(training, p))
     files = ["model.safetensors", "training_state.pt"] + [f"{name}.safetensors" for name in extra_models]
     manifest = {"state": state, "sha256": {name: _sha256(directory / name) for name in files}}
@@ -75,4 +77,6 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
     optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])
     torch.set_rng_state(training["rng"])
+    if "cuda_rng" in training and torch.cuda.is_available() and len(training["cuda_rng"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(training["cuda_rng"])
     return manifest["state"]
