@@ -418,7 +418,9 @@ def train(method, student, tokenizer, examples, budget: Budget, seed: int, check
                                               signal_cache if not method.generates_examples else None, batching)
                 # No clipping (max_grad_norm null) still measures the norm, for the NaN guard and the log.
                 grad_norm = accelerator.clip_grad_norm_(student.parameters(), budget.max_grad_norm or math.inf)
-                if not torch.isfinite(torch.as_tensor(grad_norm)):
+                # With fp16 an overflowing step is ordinary: accelerate's loss scaler skips it and lowers the
+                # scale. Without a scaler a non-finite gradient is a failure (the loss terms were finite).
+                if not torch.isfinite(torch.as_tensor(grad_norm)) and getattr(accelerator, "scaler", None) is None:
                     raise NonFiniteError(step + 1, f"gradient norm ({float(grad_norm)})")
                 used_lr = scheduler.get_last_lr()[0]  # the rate this step trained at (the log's "lr")
                 optimizer.step()
