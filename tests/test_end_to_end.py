@@ -281,3 +281,21 @@ def test_a_failed_start_fails_its_followers_alone_and_is_trained_once(tmp_path, 
     rows = {row["row"]: row for row in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["rows"]}
     assert rows["sft"]["status"] == rows["redi"]["status"] == "failed" and rows["dpo"]["status"] == "complete"
     assert "continues sft, which failed" in rows["redi"]["errors"][0]
+
+
+def test_an_out_of_memory_cell_fails_alone(tiny_recipe, monkeypatch):
+    # a cell running out of GPU memory aborted the run and left the cell "running"
+    import torch
+
+    from distillbench.methods.llm.kd import KD
+
+    def out_of_memory(self, student, batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(KD, "loss", out_of_memory)
+    recipe = tiny_recipe("[sft, {name: kd, temperature: 2.0}]")
+    assert main(["run", str(recipe)]) == 0
+    rows = {r["row"]: r for r in _board(recipe)["rows"]}
+    assert rows["kd[temperature=2.0]"]["status"] == "failed" and rows["sft"]["status"] == "complete"
+    assert rows["kd[temperature=2.0]"]["errors"][0] == ("seed 0: out of memory: CUDA out of memory. Tried to "
+                                                        "allocate 2.00 GiB")  # no "(step None)"

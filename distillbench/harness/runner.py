@@ -214,10 +214,11 @@ class Runner:
             store.mark_cell(cell.key, status="running", **common)
             try:
                 model, tokenizer, cost = self._prepare(cell, folder, plan)
-            except CellFailure as exc:
-                store.mark_cell(cell.key, status="failed", error=str(exc), failed_step=exc.step,
+            except (CellFailure, torch.cuda.OutOfMemoryError) as exc:  # a cell's own failure; the run goes on
+                error = str(exc) if isinstance(exc, CellFailure) else f"out of memory: {exc}"
+                store.mark_cell(cell.key, status="failed", error=error, failed_step=getattr(exc, "step", None),
                                 provenance=cell_provenance, **common)
-                self.console.print(f"[red]{cell.folder}: failed: {escape(str(exc))}; other cells go on[/red]")
+                self.console.print(f"[red]{cell.folder}: failed: {escape(error)}; other cells go on[/red]")
                 return
             cell_provenance["device"] = cost.pop("device", "cpu")
             cell_provenance["precision"] = cost.pop("precision", "fp32")

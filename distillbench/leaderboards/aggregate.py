@@ -90,7 +90,8 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
                "cost": _row_cost(store, cells, plan), "cells": [c.key for c in cells],
                "status": "failed" if failed else ("complete" if metrics else "incomplete")}
         if failed:
-            row["errors"] = [f"seed {r['seed']}: {r['error']} (step {r['failed_step']})" for r in failed]
+            row["errors"] = [f"seed {r['seed']}: {r['error']}" + (f" (step {r['failed_step']})" if r["failed_step"]
+                                                                  else "") for r in failed]
         rows.append(row)
     protocols = {b.name: {**b.benchmark.protocol(), "key": b.key, **b.benchmark.metric_definitions()}
                  for b in plan.benchmarks}
