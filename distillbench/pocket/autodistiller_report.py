@@ -68,7 +68,8 @@ def budget(steps: int):
 
     return Budget(steps=steps, batch_size=64, optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                   lr_schedule="multistep", lr_decay=0.1,
-                  lr_milestones=sorted({max(1, round(steps * fraction)) for fraction in (0.625, 0.75, 0.875)}),
+                  lr_milestones=sorted({max(1, round(steps * fraction)) for fraction in (0.625, 0.75, 0.875)}
+                                       - {steps}),  # a milestone at the last step would never apply (tiny runs)
                   max_grad_norm=None)
 
 
