@@ -45,9 +45,8 @@ EVAL_BATCH_SIZE = 64
 
 # Dev problems of a pocket source that validation-watching schedules (distillm) are scored on.
 VALIDATION_SIZE = 200
-
-
 RUN_ID_VARIABLE = "DISTILLBENCH_RUN_ID"  # set by run_workers for the processes of one run
+
 
 class Runner:
     def __init__(self, recipe: Recipe, output_dir: Path | None = None, console: Console | None = None):
