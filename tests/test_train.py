@@ -102,16 +102,21 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path
     assert all(torch.isfinite(t).all() for t in weights.values())
 
 
-def test_gradient_accumulation_equals_one_large_batch(tmp_path):
-    """Micro-batches are weighted by their share of response tokens (trl #4719's pitfall)."""
-    single, tokenizer, examples = _setup()
-    accumulated, _, _ = _setup()
-    one = Budget(steps=2, batch_size=6, learning_rate=1e-2, max_length=96)
-    three = Budget(steps=2, batch_size=6, learning_rate=1e-2, max_length=96, gradient_accumulation=3)
-    train(SFT(), single, tokenizer, examples, one, seed=0, checkpoint_dir=tmp_path / "one")
-    train(SFT(), accumulated, tokenizer, examples, three, seed=0, checkpoint_dir=tmp_path / "three")
+def _assert_accumulation_changes_nothing(tmp_path, examples, tokenizer, accumulation, **budget):
+    """SFT on `examples` in one batch per step and in `accumulation` micro-batches gives the same weights."""
+    single, accumulated = _setup()[0], _setup()[0]
+    train(SFT(), single, tokenizer, examples, Budget(**budget), seed=0, checkpoint_dir=tmp_path / "one")
+    train(SFT(), accumulated, tokenizer, examples, Budget(**budget, gradient_accumulation=accumulation), seed=0,
+          checkpoint_dir=tmp_path / "accumulated")
     for name, tensor in single.state_dict().items():
         assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name
+
+
+def test_gradient_accumulation_equals_one_large_batch(tmp_path):
+    """Micro-batches are weighted by their share of response tokens (trl #4719's pitfall)."""
+    _, tokenizer, examples = _setup()
+    _assert_accumulation_changes_nothing(tmp_path, examples, tokenizer, 3, steps=2, batch_size=6,
+                                         learning_rate=1e-2, max_length=96)
 
 
 DistiLLMInterruptAt = interrupting(DistiLLM)
@@ -279,15 +284,9 @@ def test_a_run_shorter_than_an_epoch_scores_the_reference_live(tmp_path):
 def test_a_micro_batch_whose_responses_were_all_cut_off_is_skipped_not_a_nan(tmp_path):
     # length-sorted micro-batches put the fully truncated examples (no label token) together: their mean
     # over no tokens was NaN and failed the cell, though their weight is 0
-    single, tokenizer, examples = _setup()
-    accumulated, _, _ = _setup()
+    _, tokenizer, examples = _setup()
     # no label token left, and the longest, as truncated examples are: one micro-batch holds only them
     cut = [{**example, "input_ids": example["input_ids"] + [5] * 200, "labels": [-100] * (len(example["labels"]) + 200)}
            for example in examples[:6]]
-    data = cut + examples[6:12]
-    one = Budget(steps=2, batch_size=12, learning_rate=1e-2, max_length=400)
-    two = Budget(steps=2, batch_size=12, learning_rate=1e-2, max_length=400, gradient_accumulation=2)
-    train(SFT(), single, tokenizer, data, one, seed=0, checkpoint_dir=tmp_path / "one")
-    train(SFT(), accumulated, tokenizer, data, two, seed=0, checkpoint_dir=tmp_path / "two")
-    for name, tensor in single.state_dict().items():
-        assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name
+    _assert_accumulation_changes_nothing(tmp_path, cut + examples[6:12], tokenizer, 2, steps=2, batch_size=12,
+                                         learning_rate=1e-2, max_length=400)

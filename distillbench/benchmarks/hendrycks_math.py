@@ -61,7 +61,7 @@ class MathBenchmark(Benchmark):
         return {"id": item_id, "answer": gold}
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        instruction = answer_instruction(self.grader).get("instruction", INSTRUCTION)
+        instruction = answer_instruction(self.grader) or INSTRUCTION
         conversations = [[{"role": "user", "content": f"{item['problem']}\n{instruction}"}] for item in items]
         return generate_responses(model, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
                                   batch_size=batch_size, description="math")

@@ -237,9 +237,9 @@ MINERVA_INSTRUCTION = ('End your solution with the line "Final Answer: The final
                        'I hope it is correct." with your final answer in place of ANSWER.')
 
 
-def answer_instruction(grader: str) -> dict[str, str]:
-    """The prompt addition a grader needs, for the protocol and the prompt (only minerva needs one)."""
-    return {"instruction": MINERVA_INSTRUCTION} if grader == "minerva" else {}
+def answer_instruction(grader: str) -> str | None:
+    """The answer format a grader needs the prompt to ask for (only minerva needs one)."""
+    return MINERVA_INSTRUCTION if grader == "minerva" else None
 
 
 def grader_protocol(grader: str) -> dict[str, str]:
@@ -250,7 +250,7 @@ def grader_protocol(grader: str) -> dict[str, str]:
         return {}
     _, unavailable = _sympy_latex_parser()
     equivalence = f"normalised strings only ({unavailable})" if unavailable else "normalised strings, then sympy"
-    return {**answer_instruction(grader), "minerva_equivalence": equivalence}
+    return {"instruction": MINERVA_INSTRUCTION, "minerva_equivalence": equivalence}
 # The dots are unescaped in lm-eval: "(.*?)." eats the full stop after the answer, and "."
 # does not cross newlines, so a line break inside the answer means no match.
 _MINERVA_ANSWER = re.compile(r"Final Answer: The final answer is(.*?). I hope it is correct.")

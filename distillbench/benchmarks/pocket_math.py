@@ -32,8 +32,9 @@ class PocketMath(Benchmark):
         return [{"id": r["unique_id"], **r} for r in generate(self.split, self.n, seed=self.seed)]
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        suffix = "".join(f"\n{text}" for text in answer_instruction(self.grader).values())  # minerva's line
-        prompts = [[{"role": "user", "content": item["problem"] + suffix}] for item in items]
+        instruction = answer_instruction(self.grader)  # pocket-math asks for nothing unless the grader needs it
+        prompts = [[{"role": "user", "content": item["problem"] + (f"\n{instruction}" if instruction else "")}]
+                   for item in items]
         return generate_responses(model, tokenizer, prompts, max_new_tokens=self.max_new_tokens,
                                   batch_size=batch_size, description="pocket-math")
 
