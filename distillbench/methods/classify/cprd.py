@@ -19,8 +19,14 @@ among *hard* negatives carries knowledge. For query i (an image; the text side i
 
 a partial Plackett-Luce (ListMLE) likelihood of the teacher's order, trained next to the dual encoder's
 own symmetric InfoNCE so the two objectives stay coordinated. Verified from the abstract: ranking (not
-logit) distillation, hard negatives only, contrastive form added to the training loss. Not verified
-(the method section could not be read here): the validity rule, K, J, λ and τ. The defaults are this
+logit) distillation, hard negatives only, contrastive form added to the training loss. Two secondary
+transcriptions of the paper's loss (not the paper itself) give −Σ_i Σ_{j<J_i*} log[exp(v_i·t_{c_ij}) /
+Σ_{k=j}^{K} exp(v_i·t_{c_ik})] with J_i* "the first invalid hard negative": the same partial Plackett-Luce
+form, stopped at the first invalid candidate. Under the validity rule above the invalid candidates are all
+ranked above the valid ones (the teacher scores them highest), so here they are skipped instead, and J caps
+the ranked part. Not verified (the method section could not be read here): the validity rule (a rule that
+can end the list, such as a floor on the teacher's score, would match "the first invalid" more closely), K,
+J, λ and τ. The defaults are this
 implementation's choice for in-batch mining: K = 8, J = 4, λ = 1, τ = 0.07 (ALBEF's initial
 temperature), each a field.
 """
