@@ -137,8 +137,24 @@ def check_weights(directory: Path) -> None:
             raise UserInputError(f"{file}: cannot read weights ({str(exc).splitlines()[0]})") from None
 
 
+# What a model folder's behaviour depends on besides its weights: the architecture config, the
+# tokenizer (vocabularies, merges, sentencepiece models), the chat template and generation defaults.
+# Other files (READMEs, logs, optimizer state, the zoo's build manifest with its build time, a
+# Trainer's state) do not change it.
+DEFINING_FILES = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model")
+NOT_DEFINING = frozenset({"zoo.json", "trainer_state.json"})
+
+
+def defining_files(directory: Path) -> list[Path]:
+    """The top-level files of a model folder that determine what it computes, sorted by name."""
+    files = {file for pattern in DEFINING_FILES for file in directory.glob(pattern) if file.is_file()}
+    return sorted((file for file in files if file.name not in NOT_DEFINING), key=lambda file: file.name)
+
+
 def fingerprint(text: str) -> str:
-    """Identity of a model's weights: a hash of its safetensors files, or hub id@revision."""
+    """Identity of a model: a hash of its weights, config, tokenizer and chat template files, or hub
+    id@revision. An edited chat template or tokenizer changes what a model is scored on, so it
+    changes the key of every cell that uses the model."""
     ref = parse_model_ref(text)
     if ref.backend == "hf":
         return f"{ref.name}@{ref.revision or 'main'}"
@@ -147,7 +163,7 @@ def fingerprint(text: str) -> str:
     directory = Path(resolve_path(ref))
     check_weights(directory)
     digest = hashlib.sha256()
-    for file in sorted(directory.glob("*.safetensors")):
+    for file in defining_files(directory):
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:16]
