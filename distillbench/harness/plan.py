@@ -65,16 +65,30 @@ ADDED_FIELDS = {"budget": ("optimizer", "momentum", "weight_decay", "lr_schedule
                 "data": ("augment", "labeled_per_class")}
 # The same for the fields methods gained (their hyperparameters are keyed by `_method_options`).
 ADDED_METHOD_FIELDS = {"adpo": ("kl_threshold", "kl_window")}
+# Fields that never change a cell's result: a run resumed from any checkpoint equals an uninterrupted one.
+NOT_KEYED = {"budget": ("checkpoint_every",), "data": ()}
+# Optional data files, keyed only for the methods that read them.
+OPTIONAL_DATA = {"preferences": lambda method: method.data_kind == "preference",
+                 "ranked": lambda method: method.data_kind == "ranked",
+                 "validation": lambda method: "validation" in method.needs}
 
 
 def _keyed(model, section: str) -> dict[str, Any]:
     dump = model.model_dump(mode="json")
+    for name in NOT_KEYED[section]:
+        dump.pop(name)
     fields = type(model).model_fields
     for name in ADDED_FIELDS[section]:
         default = fields[name].get_default(call_default_factory=True)
         if dump.get(name) == (list(default) if isinstance(default, list) else default):
             dump.pop(name)
     return dump
+
+
+def _data_read_by(method: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The keyed data section less the optional files `method` does not read (their paths and hashes)."""
+    unread = {name for field, reads in OPTIONAL_DATA.items() if not reads(method) for name in (field, f"{field}_hash")}
+    return {name: value for name, value in data.items() if name not in unread}
 
 
 def _method_options(name: str, method: Any) -> dict[str, Any]:
@@ -120,8 +134,8 @@ def make_plan(recipe: Recipe) -> Plan:
             start = _start_key(method, spec.name, seed, keys)
             loss = {"loss_version": method.loss_version} if method.loss_version != 1 else {}
             key = stable_hash({"kind": "method", "method": spec.name, "params": _method_options(spec.name, method),
-                               "seed": seed, "models": models, "data": data, "budget": budget, "starts_from": start,
-                               **loss})
+                               "seed": seed, "models": models, "data": _data_read_by(method, data), "budget": budget,
+                               "starts_from": start, **loss})
             keys.setdefault((spec.name, seed), key)
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
     names = [spec.name for spec in recipe.benchmarks]

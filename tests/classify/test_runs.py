@@ -88,6 +88,23 @@ def test_new_budget_fields_leave_existing_cell_keys_alone():
     assert key(base) == key(same) != key(other)
 
 
+def test_a_cell_key_ignores_checkpoint_cadence_and_the_data_files_its_method_never_reads(tmp_path):
+    from distillbench.harness.plan import make_plan
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "1+1?", "chosen": "2", "rejected": "3"}\n')
+    base = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+            "data": {"source": "pocket:math", "size": 10, "preferences": "pocket:math-preference"},
+            "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
+            "methods": ["sft", "dpo"], "benchmarks": ["pocket-math"]}
+    keys = lambda raw: {c.label: c.key for c in make_plan(parse_recipe(raw)).cells if c.kind == "method"}  # noqa: E731
+    checkpoints = {**base, "budget": {**base["budget"], "checkpoint_every": 7}}
+    other_pairs = {**base, "data": {**base["data"], "preferences": str(pairs)}}
+    assert keys(checkpoints) == keys(base)
+    assert keys(other_pairs)["sft"] == keys(base)["sft"]
+    assert keys(other_pairs)["dpo"] != keys(base)["dpo"]
+
+
 def test_a_new_loss_version_gets_new_cell_keys_and_version_one_keeps_the_old(monkeypatch):
     from distillbench.harness.plan import make_plan
     from distillbench.methods.llm.sft import SFT
