@@ -123,7 +123,8 @@ def test_a_new_loss_version_gets_new_cell_keys_and_version_one_keeps_the_old(mon
 
 def test_the_committed_boards_cells_keep_their_keys(monkeypatch):
     """Keys are content hashes of the recipe: a change to how they are computed (such as a new key field)
-    must leave existing cells' keys alone, or every committed run would retrain from scratch."""
+    must leave existing cells' keys alone, or every committed run would retrain from scratch. A deliberate
+    change of scheme rewrites the committed boards' keys and rekeys their runs with it (as d373d3e did)."""
     from distillbench.harness.plan import make_plan
 
     monkeypatch.delenv("DISTILLBENCH_ZOO_SCALE", raising=False)  # the shipped teacher the board was run with
