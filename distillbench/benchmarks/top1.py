@@ -5,7 +5,8 @@ CIFAR-100); the model's output for it is the list of its top-5 class indices (fe
 fewer classes), best first, from the argmax of the logits on the normalised, unaugmented image
 (exact ties go to the lower class index and NaN logits rank last, on every device: ``top_classes``).
 ``accuracy`` is 1 when the first index is the label (top-1, the number CIFAR tables report), ``top5``
-when any of them is (only with more than five classes). Both are per-item 0/1, so leaderboard CIs and McNemar tests between rows apply.
+when any of them is (only with more than five classes, and only for outputs of at least five indices: a
+predictions file of single indices gets no top-5). Both are per-item 0/1, so leaderboard CIs and McNemar tests between rows apply.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class _Top1(ABC):
         names = self.data().class_names
         correct = float(bool(ranked) and ranked[0] == item["label"])
         values = {"accuracy": correct}
-        if self.num_classes() > 5:
+        if self.num_classes() > 5 and len(ranked) >= 5:  # fewer than five guesses cannot be scored as top-5
             values["top5"] = float(item["label"] in ranked[:5])
         predicted = names[ranked[0]] if names and ranked and 0 <= ranked[0] < len(names) else (ranked[:1] or "nothing")
         reason = "correct" if correct else f"predicted {predicted!r}, label {item['answer']!r}"

@@ -252,6 +252,17 @@ def test_top1_scores_predictions_made_elsewhere(tmp_path, capsys):
     assert results["per_item"][1]["reason"].startswith("predicted '")
 
 
+def test_top5_needs_five_guesses():
+    from distillbench.benchmarks.top1 import Top1
+
+    benchmark = Top1(dataset="pocket:shapes-many", n=2)
+    item = benchmark.items()[0]
+    wrong = [(item["label"] + offset) % 30 for offset in range(1, 6)]
+    assert "top5" not in benchmark.score(item, item["label"]).values  # a single index says nothing of the top 5
+    assert benchmark.score(item, [*wrong[:4], item["label"]]).values["top5"] == 1.0
+    assert benchmark.score(item, wrong).values["top5"] == 0.0
+
+
 def test_methods_asking_for_features_get_the_teachers_penultimate_features():
     data = pocket_dataset("pocket:shapes-many", "train", 16)
     teacher = initialised("shapes-cnn", 30, seed=2).eval()
