@@ -12,8 +12,9 @@ as in a runner recipe) and the benchmarks (``fair-synthetic``)::
     output_dir: runs/pocket-fair-latent
 
 Each (method, seed) cell fits the method on the world's train split (``method.fit(data, seed)``), saves the
-generator (``generator.json`` + ``model.safetensors``) under ``cells/<label>-seed<k>/``, scores it with every
-benchmark (outputs kept as JSONL) and skips what is already there. ``results.json`` and ``results.md`` give
+generator (``generator.json`` + ``model.safetensors``) under ``cells/<label>-seed<k>-<key>/``, the key a hash
+of the method's options, the seed and the world, scores it with every benchmark (outputs kept as
+``outputs-<benchmark>-<key of its options>.jsonl``) and skips what is already there. ``results.json`` and ``results.md`` give
 each row's metrics: per-item metrics (accuracy) as the mean over items of the seed-averaged values with a
 percentile-bootstrap CI over items; set metrics (parity, fidelity) as the mean of the per-seed values with
 a t-interval over seeds (the per-seed values in ``seed_spread``). ``results.json`` is in results-schema 1,
@@ -35,7 +36,7 @@ from distillbench.leaderboards.stats import summarize
 
 from .errors import UserInputError
 from .files import replace_directory, temporary_name, write_text_atomic
-from .recipe import ComponentSpec, _component, validate_options
+from .recipe import ComponentSpec, _component, stable_hash, validate_options
 from .registry import BENCHMARKS, METHODS
 
 FORMAT = "distillbench-tabular-generator"
@@ -76,7 +77,8 @@ def run_tabular(path: Path) -> dict[str, Any]:
 
     raw = yaml.safe_load(Path(path).read_text())
     out = Path(raw["output_dir"])
-    data = generate("train", raw["world"].get("train_size"), raw["world"].get("seed", 0))
+    world = {"train_size": raw["world"].get("train_size"), "seed": raw["world"].get("seed", 0)}
+    data = generate("train", world["train_size"], world["seed"])
     methods = [ComponentSpec(**_component(spec)) for spec in raw["methods"]]
     benchmarks = [ComponentSpec(**_component(spec)) for spec in raw["benchmarks"]]
     built = {spec.label: _build(METHODS, spec) for spec in methods}
@@ -86,14 +88,18 @@ def run_tabular(path: Path) -> dict[str, Any]:
     for label, method in built.items():
         per_seed = []
         for seed in raw["seeds"]:
-            folder = out / "cells" / f"{label}-seed{seed}"
+            # Keyed by content, as the runner's cells are: another world or method option is another folder,
+            # and another benchmark option another outputs file, never a stale one reused.
+            key = stable_hash({"method": method_name(method), "params": dataclasses.asdict(method), "seed": seed,
+                               "world": world})
+            folder = out / "cells" / f"{label}-seed{seed}-{key[:8]}"
             if not (folder / "model" / "generator.json").is_file():
                 print(f"training {label} seed {seed}", flush=True)
                 save_generator(method.fit(data, seed), label, method, folder / "model")
             generator = load_generator(folder / "model")
-            per_seed.append({name: _evaluate(bench, generator, folder / f"outputs-{name}.jsonl")
+            per_seed.append({name: _evaluate(bench, generator, folder / f"outputs-{name}-{_key(bench)}.jsonl")
                              for name, bench in scorers.items()})
-        results[label] = _summarise(per_seed, scorers)
+        results[label] = _summarise(per_seed, scorers, raw["seeds"])
         print(label, json.dumps({k: round(v["mean"], 4) for k, v in results[label].items()}), flush=True)
     write_text_atomic(out / "results.json", json.dumps(_board(raw, results, scorers), indent=1) + "\n")
     write_text_atomic(out / "results.md", _markdown(raw["name"], results))
@@ -109,6 +115,12 @@ def _build(registry, spec: ComponentSpec):
     if problems:
         raise UserInputError(problems)
     return instance
+
+
+def _key(benchmark) -> str:
+    """The first 8 characters of a hash of a benchmark's options and scorer version."""
+    return stable_hash({"benchmark": type(benchmark).__name__, "options": dataclasses.asdict(benchmark),
+                        "scorer": benchmark.scorer_version})[:8]
 
 
 def _evaluate(benchmark, generator, path: Path) -> dict[str, Any]:
@@ -136,11 +148,13 @@ def _board(raw: dict, results: dict[str, dict], scorers: dict) -> dict[str, Any]
             "rows": schema_rows(by_metric, raw["seeds"])}
 
 
-def _summarise(per_seed: list[dict], scorers: dict) -> dict[str, Any]:
+def _summarise(per_seed: list[dict], scorers: dict, seeds: list[int]) -> dict[str, Any]:
     metrics = {}
     for name in scorers:
         for metric in per_seed[0][name]["items"]:
-            metrics[f"{name}/{metric}"] = summarize(np.mean([s[name]["items"][metric] for s in per_seed], axis=0))
+            values = [s[name]["items"][metric] for s in per_seed]
+            metrics[f"{name}/{metric}"] = {**summarize(np.mean(values, axis=0)),
+                                           "seeds": {str(seed): float(v.mean()) for seed, v in zip(seeds, values)}}
         for metric in per_seed[0][name]["set"]:
             metrics[f"{name}/{metric}"] = _set_metric_summary([s[name]["set"][metric] for s in per_seed])
     return metrics

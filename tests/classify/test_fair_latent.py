@@ -165,6 +165,19 @@ def test_the_tabular_path_runs_a_recipe_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert run_tabular(path) == results  # the second run reuses the saved generators and outputs
     assert "training" not in capsys.readouterr().out
+    assert set(by_row[next(iter(results))]["seed_spread"]["fair-synthetic/accuracy"]["per_seed"]) == {"0", "1"}
+
+    # Another test draw is scored afresh with the same generators; another world trains new ones.
+    recipe["benchmarks"] = [{"name": "fair-synthetic", "n": 100, "world_seed": 1}]
+    path.write_text(yaml.safe_dump(recipe))
+    run_tabular(path)
+    assert "training" not in capsys.readouterr().out
+    folders = list((tmp_path / "out" / "cells").iterdir())
+    assert len(folders) == 4 and all(len(list(folder.glob("outputs-fair-synthetic-*.jsonl"))) == 2 for folder in folders)
+    recipe["world"]["train_size"] = 150
+    path.write_text(yaml.safe_dump(recipe))
+    run_tabular(path)
+    assert capsys.readouterr().out.count("training") == 4
 
 
 def test_the_pocket_fair_recipe_names_registered_components():
