@@ -36,7 +36,8 @@ from distillbench.methods.classify.cv_dd import (CVDD, bn_statistics_loss, commi
 from .classifiers import ImageClassifier, initialised, load_classifier, load_directory, save_atomic
 from .errors import UserInputError
 from .images import ImageBatching, ImageDataset, load_image_dataset
-from .recipe import Budget, validate_options
+from .plan import folder_name
+from .recipe import Budget, stable_hash, validate_options
 from .train import train
 
 
@@ -281,6 +282,7 @@ def run(path: Path, out: Path | None = None) -> dict:
     committee = Committee(experts, method.label_weight_temperature)
     values: dict[str, dict[int, list[float]]] = {"random-real (CE)": {}, "random-real (committee labels)": {}, "cv-dd": {}}
     timings = {}
+    shared = {key: value for key, value in raw.items() if key not in ("name", "output_dir", "seeds", "benchmark")}
     for seed in raw["seeds"]:
         started = time.perf_counter()
         synthetic = recover_images(method, experts, real, seed)
@@ -289,7 +291,9 @@ def run(path: Path, out: Path | None = None) -> dict:
         cells = {"random-real (CE)": (subset, CE(), None), "random-real (committee labels)": (subset, method, committee),
                  "cv-dd": (synthetic, method, committee)}
         for name, (data, loss, teacher) in cells.items():
-            student = train_on(data, loss, teacher, raw["student"], budget, seed, out / "cells" / f"{name}-{seed}")
+            # Keyed by content: a run interrupted, edited and started again never resumes the old checkpoint.
+            work = out / "cells" / folder_name(name, seed, stable_hash({**shared, "cell": name, "seed": seed}))
+            student = train_on(data, loss, teacher, raw["student"], budget, seed, work)
             values[name][seed] = test_accuracy(student, benchmark)
     rows = method_rows(values, baseline="random-real (CE)")
     board = {"name": raw["name"], "recipe": raw, "experts": [{"prior": e.prior} for e in experts],

@@ -31,8 +31,14 @@ class Cell:
 
     @property
     def folder(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.label)
-        return f"{safe}-seed{self.seed}-{self.key[:8]}" if self.seed is not None else f"{safe}-{self.key[:8]}"
+        return folder_name(self.label, self.seed, self.key)
+
+
+def folder_name(label: str, seed: int | None, key: str) -> str:
+    """A cell's folder: its label made file-safe, its seed and the start of its content key, so a cell
+    whose recipe changed never finds (or resumes) the old one's files."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    return f"{safe}-seed{seed}-{key[:8]}" if seed is not None else f"{safe}-{key[:8]}"
 
 
 @dataclass(frozen=True)

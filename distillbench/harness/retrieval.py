@@ -14,6 +14,7 @@ mean over queries pooled across seeds with a bootstrap CI, and a paired test aga
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 import time
@@ -27,9 +28,13 @@ from distillbench.pocket.shapes_retrieval import (CaptionPairs, DualEncoder, cap
                                                   save_model)
 
 from .errors import UserInputError
-from .recipe import Budget, validate_options
+from .plan import folder_name
+from .recipe import Budget, stable_hash, validate_options
 from .registry import METHODS
 from .train import consecutive_parts, example_indices, train
+
+# Recipe fields that do not change a trained student (the rest key its cell folder).
+NOT_KEYED = ("name", "output_dir", "seeds", "methods", "baseline", "benchmark", "score_teacher")
 
 
 class RetrievalBatching:
@@ -136,11 +141,15 @@ def run(path: Path, out: Path | None = None) -> dict:
     benchmark = PocketRetrieval(**raw.get("benchmark", {}))
     per_metric: dict[str, dict[str, dict[int, list[float]]]] = {}
     seconds = {}
+    shared = {key: value for key, value in raw.items() if key not in NOT_KEYED}
     for seed in raw["seeds"]:
         for name, method in methods:
             started = time.perf_counter()
-            student = train_student(method, pairs, teacher, budget, seed, options, out / "cells" / f"{name}-{seed}")
-            save_model(student, out / "cells" / f"{name}-{seed}" / "model")
+            # Keyed by content: a run interrupted, edited and started again never resumes the old checkpoint.
+            work = out / "cells" / folder_name(name, seed, stable_hash({**shared, "method": name, "seed": seed,
+                                                                        "options": dataclasses.asdict(method)}))
+            student = train_student(method, pairs, teacher, budget, seed, options, work)
+            save_model(student, work / "model")
             seconds[f"{name}-{seed}"] = round(time.perf_counter() - started, 1)
             for metric, values in evaluate(student, benchmark).items():
                 per_metric.setdefault(metric, {}).setdefault(name, {})[seed] = values

@@ -36,6 +36,7 @@ from distillbench.leaderboards.stats import summarize
 
 from .errors import UserInputError
 from .files import replace_directory, temporary_name, write_text_atomic
+from .plan import folder_name
 from .recipe import ComponentSpec, _component, stable_hash, validate_options
 from .registry import BENCHMARKS, METHODS
 
@@ -92,7 +93,7 @@ def run_tabular(path: Path) -> dict[str, Any]:
             # and another benchmark option another outputs file, never a stale one reused.
             key = stable_hash({"method": method_name(method), "params": dataclasses.asdict(method), "seed": seed,
                                "world": world})
-            folder = out / "cells" / f"{label}-seed{seed}-{key[:8]}"
+            folder = out / "cells" / folder_name(label, seed, key)
             if not (folder / "model" / "generator.json").is_file():
                 print(f"training {label} seed {seed}", flush=True)
                 save_generator(method.fit(data, seed), label, method, folder / "model")

@@ -229,13 +229,18 @@ output_dir: {tmp_path / 'out'}
     assert set(rows) == {"info-nce", "cprd", "teacher (cross-encoder)"}
     assert rows["cprd"]["n"] == 24 and "versus_info-nce" in rows["cprd"]
     assert set(board["metrics"]) == {f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
-    assert (tmp_path / "out" / "cells" / "cprd-1" / "model" / "model.safetensors").is_file()
+    [cell] = (tmp_path / "out" / "cells").glob("cprd-seed1-*")
+    assert (cell / "model" / "model.safetensors").is_file()
     schema, _ = load_board(tmp_path / "out")  # results-schema 1, as compare and the gate read it
     by_row = {row["row"]: row for row in schema["rows"]}
     assert by_row["cprd"]["metrics"]["pocket-retrieval/i2t_r1"]["mean"] == rows["cprd"]["mean"]
     assert by_row["cprd"]["seeds"] == [1] and by_row["cprd"]["cost"]["train_seconds"] >= 0
     teacher = by_row["teacher (cross-encoder)"]
     assert teacher["kind"] == "reference" and teacher["method"] is None and teacher["seeds"] == []
+    # Another budget is another cell folder: an edited recipe never resumes the old one's checkpoint.
+    recipe.write_text(recipe.read_text().replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
+    run(recipe)
+    assert len(list((tmp_path / "out" / "cells").glob("cprd-seed1-*"))) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(recipe.read_text().replace("info-nce, {name", "hinton-kd, {name"))
     with pytest.raises(UserInputError, match="does not train a dual encoder"):
