@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ from .errors import UserInputError
 REQUIRED_FIELDS = ("problem", "solution")
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a bad line raises UserInputError naming the file, line and field."""
+def read_jsonl(path: str | Path, required: tuple[str, ...] = (),
+               check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a bad line raises UserInputError naming the file, line and field (or
+    what `check` says is wrong with the record)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -33,6 +36,9 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[st
         missing = [f for f in required if f not in record]
         if missing:
             raise UserInputError(f"{path}:{number}: missing field {missing[0]!r}")
+        problem = check(record) if check else None
+        if problem:
+            raise UserInputError(f"{path}:{number}: {problem}")
         records.append(record)
     if not records:
         raise UserInputError(f"{path}: no records")
@@ -54,16 +60,27 @@ def load_records(source: str, split: str, size: int | None, noise_fraction: floa
         records = add_noise(generate(split, size or 2000, seed=0), noise_fraction)
         return records + training_conversations(conversations, seed=2, noise_fraction=noise_fraction,
                                                 chatty_fraction=chatty_fraction)
-    records = read_jsonl(source, REQUIRED_FIELDS)
+    records = read_jsonl(source, check=_sft_record_problem)
     return records[:size] if size else records
 
 
+def _sft_record_problem(record: dict[str, Any]) -> str | None:
+    """An SFT record is MATH-format {problem, solution} or a chat {messages: [...]}."""
+    if isinstance(record.get("messages"), list):
+        return None
+    missing = next((field for field in REQUIRED_FIELDS if field not in record), None)
+    return f"missing field {missing!r} (or a 'messages' list)" if missing else None
+
+
 def problem_records(source: str, split: str, size: int | None) -> list[dict[str, Any]]:
-    """SFT records that also carry the gold ``answer`` (for methods that check their own samples)."""
+    """SFT records that also carry the gold ``answer`` (for methods that sample their own solutions and
+    check them): {problem, solution, answer}, never chats."""
     records = load_records(source, split, size)
-    missing = next((number for number, record in enumerate(records, start=1) if "answer" not in record), None)
-    if missing is not None:
-        raise UserInputError(f"{source}: record {missing}: missing field 'answer' (needed to check sampled solutions)")
+    for number, record in enumerate(records, start=1):
+        missing = next((field for field in ("problem", "answer") if field not in record), None)
+        if missing is not None:
+            raise UserInputError(f"{source}: record {number}: missing field {missing!r} (needed to sample and check "
+                                 "solutions)")
     return records
 
 
