@@ -144,6 +144,9 @@ def test_leaderboard_versus_a_row(tiny_recipe, capsys):
     assert {c["row"] for c in comparisons} == {"student-init", "sft"}
     assert all(c["test"] == "exact McNemar" and c["n"] == 12 and 0 <= c["p_holm"] <= 1 for c in comparisons)
     assert main(["leaderboard", str(out), "--versus", "nobody"]) == 2
+    # Flags that would be dropped silently are refused instead.
+    assert main(["leaderboard", str(out), "--versus", "teacher", "--format", "csv"]) == 2
+    assert main(["leaderboard", str(out), "--claims", "--format", "json"]) == 2
 
 
 def test_gkd_trains_on_student_samples_when_lambda_is_one(tiny_recipe):

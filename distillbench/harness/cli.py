@@ -76,6 +76,10 @@ def _cmd_leaderboard(args) -> int:
         raise UserInputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(board, dict) or board.get("schema_version") != 1 or "rows" not in board:
         raise UserInputError(f"{path}: not a distillbench leaderboard (schema_version 1)")
+    if args.versus and args.format == "csv":
+        raise UserInputError("--versus has no CSV form: use --format table, markdown, json or html")
+    if args.claims and (args.format != "table" or args.reported or args.versus):
+        raise UserInputError("--claims prints its own Markdown table: it takes no --format, --reported or --versus")
     comparisons = claims = None
     if args.versus or args.claims:
         from distillbench.harness.store import Store

@@ -120,7 +120,7 @@ def test_vlm_board_writes_a_leaderboard_through_the_store(tiny_zoo, tmp_path):
     assert text.startswith("# Leaderboard: pocket-vlm") and "| row | VQA acc | POPE acc |" in text
     assert "Head to head" in text
     # The run directory is an ordinary one: the leaderboard command reads it, a second run recomputes nothing.
-    assert main(["leaderboard", str(tmp_path / "run"), "--versus", "student-init", "--format", "csv"]) == 0
+    assert main(["leaderboard", str(tmp_path / "run"), "--versus", "student-init", "--format", "markdown"]) == 0
     again = vlm_board.run(tmp_path / "run", ["teacher", "student-init"], options, log=pytest.fail)
     assert again["board"]["rows"][0]["metrics"] == board["rows"][0]["metrics"]
 
