@@ -45,3 +45,17 @@ def tiny_recipe(tmp_path):
         return path
 
     return write
+
+
+def leaf_copies(*tensors):
+    """Fresh leaf tensors that require grad, one per input (one set for the fast path, one for the naive)."""
+    return tuple(t.clone().requires_grad_() for t in tensors)
+
+
+def assert_same_value_and_gradients(fast, slow, fast_inputs, slow_inputs):
+    """A loss and its naive reference agree in value and in the gradient with respect to every input."""
+    import torch
+
+    assert torch.allclose(fast, slow)
+    for got, want in zip(torch.autograd.grad(fast, fast_inputs), torch.autograd.grad(slow, slow_inputs)):
+        assert torch.allclose(got, want)

@@ -7,6 +7,7 @@ import torch
 
 from distillbench.methods.base import sequence_logps
 from distillbench.methods.llm.dpo import dpo_loss
+from tests.conftest import assert_same_value_and_gradients, leaf_copies
 
 
 def naive_dpo(pc, pr, rc, rr, beta, eps):
@@ -22,11 +23,9 @@ def naive_dpo(pc, pr, rc, rr, beta, eps):
 def test_dpo_loss_matches_naive(beta, eps):
     generator = torch.Generator().manual_seed(0)
     pc, pr, rc, rr = (torch.randn(6, generator=generator, dtype=torch.float64) * 5 for _ in range(4))
-    a, b = pc.clone().requires_grad_(), pc.clone().requires_grad_()
-    fast, slow = dpo_loss(a, pr, rc, rr, beta, eps), naive_dpo(b, pr, rc, rr, beta, eps)
-    fast.backward()
-    slow.backward()
-    assert torch.allclose(fast, slow) and torch.allclose(a.grad, b.grad)
+    (a, c), (b, d) = leaf_copies(pc, pr), leaf_copies(pc, pr)
+    fast, slow = dpo_loss(a, c, rc, rr, beta, eps), naive_dpo(b, d, rc, rr, beta, eps)
+    assert_same_value_and_gradients(fast, slow, (a, c), (b, d))
 
 
 def test_dpo_loss_is_log2_at_the_reference():
@@ -71,8 +70,20 @@ def test_rpo_alpha_adds_the_length_normalised_nll_of_the_chosen_response():
              for key, value in (("input_ids", labels.clamp(min=0)), ("attention_mask", torch.ones_like(labels)),
                                 ("labels", labels))}
     batch.update(reference_chosen_logps=torch.zeros(2), reference_rejected_logps=torch.zeros(2))
-    model = Fixed(logits)
+    model = Fixed(logits.requires_grad_())
     terms = DPO(rpo_alpha=0.5).loss(model, batch)
-    mean_logps = sequence_logps(model, batch, "chosen", average=True)
-    assert torch.allclose(terms["nll"], 0.5 * -mean_logps.mean())
+    naive = 0.5 * sum(_naive_mean_nll(logits[row], labels[row]) for row in range(2)) / 2  # mean over pairs
+    assert torch.allclose(terms["nll"], naive)
+    (got,) = torch.autograd.grad(terms["nll"], logits)
+    (want,) = torch.autograd.grad(naive, logits)
+    assert torch.allclose(got, want)
+    assert torch.allclose(sequence_logps(model, batch, "chosen", average=True),
+                          torch.stack([-_naive_mean_nll(logits[row], labels[row]) for row in range(2)]))
     assert set(DPO().loss(model, batch)) == {"dpo"}
+
+
+def _naive_mean_nll(logits, labels):
+    """−(1/|y|) Σ_t log p(y_t): position t's logits predict the label at t + 1; -100 is not a response token."""
+    terms = [-torch.log_softmax(logits[t], dim=-1)[labels[t + 1]]
+             for t in range(len(labels) - 1) if labels[t + 1] != -100]
+    return sum(terms) / len(terms)

@@ -9,6 +9,7 @@ import torch
 from distillbench.methods.llm.dpo import dpo_loss
 from distillbench.methods.llm.ipo import ipo_loss
 from distillbench.methods.llm.simpo import simpo_loss
+from tests.conftest import assert_same_value_and_gradients, leaf_copies
 
 
 def _logps(seed, n=5):
@@ -18,27 +19,24 @@ def _logps(seed, n=5):
 
 def test_ipo_matches_naive_value_and_gradient():
     pc, pr, rc, rr = _logps(0)
-    a, b = pc.clone().requires_grad_(), pc.clone().requires_grad_()
-    fast = ipo_loss(a, pr, rc, rr, beta=0.2)
-    slow = sum(((b[i] - rc[i]) - (pr[i] - rr[i]) - 1 / 0.4) ** 2 for i in range(5)) / 5
-    fast.backward()
-    slow.backward()
-    assert torch.allclose(fast, slow) and torch.allclose(a.grad, b.grad)
+    (a, c), (b, d) = leaf_copies(pc, pr), leaf_copies(pc, pr)
+    fast = ipo_loss(a, c, rc, rr, beta=0.2)
+    slow = sum(((b[i] - rc[i]) - (d[i] - rr[i]) - 1 / 0.4) ** 2 for i in range(5)) / 5
+    assert_same_value_and_gradients(fast, slow, (a, c), (b, d))
 
 
 def test_simpo_matches_naive_value_and_gradient():
     pc, pr, _, _ = _logps(1)
-    a, b = pc.clone().requires_grad_(), pc.clone().requires_grad_()
-    fast = simpo_loss(a, pr, beta=2.0, gamma=1.6)
-    slow = sum(-torch.log(torch.sigmoid(2.0 * b[i] - 2.0 * pr[i] - 1.6)) for i in range(5)) / 5
-    fast.backward()
-    slow.backward()
-    assert torch.allclose(fast, slow) and torch.allclose(a.grad, b.grad)
+    (a, c), (b, d) = leaf_copies(pc, pr), leaf_copies(pc, pr)
+    fast = simpo_loss(a, c, beta=2.0, gamma=1.6)
+    slow = sum(-torch.log(torch.sigmoid(2.0 * b[i] - 2.0 * d[i] - 1.6)) for i in range(5)) / 5
+    assert_same_value_and_gradients(fast, slow, (a, c), (b, d))
 
 
-def _trl_cpo(loss_type, beta, gamma=0.5):
+def _trl_cpo(loss_type, beta, gamma=0.5, label_smoothing=0.0):
     cpo = pytest.importorskip("trl.experimental.cpo.cpo_trainer")
-    fake = SimpleNamespace(alpha=0.0, beta=beta, simpo_gamma=gamma, label_smoothing=0.0, loss_type=loss_type,
+    fake = SimpleNamespace(alpha=0.0, beta=beta, simpo_gamma=gamma, label_smoothing=label_smoothing,
+                           loss_type=loss_type,
                            accelerator=SimpleNamespace(device=torch.device("cpu")))
     return lambda chosen, rejected: cpo.CPOTrainer.cpo_loss(fake, chosen, rejected)[0].mean()
 
@@ -54,7 +52,9 @@ def test_ipo_matches_trl_on_reference_corrected_log_ratios():
     assert torch.allclose(ipo_loss(pc, pr, rc, rr, beta=0.1), _trl_cpo("ipo", 0.1)(pc - rc, pr - rr))
 
 
-def test_dpo_matches_trl_sigmoid_on_log_ratios():
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])  # ε > 0: the conservative (cDPO) loss
+def test_dpo_matches_trl_sigmoid_on_log_ratios(label_smoothing):
     pc, pr, rc, rr = _logps(4)
-    assert torch.allclose(dpo_loss(pc, pr, rc, rr, beta=0.1), _trl_cpo("sigmoid", 0.1)(pc - rc, pr - rr))
+    assert torch.allclose(dpo_loss(pc, pr, rc, rr, beta=0.1, label_smoothing=label_smoothing),
+                          _trl_cpo("sigmoid", 0.1, label_smoothing=label_smoothing)(pc - rc, pr - rr))
     assert math.isclose(ipo_loss(pc, pc, rc, rc, beta=0.5).item(), 1.0)

@@ -164,13 +164,14 @@ def test_adaptive_schedule_fills_the_buffer_first_then_replays():
 
 def test_curry_dpo_loss_averages_only_untied_pairs():
     from distillbench.methods.llm.curry_dpo import curry_dpo_loss
-    from distillbench.methods.llm.dpo import dpo_loss
+    from tests.conftest import assert_same_value_and_gradients, leaf_copies
 
     pc, pr, rc, rr = (torch.tensor(v, dtype=torch.float64) for v in ([-1.0, -2.0, -3.0], [-2.0, -1.0, -4.0],
                                                                          [-1.5, -2.0, -3.0], [-1.0, -1.0, -3.5]))
     valid = torch.tensor([True, False, True])
-    assert torch.allclose(curry_dpo_loss(pc, pr, rc, rr, valid, 0.5), dpo_loss(pc[[0, 2]], pr[[0, 2]], rc[[0, 2]],
-                                                                                 rr[[0, 2]], 0.5))
+    (a, c), (b, d) = leaf_copies(pc, pr), leaf_copies(pc, pr)
+    naive = sum(-torch.log(torch.sigmoid(0.5 * ((b[i] - rc[i]) - (d[i] - rr[i])))) for i in (0, 2)) / 2
+    assert_same_value_and_gradients(curry_dpo_loss(a, c, rc, rr, valid, 0.5), naive, (a, c), (b, d))
     none = pc.clone().requires_grad_()
     loss = curry_dpo_loss(none, pr, rc, rr, torch.zeros(3, dtype=torch.bool))
     loss.backward()
@@ -241,7 +242,7 @@ def test_adpo_ema_anchor_moves_a_small_step_toward_the_student():
 
 
 def _adpo_step(method, policy_logps, anchor_logps, monkeypatch):
-    """One ADPO loss call on a single two-response list whose log-probs are given."""
+    """One ADPO loss call on a single two-response list whose log-probs are given; its loss terms."""
     from distillbench.methods.llm import adpo
 
     monkeypatch.setattr(adpo, "sequence_logps", lambda student, batch, side: batch[f"policy_{side}"])
@@ -249,7 +250,23 @@ def _adpo_step(method, policy_logps, anchor_logps, monkeypatch):
     for i in range(2):
         batch.update({f"rank{i}_input_ids": None, f"policy_rank{i}": policy_logps[:, i],
                       f"reference_rank{i}_logps": anchor_logps[:, i]})
-    method.loss(None, batch)
+    return method.loss(None, batch)
+
+
+def test_adpo_on_policy_anchor_is_the_detached_policy(monkeypatch):
+    """With the policy as its own (stop-gradient) anchor the loss is log K, and its gradient pulls each
+    response's log-prob by (1/K − q_i)/τ: toward the score distribution, from a uniform start."""
+    import math
+
+    from distillbench.methods.llm.adpo import ADPO
+
+    policy = torch.tensor([[-3.0, -1.0]], requires_grad=True)
+    method = ADPO(anchor="on_policy", tau=0.5, beta_reward=1.0)
+    loss = _adpo_step(method, policy, torch.full((1, 2), 99.0), monkeypatch)["adpo"]  # the stored anchor is ignored
+    q = torch.softmax(torch.tensor([0.5, -0.5]) / (0.5 ** 0.5 + 1e-4), dim=0)  # z-scores of [1, 0] (sample std)
+    (gradient,) = torch.autograd.grad(loss, policy)
+    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6)
+    assert torch.allclose(gradient[0], (0.5 - q) / 0.5, atol=1e-6)
 
 
 def test_adpo_kl_triggered_copies_the_student_once_the_window_mean_passes_the_threshold(monkeypatch):

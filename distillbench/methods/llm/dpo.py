@@ -9,7 +9,9 @@ The reference is the policy's own initialisation unless the method says otherwis
 
 `rpo_alpha` = α adds the NLL of the chosen response, α · mean_pairs(−log πθ(y_w|x) / |y_w|),
 the RPO objective of Pang et al., "Iterative Reasoning Preference Optimization",
-arXiv:2404.19733 (α = 1 there; TRL's ``rpo_alpha``). Plain DPO lowers the likelihood of
+arXiv:2404.19733 (α = 1 there; TRL's ``rpo_alpha``). Each chosen response is length-normalised
+on its own, as the paper writes it; TRL instead takes one mean over every chosen token of the
+batch, which weights long responses more. Plain DPO lowers the likelihood of
 the chosen solution along with the rejected one when they share most tokens, which on
 reasoning data costs accuracy; the NLL term keeps the chosen solution likely.
 """
