@@ -228,3 +228,26 @@ def test_a_set_metric_over_seeds_has_a_t_interval_and_one_seed_keeps_its_bootstr
     eleven = _set_metric_summary([{"mean": v, "ci95": None} for v in np.linspace(0, 1, 11)])
     assert eleven["ci95"][1] - eleven["mean"] == pytest.approx(t.ppf(0.975, 10) * np.std(np.linspace(0, 1, 11), ddof=1)
                                                                / 11 ** 0.5)  # t, not 1.96, past ten seeds
+
+
+def test_reconstruction_loss_matches_a_loop_in_value_and_gradient():
+    from distillbench.methods.classify.fair_latent import reconstruction_loss
+    from distillbench.pocket.fair_tabular import ROW_BLOCKS
+    from tests.conftest import assert_same_value_and_gradients, leaf_copies
+
+    data = generate("train", 6)
+    generator = torch.Generator().manual_seed(0)
+    decoded = [torch.randn(6, width, generator=generator, dtype=torch.float64) for width in ROW_BLOCKS]
+    logstd = torch.randn(ROW_BLOCKS[0], generator=generator, dtype=torch.float64) * 0.3
+    fast_inputs, slow_inputs = leaf_copies(*decoded, logstd), leaf_copies(*decoded, logstd)
+    fast = reconstruction_loss(list(fast_inputs[:-1]), fast_inputs[-1], data)
+    blocks, log_sigma = slow_inputs[:-1], slow_inputs[-1]
+    targets = [data.categorical[:, 0], data.categorical[:, 1], data.group, data.label]
+    total = 0.0
+    for row in range(6):  # −log N(x | μ, σ²) + ½·log 2π per numeric column, −log softmax per categorical one
+        for column in range(ROW_BLOCKS[0]):
+            normal = torch.distributions.Normal(blocks[0][row, column], log_sigma[column].exp())
+            total = total - normal.log_prob(data.numeric[row, column].double()) - 0.5 * math.log(2 * math.pi)
+        for logits, target in zip(blocks[1:], targets):
+            total = total - torch.log_softmax(logits[row], dim=0)[target[row]]
+    assert_same_value_and_gradients(fast, total / 6, fast_inputs, slow_inputs)

@@ -376,3 +376,24 @@ def test_the_seed_paper_recipe_is_valid():
     assert len(parsed.seeds) >= 3
     binary = load_recipe(REPO / "recipes/pocket/classify-seed-a-binary.yaml")
     assert binary.data.source == "pocket:shapes-binary" and {m.name for m in binary.methods} >= {"lelp", "hinton-kd"}
+
+
+def test_cosine_critic_and_the_parameter_norm_penalty_match_loops_in_value_and_gradient():
+    from distillbench.methods.classify.distiller_mi import cosine_critic
+    from distillbench.methods.classify.self_distill_gt import parameter_norm_penalty
+    from tests.conftest import assert_same_value_and_gradients, leaf_copies
+
+    generator = torch.Generator().manual_seed(4)
+    teacher, student = (torch.randn(3, 5, generator=generator, dtype=torch.float64) for _ in range(2))
+    fast_inputs, slow_inputs = leaf_copies(teacher, student), leaf_copies(teacher, student)
+    t, s = slow_inputs
+    naive = torch.stack([torch.stack([(t[i] @ s[j]) / (t[i].pow(2).sum().sqrt() * s[j].pow(2).sum().sqrt()) / 0.2
+                                      for j in range(3)]) for i in range(3)])
+    fast = cosine_critic(*fast_inputs, temperature=0.2)
+    weights = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    assert_same_value_and_gradients((fast * weights).sum(), (naive * weights).sum(), fast_inputs, slow_inputs)
+
+    tensors = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in ((4, 3), (3,), (2, 2, 2))]
+    fast_inputs, slow_inputs = leaf_copies(*tensors), leaf_copies(*tensors)
+    naive = sum(sum(value ** 2 for value in tensor.flatten()).sqrt() for tensor in slow_inputs)  # norms, not squared
+    assert_same_value_and_gradients(parameter_norm_penalty(fast_inputs), naive, fast_inputs, slow_inputs)
