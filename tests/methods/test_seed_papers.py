@@ -323,3 +323,40 @@ def test_adpo_target_is_the_trl_ports_z_score():
     q = 0.25 - gradient[0]
     expected = torch.softmax(torch.tensor([7 / 3, 1, -5 / 3, -5 / 3], dtype=torch.float64) * 3 / (3 + 1e-4), 0)
     assert torch.allclose(q, expected, atol=1e-9) and [round(v, 3) for v in q.tolist()] == [0.769, 0.203, 0.014, 0.014]
+
+
+class _TokenLogits(torch.nn.Module):
+    """A language 'model' whose next-token logits depend only on the current token (a lookup table)."""
+
+    def __init__(self, vocab, seed):
+        super().__init__()
+        self.table = torch.nn.Embedding(vocab, vocab)
+        torch.nn.init.normal_(self.table.weight, generator=torch.Generator().manual_seed(seed))
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"logits": self.table(input_ids)})()
+
+
+def test_teacher_hackings_distances_match_a_loop_over_tokens():
+    """Golden distance: the mean NLL of the oracle's tokens; proxy: the mean KL(teacher ‖ student), both over
+    every response token of the held-out set, across batches of 64 and sequences of different lengths."""
+    from distillbench.methods.llm.teacher_hacking import TeacherHacking
+
+    generator = torch.Generator().manual_seed(5)
+    examples = []
+    for index in range(70):
+        length, prompt = 3 + index % 4, 1 + index % 2
+        ids = torch.randint(1, 7, (length,), generator=generator).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    student, teacher = _TokenLogits(7, 0), _TokenLogits(7, 1)
+    measured = TeacherHacking().measure(student, {"teacher": teacher}, examples, pad_id=0)
+    nll = kl = count = 0.0
+    for example in examples:
+        for t in range(len(example["input_ids"]) - 1):
+            if example["labels"][t + 1] == -100:
+                continue
+            s = torch.log_softmax(student.table.weight[example["input_ids"][t]].detach(), dim=0)
+            q = torch.log_softmax(teacher.table.weight[example["input_ids"][t]].detach(), dim=0)
+            nll, kl, count = nll - s[example["labels"][t + 1]].item(), kl + (q.exp() * (q - s)).sum().item(), count + 1
+    assert measured["golden_distance"] == pytest.approx(nll / count, rel=1e-5)
+    assert measured["proxy_distance"] == pytest.approx(kl / count, rel=1e-5)
