@@ -24,8 +24,9 @@ shortcut, so an answer identical to the gold is never scored wrong.
       #4034, later than that commit, adds the same shortcut).
     * equivalence: sympy ``parse_latex`` on both, then ``simplify(a - b) == 0`` under a 5 s
       SIGALRM limit; any failure is "not equivalent". sympy's ANTLR parser only runs with
-      ``antlr4-python3-runtime`` 4.11 (lm-eval pins it in its ``math`` extra); where another
-      version is installed the grader compares normalised strings only and says so in the reason.
+      ``antlr4-python3-runtime`` 4.11 (lm-eval pins it in its ``math`` extra, and distillbench
+      installs math-verify with that runtime); where another version is installed the grader
+      compares normalised strings only and says so in the reason and the protocol.
 
 ``hendrycks``
     lm-evaluation-harness ``hendrycks_math`` (``lm_eval/tasks/hendrycks_math/utils.py``, same
@@ -245,7 +246,8 @@ def answer_instruction(grader: str) -> str | None:
 def grader_protocol(grader: str) -> dict[str, str]:
     """What a protocol must say beyond the grader's name: minerva's prompt line, and whether its
     equivalence step ran sympy here or compared normalised strings only (sympy's LaTeX parser needs
-    antlr4-python3-runtime 4.11, which math-verify's 4.13 excludes), since the two give different numbers."""
+    antlr4-python3-runtime 4.11; an environment with math-verify's default 4.13 lacks it), since the two give
+    different numbers."""
     if grader != "minerva":
         return {}
     _, unavailable = _sympy_latex_parser()

@@ -114,9 +114,13 @@ def test_minerva_says_why_a_boxed_answer_scores_zero():
     assert not result.correct and result.extracted is None and "[invalidanswer]" in result.reason
 
 
-@pytest.mark.skipif(minerva_uses_sympy(), reason="sympy runs here, so there is no fallback to report")
-def test_minerva_reason_says_sympy_is_missing():
-    assert "antlr4-python3-runtime 4.11" in grade(final("0.5"), "\\frac{1}{2}", "minerva").reason
+def test_minerva_reason_says_sympy_is_missing(monkeypatch):
+    from distillbench.benchmarks import math_grading
+
+    missing = "sympy parse_latex needs antlr4-python3-runtime 4.11, found 4.13.2"
+    monkeypatch.setattr(math_grading, "_sympy_latex_parser", lambda: (None, missing))
+    assert not math_grading.minerva_uses_sympy()
+    assert missing in grade(final("0.5"), "\\frac{1}{2}", "minerva").reason
 
 
 @needs_sympy
