@@ -14,9 +14,9 @@ as in a runner recipe) and the benchmarks (``fair-synthetic``)::
 Each (method, seed) cell fits the method on the world's train split (``method.fit(data, seed)``), saves the
 generator (``generator.json`` + ``model.safetensors``) under ``cells/<label>-seed<k>-<key>/``, the key a hash
 of the method's options, the seed and the world, scores it with every benchmark (outputs kept as
-``outputs-<benchmark>-<key of its options>.jsonl``) and skips what is already there. ``results.json`` and ``results.md`` give
-each row's metrics: per-item metrics (accuracy) as the mean over items of the seed-averaged values with a
-percentile-bootstrap CI over items; set metrics (parity, fidelity) as the mean of the per-seed values with
+``outputs-<benchmark>-<key of its options>.jsonl``) and skips what is already there. ``results.json`` and
+``results.md`` give each row's metrics: per-item metrics (accuracy) as the mean over items of the
+seed-averaged values with a percentile-bootstrap CI over items; set metrics (parity, fidelity) as the mean of the per-seed values with
 a t-interval over seeds (the per-seed values in ``seed_spread``). ``results.json`` is in results-schema 1,
 so ``distillbench compare`` and the regression gate read it. Run: ``python -m distillbench.harness.tabular RECIPE``.
 """
@@ -36,7 +36,7 @@ from distillbench.leaderboards.stats import summarize
 
 from .errors import UserInputError
 from .files import replace_directory, temporary_name, write_text_atomic
-from .plan import folder_name
+from .plan import benchmark_run, folder_name
 from .recipe import ComponentSpec, _component, stable_hash, validate_options
 from .registry import BENCHMARKS, METHODS
 
@@ -84,7 +84,10 @@ def run_tabular(path: Path) -> dict[str, Any]:
     benchmarks = [ComponentSpec(**_component(spec)) for spec in raw["benchmarks"]]
     built = {spec.label: _build(METHODS, spec) for spec in methods}
     names = [spec.name for spec in benchmarks]  # a benchmark listed once is named plainly (as the runner does)
-    scorers = {spec.name if names.count(spec.name) == 1 else spec.label: _build(BENCHMARKS, spec) for spec in benchmarks}
+    labels = [spec.name if names.count(spec.name) == 1 else spec.label for spec in benchmarks]
+    scorers = {label: _build(BENCHMARKS, spec) for label, spec in zip(labels, benchmarks)}
+    # Outputs are keyed as the runner keys evaluations: by the benchmark's options and scorer version.
+    output_keys = {label: benchmark_run(spec.name, spec.params).key[:8] for label, spec in zip(labels, benchmarks)}
     results: dict[str, dict[str, Any]] = {}
     for label, method in built.items():
         per_seed = []
@@ -98,7 +101,7 @@ def run_tabular(path: Path) -> dict[str, Any]:
                 print(f"training {label} seed {seed}", flush=True)
                 save_generator(method.fit(data, seed), label, method, folder / "model")
             generator = load_generator(folder / "model")
-            per_seed.append({name: _evaluate(bench, generator, folder / f"outputs-{name}-{_key(bench)}.jsonl")
+            per_seed.append({name: _evaluate(bench, generator, folder / f"outputs-{name}-{output_keys[name]}.jsonl")
                              for name, bench in scorers.items()})
         results[label] = _summarise(per_seed, scorers, raw["seeds"])
         print(label, json.dumps({k: round(v["mean"], 4) for k, v in results[label].items()}), flush=True)
@@ -116,12 +119,6 @@ def _build(registry, spec: ComponentSpec):
     if problems:
         raise UserInputError(problems)
     return instance
-
-
-def _key(benchmark) -> str:
-    """The first 8 characters of a hash of a benchmark's options and scorer version."""
-    return stable_hash({"benchmark": type(benchmark).__name__, "options": dataclasses.asdict(benchmark),
-                        "scorer": benchmark.scorer_version})[:8]
 
 
 def _evaluate(benchmark, generator, path: Path) -> dict[str, Any]:
