@@ -46,11 +46,12 @@ def test_recovery_loss_matches_a_naive_loop_in_value_and_gradient():
     assert math.isclose(bn.item(), naive_bn_loss(means, variances, running_means, running_vars, 10.0), rel_tol=1e-12)
 
     weights = committee_weights(torch.tensor([70.0, 65.0], dtype=torch.float64))
-    fast_inputs = [t.clone().requires_grad_() for t in logits + means]
-    slow_inputs = [t.clone().requires_grad_() for t in logits + means]
+    # logits, batch means and batch variances all carry the synthetic images' gradient
+    fast_inputs = [t.clone().requires_grad_() for t in logits + means + variances]
+    slow_inputs = [t.clone().requires_grad_() for t in logits + means + variances]
 
     def fast(inputs):
-        bn_losses = [bn_statistics_loss([inputs[2 + i]], [variances[i]], [running_means[i]], [running_vars[i]], 10.0)
+        bn_losses = [bn_statistics_loss([inputs[2 + i]], [inputs[4 + i]], [running_means[i]], [running_vars[i]], 10.0)
                      for i in range(2)]
         return committee_recovery_loss(inputs[:2], labels, bn_losses, weights, 0.05)
 
@@ -58,7 +59,7 @@ def test_recovery_loss_matches_a_naive_loop_in_value_and_gradient():
         total = 0.0
         for i in range(2):
             ce = sum(-torch.log_softmax(inputs[i][b], 0)[labels[b]] for b in range(4)) / 4
-            bn_i = 10.0 * (torch.sqrt(((running_vars[i] - variances[i]) ** 2).sum())
+            bn_i = 10.0 * (torch.sqrt(((running_vars[i] - inputs[4 + i]) ** 2).sum())
                            + torch.sqrt(((running_means[i] - inputs[2 + i]) ** 2).sum()))
             total = total + weights[i] * (ce + 0.05 * bn_i)
         return total
