@@ -31,3 +31,16 @@ def test_a_record_that_is_neither_is_refused_with_its_line(tmp_path, record, mes
 def test_methods_that_check_their_samples_need_problems_with_answers(tmp_path):
     with pytest.raises(UserInputError, match="record 2: missing field 'problem'"):
         problem_records(write(tmp_path, [{**MATH, "answer": "4"}, CHAT]), "train", None)
+
+
+def test_a_run_trains_on_a_local_file_of_chats_and_problems(tiny_recipe, tmp_path):
+    from distillbench.harness.cli import main
+
+    records = [MATH, CHAT] * 8
+    recipe = tiny_recipe("[sft, {name: kd, temperature: 2.0}]")
+    source = write(tmp_path, records)
+    recipe.write_text(recipe.read_text().replace('source: "pocket:math", size: 64', f'source: "{source}"'))
+    assert main(["run", str(recipe)]) == 0
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert {row["row"]: row["status"] for row in board["rows"] if row["kind"] == "method"} == {
+        "sft": "complete", "kd[temperature=2.0]": "complete"}
