@@ -1,6 +1,7 @@
 """Local SFT data files: MATH-format records or chats, and the errors for anything else."""
 
 import json
+import re
 
 import pytest
 
@@ -21,10 +22,11 @@ def test_math_records_and_chats_both_load(tmp_path):
     assert load_records(write(tmp_path, [MATH, CHAT]), "train", None) == [MATH, CHAT]
 
 
-@pytest.mark.parametrize("record, message", [({"problem": "2+2?"}, "2: missing field 'solution' (or a 'messages' list)"),
-                                             ({"messages": "hi"}, "2: missing field 'problem'")])
+@pytest.mark.parametrize("record, message", [
+    ({"problem": "2+2?"}, "2: missing field 'solution' (or a 'messages' list)"),
+    ({"messages": "hi"}, "2: missing field 'problem'")])
 def test_a_record_that_is_neither_is_refused_with_its_line(tmp_path, record, message):
-    with pytest.raises(UserInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserInputError, match=re.escape(message)):
         load_records(write(tmp_path, [MATH, record]), "train", None)
 
 
