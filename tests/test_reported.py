@@ -62,8 +62,8 @@ def _board(rows):
     return {"schema_version": 1, "recipe": {"name": "t"}, "protocols": {}, "rows": rows}
 
 
-def _row(name, method, metrics):
-    return {"row": name, "kind": "method", "method": method, "model": "m", "seeds": [0],
+def _row(name, method, metrics, model="hf:Qwen/Qwen2.5-Math-1.5B@main"):
+    return {"row": name, "kind": "method", "method": method, "model": model, "seeds": [0],
             "metrics": {k: {"mean": v, "ci95": [v - 0.01, v + 0.01], "n": 500} for k, v in metrics.items()},
             "seed_spread": {}, "cost": {"train_seconds": 5.0}, "cells": [], "status": "complete"}
 
@@ -87,6 +87,17 @@ def test_a_reproduced_row_gets_its_reported_number_beside_it_with_the_delta():
     print_table(shown, console)
     text = console.export_text()
     assert "reported by the papers" in text and "0.831" in text
+
+
+@pytest.mark.parametrize("method, metric, model", [
+    ("redi", "math500/accuracy", "hf:Qwen/Qwen2.5-0.5B"),  # REDI reports Qwen2.5-Math-1.5B
+    ("mcts-dpo", "gsm8k/flexible_extract", "pocket:student-init"),  # MCTS-DPO reports Mistral-7B
+    ("curry-dpo", "mtbench/score", "pocket:student-init"),  # Curry-DPO reports Zephyr-7B
+])
+def test_a_row_of_another_student_model_gets_no_reported_number(method, metric, model):
+    board = _board([_row(method, method, {metric: 0.5}, model=model)])
+    matches, rest = match_reported(board)
+    assert matches == [] and any(e.method == method and e.metric_key == metric for e in rest)
 
 
 def test_a_board_whose_families_are_unknown_lists_every_entry():
@@ -123,7 +134,8 @@ def test_cli_list_reported_and_leaderboard_reported(tmp_path, capsys):
     ("teachers/wrn_40_2", "arch:wrn_16_2", ["WRN-40-2"]),
     ("teachers/resnet110", "arch:resnet20", []),  # ResNet56 → ResNet20 is reported, not ResNet110 → ResNet20
     ("teachers/wrn_40_2", "arch:wrn_40_1", []),   # a pair without a registered number gets none, not all four
-    ("my-checkpoint", "arch:resnet20", ["ResNet56"]),  # a teacher not named after an architecture: the student
+    ("my-checkpoint", "arch:resnet20", []),  # a teacher not named after an architecture: its pair is unknown
+    ("teachers/resnet56", "arch:resnet20", ["ResNet56"]),
 ])
 def test_cifar_numbers_are_matched_by_their_teacher_student_pair(teacher, student, expected):
     row = {**_row("kd", "hinton-kd", {"cifar100/accuracy": 0.7}), "model": student}

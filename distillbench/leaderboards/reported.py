@@ -6,7 +6,8 @@ the metric (accuracy as a fraction, FID and judge scores as printed); `printed` 
 source's own text. `verified` is False where our reading notes have the number only from a
 secondary summary or marked it unverified: such entries are shown, and said to be unchecked.
 
-A leaderboard row reproduces an entry when its method, benchmark and metric are the same;
+A leaderboard row reproduces an entry when its method, benchmark, metric and student model are the
+same (and its board's teacher, where the entry's teacher is a registered architecture);
 the entry is then shown beside it with the difference (reproduced − reported), which only
 means something as far as the protocols agree (`protocol` says where they differ). Entries
 that no row reproduces (on the pocket worlds, nearly all) are listed in a separate section.
@@ -106,10 +107,12 @@ REPORTED: tuple[Reported, ...] = (
                 "(the baseline REDI starts from)"}, benchmark="math-avg5", metric="accuracy",
              value=_percent("45.8"), printed="45.8"),
     Reported(paper="Pattnaik et al. 2024 (Curry-DPO)", arxiv="2403.07230", table="results (table not recorded)",
-             setting="Zephyr-7B SFT, iterative DPO on ranked UltraFeedback pairs ordered easy to hard",
-             teacher=None, student="Zephyr-7B (SFT)", method="curry-dpo", benchmark="mtbench", metric="score",
-             value=7.43, printed="7.43", protocol="MT-Bench single-answer grading with a GPT-4 judge; distillbench's "
-             "score is comparable only with the same judge model", source="arXiv:2403.07230", family="llm"),
+             setting="Zephyr-7B, iterative DPO on ranked pairs ordered easy to hard",
+             teacher=None, student="Zephyr-7B", method="curry-dpo", benchmark="mtbench", metric="score",
+             value=7.43, printed="7.43", protocol="MT-Bench single-answer grading (the judge model is not in our "
+             "notes; distillbench's score is comparable only with the same judge)", source="arXiv:2403.07230 (as "
+             "the reference notes record it; not the same 7.43 as the Zephyr LoRA of alignment-handbook #45)",
+             family="llm"),
     Reported(**_MCTS_DPO, benchmark="gsm8k", metric="flexible_extract", value=_percent("81.8"), printed="81.8",
              protocol="the paper's own answer extraction; flexible_extract is distillbench's closest metric"),
     Reported(**_MCTS_DPO, benchmark="math", metric="accuracy", value=_percent("34.7"), printed="34.7",
@@ -120,9 +123,11 @@ REPORTED: tuple[Reported, ...] = (
                student=student, method="hinton-kd", benchmark="cifar100", metric="accuracy", value=_percent(kd),
                printed=kd)
       for teacher, student, kd, _ in _CIFAR_PAIRS),
-    Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD)"}, setting="CIFAR-100, teacher ResNet32x4 to "
-             "student ResNet8x4", teacher="ResNet32x4", student="ResNet8x4", method="crd", benchmark="cifar100",
-             metric="accuracy", value=_percent("75.51"), printed="75.51"),
+    Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD)",
+                "protocol": _CRD_README["protocol"].replace("KD: 0.1 CE + 0.9 KL, T=4", "CRD: CE weight 1 + 0.8 "
+                                                            "two-sided NCE (dim 128, nce_k 16384, nce_t 0.07)")},
+             setting="CIFAR-100, teacher ResNet32x4 to student ResNet8x4", teacher="ResNet32x4", student="ResNet8x4",
+             method="crd", benchmark="cifar100", metric="accuracy", value=_percent("75.51"), printed="75.51"),
     *(Reported(**_DKD_README, setting=f"CIFAR-100, teacher {teacher} to student {student}", teacher=teacher,
                student=student, method="dkd", benchmark="cifar100", metric="accuracy", value=_percent(dkd),
                printed=dkd)
@@ -178,8 +183,11 @@ def _families(board: dict[str, Any]) -> set[str]:
 
 
 def _model_name(text: str) -> str:
-    """A model name reduced for comparison: no backend prefix, no case, no punctuation (WRN-16-2 = wrn_16_2)."""
+    """A model reference reduced to the name it ends with, for comparison: no backend prefix, revision or
+    folders, no case, no punctuation (hf:Qwen/Qwen2.5-Math-1.5B@main = Qwen2.5-Math-1.5B, arch:wrn_16_2 =
+    WRN-16-2, teachers/resnet32x4 = ResNet32x4)."""
     name = text.split(":", 1)[1] if text.startswith(("arch:", "pocket:", "hf:")) else text
+    name = name.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     return "".join(c for c in name.lower() if c.isalnum())
 
 
@@ -188,31 +196,31 @@ def _board_teacher(board: dict[str, Any]) -> str:
     return str(recipe.get("teacher") or "") if isinstance(recipe, dict) else ""
 
 
-def _same_pair(candidates: list[Reported], student: str, teacher: str) -> list[Reported]:
-    """Of several settings that report one method and metric (CIFAR-100's teacher-student pairs), the ones
-    whose student is the row's model (arch:resnet8x4 is ResNet8x4) and, when the board's teacher is named
-    after an architecture (teachers/resnet56), whose teacher is that one; none when the names do not say."""
+def _same_setting(entry: Reported, student: str, teacher: str) -> bool:
+    """Whether a row's student model is the entry's (by the name its reference ends with) and, where the entry's
+    teacher is an architecture (the CIFAR-100 pairs), the board's teacher is named after it
+    (teachers/resnet56). Unnamed or other models never match: a number beside a row of another setting would
+    read as a reproduction."""
     from distillbench.harness.classifiers import architecture_names
 
-    same_student = [e for e in candidates if _model_name(e.student) == _model_name(student)]
-    teacher_name = _model_name(teacher.rstrip("/").rsplit("/", 1)[-1])
-    if teacher_name in {_model_name(name) for name in architecture_names()}:
-        return [e for e in same_student if _model_name(e.teacher or "") == teacher_name]
-    return same_student
+    if _model_name(entry.student) != _model_name(student):
+        return False
+    architectures = {_model_name(name) for name in architecture_names()}
+    return _model_name(entry.teacher or "") not in architectures or _model_name(teacher) == _model_name(entry.teacher)
 
 
 def match_reported(board: dict[str, Any], entries: tuple[Reported, ...] | list[Reported] = REPORTED
                    ) -> tuple[list[dict[str, Any]], list[Reported]]:
-    """(matches, the rest): a match pairs an entry with a reproduced row of the same method that has
-    the entry's benchmark and metric, with the difference reproduced − reported. The rest are the
+    """(matches, the rest): a match pairs an entry with a reproduced row of the same method and student
+    model (and teacher, for the CIFAR-100 pairs) that has the entry's benchmark and metric, with the
+    difference reproduced − reported. The rest are the
     entries of the board's method families (all entries when none is known) that no row reproduces."""
     matches, matched = [], set()
     for row in board["rows"]:
         if row.get("kind") == "reported" or not row.get("method"):
             continue
-        candidates = [e for e in entries if e.method == row["method"] and e.metric_key in row["metrics"]]
-        if len({e.setting for e in candidates}) > 1:
-            candidates = _same_pair(candidates, row.get("model") or "", _board_teacher(board))
+        candidates = [e for e in entries if e.method == row["method"] and e.metric_key in row["metrics"]
+                      and _same_setting(e, row.get("model") or "", _board_teacher(board))]
         for entry in candidates:
             reproduced = row["metrics"][entry.metric_key]
             matches.append({"row": row["row"], "entry": entry, "reproduced": reproduced["mean"],

@@ -283,7 +283,7 @@ def test_reported_cifar_numbers_sit_beside_the_row_of_the_same_student():
 
     row = {"row": "hinton-kd", "kind": "method", "method": "hinton-kd", "model": "arch:wrn_16_2",
            "metrics": {"cifar100/accuracy": {"mean": 0.75, "ci95": [0.74, 0.76], "n": 10000}}}
-    matches, _ = match_reported({"rows": [row]})
+    matches, _ = match_reported({"rows": [row], "recipe": {"teacher": "teachers/wrn_40_2"}})
     assert [m["entry"].student for m in matches] == ["WRN-16-2"]
     assert matches[0]["entry"].printed == "74.92"
 
