@@ -79,6 +79,10 @@ _DKD_README = dict(paper="Zhao et al. 2022 (DKD)", arxiv="2203.08679", table="re
                    protocol="mean of 5 runs; the mdistiller CIFAR recipe (SGD lr 0.05, 240 epochs; its trainer "
                             "logs the best epoch's test top-1, best_acc, while distillbench scores the final model); "
                             "DKD alpha=1, beta per pair, T=4", family="classify")
+_CIFAR_STUDENTS = (  # each student trained alone (the RepDistiller README's student column)
+    ("ResNet20", "69.06"), ("ResNet32", "71.14"), ("ResNet8x4", "72.50"), ("WRN-16-2", "73.26"),
+    ("WRN-40-1", "71.98"), ("VGG8", "70.36"),
+)
 _LLAVA_MOD = dict(paper="Shu et al. 2025 (LLaVA-MoD)", arxiv="2408.15881", table="results as summarised by a "
                   "secondary source", setting="dense-to-sparse distillation into a 2B MoE student, then preference "
                   "distillation with the teacher as reference (kto_pair) on RLAIF-V",
@@ -90,7 +94,9 @@ _LLAVA_MOD = dict(paper="Shu et al. 2025 (LLaVA-MoD)", arxiv="2408.15881", table
 _CIFAR_PAIRS = (  # teacher, student, KD (RepDistiller README), DKD (mdistiller README)
     ("ResNet32x4", "ResNet8x4", "73.33", "76.32"),
     ("ResNet56", "ResNet20", "70.66", "71.97"),
+    ("ResNet110", "ResNet32", "73.08", "74.11"),
     ("WRN-40-2", "WRN-16-2", "74.92", "76.23"),
+    ("WRN-40-2", "WRN-40-1", "73.54", "74.81"),
     ("VGG13", "VGG8", "72.98", "74.68"),
 )
 
@@ -123,6 +129,11 @@ REPORTED: tuple[Reported, ...] = (
                student=student, method="hinton-kd", benchmark="cifar100", metric="accuracy", value=_percent(kd),
                printed=kd)
       for teacher, student, kd, _ in _CIFAR_PAIRS),
+    *(Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD), student baseline run",
+                  "protocol": _CRD_README["protocol"].replace("KD: 0.1 CE + 0.9 KL, T=4", "cross-entropy alone")},
+               setting=f"CIFAR-100, {student} trained alone", teacher=None, student=student, method="ce",
+               benchmark="cifar100", metric="accuracy", value=_percent(accuracy), printed=accuracy)
+      for student, accuracy in _CIFAR_STUDENTS),
     Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD)",
                 "protocol": _CRD_README["protocol"].replace("KD: 0.1 CE + 0.9 KL, T=4", "CRD: CE weight 1 + 0.8 "
                                                             "two-sided NCE (dim 128, nce_k 16384, nce_t 0.07)")},
