@@ -290,3 +290,25 @@ def test_a_micro_batch_whose_responses_were_all_cut_off_is_skipped_not_a_nan(tmp
            for example in examples[:6]]
     _assert_accumulation_changes_nothing(tmp_path, cut + examples[6:12], tokenizer, 2, steps=2, batch_size=12,
                                          learning_rate=1e-2, max_length=400)
+
+
+def test_every_schedule_warms_up_alike():
+    """Schedules differ after the warm-up, never during it: comparing them compares what follows."""
+    import torch
+
+    from distillbench.harness.recipe import Budget
+    from distillbench.harness.train import make_scheduler
+
+    rates = {}
+    for schedule in ("cosine", "constant", "multistep"):
+        budget = Budget(steps=20, batch_size=1, learning_rate=1.0, warmup_steps=4, lr_schedule=schedule,
+                        lr_milestones=[10] if schedule == "multistep" else [])
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=budget.learning_rate)
+        scheduler = make_scheduler(optimizer, budget)
+        rates[schedule] = []
+        for _ in range(6):
+            rates[schedule].append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+    assert rates["constant"] == rates["multistep"] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert rates["cosine"][:5] == rates["constant"][:5]

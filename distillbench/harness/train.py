@@ -325,7 +325,8 @@ def make_scheduler(optimizer, budget: Budget):
     milestones = sorted(budget.lr_milestones) if budget.lr_schedule == "multistep" else []
 
     def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / budget.warmup_steps) if budget.warmup_steps else 1.0
+        # the same linear warm-up as transformers' cosine schedule: 0 at step 0, the full rate at warmup_steps
+        warm = min(1.0, step / budget.warmup_steps) if budget.warmup_steps else 1.0
         return warm * budget.lr_decay ** sum(step >= milestone for milestone in milestones)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
