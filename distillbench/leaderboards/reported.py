@@ -69,11 +69,16 @@ _MCTS_DPO = dict(paper="Xie et al. 2024 (MCTS-DPO)", arxiv="2405.00451", table="
                  setting="Mistral-7B SFT policy, iterative step-level DPO on pairs from Monte Carlo tree search",
                  teacher=None, student="Mistral-7B (SFT)", method="mcts-dpo",
                  source="arXiv:2405.00451v2 abstract", family="llm")
-_CRD_README = dict(paper="Tian et al. 2020 (CRD), KD baseline run", arxiv="1910.10699",
-                   table="repository README, CIFAR-100 table", source="github.com/HobbitLong/RepDistiller@b84f547 README",
-                   protocol="test top-1 (the README does not say of which epoch; train_student.py tracks and prints "
-                            "the best epoch's, best_acc, while distillbench scores the final model); SGD lr 0.05, "
-                            "batch 64, 240 epochs, decay at 150/180/210; KD: 0.1 CE + 0.9 KL, T=4", family="classify")
+def _repdistiller(run: str, loss: str) -> dict[str, Any]:
+    """The fields of a number from the RepDistiller README's CIFAR-100 table: `run` names the column, `loss`
+    the training loss behind it."""
+    return dict(paper=f"Tian et al. 2020 (CRD){run}", arxiv="1910.10699", table="repository README, CIFAR-100 table",
+                source="github.com/HobbitLong/RepDistiller@b84f547 README", family="classify",
+                protocol="test top-1 (the README does not say of which epoch; train_student.py tracks and prints the "
+                         "best epoch's, best_acc, while distillbench scores the final model); SGD lr 0.05, batch 64, "
+                         f"240 epochs, decay at 150/180/210; {loss}")
+
+
 _DKD_README = dict(paper="Zhao et al. 2022 (DKD)", arxiv="2203.08679", table="repository README, CIFAR-100 table",
                    source="github.com/megvii-research/mdistiller@a08d46f README",
                    protocol="mean of 5 runs; the mdistiller CIFAR recipe (SGD lr 0.05, 240 epochs; its trainer "
@@ -125,18 +130,16 @@ REPORTED: tuple[Reported, ...] = (
              protocol="the paper's own answer checking (distillbench: math-verify by default)"),
     Reported(**_MCTS_DPO, benchmark="arc-challenge", metric="accuracy", value=_percent("76.4"), printed="76.4",
              protocol="the paper's own evaluation"),
-    *(Reported(**_CRD_README, setting=f"CIFAR-100, teacher {teacher} to student {student}", teacher=teacher,
+    *(Reported(**_repdistiller(", KD baseline run", "KD: 0.1 CE + 0.9 KL, T=4"),
+               setting=f"CIFAR-100, teacher {teacher} to student {student}", teacher=teacher,
                student=student, method="hinton-kd", benchmark="cifar100", metric="accuracy", value=_percent(kd),
                printed=kd)
       for teacher, student, kd, _ in _CIFAR_PAIRS),
-    *(Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD), student baseline run",
-                  "protocol": _CRD_README["protocol"].replace("KD: 0.1 CE + 0.9 KL, T=4", "cross-entropy alone")},
+    *(Reported(**_repdistiller(", student baseline run", "cross-entropy alone"),
                setting=f"CIFAR-100, {student} trained alone", teacher=None, student=student, method="ce",
                benchmark="cifar100", metric="accuracy", value=_percent(accuracy), printed=accuracy)
       for student, accuracy in _CIFAR_STUDENTS),
-    Reported(**{**_CRD_README, "paper": "Tian et al. 2020 (CRD)",
-                "protocol": _CRD_README["protocol"].replace("KD: 0.1 CE + 0.9 KL, T=4", "CRD: CE weight 1 + 0.8 "
-                                                            "two-sided NCE (dim 128, nce_k 16384, nce_t 0.07)")},
+    Reported(**_repdistiller("", "CRD: CE weight 1 + 0.8 two-sided NCE (dim 128, nce_k 16384, nce_t 0.07)"),
              setting="CIFAR-100, teacher ResNet32x4 to student ResNet8x4", teacher="ResNet32x4", student="ResNet8x4",
              method="crd", benchmark="cifar100", metric="accuracy", value=_percent("75.51"), printed="75.51"),
     *(Reported(**_DKD_README, setting=f"CIFAR-100, teacher {teacher} to student {student}", teacher=teacher,
