@@ -97,13 +97,19 @@ def test_generation_task_keeps_per_sample_records(tasks, student):
     assert protocol["scorer"] == "lm_eval" and protocol["task"] == "pocket_arith_gen"
 
 
+def _predicted(task, tasks, student, limit, batch_size):
+    """(benchmark, items, the student's outputs) for an lm-eval task of the test folder."""
+    model, tokenizer = student
+    benchmark = LMEvalTask(task=task, include_path=tasks, limit=limit)
+    items = benchmark.items()
+    return benchmark, items, benchmark.predict(model, tokenizer, items, batch_size=batch_size)
+
+
 def test_loglikelihood_task_agrees_with_the_models_own_choice(tasks, student):
     import torch
 
     model, tokenizer = student
-    benchmark = LMEvalTask(task="pocket_arith_choice", include_path=tasks, limit=4)
-    items = benchmark.items()
-    outputs = benchmark.predict(model, tokenizer, items, batch_size=2)
+    benchmark, items, outputs = _predicted("pocket_arith_choice", tasks, student, limit=4, batch_size=2)
     for item, output in zip(items, outputs):
         doc = item["doc"]
         scores = []
@@ -122,10 +128,7 @@ def test_loglikelihood_task_agrees_with_the_models_own_choice(tasks, student):
 def test_a_task_with_two_filters_keeps_each_filters_metric(tasks, student):
     # lm_eval logs one sample per document and filter; keyed by document alone, the last filter overwrote
     # the first and its value was reported as plain exact_match
-    model, tokenizer = student
-    benchmark = LMEvalTask(task="pocket_arith_two", include_path=tasks, limit=5)
-    items = benchmark.items()
-    outputs = benchmark.predict(model, tokenizer, items, batch_size=4)
+    benchmark, items, outputs = _predicted("pocket_arith_two", tasks, student, limit=5, batch_size=4)
     for item, output in zip(items, outputs):
         values = benchmark.score(item, output).values
         assert set(values) == {"exact_match,whole", "exact_match,last-digit"}
