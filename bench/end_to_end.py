@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distillbench.harness.provenance import machine, package_versions
+from distillbench.core.provenance import machine, package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "end_to_end.json"

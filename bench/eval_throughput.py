@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from distillbench.harness.generation import chat_prompt_ids, generate_responses
-from distillbench.harness.models import load_causal_lm
-from distillbench.harness.provenance import machine, package_versions
+from distillbench.kinds.text_lm.generation import chat_prompt_ids, generate_responses
+from distillbench.core.models import load_causal_lm
+from distillbench.core.provenance import machine, package_versions
 
 RESULTS = Path(__file__).parent / "results" / "eval_throughput.json"
 TARGET_OVERHEAD = 0.10

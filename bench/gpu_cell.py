@@ -16,9 +16,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from distillbench.harness.provenance import machine, package_versions
-from distillbench.harness.recipe import load_recipe
-from distillbench.harness.runner import run_recipe
+from distillbench.core.provenance import machine, package_versions
+from distillbench.core.recipe import load_recipe
+from distillbench.core.runner import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "gpu_cell.json"

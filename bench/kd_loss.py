@@ -147,7 +147,7 @@ def run_variant(variant: str, tokens: int, repeats: int, warmup: int, chunk_size
 
 
 def machine_description() -> dict:
-    from distillbench.harness.provenance import machine, package_versions
+    from distillbench.core.provenance import machine, package_versions
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),

@@ -8,7 +8,7 @@ preference pairs, the default recipe's budget) for `--steps` steps two ways, alt
 
 * ``per_step`` (the baseline): the reference scores chosen and rejected of every step's pairs;
 * ``precomputed``: the reference scores every pair once before the first step
-  (`harness/signals.py` `ReferenceLogps`), what the harness does when the run covers its data.
+  (`kinds/text_lm/topk_cache.py` `ReferenceLogps`), what the harness does when the run covers its data.
 
 The precomputed run pays its one pass up front, so its advantage grows with the steps: at `--steps`
 ≥ pairs / batch size it has done all the reference work a run of any length will need. Also
@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 from distillbench.harness import train as train_module
-from distillbench.harness.data import load_preferences, tokenize_preferences
-from distillbench.harness.models import load_causal_lm
-from distillbench.harness.provenance import machine, package_versions
-from distillbench.harness.recipe import load_recipe
+from distillbench.kinds.text_lm.data import load_preferences, tokenize_preferences
+from distillbench.core.models import load_causal_lm
+from distillbench.core.provenance import machine, package_versions
+from distillbench.core.recipe import load_recipe
 from distillbench.methods.llm.dpo import DPO
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from distillbench.harness.provenance import machine, package_versions
-from distillbench.harness.recipe import load_recipe
-from distillbench.harness.runner import Runner
+from distillbench.core.provenance import machine, package_versions
+from distillbench.core.recipe import load_recipe
+from distillbench.core.runner import Runner
 
 RESULTS = Path(__file__).parent / "results" / "teacher_hacking.json"
 RECIPE = """

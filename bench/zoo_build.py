@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distillbench.harness.provenance import machine, package_versions
+from distillbench.core.provenance import machine, package_versions
 
 TARGET_SECONDS = 15 * 60
 RESULTS = Path(__file__).parent / "results" / "zoo_build.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distillbench.harness.cli import main
+from distillbench.cli.main import main
 from distillbench.pocket import zoo
 
 CORPUS = Path(__file__).parent / "bad_inputs"

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from distillbench.harness.data import load_records, problem_records
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.text_lm.data import load_records, problem_records
+from distillbench.core.errors import UserInputError
 
 CHAT = {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
 MATH = {"problem": "2+2?", "solution": "\\boxed{4}"}
@@ -36,7 +36,7 @@ def test_methods_that_check_their_samples_need_problems_with_answers(tmp_path):
 
 
 def test_a_run_trains_on_a_local_file_of_chats_and_problems(tiny_recipe, tmp_path):
-    from distillbench.harness.cli import main
+    from distillbench.cli.main import main
 
     records = [MATH, CHAT] * 8
     recipe = tiny_recipe("[sft, {name: kd, temperature: 2.0}]")

@@ -4,7 +4,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from distillbench.harness.cli import main
+from distillbench.cli.main import main
 from distillbench.methods.base import register_method
 from distillbench.methods.llm.sft import SFT
 from distillbench.pocket import zoo
@@ -270,8 +270,8 @@ def test_a_failed_start_fails_its_followers_alone_and_is_trained_once(tmp_path, 
 
     from distillbench.methods.llm.sft import SFT
 
-    from distillbench.harness.recipe import load_recipe
-    from distillbench.harness.runner import Runner
+    from distillbench.core.recipe import load_recipe
+    from distillbench.core.runner import Runner
 
     recipe = tmp_path / "seed.yaml"
     recipe.write_text(SEED_PAPERS.format(methods="[sft, redi, dpo]", out=tmp_path / "out"))

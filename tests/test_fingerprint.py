@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from distillbench.harness.models import fingerprint
+from distillbench.core.models import fingerprint
 
 
 @pytest.fixture

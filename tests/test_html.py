@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distillbench.harness.cli import main
-from distillbench.harness.store import Store
+from distillbench.cli.main import main
+from distillbench.core.store import Store
 from distillbench.leaderboards.html import ITEMS_PER_ROW, render_html, write_html
 
 # What a hostile model output could try; the probe adds an element and retitles the page if it ever runs.

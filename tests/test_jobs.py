@@ -3,8 +3,8 @@
 import json
 import time
 
-from distillbench.harness.cli import main
-from distillbench.harness.runner import Runner
+from distillbench.cli.main import main
+from distillbench.core.runner import Runner
 
 
 def test_two_jobs_train_each_cell_once_and_write_the_whole_board(tiny_recipe, capsys, monkeypatch):

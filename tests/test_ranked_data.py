@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from distillbench.harness.data import collate, load_ranked, problem_records, tokenize_ranked
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.models import load_causal_lm
+from distillbench.kinds.text_lm.data import collate, load_ranked, problem_records, tokenize_ranked
+from distillbench.core.errors import UserInputError
+from distillbench.core.models import load_causal_lm
 
 
 def _write(tmp_path, records):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from distillbench.benchmarks.base import Benchmark, ItemScore
-from distillbench.harness.cli import main
-from distillbench.harness.plan import BenchmarkRun, Cell, Plan
-from distillbench.harness.store import Store
+from distillbench.cli.main import main
+from distillbench.core.plan import BenchmarkRun, Cell, Plan
+from distillbench.core.store import Store
 from distillbench.leaderboards.aggregate import build_leaderboard, head_to_head
 from distillbench.leaderboards.render import to_csv, to_markdown, write_all
-from distillbench.leaderboards.stats import (paired_difference, paired_pooled_difference, pooled_summary,
+from distillbench.core.stats import (paired_difference, paired_pooled_difference, pooled_summary,
                                              pooled_value, summarize)
 
 ITEMS, BENCH_KEY = 300, "k-yes-no"

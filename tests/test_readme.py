@@ -3,15 +3,15 @@
 import re
 from pathlib import Path
 
-from distillbench.harness.cli import build_parser
-from distillbench.harness.docs import render_readme
+from distillbench.cli.main import build_parser
+from distillbench.cli.docs import render_readme
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_registry_tables_match_the_registry():
     text = README.read_text()
-    assert render_readme(text) == text, "README tables drifted: run `.venv/bin/python -m distillbench.harness.docs`"
+    assert render_readme(text) == text, "README tables drifted: run `.venv/bin/python -m distillbench.cli.docs`"
 
 
 def test_quickstart_shows_the_two_commands_first():
@@ -33,7 +33,7 @@ def test_every_cli_command_and_option_is_documented():
 
 
 def test_every_recipe_field_is_in_the_recipe_format_section():
-    from distillbench.harness.recipe import Budget, DataSpec, Recipe
+    from distillbench.core.recipe import Budget, DataSpec, Recipe
 
     section = README.read_text().split("## Recipe format")[1].split("## Methods")[0]
     missing = [f for model in (Recipe, Budget, DataSpec) for f in model.model_fields

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from distillbench.harness.cli import main
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.recipe import load_recipe, parse_recipe
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
+from distillbench.core.recipe import load_recipe, parse_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +28,9 @@ def problems(raw):
 
 
 # Shipped YAML files that configure their own drivers rather than `distillbench run` (each names its driver).
-DRIVER_RECIPES = {"pocket/retrieval.yaml": "distillbench.harness.retrieval",
-                  "pocket/fair-latent.yaml": "distillbench.harness.tabular",
-                  "pocket/dataset-distillation.yaml": "distillbench.harness.dataset_distillation"}
+DRIVER_RECIPES = {"pocket/retrieval.yaml": "distillbench.kinds.retrieval.driver",
+                  "pocket/fair-latent.yaml": "distillbench.kinds.tabular.driver",
+                  "pocket/dataset-distillation.yaml": "distillbench.kinds.dataset_distillation.driver"}
 
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO / "recipes")) for p in (REPO / "recipes").rglob("*.yaml")

@@ -1,7 +1,7 @@
 import pytest
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.registry import BENCHMARKS, JUDGES, METHODS, MODEL_BACKENDS, Registry
+from distillbench.core.errors import UserInputError
+from distillbench.core.registry import BENCHMARKS, JUDGES, METHODS, MODEL_BACKENDS, Registry
 
 
 def test_unknown_name_suggests_the_closest():
@@ -40,7 +40,7 @@ def test_builtin_registries_are_populated():
 
 
 def test_an_alias_finds_the_registered_entry_and_keys_as_it():
-    from distillbench.harness.plan import benchmark_run
+    from distillbench.core.plan import benchmark_run
 
     assert BENCHMARKS.get("clipscore") is BENCHMARKS.get("clip-score") and "pocket-clipscore" in BENCHMARKS
     by_alias, by_name = benchmark_run("pocket-clipscore", {"samples": 4}), benchmark_run("pocket-clip-score", {"samples": 4})
@@ -52,7 +52,7 @@ def test_an_alias_finds_the_registered_entry_and_keys_as_it():
 
 
 def test_list_shows_the_aliases(capsys):
-    from distillbench.harness.cli import main
+    from distillbench.cli.main import main
 
     assert main(["list", "benchmarks", "--family", "image"]) == 0
     out = capsys.readouterr().out

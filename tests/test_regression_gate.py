@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distillbench.harness.cli import main
+from distillbench.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "leaderboards" / "ci-gate.json"

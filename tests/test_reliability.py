@@ -29,7 +29,7 @@ def _recipe(tmp_path: Path, name: str, steps=120, seeds="[0]", methods="[sft]", 
 
 
 def _start(recipe: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "distillbench.harness.cli", "run", str(recipe)],
+    return subprocess.Popen([sys.executable, "-m", "distillbench.cli.main", "run", str(recipe)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from distillbench.harness.cli import main
-from distillbench.harness.registry import BENCHMARKS
+from distillbench.cli.main import main
+from distillbench.core.registry import BENCHMARKS
 from distillbench.leaderboards.compare import compare
 from distillbench.leaderboards.render import print_table, to_csv, to_markdown
 from distillbench.leaderboards.reported import (EXTERNAL_BENCHMARKS, REPORTED, match_reported, reported_entries,

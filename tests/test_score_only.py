@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from distillbench.harness.cli import main
+from distillbench.cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -30,7 +30,7 @@ def test_gold_looked_up_by_id_in_the_real_math500(shared_data, tmp_path):
     predictions.write_text("".join(json.dumps({"id": r["unique_id"], "response": f"\\boxed{{{r['answer']}}}"}) + "\n"
                                    for r in records))
     source = str(shared_data / "math500" / "test.jsonl")
-    from distillbench.harness.score_only import score_predictions
+    from distillbench.core.score_only import score_predictions
 
     results = score_predictions("math500", predictions, {"source": source})
     assert results["metrics"]["accuracy"]["mean"] == 1.0 and results["metrics"]["accuracy"]["n"] == 3
@@ -40,7 +40,7 @@ def test_gsm8k_inline_gold(tmp_path):
     predictions = tmp_path / "p.jsonl"
     predictions.write_text(json.dumps({"id": 1, "response": "2+2=4 #### 4", "gold": "4"}) + "\n"
                            + json.dumps({"id": 2, "response": "It is 18 dollars, so $18.", "gold": "#### 18"}) + "\n")
-    from distillbench.harness.score_only import score_predictions
+    from distillbench.core.score_only import score_predictions
 
     results = score_predictions("gsm8k", predictions, {})
     by_id = {item["id"]: item for item in results["per_item"]}

@@ -5,10 +5,10 @@ import json
 
 import torch
 
-from distillbench.harness.cli import main
-from distillbench.harness.data import collate, tokenize_records
-from distillbench.harness.models import load_causal_lm
-from distillbench.harness.signals import SignalCache
+from distillbench.cli.main import main
+from distillbench.kinds.text_lm.data import collate, tokenize_records
+from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.topk_cache import SignalCache
 from distillbench.pocket.math_world import generate
 
 

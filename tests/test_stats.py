@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distillbench.leaderboards.stats import bootstrap_ci, mcnemar_exact, paired_difference, summarize
+from distillbench.core.stats import bootstrap_ci, mcnemar_exact, paired_difference, summarize
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():

@@ -8,7 +8,7 @@ import sys
 import rich
 from rich.console import Console
 
-from distillbench.harness.progress import progress
+from distillbench.core.progress import progress
 from distillbench.leaderboards.render import print_table, print_versus
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distillbench.harness.data import collate, tokenize_preferences, tokenize_records
-from distillbench.harness.errors import NonFiniteError, UserInputError
-from distillbench.harness.models import load_causal_lm
-from distillbench.harness.recipe import Budget
-from distillbench.harness.signals import ReferenceLogps
-from distillbench.harness.train import add_signals, example_indices, train
+from distillbench.kinds.text_lm.data import collate, tokenize_preferences, tokenize_records
+from distillbench.core.errors import NonFiniteError, UserInputError
+from distillbench.core.models import load_causal_lm
+from distillbench.core.recipe import Budget
+from distillbench.kinds.text_lm.topk_cache import ReferenceLogps
+from distillbench.core.train import add_signals, example_indices, train
 from distillbench.methods.llm.curry_dpo import CurryDPO
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.dpo import DPO
@@ -157,7 +157,7 @@ CurryInterruptAt = interrupting(CurryDPO)
 
 def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):
     """Curry-DPO renews its reference between iterations; a resumed run must see the renewed one."""
-    from distillbench.harness.data import load_ranked, tokenize_ranked
+    from distillbench.kinds.text_lm.data import load_ranked, tokenize_ranked
 
     _, tokenizer, _ = _setup()
     ranked = tokenize_ranked(tokenizer, load_ranked("pocket:math-ranked"), 96)
@@ -180,7 +180,7 @@ def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):
 def test_a_stateful_methods_state_is_checkpointed_and_restored(tmp_path):
     """ADPO's KL-triggered anchor: the KL window travels in the checkpoint, so a resumed run triggers
     the anchor copy at the same step as an uninterrupted one."""
-    from distillbench.harness.data import load_ranked, tokenize_ranked
+    from distillbench.kinds.text_lm.data import load_ranked, tokenize_ranked
     from distillbench.methods.llm.adpo import ADPO
 
     ADPOInterruptAt = interrupting(ADPO)
@@ -296,8 +296,8 @@ def test_every_schedule_warms_up_alike():
     """Schedules differ after the warm-up, never during it: comparing them compares what follows."""
     import torch
 
-    from distillbench.harness.recipe import Budget
-    from distillbench.harness.train import make_scheduler
+    from distillbench.core.recipe import Budget
+    from distillbench.core.train import make_scheduler
 
     rates = {}
     for schedule in ("cosine", "constant", "multistep"):

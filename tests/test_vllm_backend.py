@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from distillbench.harness import vllm_backend
-from distillbench.harness.cli import main
-from distillbench.harness.generation import generate_responses, serving
-from distillbench.harness.models import load_causal_lm
+from distillbench.cli.main import main
+from distillbench.kinds.text_lm.generation import generate_responses, serving
+from distillbench.core.models import load_causal_lm
 
 
 def fake_vllm(engines: list):
@@ -60,7 +60,7 @@ CONVERSATIONS = [[{"role": "user", "content": "What is 7 + 5?"}], [{"role": "use
 
 
 def test_the_served_model_generates_through_the_engine_with_the_chat_template_ids(engines):
-    from distillbench.harness.models import resolve_path, parse_model_ref
+    from distillbench.core.models import resolve_path, parse_model_ref
 
     location = resolve_path(parse_model_ref("pocket:student-init"))
     model, tokenizer = load_causal_lm(location)
@@ -118,7 +118,7 @@ def test_vllm_without_the_package_is_refused_before_anything_runs(tiny_recipe, c
 
 
 def test_generation_options_are_checked():
-    from distillbench.harness.recipe import GenerationSpec
+    from distillbench.core.recipe import GenerationSpec
 
     with pytest.raises(ValueError):
         GenerationSpec(backend="tgi")

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from distillbench.harness.cli import main
-from distillbench.harness.errors import UserInputError
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
 from distillbench.pocket import zoo
 
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distillbench.harness.registry import BENCHMARKS
+from distillbench.core.registry import BENCHMARKS
 
 
 def register_benchmark(name: str, *, family: str, paper: str = "", summary: str = "", aliases: tuple[str, ...] = ()):

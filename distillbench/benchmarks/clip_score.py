@@ -30,8 +30,8 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Gt
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .image_metrics import GeneratedImageOutputs
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
 
 Convention = Literal["torchmetrics", "cosine", "clip-s"]
 CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
@@ -105,7 +105,7 @@ class _ScoredByClip(GeneratedImageOutputs):
     """Per-item CLIP score shared by the two benchmarks (the fields live on each class)."""
 
     def score(self, item, output):
-        from .image_metrics import load_image
+        from distillbench.benchmarks.image_metrics import load_image
 
         self.image_path(item, output)
         embedder = self._embedder()

@@ -4,15 +4,15 @@ trained on nothing but a distilled (synthetic) training set.
 The scorer is `top1`'s (one item per test image, 0/1 per item, ties to the lower class index); what
 makes the number a dataset-distillation number is how the scored model was trained, which the protocol
 records: a fresh student, trained only on the distilled images with the labels the method provides
-(`distillbench.harness.dataset_distillation`). Rows are comparable when they share the student
+(`distillbench.kinds.dataset_distillation.driver`). Rows are comparable when they share the student
 architecture, the number of images per class and the training budget.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from .base import register_benchmark
-from .top1 import Top1
+from distillbench.benchmarks.base import register_benchmark
+from distillbench.benchmarks.top1 import Top1
 
 
 @register_benchmark("dd-accuracy", family="classify", paper="dataset distillation (e.g. Cui et al. 2025, "
@@ -24,4 +24,4 @@ class DDAccuracy(Top1):
 
     def protocol(self):
         return {**super().protocol(), "trained_on": "the distilled set alone (a fresh student; see "
-                                                     "distillbench.harness.dataset_distillation)"}
+                                                     "distillbench.kinds.dataset_distillation.driver)"}

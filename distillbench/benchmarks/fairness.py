@@ -28,8 +28,8 @@ from annotated_types import Ge, Gt
 
 from distillbench.pocket.fair_tabular import CATEGORICAL, LABEL, NUMERIC, SENSITIVE, TabularData, generate
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .linear_probe import fit_logistic_regression
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.linear_probe import fit_logistic_regression
 
 BOOTSTRAP_RESAMPLES = 1000
 COLUMNS = (*NUMERIC, *CATEGORICAL, SENSITIVE, LABEL)
@@ -110,7 +110,7 @@ class FairSynthetic(Benchmark):
     l2: Annotated[float, Ge(0)] = 1e-3
 
     scorer_version = "1"
-    data_kind = "tabular"  # the runner refuses it; harness/tabular.py runs it
+    data_kind = "tabular"  # the runner refuses it; kinds/tabular/driver.py runs it
     binary_metrics = ("accuracy",)
     set_metrics = ("demographic_parity_difference", "fidelity_distance")
     lower_is_better = ("demographic_parity_difference", "fidelity_distance")

@@ -12,11 +12,11 @@ from typing import Annotated
 
 from annotated_types import Gt
 
-from distillbench.harness.generation import generate_responses
+from distillbench.kinds.text_lm.generation import generate_responses
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .gsm8k_grading import extract_flexible, extract_strict, score
-from .sources import check_source, load_source, source_fingerprint
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.gsm8k_grading import extract_flexible, extract_strict, score
+from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 
 # lm-eval's gsm8k.yaml `until`: generation stops at the first of these. Cutting a greedy reply there gives

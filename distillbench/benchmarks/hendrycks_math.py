@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.generation import generate_responses
+from distillbench.kinds.text_lm.generation import generate_responses
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
-from .sources import check_source, load_source, source_fingerprint
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
+from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 

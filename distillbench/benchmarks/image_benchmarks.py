@@ -7,7 +7,7 @@ elsewhere. Each item carries ``correct`` and its tag's value; ``overall`` is the
 over the tags (`macro_metrics`), GenEval's overall score. Scoring follows `geneval` exactly.
 
 The recipe runner loads language models only, so `predict` has no text-to-image backend yet
-and says so; `distillbench.harness.text_to_image` generates the images for a benchmark's
+and says so; `distillbench.kinds.text_to_image.sampling` generates the images for a benchmark's
 prompts and scores them. FID, KID and CLIP score are in `image_sets` and `clip_score`.
 """
 
@@ -23,10 +23,10 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .image_metrics import GeneratedImageOutputs
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
 
 # geneval.TAGS (a test keeps them equal). `geneval` itself is imported when scoring, not here, so
 # that importing the registry does not import it and `python -m distillbench.benchmarks.geneval` runs clean.
@@ -36,7 +36,7 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 @functools.lru_cache(maxsize=4)
 def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str,
               metadata: str | None = None):
-    from . import geneval
+    from distillbench.benchmarks import geneval
 
     if kind == "pocket":
         return geneval.pocket_detector(), geneval.detection_colors
@@ -60,7 +60,7 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
 
     @property
     def rules(self):
-        from .geneval import GenEvalRules
+        from distillbench.benchmarks.geneval import GenEvalRules
 
         return GenEvalRules(self.threshold, self.counting_threshold, self.max_objects, self.max_overlap,
                                     self.position_threshold)
@@ -70,7 +70,7 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
                 for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
 
     def score(self, item, output):
-        from . import geneval
+        from distillbench.benchmarks import geneval
 
         self.image_path(item, output)
         detector, classify_colors = self._scorers()
@@ -119,7 +119,7 @@ class GenEval(_ScoredByGenEval, Benchmark):
                          self.metadata)
 
     def protocol(self):
-        from . import geneval
+        from distillbench.benchmarks import geneval
 
         extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
                                                       "clip_pretrained": self.clip_pretrained,
@@ -157,7 +157,7 @@ class PocketGenEval(_ScoredByGenEval, Benchmark):
     def protocol(self):
         from distillbench.pocket.shapes import WORLD_VERSION
 
-        from . import geneval
+        from distillbench.benchmarks import geneval
 
         return {**geneval.protocol("pocket", self.rules), "scorer_version": self.scorer_version,
                 "samples_per_prompt": self.samples_per_prompt, "per_tag": self.per_tag, "seed": self.seed,

@@ -224,16 +224,16 @@ class GeneratedImageOutputs:
     """Mixin of the image benchmarks: an output is the path of one generated image, made outside the runner."""
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        from distillbench.harness.errors import UserInputError
+        from distillbench.core.errors import UserInputError
 
         raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
-                             "images with `python -m distillbench.harness.text_to_image` (or elsewhere) and grade "
+                             "images with `python -m distillbench.kinds.text_to_image.sampling` (or elsewhere) and grade "
                              "them with `distillbench score` (each response the path of one image)")
 
     @staticmethod
     def image_path(item, output) -> str:
         """`output` when it is the path of an existing file; a clear error otherwise."""
-        from distillbench.harness.errors import UserInputError
+        from distillbench.core.errors import UserInputError
 
         if not isinstance(output, str) or not Path(output).is_file():
             raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")

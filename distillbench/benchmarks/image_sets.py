@@ -31,11 +31,11 @@ from typing import Annotated, Literal
 import numpy as np
 from annotated_types import Ge, Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from . import image_metrics
-from .base import Benchmark, ItemScore, register_benchmark
-from .image_metrics import GeneratedImageOutputs
+from distillbench.benchmarks import image_metrics
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
 
 
 def bootstrap_interval(statistic, features: np.ndarray, resamples: int, seed: int = 0,

@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 import torch
 from annotated_types import Ge, Gt
 
-from .base import Benchmark, register_benchmark
-from .top1 import _Top1, top_classes
+from distillbench.benchmarks.base import Benchmark, register_benchmark
+from distillbench.benchmarks.top1 import _Top1, top_classes
 
 STANDARDISE_EPS = 1e-6
 
@@ -103,7 +103,7 @@ class LinearProbe(_Top1, Benchmark):
     scorer_version = "1"
 
     def check(self):
-        from distillbench.harness.images import image_source_problem
+        from distillbench.kinds.image_classifier.images import image_source_problem
 
         problem = image_source_problem(self.dataset)
         return [f"dataset: {problem}"] if problem else []
@@ -116,7 +116,7 @@ class LinearProbe(_Top1, Benchmark):
 
     @cached_property
     def _train_data(self):
-        from distillbench.harness.images import load_image_dataset
+        from distillbench.kinds.image_classifier.images import load_image_dataset
 
         return load_image_dataset(self.dataset, "train", self.train_n)
 

@@ -25,9 +25,9 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from .base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 
 
 def _lm_eval():

@@ -35,14 +35,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.generation import generate_responses
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.text_lm.generation import generate_responses
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .mtbench_judging import (ANSWER_TEMPERATURES, NEED_REF_CATS, combine_swapped, default_judge_prompts_path,
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.mtbench_judging import (ANSWER_TEMPERATURES, NEED_REF_CATS, combine_swapped, default_judge_prompts_path,
                               judge_prompt_name, load_judge_prompts, mean_rating, parse_rating, parse_verdict,
                               render_pairwise, render_single)
-from .sources import check_source, load_source, source_fingerprint
+from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 __all__ = ["MTBench", "PocketMTBench", "parse_rating", "parse_verdict", "resolve_judge_prompts"]
 
@@ -55,13 +55,13 @@ POCKET_JUDGE_PROMPTS = Path(__file__).parent / "data" / "pocket_judge_prompts.js
 
 def judge_options(name: str, model: str | None, url: str | None):
     # Imported late: the pocket oracle judge imports the pocket world, which imports this package's graders.
-    from .judges import judge_options as options
+    from distillbench.benchmarks.judges import judge_options as options
 
     return options(name, model, url)
 
 
 def make_judge(name: str, model: str | None = None, url: str | None = None):
-    from .judges import make_judge as make
+    from distillbench.benchmarks.judges import make_judge as make
 
     return make(name, model, url)
 

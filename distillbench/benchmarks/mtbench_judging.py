@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Literal
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
 # fastchat/llm_judge/common.py: categories whose judge prompt carries a reference answer.
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.generation import generate_responses
+from distillbench.kinds.text_lm.generation import generate_responses
 from distillbench.pocket.math_world import generate
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .math_grading import answer_instruction, grade, grader_protocol
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.math_grading import answer_instruction, grade, grader_protocol
 
 
 @register_benchmark("pocket-math", family="llm", paper="pocket world (synthetic, MATH format)",

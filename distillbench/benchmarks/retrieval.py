@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from .base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 
 RECALL_AT = (1, 5, 10)
 
@@ -64,7 +64,7 @@ class PocketRetrieval(Benchmark):
     seed: int = 0
 
     binary_metrics = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in RECALL_AT)
-    data_kind = "retrieval"  # the runner refuses it; harness/retrieval.py runs it
+    data_kind = "retrieval"  # the runner refuses it; kinds/retrieval/driver.py runs it
 
     @cached_property
     def _data(self):

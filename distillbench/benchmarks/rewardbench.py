@@ -38,10 +38,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from .base import Benchmark, ItemScore, register_benchmark
-from .sources import check_source, load_source, source_fingerprint
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 # reward-bench rewardbench/constants.py (v1).
 EXAMPLE_COUNTS = {
@@ -150,7 +150,7 @@ class RewardBench(Benchmark):
         return [{**pair, "factors": factors.get(pair["subset"], {})} for pair in pairs]
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        from .rewards import classifier_rewards, implicit_rewards
+        from distillbench.benchmarks.rewards import classifier_rewards, implicit_rewards
 
         if self.reward == "classifier":
             return classifier_rewards(self.reward_model, items, batch_size=batch_size, max_length=self.max_length)
@@ -252,7 +252,7 @@ def pocket_pairs(per_subset: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def _model_problems(option: str, reference: str) -> list[str]:
-    from distillbench.harness.models import validate_model_ref
+    from distillbench.core.models import validate_model_ref
 
     try:
         validate_model_ref(reference)

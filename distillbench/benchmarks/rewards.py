@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
-from distillbench.harness.data import _text, collate, tokenize_preferences
-from distillbench.harness.progress import progress
+from distillbench.kinds.text_lm.data import _text, collate, tokenize_preferences
+from distillbench.core.progress import progress
 
 
 @functools.lru_cache(maxsize=2)
 def _reference(reference: str):
-    from distillbench.harness.models import load_causal_lm
+    from distillbench.core.models import load_causal_lm
 
     return load_causal_lm(reference)[0].eval()
 
@@ -52,7 +52,7 @@ def implicit_rewards(model, tokenizer, reference: str | None, items: list[dict],
 def _classifier(reward_model: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distillbench.harness.models import parse_model_ref, resolve_path
+    from distillbench.core.models import parse_model_ref, resolve_path
 
     path = resolve_path(parse_model_ref(reward_model))
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from distillbench.harness.data import read_jsonl
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.errors import UserInputError
 
 
 def check_source(source: str) -> list[str]:

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from .base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 
 
 class _Top1(ABC):
@@ -47,7 +47,7 @@ class _Top1(ABC):
 
     @cached_property
     def _data(self):
-        from distillbench.harness.images import load_image_dataset
+        from distillbench.kinds.image_classifier.images import load_image_dataset
 
         return load_image_dataset(self._source(), self._split(), self._limit())
 
@@ -131,7 +131,7 @@ class Top1(_Top1, Benchmark):
     n: Annotated[int, Gt(0)] | None = None  # pocket: 1000 generated; files: all
 
     def check(self):
-        from distillbench.harness.images import image_source_problem
+        from distillbench.kinds.image_classifier.images import image_source_problem
 
         problem = image_source_problem(self.dataset)
         return [f"dataset: {problem}"] if problem else []
@@ -155,7 +155,7 @@ class Cifar100(_Top1, Benchmark):
     root: str
 
     def check(self):
-        from distillbench.harness.images import cifar100_folder
+        from distillbench.kinds.image_classifier.images import cifar100_folder
 
         return [] if cifar100_folder(self.root) else [f"root: no CIFAR-100 folder at {self.root} "
                                                       "(expected cifar-100-python/{train,test,meta})"]

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.plan import Plan
-from distillbench.harness.store import Store
+from distillbench.core.errors import UserInputError
+from distillbench.core.plan import Plan
+from distillbench.core.store import Store
 
-from .corpus import is_pooled, metric_names, paired_pooled, per_cell_values, set_metric_summary, summarize_metrics
-from .stats import mcnemar_exact, paired_difference
+from distillbench.core.item_metrics import is_pooled, metric_names, paired_pooled, per_cell_values, set_metric_summary, summarize_metrics
+from distillbench.core.stats import mcnemar_exact, paired_difference
 
 SCHEMA_VERSION = 1
 

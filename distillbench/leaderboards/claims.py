@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
 
 ALPHA = 0.05
 
@@ -79,7 +79,7 @@ CLAIMS = (
 
 def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
     """Every claim of the board's method families (all claims when the board has no method rows)."""
-    from .reported import _families
+    from distillbench.leaderboards.reported import _families
 
     rows = {row["row"]: row for row in board["rows"]}
     families = _families(board)

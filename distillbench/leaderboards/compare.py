@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.store import Store
+from distillbench.core.errors import UserInputError
+from distillbench.core.store import Store
 
-from .aggregate import item_values, lower_is_better
-from .corpus import is_pooled, paired_pooled
-from .stats import mcnemar_exact, paired_difference
+from distillbench.leaderboards.aggregate import item_values, lower_is_better
+from distillbench.core.item_metrics import is_pooled, paired_pooled
+from distillbench.core.stats import mcnemar_exact, paired_difference
 
 ALPHA = 0.05
 

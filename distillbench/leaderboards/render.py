@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from distillbench.harness.files import write_text_atomic
+from distillbench.core.files import write_text_atomic
 
 
 def metric_names(board: dict[str, Any]) -> list[str]:
@@ -85,7 +85,7 @@ def to_markdown(board: dict[str, Any]) -> str:
         for error in row.get("errors", []):
             lines.append(f"- `{row['row']}` failed: {error}")
     if board.get("reported_elsewhere"):
-        from .reported import reported_markdown
+        from distillbench.leaderboards.reported import reported_markdown
 
         lines += ["", reported_markdown(board["reported_elsewhere"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
@@ -107,7 +107,7 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
 
 def print_reported(entries: list[dict[str, Any]], console: Console | None = None,
                    title: str = "numbers the seed papers report") -> None:
-    from .reported import SECTION_HEADER, reported_cells
+    from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
 
     table = Table(title=title, caption="value on distillbench's scale; 'as printed' is the source's own text")
     for column in SECTION_HEADER:

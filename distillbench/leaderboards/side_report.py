@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stats import paired_difference, summarize
+from distillbench.core.stats import paired_difference, summarize
 
 
 def method_rows(values: dict[str, dict[int, list[float]]], baseline: str | None = None) -> dict[str, dict]:

@@ -1,3 +1,3 @@
 """Methods, one file per method, grouped by family. Importing this package registers them."""
 
-from . import classify, llm  # noqa: F401
+from distillbench.methods import classify, llm  # noqa: F401

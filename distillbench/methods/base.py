@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from distillbench.harness.registry import METHODS
+from distillbench.core.registry import METHODS
 
 # Signals the harness can provide in a batch, beside the tokenized examples:
 #   teacher_logits            [B, T-1, V] the teacher's next-token logits on the same tokens, for every
@@ -24,7 +24,7 @@ from distillbench.harness.registry import METHODS
 #                             data), and reference_{chosen,rejected}_mean_logps
 #   validation                not in the batch: held-out examples (the data's dev split) for a schedule
 #                             that watches the validation loss, or for `measure`
-# Image classification batches (data_kind "images", harness/images.py) hold images, labels and epoch, and:
+# Image classification batches (data_kind "images", kinds/image_classifier/images.py) hold images, labels and epoch, and:
 #   teacher_logits            [B, C] the teacher classifier's logits on the same (augmented) images
 #   teacher_features          [B, D] the teacher's penultimate features (the input of its final linear layer)
 #   source_features           [[B, D_s], ...] the penultimate features of each of `source_teachers`
@@ -33,7 +33,7 @@ SIGNALS = ("teacher_logits", "reference_teacher_logits", "reference_logps", "val
 
 
 def register_method(name: str, *, family: str, paper: str = "", summary: str = ""):
-    """Register a method dataclass under `name` (see distillbench.harness.registry)."""
+    """Register a method dataclass under `name` (see distillbench.core.registry)."""
     return METHODS.register(name, family=family, paper=paper, summary=summary)
 
 
@@ -198,7 +198,7 @@ def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | No
     labels = batch[f"{prefix}labels"][:, 1:]
     mask = labels != -100
     if batch.get("chunk_size"):
-        from .llm.chunked import chunked_token_logps, lm_head_inputs
+        from distillbench.methods.llm.chunked import chunked_token_logps, lm_head_inputs
 
         hidden, weight, bias = lm_head_inputs(model, batch, side)
         picked = chunked_token_logps(hidden, weight, labels, bias, chunk_size=batch["chunk_size"])

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from .vlm_board import ROOT
+from distillbench.pocket.vlm_board import ROOT
 
 TASKS = ("many", "shape", "binary")
 TRAIN_SIZES = (250, 1000)
@@ -51,7 +51,7 @@ STUDENT = "shapes-cnn-small"
 
 def loss_version(pipeline: str) -> int:
     """The pipeline's method's loss version: cells trained with an older loss are trained again."""
-    from distillbench.harness.registry import METHODS
+    from distillbench.core.registry import METHODS
 
     return METHODS.get(PIPELINES[pipeline][0]).loss_version
 
@@ -64,7 +64,7 @@ def _cell_key(cell: dict) -> dict:
 
 def budget(steps: int):
     """recipes/pocket/classify.yaml's budget, scaled to `steps` (the step decays at the same fractions)."""
-    from distillbench.harness.recipe import Budget
+    from distillbench.core.recipe import Budget
 
     return Budget(steps=steps, batch_size=64, optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                   lr_schedule="multistep", lr_decay=0.1,
@@ -74,20 +74,20 @@ def budget(steps: int):
 
 
 def meta_features(task: str, train_size: int) -> list[float]:
-    from .shapes_classifiers import TASKS as CLASSES
+    from distillbench.pocket.shapes_classifiers import TASKS as CLASSES
 
     return [math.log(len(CLASSES[task])), math.log(train_size)]
 
 
 def train_cell(task: str, train_size: int, pipeline: str, steps: int, seed: int, test_size: int, work: Path) -> dict:
     """Distil (or, for ce, train alone) the student on one setting with one pipeline; its test top-1."""
-    from distillbench.harness.classifiers import initialised, load_classifier
-    from distillbench.harness.images import ImageBatching
-    from distillbench.harness.recipe import validate_options
-    from distillbench.harness.registry import METHODS
-    from distillbench.harness.train import train
+    from distillbench.kinds.image_classifier.classifiers import initialised, load_classifier
+    from distillbench.kinds.image_classifier.images import ImageBatching
+    from distillbench.core.recipe import validate_options
+    from distillbench.core.registry import METHODS
+    from distillbench.core.train import train
 
-    from .shapes_classifiers import pocket_dataset, test_accuracy
+    from distillbench.pocket.shapes_classifiers import pocket_dataset, test_accuracy
 
     name, options = PIPELINES[pipeline]
     method, problems = validate_options(METHODS.get(name), options, pipeline)

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from distillbench.harness.classifiers import ClassifierSpec, ImageClassifier, initialised, load_classifier
-from distillbench.harness.images import ImageBatching
-from distillbench.harness.recipe import Budget
-from distillbench.harness.train import train
+from distillbench.kinds.image_classifier.classifiers import ClassifierSpec, ImageClassifier, initialised, load_classifier
+from distillbench.kinds.image_classifier.images import ImageBatching
+from distillbench.core.recipe import Budget
+from distillbench.core.train import train
 from distillbench.methods.classify.diswot import DisWOT, score_candidate
 
-from .shapes_classifiers import pocket_dataset, test_accuracy
-from .shapes_cnn import ShapesCNN
+from distillbench.pocket.shapes_classifiers import pocket_dataset, test_accuracy
+from distillbench.pocket.shapes_cnn import ShapesCNN
 
 # Stage widths of the candidate students (shapes-cnn-small is (8,), (16,), (32,)).
 CANDIDATES: tuple[tuple[tuple[int, ...], ...], ...] = (

@@ -3,7 +3,7 @@
 The recipe runner trains and loads language models and classifiers only, so this script does for
 a text-to-image model what `distillbench run` does for reference rows: one cell per (model,
 sampler, steps, guidance, seed), keyed by a hash of those and the model's weights; for each
-benchmark the images of its prompts are generated (`harness.text_to_image`; benchmarks with the
+benchmark the images of its prompts are generated (`kinds.text_to_image.sampling`; benchmarks with the
 same prompts share one set of images) and scored item by item, set metrics (FID, KID) by
 `Benchmark.score_set`; everything goes into the results store (``<out>/results.sqlite``), the
 leaderboard is built by `leaderboards.aggregate.build_leaderboard` and written by
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .vlm_board import ROOT
+from distillbench.pocket.vlm_board import ROOT
 
 BENCHMARKS = ("pocket-geneval", "pocket-fid", "pocket-kid", "pocket-clip-score")
 HEADLINE = {"pocket-geneval/overall": "GenEval overall", "pocket-geneval/single_object": "single object",
@@ -46,9 +46,9 @@ class Sampling:
 
 
 def _cells(model: str, samplings: list[Sampling]):
-    from distillbench.harness.plan import Cell
-    from distillbench.harness.recipe import stable_hash
-    from distillbench.harness.text_to_image import fingerprint, resolve
+    from distillbench.core.plan import Cell
+    from distillbench.core.recipe import stable_hash
+    from distillbench.kinds.text_to_image.sampling import fingerprint, resolve
 
     weights = fingerprint(resolve(model))
     return [(Cell(sampling.label, "reference", model,
@@ -57,17 +57,17 @@ def _cells(model: str, samplings: list[Sampling]):
 
 
 def _benchmarks(options: dict[str, dict[str, Any]]):
-    from distillbench.harness.plan import benchmark_run
+    from distillbench.core.plan import benchmark_run
 
     return [benchmark_run(name, options.get(name, {})) for name in BENCHMARKS]
 
 
 def _evaluate_cell(store, pipeline, cell, sampling: Sampling, benchmarks, folder: Path, log) -> dict[str, Any]:
     """Generate each distinct prompt list once, score every pending benchmark; the sampling cost."""
-    from distillbench.harness.text_to_image import generate_for_benchmark, item_prompt
+    from distillbench.kinds.text_to_image.sampling import generate_for_benchmark, item_prompt
 
     generated: dict[tuple, tuple] = {}
-    from distillbench.harness.runner import score_and_save
+    from distillbench.core.runner import score_and_save
 
     cost = None
     for bench in benchmarks:
@@ -116,11 +116,11 @@ def board_markdown(board: dict[str, Any], command: str) -> str:
 
 def run(out: Path, model: str, samplings: list[Sampling], options: dict[str, dict[str, Any]], command: str,
         log=print) -> dict[str, Any]:
-    from distillbench.harness.plan import Plan
-    from distillbench.harness.provenance import run_provenance
-    from distillbench.harness.recipe import stable_hash
-    from distillbench.harness.store import Store
-    from distillbench.harness.text_to_image import TextToImage
+    from distillbench.core.plan import Plan
+    from distillbench.core.provenance import run_provenance
+    from distillbench.core.recipe import stable_hash
+    from distillbench.core.store import Store
+    from distillbench.kinds.text_to_image.sampling import TextToImage
     from distillbench.leaderboards.aggregate import build_leaderboard
     from distillbench.leaderboards.render import write_all
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", action="append", default=[], metavar="BENCH.KEY=VALUE",
                         help="a benchmark option, e.g. pocket-fid.samples=200 (repeatable)")
     args = parser.parse_args(argv)
-    from distillbench.harness.score_only import parse_dataset_options
+    from distillbench.core.score_only import parse_dataset_options
 
     torch.set_num_threads(1)  # two shared cores: one thread is faster
     options: dict[str, dict[str, Any]] = {}

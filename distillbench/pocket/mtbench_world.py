@@ -422,7 +422,7 @@ def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0
     turns, with `noise_fraction` of them corrupted the way pocket-math SFT data is, and
     `chatty_fraction` of the second-turn answers written in the `chatty` style.
     """
-    from .math_world import NOISE_KINDS, _corrupt
+    from distillbench.pocket.math_world import NOISE_KINDS, _corrupt
 
     for name, value in (("noise_fraction", noise_fraction), ("chatty_fraction", chatty_fraction)):
         if not 0 <= value <= 1:

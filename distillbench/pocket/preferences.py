@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from distillbench.harness.generation import generate_responses
+from distillbench.kinds.text_lm.generation import generate_responses
 
-from .mtbench_world import reference_turns, solve, training_conversations
-from .rubric import score_response
+from distillbench.pocket.mtbench_world import reference_turns, solve, training_conversations
+from distillbench.pocket.rubric import score_response
 
 
 def math_tasks(records: list[dict]) -> list[dict]:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
+from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
 
 PACKAGED = Path(__file__).parent / "shapes_zoo"
 WARM = ("red", "orange", "yellow", "pink", "brown")
@@ -83,7 +83,7 @@ def _scenes(split: str, size: int, seed: int) -> tuple[Scene, ...]:
 
 @lru_cache(maxsize=8)
 def _dataset(task: str, split: str, size: int, seed: int):
-    from distillbench.harness.images import ImageDataset
+    from distillbench.kinds.image_classifier.images import ImageDataset
 
     scenes = _scenes(split, size, seed)
     images = torch.from_numpy(np.stack([s.render() for s in scenes])).permute(0, 3, 1, 2)
@@ -138,7 +138,7 @@ def _spec_hash_of(directory: Path) -> str | None:
 
 
 def cache_directory(name: str) -> Path:
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     return cache_root() / f"{name}-{specs()[name].spec_hash()}"
 
@@ -146,11 +146,11 @@ def cache_directory(name: str) -> Path:
 def ensure_built(name: str) -> Path:
     """The shipped copy of `name` when its spec hash matches, else the user-cache build (trained when missing)."""
     if name in ZERO_SHOT:
-        from .shapes_clip_zeroshot import ensure_built as ensure_zero_shot
+        from distillbench.pocket.shapes_clip_zeroshot import ensure_built as ensure_zero_shot
 
         return ensure_zero_shot(ZERO_SHOT[name])
     if name not in specs():
-        from distillbench.harness.errors import UserInputError
+        from distillbench.core.errors import UserInputError
 
         raise UserInputError(f"unknown pocket classifier {name!r}; known: {', '.join(specs())}")
     spec = specs()[name]
@@ -164,10 +164,10 @@ def ensure_built(name: str) -> Path:
 
 def build(name: str, target: Path) -> dict:
     """Train `name` with the harness's loop (method `ce`), score it on the test split, save it atomically."""
-    from distillbench.harness.classifiers import initialised, save_atomic
-    from distillbench.harness.images import ImageBatching
-    from distillbench.harness.recipe import Budget
-    from distillbench.harness.train import train
+    from distillbench.kinds.image_classifier.classifiers import initialised, save_atomic
+    from distillbench.kinds.image_classifier.images import ImageBatching
+    from distillbench.core.recipe import Budget
+    from distillbench.core.train import train
     from distillbench.methods.classify.ce import CE
 
     spec = specs()[name]

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import builds, shapes_text
-from .shapes import COLORS, generate
+from distillbench.pocket import builds, shapes_text
+from distillbench.pocket.shapes import COLORS, generate
 
 PACKAGED = Path(__file__).parent / "shapes_zoo" / "clip"
 WEIGHTS, MODEL_CONFIG, CONFIG = "open_clip_model.safetensors", "open_clip_config.json", "config.json"
@@ -193,7 +193,7 @@ def load(directory: str | Path):
 
 
 def cache_directory(spec: ClipSpec = ClipSpec()) -> Path:
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     return cache_root() / f"shapes-clip-{spec.spec_hash()}"
 

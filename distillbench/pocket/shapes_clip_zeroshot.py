@@ -1,7 +1,7 @@
 """The pocket CLIP's zero-shot classifiers for the pocket-shapes tasks: the vision-language teachers.
 
 ``pocket:shapes-clip-zeroshot-<task>`` is the pocket CLIP (`shapes_clip`) turned into a zero-shot
-classifier of a pocket-shapes task (`distillbench.harness.clip_zeroshot`), with prompts in the wording
+classifier of a pocket-shapes task (`distillbench.kinds.image_classifier.clip_zeroshot`), with prompts in the wording
 of the captions the CLIP was trained on, ensembled where a class covers several captions:
 
 * ``many``    one prompt per class: "a photo of a red circle";
@@ -21,9 +21,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import shapes_clip, shapes_text
-from .shapes import COLORS, SHAPES, with_article
-from .shapes_classifiers import NORMALISATION, TASKS, TASKS_VERSION, WARM, test_accuracy
+from distillbench.pocket import shapes_clip, shapes_text
+from distillbench.pocket.shapes import COLORS, SHAPES, with_article
+from distillbench.pocket.shapes_classifiers import NORMALISATION, TASKS, TASKS_VERSION, WARM, test_accuracy
 
 PROMPTS_VERSION = 1  # bump when the prompts below change
 
@@ -51,7 +51,7 @@ def _key(task: str, clip_config: dict) -> str:
 
 def ensure_built(task: str) -> Path:
     """The directory of the zero-shot classifier for `task`, built when missing."""
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     clip_directory = shapes_clip.default_directory()
     clip_config = json.loads((clip_directory / shapes_clip.CONFIG).read_text())
@@ -62,8 +62,8 @@ def ensure_built(task: str) -> Path:
 
 
 def build(task: str, clip_directory: Path, target: Path) -> dict:
-    from distillbench.harness.classifiers import save_atomic
-    from distillbench.harness.clip_zeroshot import zero_shot_classifier
+    from distillbench.kinds.image_classifier.classifiers import save_atomic
+    from distillbench.kinds.image_classifier.clip_zeroshot import zero_shot_classifier
 
     model, tokenizer, clip_config = shapes_clip.load(clip_directory)
     if (tuple(clip_config["image_mean"]), tuple(clip_config["image_std"])) != NORMALISATION:

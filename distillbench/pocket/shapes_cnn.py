@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distillbench.harness.classifiers import register_architecture
+from distillbench.kinds.image_classifier.classifiers import register_architecture
 
 
 class ShapesCNN(nn.Module):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .shapes import BACKGROUND, COLORS, PALETTE, SHAPES, shape_mask
+from distillbench.pocket.shapes import BACKGROUND, COLORS, PALETTE, SHAPES, shape_mask
 
 _REFERENCE = np.array([BACKGROUND] + [PALETTE[c] for c in COLORS], dtype=np.float64)
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]

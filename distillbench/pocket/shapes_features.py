@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .shapes import COLORS, MAX_COUNT, SHAPES, generate
+from distillbench.pocket.shapes import COLORS, MAX_COUNT, SHAPES, generate
 
 PACKAGED = Path(__file__).parent / "shapes_zoo" / "feature-net"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -157,7 +157,7 @@ def load(directory: str | Path) -> tuple[ShapesFeatureNet, dict]:
 
 
 def cache_directory(spec: FeatureNetSpec = FeatureNetSpec()) -> Path:
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     return cache_root() / f"shapes-feature-net-{spec.spec_hash()}"
 

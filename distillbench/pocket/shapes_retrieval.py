@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .shapes import COLORS, SHAPES, WORLD_VERSION, generate
+from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, generate
 
 RELATIONS = ("left", "right", "above", "below")
 VOCABULARY = ("<pad>", "a", "an", "photo", "of", "and", ",", *RELATIONS, *COLORS, *SHAPES)
@@ -213,7 +213,7 @@ class CrossEncoder(nn.Module):
 def save_model(model: nn.Module, directory: Path, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from distillbench.harness.files import replace_directory, temporary_name
+    from distillbench.core.files import replace_directory, temporary_name
 
     staging = temporary_name(directory)
     staging.mkdir(parents=True)
@@ -229,7 +229,7 @@ def load_model(directory: str | Path) -> nn.Module:
     """A dual or cross encoder saved by `save_model` (weights from safetensors, checked against their sha256)."""
     from safetensors.torch import load_file
 
-    from distillbench.harness.errors import UserInputError
+    from distillbench.core.errors import UserInputError
 
     directory = Path(directory)
     try:
@@ -350,7 +350,7 @@ def train_teacher(spec: TeacherSpec) -> tuple[CrossEncoder, dict]:
 
 def ensure_teacher() -> Path:
     """The cached cross-encoder for the current spec, trained when missing."""
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     spec = teacher_spec()
     directory = cache_root() / f"{TEACHER_NAME}-{spec.spec_hash()}"

@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from .shapes import COLORS, NUMBERS, POSITIONS, SHAPES, make_plural
+from distillbench.pocket.shapes import COLORS, NUMBERS, POSITIONS, SHAPES, make_plural
 
 CONTEXT_LENGTH = 24  # the longest caption (four shapes with colours) is 20 tokens with its start and end
 PAD, UNKNOWN, START, END = "<pad>", "<unk>", "<start>", "<end>"

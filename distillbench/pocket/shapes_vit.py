@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from distillbench.harness.classifiers import register_architecture
-from distillbench.harness.files import replace_directory, temporary_name
+from distillbench.kinds.image_classifier.classifiers import register_architecture
+from distillbench.core.files import replace_directory, temporary_name
 
 # 8×8 patches: 4×4 patches made every ViT step ~4× dearer (64 tokens), too slow for shared CPUs.
 IMAGE_SIZE, PATCH_SIZE = 32, 8
@@ -105,7 +105,7 @@ class FeatureMapTeacher(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from .shapes_features import default_directory, load
+        from distillbench.pocket.shapes_features import default_directory, load
 
         self.network, _ = load(default_directory())
 
@@ -147,7 +147,7 @@ def train_mae_teacher(spec: MaeTeacherSpec):
     a function of the spec alone: the global RNG is forked, so callers' random streams are untouched."""
     from transformers import ViTMAEForPreTraining
 
-    from distillbench.harness.images import load_image_dataset
+    from distillbench.kinds.image_classifier.images import load_image_dataset
 
     data = load_image_dataset("pocket:shapes-many", "train", spec.train_scenes)
     with torch.random.fork_rng(devices=[]):
@@ -171,7 +171,7 @@ def train_mae_teacher(spec: MaeTeacherSpec):
 
 def mae_teacher_directory(spec: MaeTeacherSpec | None = None) -> Path:
     """The cached MIM teacher of `spec` (default: by DISTILLBENCH_ZOO_SCALE), trained when missing."""
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     spec = spec or mae_spec()
     directory = cache_root() / f"shapes-vit-mae-{spec.spec_hash()}"

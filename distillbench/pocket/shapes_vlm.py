@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .shapes import COLORS, NUMBERS, SHAPES, WORLD_VERSION, Scene, Shape, _apart, render, side_range, split_of
+from distillbench.pocket.shapes import COLORS, NUMBERS, SHAPES, WORLD_VERSION, Scene, Shape, _apart, render, side_range, split_of
 
 IMAGE_SIZE = 32
 OBJECTS = tuple((color, kind) for kind in SHAPES for color in COLORS)  # 30 (colour, shape) objects

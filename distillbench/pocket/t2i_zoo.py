@@ -4,7 +4,7 @@ It is laid out as a Stable Diffusion folder (``unet/``, ``text_encoder/``, ``tok
 ``scheduler/``, each saved with ``save_pretrained``, weights in safetensors) plus
 ``t2i.json`` (image size, pixel layout, default steps and guidance) and ``zoo.json`` (the
 spec, its hash, the sha256 of every file, training time and loss); it loads with
-`distillbench.harness.text_to_image.TextToImage`.
+`distillbench.kinds.text_to_image.sampling.TextToImage`.
 
 * **Pixels, rearranged.** There is no VAE: the UNet works on the 32×32 RGB image in [−1, 1]
   rearranged by ``pixel_unshuffle`` into 16×16×12 (each 2×2 patch's 12 values as channels),
@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import builds, shapes_text
-from .shapes import generate
+from distillbench.pocket import builds, shapes_text
+from distillbench.pocket.shapes import generate
 
 MANIFEST, PIPELINE = "zoo.json", "t2i.json"
 # Part of every spec hash: bump when the training data or the loop change what a spec builds.
@@ -221,7 +221,7 @@ def verify(directory: Path) -> list[str]:
 
 
 def cache_directory(spec: T2ISpec) -> Path:
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     return cache_root() / f"{spec.name}-{spec.spec_hash()}"
 

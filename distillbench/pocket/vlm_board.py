@@ -2,8 +2,8 @@
 
 The recipe runner trains and loads language models only, so this script does for the VLM zoo what
 `distillbench run` does for reference rows: one cell per zoo model (keyed by a hash of its weights),
-each benchmark predicted with `harness.vlm.generate_vlm` and scored item by item, everything kept in
-the results store (`harness.store.Store`, ``<out>/results.sqlite``, per-item outputs in
+each benchmark predicted with `kinds.vlm.models.generate_vlm` and scored item by item, everything kept in
+the results store (`core.store.Store`, ``<out>/results.sqlite``, per-item outputs in
 ``<out>/cells/``), then the leaderboard built by `leaderboards.aggregate.build_leaderboard` and
 written by `leaderboards.render`, with the paired comparison of every row against the student init
 (`head_to_head`). What is already in the store is not recomputed.
@@ -43,11 +43,11 @@ EVAL_BATCH_SIZE = 32
 
 
 def _cells(models: list[str]):
-    from distillbench.harness.models import fingerprint
-    from distillbench.harness.plan import Cell
-    from distillbench.harness.recipe import stable_hash
+    from distillbench.core.models import fingerprint
+    from distillbench.core.plan import Cell
+    from distillbench.core.recipe import stable_hash
 
-    from . import vlm_zoo
+    from distillbench.pocket import vlm_zoo
 
     cells = []
     for name in models:
@@ -63,14 +63,14 @@ def _display(directory: Path) -> str:
 
 
 def _benchmarks(options: dict[str, dict[str, Any]]):
-    from distillbench.harness.plan import benchmark_run
+    from distillbench.core.plan import benchmark_run
 
     return [benchmark_run(name, options.get(name, {})) for name in BENCHMARKS]
 
 
 def evaluate(store, cell, bench, model, processor, folder: Path, log=print) -> None:
     """Predict and score one benchmark for one cell, and save it (as the runner does)."""
-    from distillbench.harness.runner import score_and_save
+    from distillbench.core.runner import score_and_save
 
     started = time.perf_counter()
     items = bench.benchmark.items()
@@ -109,15 +109,15 @@ def board_markdown(board: dict[str, Any], comparisons: list[dict[str, Any]] | No
 
 def run(out: Path, models: list[str], options: dict[str, dict[str, Any]], versus: str | None = "student-init",
         log=print) -> dict[str, Any]:
-    from distillbench.harness.plan import Plan
-    from distillbench.harness.provenance import run_provenance
-    from distillbench.harness.recipe import stable_hash
-    from distillbench.harness.store import Store
-    from distillbench.harness.vlm import load_vlm
+    from distillbench.core.plan import Plan
+    from distillbench.core.provenance import run_provenance
+    from distillbench.core.recipe import stable_hash
+    from distillbench.core.store import Store
+    from distillbench.kinds.vlm.models import load_vlm
     from distillbench.leaderboards.aggregate import build_leaderboard, head_to_head
     from distillbench.leaderboards.render import write_all
 
-    from . import vlm_zoo
+    from distillbench.pocket import vlm_zoo
 
     cells, benchmarks = _cells(models), _benchmarks(options)
     recipe = {"name": "pocket-vlm", "description": "The pocket VLM zoo (`distillbench/pocket/vlm_zoo/`) on the "
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for pair in args.dataset:
         target, _, value = pair.partition("=")
         bench, _, key = target.partition(".")
-        from distillbench.harness.score_only import parse_dataset_options
+        from distillbench.core.score_only import parse_dataset_options
 
         options.setdefault(bench, {}).update(parse_dataset_options([f"{key}={value}"]))
     result = run(args.out, args.models, options)

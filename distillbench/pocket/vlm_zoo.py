@@ -5,7 +5,7 @@ two-layer GELU projector, a Llama language model) saved with ``save_pretrained``
 beside a real ``LlavaProcessor``: a ``CLIPImageProcessor`` built in code (32×32, CLIP's mean and
 std) and the pocket character tokenizer (`distillbench.pocket.tokenizer`) extended with an
 ``<image>`` token and a LLaVA-style chat template whose image parts become placeholders. It loads
-with `distillbench.harness.vlm.load_vlm` (``AutoModelForImageTextToText`` + ``AutoProcessor``)
+with `distillbench.kinds.vlm.models.load_vlm` (``AutoModelForImageTextToText`` + ``AutoProcessor``)
 like any hub VLM.
 
 Both are trained from scratch in two stages, as LLaVA is built on a trained CLIP:
@@ -45,8 +45,8 @@ from pathlib import Path
 
 import torch
 
-from . import builds, shapes_vlm
-from .shapes import MAX_COUNT, SHAPES
+from distillbench.pocket import builds, shapes_vlm
+from distillbench.pocket.shapes import MAX_COUNT, SHAPES
 
 PACKAGED = Path(__file__).parent / "vlm_zoo"
 MANIFEST = "zoo.json"
@@ -135,7 +135,7 @@ def build_processor(spec: VLMSpec):
     character tokenizer with an ``<image>`` token and the LLaVA-style chat template."""
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    from .tokenizer import ROLE_TOKENS, build_char_tokenizer
+    from distillbench.pocket.tokenizer import ROLE_TOKENS, build_char_tokenizer
 
     tokenizer = build_char_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": [*ROLE_TOKENS, IMAGE_TOKEN]})
@@ -190,7 +190,7 @@ def pixel_values(frames, processor) -> torch.Tensor:
     [0, 1] and CLIP's normalisation (a test holds the two equal)."""
     import numpy as np
 
-    from .shapes import Shape, render
+    from distillbench.pocket.shapes import Shape, render
 
     image_processor = processor.image_processor
     mean = torch.tensor(image_processor.image_mean).view(1, 3, 1, 1)
@@ -235,7 +235,7 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 def patch_objects(frame: list[list], patch_size: int, image_size: int = shapes_vlm.IMAGE_SIZE) -> torch.Tensor:
     """[patches] (row-major): for each patch, the index in `OBJECTS` of the object covering most of its
     pixels, or ``len(OBJECTS)`` where no object touches it."""
-    from .shapes import shape_mask
+    from distillbench.pocket.shapes import shape_mask
 
     grid = image_size // patch_size
     coverage = torch.zeros(len(shapes_vlm.OBJECTS) + 1, grid * grid)
@@ -385,7 +385,7 @@ def verify(directory: Path) -> list[str]:
 
 
 def cache_directory(spec: VLMSpec) -> Path:
-    from .zoo import cache_root
+    from distillbench.pocket.zoo import cache_root
 
     return cache_root() / f"vlm-{spec.name}-{spec.spec_hash()}"
 

@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.files import replace_directory, temporary_name
+from distillbench.core.errors import UserInputError
+from distillbench.core.files import replace_directory, temporary_name
 
 PACKAGED = Path(__file__).parent / "zoo"
 MANIFEST = "zoo.json"
@@ -227,9 +227,9 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from distillbench.harness.data import read_jsonl, tokenize_preferences, tokenize_records
-    from distillbench.harness.recipe import Budget
-    from distillbench.harness.train import train
+    from distillbench.kinds.text_lm.data import read_jsonl, tokenize_preferences, tokenize_records
+    from distillbench.core.recipe import Budget
+    from distillbench.core.train import train
     from distillbench.methods.llm.dpo import DPO
     from distillbench.methods.llm.sft import SFT
     from distillbench.pocket.math_world import add_noise, generate

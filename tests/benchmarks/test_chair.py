@@ -6,7 +6,7 @@ import pytest
 
 from distillbench.benchmarks.vlm import chair
 from distillbench.benchmarks.vlm.chair_words import singularize, word_tokenize
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vlm" / "chair"
 

@@ -10,7 +10,7 @@ import pytest
 from distillbench.benchmarks.judges import make_judge
 from distillbench.benchmarks.judges.http import JudgeError
 from distillbench.benchmarks.mtbench import MTBench, PocketMTBench
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 from distillbench.pocket.mtbench_world import reference_turns
 
 
@@ -172,7 +172,7 @@ def test_pairwise_position_bias_becomes_a_tie_and_errors_are_dropped(tmp_path, j
 
 
 def test_hf_chat_judge_runs_a_local_model(tmp_path):
-    from distillbench.harness.models import load_causal_lm
+    from distillbench.core.models import load_causal_lm
 
     model, tokenizer = load_causal_lm("pocket:student-init")
     model.save_pretrained(tmp_path / "judge")

@@ -21,7 +21,7 @@ from distillbench.benchmarks.mtbench_judging import (
     render_single,
     win_rate,
 )
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 from distillbench.pocket.mtbench_world import NEED_REF_CATEGORIES, generate_questions, reference_turns, solve
 from distillbench.pocket.rubric import score_response
 
@@ -306,7 +306,7 @@ def test_oracle_refuses_prompts_it_cannot_read():
 
 
 def test_oracle_is_registered_as_a_pocket_judge():
-    from distillbench.harness.registry import JUDGES
+    from distillbench.core.registry import JUDGES
 
     entry = JUDGES.entry("pocket-oracle")
     assert entry.obj is PocketOracleJudge and entry.family == "pocket"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from distillbench.benchmarks.vlm import pope
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vlm" / "pope"
 

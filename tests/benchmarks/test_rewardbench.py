@@ -9,8 +9,8 @@ import pytest
 
 from distillbench.benchmarks.rewardbench import (EXAMPLE_COUNTS, SUBSET_MAPPING, PocketRewardBench, RewardBench,
                                                  item_factors, pair_correct, scores_per_section)
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.score_only import score_predictions
+from distillbench.core.errors import UserInputError
+from distillbench.core.score_only import score_predictions
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "rewardbench" / "filtered.jsonl"
 
@@ -84,14 +84,14 @@ def test_pocket_pairs_are_held_out_and_the_rubric_prefers_every_chosen():
 
 
 def _tiny_student():
-    from distillbench.harness.models import load_causal_lm
+    from distillbench.core.models import load_causal_lm
 
     return load_causal_lm("pocket:student-init")
 
 
 def test_implicit_reward_is_the_summed_log_ratio_and_batch_invariant():
     from distillbench.benchmarks.rewards import implicit_rewards
-    from distillbench.harness.data import collate, tokenize_preferences
+    from distillbench.kinds.text_lm.data import collate, tokenize_preferences
     from distillbench.methods.base import sequence_logps
 
     model, tokenizer = _tiny_student()
@@ -112,7 +112,7 @@ def test_implicit_reward_is_the_summed_log_ratio_and_batch_invariant():
 
 
 def test_a_multi_turn_prompt_keeps_its_context_and_labels_only_the_response():
-    from distillbench.harness.data import tokenize_preferences
+    from distillbench.kinds.text_lm.data import tokenize_preferences
 
     _, tokenizer = _tiny_student()
     item = PocketRewardBench(per_subset=1).items()[-1]

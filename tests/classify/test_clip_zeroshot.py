@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from distillbench.harness.classifiers import load_classifier, load_directory, save_atomic
-from distillbench.harness.clip_zeroshot import zero_shot_classifier
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.image_classifier.classifiers import load_classifier, load_directory, save_atomic
+from distillbench.kinds.image_classifier.clip_zeroshot import zero_shot_classifier
+from distillbench.core.errors import UserInputError
 from distillbench.pocket import shapes_clip_zeroshot
 from distillbench.pocket.shapes import COLORS, SHAPES
 from distillbench.pocket.shapes_classifiers import TASKS, WARM, pocket_dataset

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from distillbench.benchmarks.retrieval import PocketRetrieval, best_positive_rank, recall_values
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.retrieval import RetrievalBatching, run
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.retrieval.driver import RetrievalBatching, run
 from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.cprd import CPRD, cprd_loss, partial_ranking_targets
 from distillbench.methods.classify.info_nce import InfoNCE, info_nce_loss
@@ -249,10 +249,10 @@ output_dir: {tmp_path / 'out'}
 
 @pytest.mark.parametrize("entry", [{"methods": ["cprd"]}, {"benchmarks": [{"name": "pocket-retrieval"}]}])
 def test_the_runner_sends_retrieval_components_to_their_driver(entry):
-    from distillbench.harness.recipe import parse_recipe
+    from distillbench.core.recipe import parse_recipe
 
     raw = {"name": "r", "teacher": "pocket:shapes-teacher-many", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-many"}, "budget": {"steps": 1, "batch_size": 2, "learning_rate": 0.1},
            "methods": ["ce"], "benchmarks": [{"name": "top1"}], **entry}
-    with pytest.raises(UserInputError, match="python -m distillbench.harness.retrieval"):
+    with pytest.raises(UserInputError, match="python -m distillbench.kinds.retrieval.driver"):
         parse_recipe(raw)

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.harness.classifiers import initialised
-from distillbench.harness.dataset_distillation import (BatchNormInputs, Committee, Expert, random_real_subset,
+from distillbench.kinds.image_classifier.classifiers import initialised
+from distillbench.kinds.dataset_distillation.driver import (BatchNormInputs, Committee, Expert, random_real_subset,
                                                        recover_images, run, train_on)
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.recipe import Budget
+from distillbench.core.errors import UserInputError
+from distillbench.core.recipe import Budget
 from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.cv_dd import (CVDD, bn_statistics_loss, committee_logits, committee_recovery_loss,
                                                  committee_weights)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from distillbench.harness.classifiers import (ClassifierSpec, convert_checkpoint, initialised, load_classifier,
+from distillbench.kinds.image_classifier.classifiers import (ClassifierSpec, convert_checkpoint, initialised, load_classifier,
                                               load_directory, save_atomic)
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.images import augment_batch, load_image_dataset
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.image_classifier.images import augment_batch, load_image_dataset
 from distillbench.pocket.shapes_classifiers import TASKS, largest, pocket_dataset
 
 
@@ -91,7 +91,7 @@ def test_repdistiller_checkpoints_convert(tmp_path):
 
 
 def test_torchvision_architectures_load_with_their_own_keys(tmp_path):
-    from distillbench.harness.classifiers import build_network, ImageClassifier
+    from distillbench.kinds.image_classifier.classifiers import build_network, ImageClassifier
 
     spec = ClassifierSpec("resnet18", 10, library="torchvision")
     network, head = build_network(spec)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from distillbench.harness.classifiers import initialised
+from distillbench.kinds.image_classifier.classifiers import initialised
 from distillbench.methods.classify.diswot import (DisWOT, diswot_score, feature_maps_and_class_gradients,
                                                   gaussian_initialise, relation_distance,
                                                   score_candidate, semantic_distance)
@@ -84,7 +84,7 @@ def test_diswot_distils_with_kd_defaults():
 def test_the_report_correlates_scores_with_distilled_accuracy(tmp_path, monkeypatch):
     from distillbench.pocket import diswot_report
 
-    from distillbench.harness.classifiers import save_atomic
+    from distillbench.kinds.image_classifier.classifiers import save_atomic
 
     teacher = save_atomic(initialised("shapes-cnn", 30, 0), tmp_path / "teacher")  # untrained: the zoo's is slow
     monkeypatch.setattr(diswot_report, "CANDIDATES", (((4,), (8,), (8,)), ((8,), (16,), (32,)), ((8,), (8,), (16,))))

@@ -10,7 +10,7 @@ import yaml
 
 from distillbench.benchmarks.fairness import (FairSynthetic, demographic_parity_difference, fidelity_distances,
                                               records_to_rows, rows_to_records, total_variation, wasserstein_1d)
-from distillbench.harness.tabular import load_generator, run_tabular, save_generator
+from distillbench.kinds.tabular.driver import load_generator, run_tabular, save_generator
 from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.fair_latent import (FairLatent, distance_covariance_squared,
                                                        fair_distillation_loss, gaussian_kl)
@@ -181,7 +181,7 @@ def test_the_tabular_path_runs_a_recipe_and_resumes(tmp_path, capsys):
 
 
 def test_the_pocket_fair_recipe_names_registered_components():
-    from distillbench.harness.registry import BENCHMARKS, METHODS
+    from distillbench.core.registry import BENCHMARKS, METHODS
     from tests.conftest import REPO
 
     recipe = yaml.safe_load((REPO / "recipes/pocket/fair-latent.yaml").read_text())
@@ -191,8 +191,8 @@ def test_the_pocket_fair_recipe_names_registered_components():
 
 
 def test_each_runner_refuses_the_other_ones_components(tmp_path):
-    from distillbench.harness.errors import UserInputError
-    from distillbench.harness.recipe import parse_recipe
+    from distillbench.core.errors import UserInputError
+    from distillbench.core.recipe import parse_recipe
 
     raw = {"name": "c", "teacher": "arch:shapes-cnn-small", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-shape", "size": 32},
@@ -202,9 +202,9 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
         parse_recipe(raw, "r.yaml")
     assert info.value.problems == [
         "r.yaml: methods[1]: fair-latent is for tabular models, which this runner does not train: use python -m "
-        "distillbench.harness.tabular RECIPE",
+        "distillbench.kinds.tabular.driver RECIPE",
         "r.yaml: benchmarks[0]: fair-synthetic is for tabular models, which this runner does not train: use python -m "
-        "distillbench.harness.tabular RECIPE"]
+        "distillbench.kinds.tabular.driver RECIPE"]
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "world": {}, "seeds": [0], "methods": ["ce"],
                                     "benchmarks": ["fair-synthetic"], "output_dir": str(tmp_path / "o")}))
@@ -215,7 +215,7 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
 def test_a_set_metric_over_seeds_has_a_t_interval_and_one_seed_keeps_its_bootstrap_ci():
     from scipy.stats import t
 
-    from distillbench.harness.tabular import _set_metric_summary
+    from distillbench.kinds.tabular.driver import _set_metric_summary
 
     three = _set_metric_summary([{"mean": 0.2, "ci95": [0.1, 0.3]}, {"mean": 0.3, "ci95": None},
                                  {"mean": 0.4, "ci95": None}])

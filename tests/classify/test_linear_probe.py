@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from distillbench.benchmarks.linear_probe import LinearProbe, balanced_weights, fit_logistic_regression
-from distillbench.harness.classifiers import initialised
+from distillbench.kinds.image_classifier.classifiers import initialised
 
 
 def blobs(counts, dim=4, spread=1.0, seed=0):

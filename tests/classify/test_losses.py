@@ -200,7 +200,7 @@ def test_projection_only_when_conflicting():
 
 
 def test_dhkd_trains_an_auxiliary_head_and_returns_the_student():
-    from distillbench.harness.classifiers import initialised
+    from distillbench.kinds.image_classifier.classifiers import initialised
 
     student = initialised("shapes-cnn-small", 3, seed=0)
     method = DHKD()

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
-from distillbench.harness.classifiers import initialised
-from distillbench.harness.cli import main
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.image_classifier.classifiers import initialised
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
 from distillbench.methods.classify.dmjd import DMJD, disjoint_masks, dmjd_loss
 from distillbench.methods.classify.hybrid_distill import HybridDistill, hybrid_distill_loss, redundancy_keep
 from distillbench.pocket.shapes_vit import NUM_PATCHES, encode, patchify
@@ -146,7 +146,7 @@ def test_mim_methods_refuse_a_cnn_student():
 
 
 def test_mim_methods_train_only_the_student_and_their_heads():
-    from distillbench.harness.images import load_image_dataset
+    from distillbench.kinds.image_classifier.images import load_image_dataset
 
     data = load_image_dataset("pocket:shapes-many", "train", 16)
     batch = {"images": data.batch(range(8)), "labels": data.labels[:8], "epoch": 1, "stage": 3}
@@ -181,7 +181,7 @@ def test_a_tiny_mim_run_is_scored_by_the_linear_probe(tmp_path):
 
 
 def test_the_pocket_mim_recipe_is_valid_and_has_a_teacherless_baseline():
-    from distillbench.harness.recipe import load_recipe
+    from distillbench.core.recipe import load_recipe
     from tests.conftest import REPO
 
     parsed = load_recipe(REPO / "recipes/pocket/mim-distill.yaml")
@@ -196,7 +196,7 @@ def test_hybrid_distill_matches_attention_at_the_intermediate_layers_by_default(
                                                                                 matched):
     # the camera-ready abstract: the MIM teacher's relations "at intermediate layers", the CL teacher's
     # features at the output; the tiny ViT has 4 layers
-    from distillbench.harness.images import load_image_dataset
+    from distillbench.kinds.image_classifier.images import load_image_dataset
     from distillbench.methods.classify import hybrid_distill
 
     counts = []

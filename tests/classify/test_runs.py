@@ -9,12 +9,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from distillbench.harness.classifiers import initialised, save_atomic
-from distillbench.harness.cli import main
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.images import ImageBatching
-from distillbench.harness.recipe import Budget, load_recipe, parse_recipe
-from distillbench.harness.train import train
+from distillbench.kinds.image_classifier.classifiers import initialised, save_atomic
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.image_classifier.images import ImageBatching
+from distillbench.core.recipe import Budget, load_recipe, parse_recipe
+from distillbench.core.train import train
 from distillbench.methods.classify.dkd import DKD
 from distillbench.methods.classify.hinton_kd import HintonKD
 from distillbench.pocket.shapes_classifiers import pocket_dataset
@@ -76,7 +76,7 @@ def test_text_recipes_refuse_classify_methods_and_need_max_length():
 
 
 def test_new_budget_fields_leave_existing_cell_keys_alone():
-    from distillbench.harness.plan import make_plan
+    from distillbench.core.plan import make_plan
 
     base = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
             "data": {"source": "pocket:math", "size": 10},
@@ -89,7 +89,7 @@ def test_new_budget_fields_leave_existing_cell_keys_alone():
 
 
 def test_a_cell_key_ignores_checkpoint_cadence_and_the_data_files_its_method_never_reads(tmp_path):
-    from distillbench.harness.plan import make_plan
+    from distillbench.core.plan import make_plan
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"prompt": "1+1?", "chosen": "2", "rejected": "3"}\n')
@@ -106,7 +106,7 @@ def test_a_cell_key_ignores_checkpoint_cadence_and_the_data_files_its_method_nev
 
 
 def test_a_new_loss_version_gets_new_cell_keys_and_version_one_keeps_the_old(monkeypatch):
-    from distillbench.harness.plan import make_plan
+    from distillbench.core.plan import make_plan
     from distillbench.methods.llm.sft import SFT
 
     raw = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
@@ -125,7 +125,7 @@ def test_the_committed_boards_cells_keep_their_keys(monkeypatch):
     """Keys are content hashes of the recipe: a change to how they are computed (such as a new key field)
     must leave existing cells' keys alone, or every committed run would retrain from scratch. A deliberate
     change of scheme rewrites the committed boards' keys and rekeys their runs with it (as d373d3e did)."""
-    from distillbench.harness.plan import make_plan
+    from distillbench.core.plan import make_plan
 
     monkeypatch.delenv("DISTILLBENCH_ZOO_SCALE", raising=False)  # the shipped teacher the board was run with
     board = json.loads((REPO / "leaderboards/pocket-classify-semi.json").read_text())

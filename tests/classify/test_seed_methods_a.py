@@ -11,10 +11,10 @@ import yaml
 from scipy.optimize import minimize_scalar
 from torch.nn import functional as F
 
-from distillbench.harness.classifiers import (SubclassClassifier, initialised, load_directory, save_atomic,
+from distillbench.kinds.image_classifier.classifiers import (SubclassClassifier, initialised, load_directory, save_atomic,
                                               with_subclass_head)
-from distillbench.harness.cli import main
-from distillbench.harness.recipe import load_recipe
+from distillbench.cli.main import main
+from distillbench.core.recipe import load_recipe
 from distillbench.methods.classify.distill_nearest import (DistillNearest, fit_target_head, knn_task_similarity,
                                                            multi_source_loss)
 from distillbench.methods.classify.distill_weighted import DistillWeighted
@@ -354,9 +354,9 @@ def test_the_five_methods_run_through_the_harness_and_save_plain_students(tmp_pa
 
 
 def test_source_teachers_enter_the_cell_key_and_are_checked():
-    from distillbench.harness.errors import UserInputError
-    from distillbench.harness.plan import make_plan
-    from distillbench.harness.recipe import parse_recipe
+    from distillbench.core.errors import UserInputError
+    from distillbench.core.plan import make_plan
+    from distillbench.core.recipe import parse_recipe
 
     def key(sources):
         raw = recipe(methods=[{"name": "distill-nearest", "sources": sources}])

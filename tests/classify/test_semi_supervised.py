@@ -7,11 +7,11 @@ import torch
 import yaml
 from torch.nn import functional as F
 
-from distillbench.harness.classifiers import initialised, load_classifier, save_atomic
-from distillbench.harness.cli import main
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.images import ImageBatching, hide_labels
-from distillbench.harness.recipe import parse_recipe
+from distillbench.kinds.image_classifier.classifiers import initialised, load_classifier, save_atomic
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.image_classifier.images import ImageBatching, hide_labels
+from distillbench.core.recipe import parse_recipe
 from distillbench.methods.classify.dho import DHO
 from distillbench.pocket.shapes_classifiers import pocket_dataset
 
@@ -37,8 +37,8 @@ def test_semi_supervised_steps_pair_a_labeled_and_an_unlabeled_batch():
 def test_gradient_accumulation_gives_every_micro_batch_its_share_of_labeled_and_unlabeled_images():
     # DHO averages its labeled and unlabeled rows separately: micro-batches of only one kind (the step cut
     # in consecutive halves) accumulated to half the step's loss
-    from distillbench.harness.recipe import Budget
-    from distillbench.harness.train import _micro_batch_weights
+    from distillbench.core.recipe import Budget
+    from distillbench.core.train import _micro_batch_weights
 
     data = hide_labels(pocket_dataset("pocket:shapes-shape", "train", 60), 4)
     batching = ImageBatching(data, "none", 8)

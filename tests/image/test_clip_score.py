@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from distillbench.benchmarks.clip_score import clip_scores
-from distillbench.harness.score_only import score_predictions
+from distillbench.core.score_only import score_predictions
 from distillbench.pocket import shapes_clip
 from distillbench.pocket.shapes import generate
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from distillbench.benchmarks import geneval
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.recipe import validate_options
-from distillbench.harness.registry import BENCHMARKS
-from distillbench.harness.score_only import score_predictions
+from distillbench.core.errors import UserInputError
+from distillbench.core.recipe import validate_options
+from distillbench.core.registry import BENCHMARKS
+from distillbench.core.score_only import score_predictions
 from distillbench.pocket import shapes
 
 
@@ -76,7 +76,7 @@ def test_geneval_checks_its_paths_and_refuses_to_predict(tmp_path, shared_data):
 
 
 def test_distillbench_score_command_on_pocket_geneval(tmp_path, capsys):
-    from distillbench.harness.cli import main
+    from distillbench.cli.main import main
 
     _, predictions = _predictions(tmp_path, shapes.evaluation_metadata(per_tag=1), samples=1)
     assert main(["score", "pocket-geneval", "--predictions", str(predictions), "--dataset", "per_tag=1",

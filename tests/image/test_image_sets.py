@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from distillbench.benchmarks.image_sets import bootstrap_interval
-from distillbench.harness.recipe import validate_options
-from distillbench.harness.registry import BENCHMARKS
-from distillbench.harness.score_only import score_predictions
-from distillbench.harness.store import Store
-from distillbench.leaderboards.corpus import set_metric_summary
+from distillbench.core.recipe import validate_options
+from distillbench.core.registry import BENCHMARKS
+from distillbench.core.score_only import score_predictions
+from distillbench.core.store import Store
+from distillbench.core.item_metrics import set_metric_summary
 from distillbench.leaderboards.render import format_metric
 from distillbench.pocket.shapes import BACKGROUND, generate
 

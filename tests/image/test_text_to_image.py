@@ -41,7 +41,7 @@ def test_pixel_rearrangement_round_trips():
 
 
 def test_sampling_counts_nfe_and_is_batch_invariant(tiny_teacher):
-    from distillbench.harness.text_to_image import TextToImage
+    from distillbench.kinds.text_to_image.sampling import TextToImage
 
     pipeline = TextToImage(tiny_teacher)
     prompts = ["a photo of a red circle", "a photo of two squares", "a photo of a blue triangle"]
@@ -58,7 +58,7 @@ def test_sampling_counts_nfe_and_is_batch_invariant(tiny_teacher):
 @pytest.mark.parametrize("sampler", ["ddim", "euler"])
 def test_one_step_starts_from_pure_noise(tiny_teacher, sampler):
     """Trailing timesteps: one step samples at t = 999 (diffusers' default 'leading' spacing gives t = 0)."""
-    from distillbench.harness.text_to_image import TextToImage
+    from distillbench.kinds.text_to_image.sampling import TextToImage
 
     scheduler = TextToImage(tiny_teacher).scheduler(sampler)
     scheduler.set_timesteps(1)
@@ -68,10 +68,10 @@ def test_one_step_starts_from_pure_noise(tiny_teacher, sampler):
 
 
 def test_generate_and_score_a_benchmark(tiny_teacher, tmp_path):
-    from distillbench.harness.recipe import validate_options
-    from distillbench.harness.registry import BENCHMARKS
-    from distillbench.harness.score_only import score_predictions
-    from distillbench.harness.text_to_image import TextToImage, generate_for_benchmark
+    from distillbench.core.recipe import validate_options
+    from distillbench.core.registry import BENCHMARKS
+    from distillbench.core.score_only import score_predictions
+    from distillbench.kinds.text_to_image.sampling import TextToImage, generate_for_benchmark
 
     options = {"per_tag": 1, "samples_per_prompt": 1}
     benchmark, _ = validate_options(BENCHMARKS.get("pocket-geneval"), options, "pocket-geneval")

@@ -4,7 +4,7 @@ the LM head's inputs in chunks as from the full logits, and the rest refuse it i
 import pytest
 import torch
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 from distillbench.methods.base import sequence_logps
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.gkd import GKD
@@ -82,7 +82,7 @@ def test_a_model_that_transforms_its_logits_refuses_chunks():
 
 
 def test_the_recipe_check_names_methods_that_cannot_chunk():
-    from distillbench.harness.recipe import parse_recipe
+    from distillbench.core.recipe import parse_recipe
 
     raw = {"name": "chunked", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
            "data": {"source": "pocket:math", "size": 8},

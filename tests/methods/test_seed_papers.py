@@ -129,7 +129,7 @@ def test_skew_kl_at_alpha_zero_is_the_plain_kl():
 
 
 def test_adaptive_schedule_rises_only_when_validation_loss_rises_by_eps():
-    from distillbench.harness.onpolicy import AdaptiveOffPolicy
+    from distillbench.kinds.text_lm.onpolicy import AdaptiveOffPolicy
 
     schedule = AdaptiveOffPolicy(initial=0.0, loss_eps=0.1)
     assert [schedule.choose(0, step, 100) for step in range(20)] == ["data"] * 20
@@ -144,7 +144,7 @@ def test_adaptive_schedule_rises_only_when_validation_loss_rises_by_eps():
 
 
 def test_adaptive_schedule_fills_the_buffer_first_then_replays():
-    from distillbench.harness.onpolicy import AdaptiveOffPolicy
+    from distillbench.kinds.text_lm.onpolicy import AdaptiveOffPolicy
 
     schedule = AdaptiveOffPolicy(initial=1.0, capacity=4)
     assert schedule.choose(0, 99, 100) == "fresh"  # buffer not full: always fresh while p = 1

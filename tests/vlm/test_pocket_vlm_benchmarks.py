@@ -6,8 +6,8 @@ import json
 import pytest
 
 from distillbench.benchmarks.vlm import benchmarks as real
-from distillbench.harness.cli import main
-from distillbench.harness.registry import BENCHMARKS
+from distillbench.cli.main import main
+from distillbench.core.registry import BENCHMARKS
 from distillbench.pocket import shapes_vlm as world
 
 POCKET = {"pocket-vqa": real.VQAv2, "pocket-pope": real.POPE, "pocket-chair": real.CHAIR,
@@ -107,7 +107,7 @@ def test_unknown_ids_and_bad_options_are_input_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", list(POCKET))
 def test_predict_with_a_llava(tiny_llava, name):
-    from distillbench.harness.vlm import load_vlm
+    from distillbench.kinds.vlm.models import load_vlm
 
     model, processor = load_vlm(str(tiny_llava))
     benchmark = BENCHMARKS.get(name)(n=2, max_new_tokens=3)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.vlm import VisionRequest, generate_vlm, load_image, load_vlm, render_prompt, video_frames
+from distillbench.core.errors import UserInputError
+from distillbench.kinds.vlm.models import VisionRequest, generate_vlm, load_image, load_vlm, render_prompt, video_frames
 
 QUESTIONS = ["Is there a cat in the image?", "Colour?", "What is in the upper left corner of this picture?",
              "How many squares are there?", "Is it day?"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from distillbench.benchmarks.vlm import chair, pope, videohallucer, vqa
-from distillbench.harness.cli import main
-from distillbench.harness.registry import BENCHMARKS
-from distillbench.harness.score_only import parse_dataset_options
+from distillbench.cli.main import main
+from distillbench.core.registry import BENCHMARKS
+from distillbench.core.score_only import parse_dataset_options
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vlm"
 
@@ -150,8 +150,8 @@ def test_dataset_options_and_bad_input(tmp_path, capsys):
 
 
 def test_predict_with_a_tiny_llava_on_local_images(tiny_llava, tmp_path, image_file):
-    from distillbench.harness.recipe import validate_options
-    from distillbench.harness.vlm import load_vlm
+    from distillbench.core.recipe import validate_options
+    from distillbench.kinds.vlm.models import load_vlm
 
     model, processor = load_vlm(str(tiny_llava))
     images = tmp_path / "images"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillbench.harness.vlm import VisionRequest, generate_vlm, load_vlm, render_prompt
+from distillbench.kinds.vlm.models import VisionRequest, generate_vlm, load_vlm, render_prompt
 from distillbench.pocket import shapes_vlm as world
 from distillbench.pocket import vlm_zoo
 
@@ -105,7 +105,7 @@ def test_the_teacher_is_larger_than_the_student():
 
 
 def test_vlm_board_writes_a_leaderboard_through_the_store(tiny_zoo, tmp_path):
-    from distillbench.harness.cli import main
+    from distillbench.cli.main import main
     from distillbench.pocket import vlm_board
 
     options = {"pocket-vqa": {"n": 2, "max_new_tokens": 3}, "pocket-pope": {"n": 2, "max_new_tokens": 3},

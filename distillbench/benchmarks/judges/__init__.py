@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from distillbench.harness.registry import JUDGES
+from distillbench.core.registry import JUDGES
 
-from . import hf, http, oracle  # noqa: F401
+from distillbench.benchmarks.judges import hf, http, oracle  # noqa: F401
 
 
 def judge_options(name: str, model: str | None, url: str | None) -> tuple[dict, list[str]]:

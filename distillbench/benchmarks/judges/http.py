@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from distillbench.harness.errors import UserInputError
-from distillbench.harness.registry import JUDGES
+from distillbench.core.errors import UserInputError
+from distillbench.core.registry import JUDGES
 
 _RETRIED_STATUS = {408, 409, 429, 500, 502, 503, 504}
 

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 
 from distillbench.benchmarks.math_grading import grade
-from distillbench.harness.registry import JUDGES
+from distillbench.core.registry import JUDGES
 from distillbench.pocket.mtbench_world import reference_turns, solve
 from distillbench.pocket.rubric import score_response
 

@@ -1,7 +1,7 @@
 """Scorers for vision-language benchmarks, each following its benchmark's official evaluation code.
 
 Pure functions over predictions and gold in the official file formats (none loads a model); the
-runnable benchmarks over them, which predict through `distillbench.harness.vlm`, are registered in
+runnable benchmarks over them, which predict through `distillbench.kinds.vlm.models`, are registered in
 `benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``) and their pocket instances in `pocket`
 (``pocket-vqa``, ``pocket-pope``, ``pocket-chair``, ``pocket-videohallucer``, scored by the same functions):
 
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
 
 def read_json(path: str | Path) -> Any:

@@ -1,11 +1,11 @@
 """The registered vision-language benchmarks: vqav2, pope, chair, videohallucer.
 
-Each reads its official files from local paths (its options), predicts with `harness.vlm` (greedy,
+Each reads its official files from local paths (its options), predicts with `kinds.vlm.models` (greedy,
 batched, images from a local folder) and scores one item with the scorer module of the same name.
 Corpus figures that are not means of per-item values are declared, not computed here: POPE's
 precision, recall and F1 and CHAIR's CHAIRi and recall are ratios of sums over items
 (`ratio_metrics`), POPE's average over its splits and VideoHallucer's overall over its
-categories are macro means (`macro_metrics`); `leaderboards.corpus` pools them, so the
+categories are macro means (`macro_metrics`); `core.item_metrics` pools them, so the
 leaderboard's number is the official script's number, with a bootstrap CI over items. One item is
 scored by a module function (`score_vqa_item`, `score_pope_item`, `score_chair_item`,
 `score_videohallucer_item`), which the pocket instances (`pocket.py`) call too.
@@ -24,10 +24,10 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from ..base import Benchmark, ItemScore, register_benchmark
-from . import chair, pope, videohallucer, vqa
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.vlm import chair, pope, videohallucer, vqa
 
 # LLaVA-1.5's short-answer instruction (its VQAv2 and POPE evaluation prompts).
 SHORT_ANSWER = "{question}\nAnswer the question using a single word or phrase."
@@ -57,7 +57,7 @@ def _require(path: str | None, option: str, what: str) -> Path:
 
 
 class VisionBenchmark(Benchmark):
-    """Shared by the VLM benchmarks: `predict` asks `harness.vlm` for one greedy reply per request.
+    """Shared by the VLM benchmarks: `predict` asks `kinds.vlm.models` for one greedy reply per request.
 
     `predict` receives the model and its processor (image processor + tokenizer) where language
     benchmarks receive the model and its tokenizer.
@@ -70,13 +70,13 @@ class VisionBenchmark(Benchmark):
         """The `VisionRequest`s of the items, one per item (VideoHallucer: two per item)."""
 
     def predict(self, model, processor, items, *, batch_size):
-        from distillbench.harness.vlm import generate_vlm
+        from distillbench.kinds.vlm.models import generate_vlm
 
         return generate_vlm(model, processor, self.requests(items), max_new_tokens=self.max_new_tokens,
                             batch_size=batch_size, description=type(self).__name__.lower())
 
     def _image(self, folder: str | None, name: str):
-        from distillbench.harness.vlm import load_image
+        from distillbench.kinds.vlm.models import load_image
 
         return load_image(_require(folder, "images", "the folder of the benchmark's images") / name)
 
@@ -116,7 +116,7 @@ class VQAv2(VisionBenchmark):
         return vqa.load_vqa(self.questions, self.annotations)[: self.n]
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         return [VisionRequest((self._image(self.images, self.image_pattern.format(image_id=item["image_id"])),),
                               self.prompt.format(question=item["question"])) for item in items]
@@ -187,7 +187,7 @@ class POPE(VisionBenchmark):
         return items
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         return [VisionRequest((self._image(self.images, item["image"]),), self.prompt.format(question=item["text"]))
                 for item in items]
@@ -280,7 +280,7 @@ class CHAIR(VisionBenchmark):
                 for i in ids]
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         missing = [item["image_id"] for item in items if not item["file_name"]]
         if missing:
@@ -350,7 +350,7 @@ class VideoHallucer(VideoPairBenchmark):
                 for index, pair in enumerate(videohallucer.load_pairs(self._file(category))[: self.n])]
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest, video_frames
+        from distillbench.kinds.vlm.models import VisionRequest, video_frames
 
         requests = []
         for item in items:

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from distillbench.harness.data import read_jsonl
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.errors import UserInputError
 
-from . import read_json
-from .chair_words import singularize, word_tokenize
+from distillbench.benchmarks.vlm import read_json
+from distillbench.benchmarks.vlm.chair_words import singularize, word_tokenize
 
 # data/synonyms.txt, line for line (trailing spaces dropped: each line is stripped before use). The
 # first name on a line is the COCO category; long lines are split into adjacent string literals.

@@ -18,16 +18,16 @@ from annotated_types import Gt
 
 from distillbench.pocket import shapes_vlm
 
-from ..base import register_benchmark
-from .benchmarks import (CHAIR, POPE, VideoHallucer, VideoPairBenchmark, VisionBenchmark, VQAv2, score_chair_item,
+from distillbench.benchmarks.base import register_benchmark
+from distillbench.benchmarks.vlm.benchmarks import (CHAIR, POPE, VideoHallucer, VideoPairBenchmark, VisionBenchmark, VQAv2, score_chair_item,
                          score_pope_item, score_vqa_item)
-from .videohallucer import INSTRUCTION, prompt as video_prompt
+from distillbench.benchmarks.vlm.videohallucer import INSTRUCTION, prompt as video_prompt
 
 WORLD = "pocket-shapes VLM world (distillbench.pocket.shapes_vlm)"
 
 
 def _world_protocol(benchmark, items: list[dict[str, Any]]) -> dict[str, Any]:
-    from distillbench.harness.recipe import stable_hash
+    from distillbench.core.recipe import stable_hash
     from distillbench.pocket.shapes import WORLD_VERSION
 
     return {"world": WORLD, "world_version": WORLD_VERSION, "split": "test", "items": len(items),
@@ -58,7 +58,7 @@ class PocketVQA(VisionBenchmark):
         return shapes_vlm.vqa_items(self.n, self.seed, self.per_image)
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         return [VisionRequest((_image(item["scene"]),), self.prompt.format(question=item["question"]))
                 for item in items]
@@ -95,7 +95,7 @@ class PocketPOPE(VisionBenchmark):
         return shapes_vlm.pope_items(self.n, self.seed, tuple(self.splits), self.per_image)
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         return [VisionRequest((_image(item["scene"]),), self.prompt.format(question=item["text"])) for item in items]
 
@@ -133,7 +133,7 @@ class PocketCHAIR(VisionBenchmark):
         return shapes_vlm.chair_items(self.n, self.seed)
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         return [VisionRequest((_image(item["scene"]),), self.prompt) for item in items]
 
@@ -170,7 +170,7 @@ class PocketVideoHallucer(VideoPairBenchmark):
         return shapes_vlm.videohallucer_items(self.n, self.seed, tuple(self.categories))
 
     def requests(self, items):
-        from distillbench.harness.vlm import VisionRequest
+        from distillbench.kinds.vlm.models import VisionRequest
 
         requests = []
         for item in items:

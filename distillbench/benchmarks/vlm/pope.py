@@ -23,8 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from distillbench.harness.data import read_jsonl
-from distillbench.harness.errors import UserInputError
+from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.errors import UserInputError
 
 SPLITS = ("random", "popular", "adversarial")
 NEGATION_WORDS = ("No", "not", "no")

@@ -32,9 +32,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from . import read_json
+from distillbench.benchmarks.vlm import read_json
 
 INSTRUCTION = "\nAnswer the question using 'yes' or 'no'."
 # Category name (as the scripts name results) → the official data file, relative to the data folder.

@@ -34,9 +34,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from . import read_json
+from distillbench.benchmarks.vlm import read_json
 
 RULES = ("2021", "2017")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import register_method
-from .common import ClassifyMethod, cross_entropy_loss
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 
 
 @register_method("ce", family="classify", paper="baseline (no teacher)",

@@ -1,6 +1,6 @@
 """What every classify method shares: its data kind, and the two losses most of them build on.
 
-A classify batch (harness/images.py) holds ``images`` [B, 3, H, W], ``labels`` [B], ``epoch``
+A classify batch (kinds/image_classifier/images.py) holds ``images`` [B, 3, H, W], ``labels`` [B], ``epoch``
 (1-based) and, when asked for, ``teacher_logits`` [B, C] and ``teacher_features`` [B, D]. Losses
 are means over the images of the batch.
 """
@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
-from ..base import Method, upcast
+from distillbench.methods.base import Method, upcast
 
 
 class ClassifyMethod(Method):

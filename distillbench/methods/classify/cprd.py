@@ -39,8 +39,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import register_method, upcast
-from .info_nce import RetrievalMethod, info_nce_loss
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.info_nce import RetrievalMethod, info_nce_loss
 
 
 def partial_ranking_targets(student_scores: torch.Tensor, teacher_scores: torch.Tensor, positives: torch.Tensor,

@@ -35,8 +35,8 @@ import torch
 from annotated_types import Ge, Gt
 from torch.nn import functional as F
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod, soft_kl_loss
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod, soft_kl_loss
 
 
 def committee_weights(prior_accuracies: torch.Tensor, temperature: float = 5.0) -> torch.Tensor:

@@ -29,8 +29,8 @@ import torch
 from annotated_types import Ge, Gt
 from torch import nn
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod, cross_entropy_loss
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 
 AUXILIARY_HIDDEN, AUXILIARY_DROPOUT = 200, 0.1  # models/classifier.py NonLinearClassifier
 CLAMP = 1e-8

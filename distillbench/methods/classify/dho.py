@@ -13,7 +13,7 @@ ImageNet inference setting α = β = 0.5 (the few-shot runs instead search α �
 β ∈ {0.5, …, 4} on validation data; here they are fixed fields). The paper's teacher is CLIP's
 zero-shot classifier (100 · normalised image features · class text embeddings); here the teacher is any
 classifier of the recipe, CLIP's kind included (`pocket:shapes-clip-zeroshot-<task>`,
-`distillbench.harness.clip_zeroshot`). The student's own head is the CE head; the KD head starts at random, as in
+`distillbench.kinds.image_classifier.clip_zeroshot`). The student's own head is the CE head; the KD head starts at random, as in
 ``train_others.py`` (the ImageNet script starts both from CLIP's text weights). The student saved is
 the two-headed classifier, predicting with the mixture.
 """
@@ -25,10 +25,10 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt, Le
 
-from distillbench.harness.classifiers import DualHeadClassifier
+from distillbench.kinds.image_classifier.classifiers import DualHeadClassifier
 
-from ..base import register_method
-from .common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
 
 
 def dual_head(student, alpha: float, beta: float) -> DualHeadClassifier:

@@ -16,8 +16,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import register_method
-from .distill_nearest import DistillNearest
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.distill_nearest import DistillNearest
 
 
 @register_method("distill-weighted", family="classify", paper="Borup et al. 2023, arXiv:2304.12314",

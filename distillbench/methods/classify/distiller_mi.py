@@ -42,9 +42,9 @@ from annotated_types import Ge, Gt, Le
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
-from .dhkd import DualHeadStudent
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
+from distillbench.methods.classify.dhkd import DualHeadStudent
 
 
 def cosine_critic(teacher_features: torch.Tensor, projected_student: torch.Tensor,

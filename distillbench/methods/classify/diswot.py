@@ -35,8 +35,8 @@ from annotated_types import Gt
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import register_method, upcast
-from .hinton_kd import HintonKD
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.hinton_kd import HintonKD
 
 
 def _normalised_gram(rows: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch
 from annotated_types import Ge, Gt
 from torch.nn import functional as F
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod, cross_entropy_loss
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 
 # mdistiller masks the target class by subtracting this from its (temperature-scaled) logit.
 TARGET_MASK = 1000.0

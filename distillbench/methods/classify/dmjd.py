@@ -28,9 +28,9 @@ from annotated_types import Ge, Gt, Le, Lt
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import register_method
-from .common import ClassifyMethod
-from .masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.common import ClassifyMethod
+from distillbench.methods.classify.masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
 
 
 def disjoint_masks(batch_size: int, num_patches: int, mask_ratio: float, pred_ratio: float = 1.0

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from distillbench.pocket.fair_tabular import ROW_BLOCKS, TabularData, decode_rows
 
-from ..base import Method, register_method
+from distillbench.methods.base import Method, register_method
 
 
 # --- pure losses ---------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class FairLatent(Method):
         return terms
 
     def empty_generator(self, rows: torch.Tensor) -> FairGenerator:
-        """A generator of this method's shape over `rows`, weights to be loaded (`harness.tabular`)."""
+        """A generator of this method's shape over `rows`, weights to be loaded (`kinds.tabular.driver`)."""
         return FairGenerator(GaussianEncoder(rows.shape[1], self.student_hidden, self.latent_dim),
                              RowDecoder(self.latent_dim, self.teacher_hidden), rows)
 

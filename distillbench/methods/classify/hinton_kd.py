@@ -16,8 +16,8 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt
 
-from ..base import register_method
-from .common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
 
 
 @register_method("hinton-kd", family="classify", paper="Hinton et al. 2015, arXiv:1503.02531",

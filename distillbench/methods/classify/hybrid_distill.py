@@ -34,9 +34,9 @@ from annotated_types import Ge, Gt, Lt
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import register_method
-from .common import ClassifyMethod
-from .masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
+from distillbench.methods.base import register_method
+from distillbench.methods.classify.common import ClassifyMethod
+from distillbench.methods.classify.masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
 
 
 def attention_kl(teacher_attention: torch.Tensor, student_attention: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
 
 def student_vit(student: nn.Module):

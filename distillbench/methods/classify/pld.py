@@ -24,8 +24,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod
 
 
 def teacher_optimal_order(teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

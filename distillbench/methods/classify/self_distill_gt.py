@@ -42,8 +42,8 @@ from annotated_types import Ge, Le
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import register_method, upcast
-from .common import ClassifyMethod
+from distillbench.methods.base import register_method, upcast
+from distillbench.methods.classify.common import ClassifyMethod
 
 
 # --- the kernel ridge setting ---------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import (Method, SamplingFields, log_probs, register_method, response_logits, sequence, shifted_labels,
+from distillbench.methods.base import (Method, SamplingFields, log_probs, register_method, response_logits, sequence, shifted_labels,
                      token_mean)
-from .sft import sft_loss
+from distillbench.methods.llm.sft import sft_loss
 
 # The authors' loader clamps targets into [1e-8, 1 − 1e-8] (compress_logits.py, prob_stabilize).
 _CODE_CLAMP = (1e-8, 1 - 1e-8)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import register_method
-from .adpa import ADPA
+from distillbench.methods.base import register_method
+from distillbench.methods.llm.adpa import ADPA
 
 
 @register_method("adpa+", family="llm", paper="Gao et al. 2025, arXiv:2502.17927",

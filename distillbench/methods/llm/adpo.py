@@ -31,7 +31,7 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Ge, Gt, Lt
 
-from ..base import Method, ranked_count, register_method, sequence_logps
+from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
 
 
 def adpo_loss(policy_logps: torch.Tensor, anchor_logps: torch.Tensor, scores: torch.Tensor, tau: float = 1.0,

@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from ..base import mixture_logp, response_logits, shifted_labels, upcast
+from distillbench.methods.base import mixture_logp, response_logits, shifted_labels, upcast
 
 IGNORE_INDEX = -100
 # 256 rows × a 152k vocabulary is 156 MB per fp32 chunk tensor, and a step holds about five.
@@ -431,6 +431,6 @@ class StudentOutputs:
             logps = chunked_token_logps(self.hidden, self.weight, self.labels, self.bias, chunk_size=self.chunk_size)
             mask = self.labels != IGNORE_INDEX
             return -(logps * mask).sum() / mask.sum().clamp(min=1)
-        from .sft import sft_loss
+        from distillbench.methods.llm.sft import sft_loss
 
         return sft_loss(self.logits, self.labels)

@@ -23,10 +23,10 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.errors import UserInputError
+from distillbench.core.errors import UserInputError
 
-from ..base import Method, ranked_count, register_method, sequence_logps
-from .dpo import dpo_loss
+from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
+from distillbench.methods.llm.dpo import dpo_loss
 
 
 def curry_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,

@@ -21,8 +21,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import Method, register_method, response_logits, sequence, shifted_labels, token_mean, upcast
-from .sft import sft_loss
+from distillbench.methods.base import Method, register_method, response_logits, sequence, shifted_labels, token_mean, upcast
+from distillbench.methods.llm.sft import sft_loss
 
 # Probabilities are floored here before the log, as the authors' code does (1e-7 there):
 # a student probability of 0 in a bin the teacher uses would make the KL infinite.

@@ -24,10 +24,10 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Ge, Gt, Le, Lt
 
-from distillbench.harness.onpolicy import AdaptiveOffPolicy
+from distillbench.kinds.text_lm.onpolicy import AdaptiveOffPolicy
 
-from ..base import Method, SamplingFields, log_probs, mixture_logp, register_method, token_mean
-from .chunked import StudentOutputs, chunked_skew_forward_kl, chunked_skew_reverse_kl
+from distillbench.methods.base import Method, SamplingFields, log_probs, mixture_logp, register_method, token_mean
+from distillbench.methods.llm.chunked import StudentOutputs, chunked_skew_forward_kl, chunked_skew_reverse_kl
 
 
 def skew_forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

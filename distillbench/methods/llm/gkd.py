@@ -25,10 +25,10 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from ..base import Method, SamplingFields, log_probs, register_method, token_mean
-from .chunked import StudentOutputs, chunked_generalized_jsd_loss
-from .kd import forward_kl_loss
-from .rkl import reverse_kl_loss
+from distillbench.methods.base import Method, SamplingFields, log_probs, register_method, token_mean
+from distillbench.methods.llm.chunked import StudentOutputs, chunked_generalized_jsd_loss
+from distillbench.methods.llm.kd import forward_kl_loss
+from distillbench.methods.llm.rkl import reverse_kl_loss
 
 
 def generalized_jsd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

@@ -16,7 +16,7 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import Method, register_method, sequence_logps
+from distillbench.methods.base import Method, register_method, sequence_logps
 
 
 def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,

@@ -17,8 +17,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from ..base import Method, log_probs, register_method, token_mean
-from .chunked import StudentOutputs, chunked_forward_kl_loss
+from distillbench.methods.base import Method, log_probs, register_method, token_mean
+from distillbench.methods.llm.chunked import StudentOutputs, chunked_forward_kl_loss
 
 
 def forward_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

@@ -28,10 +28,10 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.onpolicy import continue_ids
+from distillbench.kinds.text_lm.onpolicy import continue_ids
 
-from ..base import Method, register_method, sequence_logps
-from .dpo import dpo_loss
+from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.methods.llm.dpo import dpo_loss
 
 STEP_END = ". "
 
@@ -75,7 +75,7 @@ class MCTSDPO(Method):
     def make_examples(self, student, tokenizer, problems, seed, stage, frozen):
         """Step-level pairs from searching with `student` on this iteration's share of the problems."""
         from distillbench.benchmarks.math_grading import grade
-        from distillbench.harness.generation import chat_prompt_ids
+        from distillbench.kinds.text_lm.generation import chat_prompt_ids
 
         generator = torch.Generator().manual_seed(seed * 31 + stage)
         chosen = torch.randperm(len(problems), generator=generator)[: self.prompts].tolist()

@@ -20,7 +20,7 @@ from typing import Annotated
 import torch
 from annotated_types import Ge
 
-from ..base import Method, register_method, sequence_logps
+from distillbench.methods.base import Method, register_method, sequence_logps
 
 
 def redi_loss(chosen_mean_logps: torch.Tensor, rejected_mean_logps: torch.Tensor, chosen_coef: float = 1.0,

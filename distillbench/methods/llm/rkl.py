@@ -13,8 +13,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import Method, log_probs, register_method, token_mean
-from .chunked import StudentOutputs, chunked_reverse_kl_loss
+from distillbench.methods.base import Method, log_probs, register_method, token_mean
+from distillbench.methods.llm.chunked import StudentOutputs, chunked_reverse_kl_loss
 
 
 def reverse_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

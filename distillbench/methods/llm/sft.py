@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..base import Method, register_method, upcast
-from .chunked import StudentOutputs
+from distillbench.methods.base import Method, register_method, upcast
+from distillbench.methods.llm.chunked import StudentOutputs
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

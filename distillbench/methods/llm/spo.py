@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch import nn
 
-from ..base import Method, register_method, sequence_logps
-from .dpo import dpo_loss
+from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.methods.llm.dpo import dpo_loss
 
 
 def remove_key_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,

@@ -30,10 +30,10 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Gt
 
-from distillbench.harness.data import collate, tokenize_example, tokenize_records
+from distillbench.kinds.text_lm.data import collate, tokenize_example, tokenize_records
 
-from ..base import Method, SamplingFields, register_method, response_logits, shifted_labels
-from .kd import forward_kl_loss
+from distillbench.methods.base import Method, SamplingFields, register_method, response_logits, shifted_labels
+from distillbench.methods.llm.kd import forward_kl_loss
 
 
 # The examples are never truncated: a sampled response is at most max_new_tokens long in both arms, and the
@@ -75,7 +75,7 @@ class TeacherHacking(SamplingFields, Method):
         Offline: one teacher sample for each problem of a fixed pool, made once."""
         if self.data == "online":
             return tokenize_records(tokenizer, problems, UNCUT)
-        from distillbench.harness.generation import generate_responses
+        from distillbench.kinds.text_lm.generation import generate_responses
 
         generator = torch.Generator().manual_seed(seed)
         pool = [problems[i] for i in torch.randperm(len(problems), generator=generator)[: self.offline_prompts]]

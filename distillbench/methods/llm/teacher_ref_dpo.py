@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import register_method
-from .dpo import DPO
+from distillbench.methods.base import register_method
+from distillbench.methods.llm.dpo import DPO
 
 
 @register_method("teacher-ref-dpo", family="llm", paper="Shu et al. 2025, arXiv:2408.15881",

@@ -12,8 +12,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from ..base import Method, log_probs, register_method, token_mean
-from .chunked import StudentOutputs, chunked_tvd_loss
+from distillbench.methods.base import Method, log_probs, register_method, token_mean
+from distillbench.methods.llm.chunked import StudentOutputs, chunked_tvd_loss
 
 
 def tvd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

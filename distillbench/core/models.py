@@ -1,0 +1,185 @@
+"""Model references and backends.
+
+A model reference is one of
+  * ``pocket:<zoo name>``  a model of the pocket zoo (built into the user cache on demand), or a
+    pocket-shapes classifier (`distillbench.pocket.shapes_classifiers`),
+  * ``hf:<id>[@revision]`` a hub model (works where the hub is reachable or cached),
+  * ``arch:<architecture>`` a freshly initialised image classifier (`kinds.image_classifier.classifiers`),
+  * a local path to a directory saved with ``save_pretrained`` (or a classifier directory).
+Language models load through ``transformers``' own ``from_pretrained``, classifiers through
+`kinds.image_classifier.classifiers`; weights are read from safetensors only, and ``trust_remote_code``
+stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distillbench.core.errors import UserInputError
+from distillbench.core.registry import MODEL_BACKENDS
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    backend: str  # "pocket" | "hf" | "arch" | "local"
+    name: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        prefix = {"pocket": "pocket:", "hf": "hf:", "arch": "arch:", "local": ""}[self.backend]
+        return prefix + self.name + (f"@{self.revision}" if self.revision else "")
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    if text.startswith("pocket:"):
+        return ModelRef("pocket", text.removeprefix("pocket:"))
+    if text.startswith("hf:"):
+        name, _, revision = text.removeprefix("hf:").partition("@")
+        return ModelRef("hf", name, revision or None)
+    if text.startswith("arch:"):
+        return ModelRef("arch", text.removeprefix("arch:"))
+    return ModelRef("local", text)
+
+
+def validate_model_ref(text: str) -> None:
+    """Raise ValueError (a one-line message) when `text` cannot name a model."""
+    ref = parse_model_ref(text)
+    if ref.backend == "pocket":
+        from distillbench.pocket.shapes_classifiers import CLASSIFIER_ZOO
+        from distillbench.pocket.zoo import ZOO
+
+        if ref.name not in ZOO and ref.name not in CLASSIFIER_ZOO:
+            import difflib
+
+            close = difflib.get_close_matches(ref.name, list(ZOO) + list(CLASSIFIER_ZOO), n=1)
+            hint = f"; did you mean 'pocket:{close[0]}'?" if close else f"; known: {', '.join(ZOO + CLASSIFIER_ZOO)}"
+            raise ValueError(f"unknown pocket model {ref.name!r}{hint}")
+    elif ref.backend == "arch":
+        from distillbench.kinds.image_classifier.classifiers import architecture_names
+
+        if ref.name not in architecture_names():
+            import difflib
+
+            close = difflib.get_close_matches(ref.name, architecture_names(), n=1)
+            hint = f"; did you mean 'arch:{close[0]}'?" if close else f"; known: {', '.join(architecture_names())}"
+            raise ValueError(f"unknown classifier architecture {ref.name!r}{hint}")
+    elif ref.backend == "hf":
+        if not _HF_ID.match(ref.name):
+            raise ValueError(f"not a hub model id: {ref.name!r}")
+    elif not Path(ref.name).is_dir():
+        raise ValueError(f"model directory not found: {ref.name} (use pocket:<name>, hf:<id>[@rev] or a local path)")
+
+
+def resolve_path(ref: ModelRef) -> str:
+    """What `from_pretrained` receives: a local directory or a hub id."""
+    return MODEL_BACKENDS.get(ref.backend)(ref)
+
+
+@MODEL_BACKENDS.register("pocket", summary="pocket zoo model, built into the user cache when missing")
+def _pocket_backend(ref: ModelRef) -> str:
+    from distillbench.pocket import shapes_classifiers
+    from distillbench.pocket.zoo import ensure_built
+
+    if ref.name in shapes_classifiers.CLASSIFIER_ZOO:
+        return str(shapes_classifiers.ensure_built(ref.name))
+    return str(ensure_built(ref.name))
+
+
+@MODEL_BACKENDS.register("hf", summary="Hugging Face hub id, optionally @revision")
+def _hf_backend(ref: ModelRef) -> str:
+    return ref.name
+
+
+@MODEL_BACKENDS.register("local", summary="a directory written by save_pretrained")
+def _local_backend(ref: ModelRef) -> str:
+    if not Path(ref.name).is_dir():
+        raise UserInputError(f"{ref.name}: model directory not found")
+    return ref.name
+
+
+def load_causal_lm(text: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32):
+    """Load (model, tokenizer) for a model reference, ready for training or generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ref = parse_model_ref(text)
+    location = resolve_path(ref)
+    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{text}: cannot load model ({str(exc).splitlines()[0]})") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def check_weights(directory: Path) -> None:
+    """Open every safetensors file's header, so corrupt or truncated weights fail before a run starts."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise UserInputError(f"{directory}: no *.safetensors weights (other formats are not loaded, for safety)")
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            raise UserInputError(f"{file}: cannot read weights ({str(exc).splitlines()[0]})") from None
+
+
+# What a model folder's behaviour depends on besides its weights: the architecture config, the
+# tokenizer (vocabularies, merges, sentencepiece models), the chat template and generation defaults.
+# Other files (READMEs, logs, optimizer state, the zoo's build manifest with its build time, a
+# Trainer's state) do not change it.
+DEFINING_FILES = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model")
+NOT_DEFINING = frozenset({"zoo.json", "trainer_state.json"})
+
+
+def defining_files(directory: Path) -> list[Path]:
+    """The top-level files of a model folder that determine what it computes, sorted by name."""
+    files = {file for pattern in DEFINING_FILES for file in directory.glob(pattern) if file.is_file()}
+    return sorted((file for file in files if file.name not in NOT_DEFINING), key=lambda file: file.name)
+
+
+def fingerprint(text: str) -> str:
+    """Identity of a model: a hash of its weights, config, tokenizer and chat template files, or hub
+    id@revision. An edited chat template or tokenizer changes what a model is scored on, so it
+    changes the key of every cell that uses the model."""
+    ref = parse_model_ref(text)
+    if ref.backend == "hf":
+        return f"{ref.name}@{ref.revision or 'main'}"
+    if ref.backend == "arch":  # no weights: the architecture's code and the cell's seed make them
+        return f"arch:{ref.name}"
+    directory = Path(resolve_path(ref))
+    check_weights(directory)
+    digest = hashlib.sha256()
+    for file in defining_files(directory):
+        digest.update(file.name.encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def check_shared_vocabulary(teacher: str, student: str) -> None:
+    """Logit distillation compares distributions token by token: the vocabularies must be the same
+    (trl #2215, #4562: a silent mismatch gives wrong results instead of an error)."""
+    from transformers import AutoTokenizer
+
+    vocabularies = []
+    for text in (teacher, student):
+        ref = parse_model_ref(text)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_path(ref), revision=ref.revision)
+        vocabularies.append(tokenizer.get_vocab())
+    if vocabularies[0] != vocabularies[1]:
+        raise UserInputError(f"teacher: {teacher} and student {student} have different vocabularies "
+                             f"({len(vocabularies[0])} vs {len(vocabularies[1])} tokens); logit distillation "
+                             "needs a shared tokenizer")

@@ -1,1 +1,0 @@
-"""The harness: recipe, registry, plan, runner, train loop, store, provenance, CLI."""

@@ -1,0 +1,1 @@
+"""kinds/image_classifier"""

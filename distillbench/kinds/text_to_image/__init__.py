@@ -1,0 +1,1 @@
+"""kinds/text_to_image"""

@@ -1,0 +1,183 @@
+"""Text-to-image sampling for the image benchmarks: load a pipeline folder, sample with CFG, count NFE and time.
+
+A pipeline folder is laid out as Stable Diffusion's (``unet/``, ``text_encoder/``,
+``tokenizer/``, ``scheduler/``, each loaded with its library's ``from_pretrained``) plus
+``t2i.json``: the image size and ``space_to_depth`` (the UNet works on the pixel image
+rearranged by ``pixel_unshuffle``; the pocket teacher, `distillbench.pocket.t2i_zoo`).
+``pocket:t2i-teacher`` names the pocket teacher (built into the user cache on first use).
+
+Sampling (`TextToImage.generate`): the training scheduler's config with DDIM (η = 0) or
+Euler, both with ``timestep_spacing="trailing"`` so that one step starts from pure noise at
+t = 999 (diffusers' default "leading" spacing would start a 1-step sample at t = 0, a
+pure-noise image scored as if the model had made it). Classifier-free guidance:
+v = v_uncond + w·(v_cond − v_uncond), the unconditional branch on the empty text; NFE per
+image is steps × 2 with guidance (w ≠ 1), steps otherwise. The initial noise of image i
+depends only on (seed, i), so a prompt set's images do not change with the batch size.
+
+`generate_for_benchmark` writes one PNG per benchmark item and a predictions JSONL (``id``,
+``response`` = the PNG's path) that `distillbench score` grades. Command line:
+``python -m distillbench.kinds.text_to_image.sampling BENCHMARK --model pocket:t2i-teacher --steps 50 --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SAMPLERS = ("ddim", "euler")
+
+
+@dataclass(frozen=True)
+class SamplingCost:
+    nfe: int  # UNet evaluations per image
+    seconds_per_image: float  # wall time per image, text encoding included, batched
+
+
+def resolve(model: str) -> Path:
+    """A pipeline folder from a model reference: ``pocket:<name>`` or a local path."""
+    if model.startswith("pocket:"):
+        from distillbench.pocket.t2i_zoo import model_dir
+
+        return model_dir(model.removeprefix("pocket:"))
+    return Path(model)
+
+
+def fingerprint(directory: Path) -> str:
+    """sha256 over a pipeline folder's weights and configs (every file but the zoo manifest, whose
+    training time differs between identical builds)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != "zoo.json"):
+        digest.update(str(path.relative_to(directory)).encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+class TextToImage:
+    def __init__(self, model: str | Path, device: str = "cpu"):
+        from diffusers import UNet2DConditionModel
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        self.directory = resolve(str(model))
+        self.config = json.loads((self.directory / "t2i.json").read_text())
+        self.unet = UNet2DConditionModel.from_pretrained(self.directory / "unet").to(device).eval()
+        self.text_encoder = CLIPTextModel.from_pretrained(self.directory / "text_encoder").to(device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.directory / "tokenizer")
+        self.device = device
+
+    def scheduler(self, sampler: str):
+        from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        kind = DDIMScheduler if sampler == "ddim" else EulerDiscreteScheduler
+        return kind.from_pretrained(self.directory / "scheduler", timestep_spacing="trailing")
+
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.config["context_length"],
+                             return_tensors="pt")["input_ids"].to(self.device)
+        return self.text_encoder(ids).last_hidden_state
+
+    def initial_noise(self, count: int, seed: int) -> torch.Tensor:
+        """Noise of image i drawn from its own generator seeded by (seed, i)."""
+        factor = self.config["space_to_depth"]
+        shape = (3 * factor**2, self.config["image_size"] // factor, self.config["image_size"] // factor)
+        return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+                            for i in range(count)])
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], steps: int, guidance: float | None = None, sampler: str = "ddim",
+                 seed: int = 0, batch_size: int = 64) -> tuple[list[np.ndarray], SamplingCost]:
+        """uint8 RGB images, one per prompt, and the sampling cost."""
+        from distillbench.pocket.t2i_zoo import from_model_space
+
+        guidance = self.config["default_guidance"] if guidance is None else guidance
+        guided = guidance != 1.0
+        noise = self.initial_noise(len(prompts), seed)
+        started = time.perf_counter()
+        images = []
+        for first in range(0, len(prompts), batch_size):
+            texts = prompts[first:first + batch_size]
+            context = self._embed(texts + [""] * len(texts) if guided else texts)
+            scheduler = self.scheduler(sampler)
+            scheduler.set_timesteps(steps)
+            sample = noise[first:first + batch_size].to(self.device) * scheduler.init_noise_sigma
+            for timestep in scheduler.timesteps:
+                model_input = scheduler.scale_model_input(torch.cat([sample] * 2) if guided else sample, timestep)
+                output = self.unet(model_input, timestep, encoder_hidden_states=context).sample
+                if guided:
+                    conditional, unconditional = output.chunk(2)
+                    output = unconditional + guidance * (conditional - unconditional)
+                sample = scheduler.step(output, timestep, sample).prev_sample
+            images.extend(from_model_space(sample.cpu(), self.config["space_to_depth"]))
+        seconds = time.perf_counter() - started
+        return images, SamplingCost(nfe=steps * (2 if guided else 1), seconds_per_image=seconds / max(1, len(prompts)))
+
+
+def item_prompt(item: dict) -> str:
+    """The text an image benchmark's item asks for (GenEval items keep it in their metadata)."""
+    return item["prompt"] if "prompt" in item else item["metadata"]["prompt"]
+
+
+def generate_for_benchmark(pipeline: TextToImage, benchmark, folder: Path, steps: int, guidance: float | None = None,
+                           sampler: str = "ddim", seed: int = 0) -> tuple[Path, SamplingCost]:
+    """One PNG per item of `benchmark` under `folder`, and ``predictions.jsonl`` (id, response = path)."""
+    from PIL import Image
+
+    items = benchmark.items()
+    images, cost = pipeline.generate([item_prompt(item) for item in items], steps, guidance, sampler, seed)
+    folder = Path(folder)
+    lines = []
+    for item, image in zip(items, images):
+        path = folder / "images" / f"{item['id']}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        lines.append(json.dumps({"id": item["id"], "response": str(path.resolve())}))
+    predictions = folder / "predictions.jsonl"
+    predictions.write_text("\n".join(lines) + "\n")
+    return predictions, cost
+
+
+def main(argv: list[str] | None = None) -> int:
+    from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
+
+    parser = argparse.ArgumentParser(prog="python -m distillbench.kinds.text_to_image.sampling",
+                                     description="Generate images for an image benchmark's prompts and score them.")
+    parser.add_argument("benchmark", help="a registered image benchmark, e.g. pocket-geneval, pocket-fid")
+    parser.add_argument("--model", default="pocket:t2i-teacher", help="pocket:<name> or a pipeline folder")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the pipeline's)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", action="append", default=[], metavar="KEY=VALUE", help="benchmark options")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the images, predictions and results.json")
+    args = parser.parse_args(argv)
+    from distillbench.core.recipe import validate_options
+    from distillbench.core.registry import BENCHMARKS
+    from distillbench.core.errors import UserInputError
+
+    options = parse_dataset_options(args.dataset)
+    benchmark, problems = validate_options(BENCHMARKS.get(args.benchmark), options, args.benchmark)
+    if problems:
+        raise UserInputError(problems)
+    torch.set_num_threads(1)
+    pipeline = TextToImage(args.model)
+    steps = args.steps or pipeline.config["default_steps"]
+    predictions, cost = generate_for_benchmark(pipeline, benchmark, args.out, steps, args.guidance, args.sampler,
+                                               args.seed)
+    results = score_predictions(args.benchmark, predictions, options)
+    results["sampling"] = {"model": args.model, "steps": steps, "sampler": args.sampler, "seed": args.seed,
+                           "guidance": pipeline.config["default_guidance"] if args.guidance is None else args.guidance,
+                           "nfe": cost.nfe, "seconds_per_image": round(cost.seconds_per_image, 4)}
+    print(json.dumps({"metrics": results["metrics"], "sampling": results["sampling"]}, indent=1))
+    print(f"results: {write_results(results, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
