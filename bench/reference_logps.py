@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distillbench.harness import train as train_module
+from distillbench.core import train as train_module
 from distillbench.kinds.text_lm.data import load_preferences, tokenize_preferences
 from distillbench.core.models import load_causal_lm
 from distillbench.core.provenance import machine, package_versions

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distillbench.harness import vllm_backend
+from distillbench.kinds.text_lm import vllm_backend
 from distillbench.cli.main import main
 from distillbench.kinds.text_lm.generation import generate_responses, serving
 from distillbench.core.models import load_causal_lm
