@@ -18,7 +18,7 @@ from pathlib import Path
 
 from distillbench.core.provenance import machine, package_versions
 from distillbench.core.recipe import load_recipe
-from distillbench.core.runner import run_recipe
+from distillbench.cli.main import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "gpu_cell.json"

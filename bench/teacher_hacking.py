@@ -23,6 +23,7 @@ from distillbench.core.runner import Runner
 RESULTS = Path(__file__).parent / "results" / "teacher_hacking.json"
 RECIPE = """
 name: teacher-hacking
+kind: text-lm
 teacher: pocket:teacher-sft
 student: pocket:student-init
 data: {{source: "pocket:math", size: 4000}}

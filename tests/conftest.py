@@ -24,6 +24,7 @@ def shared_data() -> Path:
 
 TINY_RECIPE = """
 name: tiny
+kind: text-lm
 teacher: pocket:teacher-sft
 student: pocket:student-init
 data: {{source: "pocket:math", size: 64}}

@@ -58,6 +58,7 @@ def private_zoo(tmp_path, monkeypatch):
 def _recipe(tmp_path: Path, student: str) -> Path:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"""name: bad
+kind: text-lm
 teacher: pocket:teacher-sft
 student: {student}
 data: {{source: "pocket:math", size: 8}}

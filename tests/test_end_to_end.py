@@ -171,6 +171,7 @@ def test_real_format_benchmarks_run_on_local_files(tiny_recipe, shared_data):
 
 SEED_PAPERS = """
 name: seed-papers
+kind: text-lm
 teacher: pocket:teacher-aligned
 reference_teacher: pocket:teacher-sft
 student: pocket:student-init

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def base(**changes):
     raw = {
-        "name": "r", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+        "name": "r", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
         "data": {"source": "pocket:math", "size": 10},
         "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
         "methods": ["sft", {"name": "kd", "temperature": 2.0}],
@@ -82,8 +82,8 @@ def test_every_problem_gets_its_own_line():
     ({"seeds": [1, 1]}, "seeds: seeds must be distinct"),
     ({"methods": []}, "methods: list should have at least 1 item after validation, not 0"),
     ({"data": {"source": "/no/file.jsonl"}}, "data.source: file not found: /no/file.jsonl"),
-    ({"colour": "red"}, "colour: unknown field (known: name, teacher, reference_teacher, student, data, budget, "
-                        "seeds, methods, benchmarks, output_dir, generation, trust_remote_code)"),
+    ({"colour": "red"}, "colour: unknown field (known: name, kind, teacher, reference_teacher, student, data, "
+                        "budget, seeds, methods, benchmarks, output_dir, trust_remote_code, generation)"),
     # a nested field is matched against its own model's fields, not the recipe's
     ({"budget": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4, "warmup": 3}},
      "budget.warmup: unknown field; did you mean 'warmup_steps'?"),
@@ -114,6 +114,7 @@ def test_cli_exits_2_with_one_line_per_problem_and_writes_nothing(tmp_path, caps
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(f"""
 name: bad
+kind: text-lm
 teacher: pocket:teacher-sft
 student: pocket:student-init
 data: {{source: "pocket:math"}}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 RECIPE = """
 name: reliability
+kind: text-lm
 teacher: pocket:teacher-sft
 student: pocket:student-init
 data: {{source: "pocket:math", size: 64}}

@@ -23,15 +23,38 @@ def _cmd_run(args) -> int:
 
     if args.jobs < 1:
         raise UserInputError(f"--jobs: at least 1 (got {args.jobs})")
-    recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
+    path = args.recipe or str(DEFAULT_RECIPE)
+    recipe = load_recipe(path)
+    if args.check:
+        from distillbench.cli.check import print_check
+
+        print_check(path, recipe)
+        return 0
     runner = Runner(recipe, Path(args.out) if args.out else None)
     if args.rerun:
         moved = runner.forget(args.rerun)
         print(f"--rerun: {len(moved)} cell folder(s) moved to {runner.out / 'replaced'}; those cells run again")
     if args.jobs == 1:
-        runner.run()
+        _publish(runner, runner.run())
         return 0
-    return run_workers(runner, args.recipe or str(DEFAULT_RECIPE), args.jobs)
+    worker = [sys.executable, "-m", "distillbench.cli.main", "run", path, "--out", str(runner.out)]
+    status = run_workers(runner, worker, args.jobs)
+    _publish(runner, runner.check())
+    return status
+
+
+def _publish(runner, plan) -> dict:
+    from distillbench.leaderboards.publish import publish
+
+    return publish(runner.out, plan, runner.recipe, runner.console)
+
+
+def run_recipe(recipe, output_dir: Path | None = None) -> dict:
+    """Run a loaded recipe and return its leaderboard (the `run` command without its options)."""
+    from distillbench.core.runner import Runner
+
+    runner = Runner(recipe, output_dir)
+    return _publish(runner, runner.run())
 
 
 def _cmd_list(args) -> int:
@@ -211,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1,
                      help="cells trained and scored at once, each process with cpu_count/jobs threads (default 1); "
                           "the extra processes log to <out>/workers/")
+    run.add_argument("--check", action="store_true",
+                     help="validate and plan the recipe without training or downloading anything: print the cells, "
+                          "the reference rows and what each needs; exit 0, or 2 with one line per problem")
     run.add_argument("--rerun", nargs="+", metavar="ROW",
                      help="train and score these rows again (labels as the leaderboard shows them, or method names; "
                           "students continued from them too), e.g. after a fix to their method: their records are "

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from distillbench.kinds.text_lm.data import data_fingerprint
 from distillbench.core.errors import UserInputError
-from distillbench.core.models import fingerprint
-from distillbench.core.recipe import Recipe, stable_hash, validate_options
-from distillbench.core.registry import BENCHMARKS, METHODS
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET, Recipe, keyed_dump, stable_hash, validate_options
+from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 
 
 @dataclass(frozen=True)
@@ -28,6 +26,7 @@ class Cell:
     method: Any = None  # the validated method dataclass
     seed: int | None = None
     starts_from: str | None = None  # key of the cell whose trained student this cell starts from
+    options: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)  # a reference row's (its kind's) options
 
     @property
     def folder(self) -> str:
@@ -64,93 +63,58 @@ def _options(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-# Recipe fields added after cell keys were first computed: they enter a key only when set to something
-# other than their default, so the cells of existing run directories keep their keys (and stay cached).
-ADDED_FIELDS = {"budget": ("optimizer", "momentum", "weight_decay", "lr_schedule", "lr_milestones", "lr_decay",
-                           "loss_chunk_size"),
-                "data": ("augment", "labeled_per_class")}
-# The same for the fields methods gained (their hyperparameters are keyed by `_method_options`).
-ADDED_METHOD_FIELDS = {"adpo": ("kl_threshold", "kl_window")}
-# Fields that never change a cell's result: a run resumed from any checkpoint equals an uninterrupted one.
-NOT_KEYED = {"budget": ("checkpoint_every",), "data": ()}
-# Optional data files, keyed only for the methods that read them.
-OPTIONAL_DATA = {"preferences": lambda method: method.data_kind == "preference",
-                 "ranked": lambda method: method.data_kind == "ranked",
-                 "validation": lambda method: "validation" in method.needs}
-
-
-def _keyed(model, section: str) -> dict[str, Any]:
-    dump = model.model_dump(mode="json")
-    for name in NOT_KEYED[section]:
-        dump.pop(name)
-    fields = type(model).model_fields
-    for name in ADDED_FIELDS[section]:
-        default = fields[name].get_default(call_default_factory=True)
-        if dump.get(name) == (list(default) if isinstance(default, list) else default):
-            dump.pop(name)
-    return dump
-
-
-def _data_read_by(method: Any, data: dict[str, Any]) -> dict[str, Any]:
-    """The keyed data section less the optional files `method` does not read (their paths and hashes)."""
-    unread = {name for field, reads in OPTIONAL_DATA.items() if not reads(method) for name in (field, f"{field}_hash")}
-    return {name: value for name, value in data.items() if name not in unread}
-
-
-def _method_options(name: str, method: Any) -> dict[str, Any]:
+def method_options(method: Any) -> dict[str, Any]:
+    """A method's hyperparameters as they enter its cell key: a field marked as added later (metadata
+    ``{KEY_MARKER: WHEN_SET}``) only when set to something other than its default, so cells keyed before
+    the field existed keep their keys."""
     options = _options(method)
-    defaults = {f.name: f.default for f in dataclasses.fields(method)}
-    for added in ADDED_METHOD_FIELDS.get(name, ()):
-        if options.get(added) == defaults[added]:
-            options.pop(added)
+    for spec in dataclasses.fields(method):
+        if spec.metadata.get(KEY_MARKER) == WHEN_SET and options.get(spec.name) == spec.default:
+            options.pop(spec.name)
     return options
 
 
-def make_plan(recipe: Recipe) -> Plan:
+def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] | None = None) -> Plan:
+    """The cells and benchmark runs of `recipe`, keyed with what `kind` (its `StudentKind`, by default a
+    fresh one of the recipe's kind) says a result depends on. `identify` replaces the models' fingerprints
+    (`--check` plans without building a model)."""
+    kind = kind or KINDS.get(recipe.kind)(recipe, recipe.output_path())
     fingerprints: dict[str, str] = {}
 
     def fp(ref: str) -> str:
         if ref not in fingerprints:
-            fingerprints[ref] = fingerprint(ref)
+            fingerprints[ref] = (identify or kind.fingerprint)(ref)
         return fingerprints[ref]
 
-    cells = []
-    references = [("teacher", recipe.teacher), ("reference-teacher", recipe.reference_teacher),
-                  ("student-init", recipe.student)]
-    for label, ref in references:
-        # A freshly initialised classifier (arch:) has nothing to score before training.
-        if ref is not None and not ref.startswith("arch:"):
-            cells.append(Cell(label, "reference", ref, stable_hash({"kind": "reference", "model": fp(ref)})))
-    data = {**_keyed(recipe.data, "data"), "source_hash": data_fingerprint(recipe.data.source),
-            "preferences_hash": data_fingerprint(recipe.data.preferences),
-            "ranked_hash": data_fingerprint(recipe.data.ranked), "validation_hash": data_fingerprint(recipe.data.validation)}
-    budget = _keyed(recipe.budget, "budget")
+    cells = [Cell(row.label, "reference", row.model_ref,
+                  stable_hash({"kind": "reference", "model": fp(row.model_ref), **row.options}), options=row.options)
+             for row in kind.reference_rows()]
+    budget = keyed_dump(recipe.budget)
     methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
     # Methods that continue from another method's student come after it.
-    for spec, method in sorted(methods, key=lambda pair: pair[1].starts_from is not None):
-        models = {"student": fp(recipe.student)}
-        if method.uses_teacher:
-            models["teacher"] = fp(recipe.teacher)
-        if "reference_teacher_logits" in method.needs:
-            models["reference_teacher"] = fp(recipe.reference_teacher)
-        for ref in method.source_teachers:
-            models[f"source:{ref}"] = fp(ref)
+    for spec, method in sorted(methods, key=lambda pair: _starts_from(pair[1]) is not None):
+        models = {role: fp(ref) for role, ref in kind.method_models(method).items()}
+        data = kind.data_key(method)
+        version = getattr(method, "loss_version", 1)
         for seed in recipe.seeds:
             start = _start_key(method, spec.name, seed, keys)
-            loss = {"loss_version": method.loss_version} if method.loss_version != 1 else {}
-            key = stable_hash({"kind": "method", "method": spec.name, "params": _method_options(spec.name, method),
-                               "seed": seed, "models": models, "data": _data_read_by(method, data), "budget": budget,
+            loss = {"loss_version": version} if version != 1 else {}
+            key = stable_hash({"kind": "method", "method": spec.name, "params": method_options(method),
+                               "seed": seed, "models": models, "data": data, "budget": budget,
                                "starts_from": start, **loss})
             keys.setdefault((spec.name, seed), key)
             cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
     names = [spec.name for spec in recipe.benchmarks]
     # A benchmark listed once is named plainly; listed with several option sets, by its label.
-    # Outputs of another generation backend are other outputs: keyed apart (the default keeps the old keys).
-    generation = {} if recipe.generation.backend == "hf" else {"generation": recipe.generation.model_dump(mode="json")}
+    keyed_with = kind.benchmark_key()
     benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
-                                generation) for spec in recipe.benchmarks]
+                                keyed_with) for spec in recipe.benchmarks]
     return Plan(cells, benchmarks)
+
+
+def _starts_from(method: Any) -> str | None:
+    return getattr(method, "starts_from", None)
 
 
 def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
@@ -167,7 +131,7 @@ def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
 
 
 def _start_key(method: Any, name: str, seed: int, keys: dict[tuple[str, int], str]) -> str | None:
-    if method.starts_from is None:
+    if _starts_from(method) is None:
         return None
     if (method.starts_from, seed) not in keys:
         raise UserInputError(f"methods: {name} continues from the {method.starts_from} student; "

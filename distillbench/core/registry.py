@@ -88,6 +88,8 @@ METHODS: Registry[type] = Registry("method")
 BENCHMARKS: Registry[type] = Registry("benchmark")
 JUDGES: Registry[type] = Registry("judge")
 MODEL_BACKENDS: Registry[Callable] = Registry("model backend")
+# Kinds of student (`distillbench.core.kind.StudentKind` subclasses), named by a recipe's `kind`.
+KINDS: Registry[type] = Registry("kind")
 
 _loaded = False
 
@@ -102,3 +104,5 @@ def _load_builtins() -> None:
     import distillbench.benchmarks.judges  # noqa: F401
     import distillbench.core.models  # noqa: F401
     import distillbench.methods  # noqa: F401
+    import distillbench.kinds.text_lm.kind  # noqa: F401
+    import distillbench.kinds.image_classifier.kind  # noqa: F401

@@ -215,6 +215,7 @@ def test_a_retrieval_recipe_runs_end_to_end(tmp_path, monkeypatch):
     recipe = tmp_path / "retrieval.yaml"
     recipe.write_text(f"""
 name: retrieval-tiny
+kind: image-classifier
 teacher: pocket:shapes-cross-encoder
 train_size: 32
 budget: {{steps: 2, batch_size: 8, learning_rate: 1.0e-3}}
@@ -251,7 +252,7 @@ output_dir: {tmp_path / 'out'}
 def test_the_runner_sends_retrieval_components_to_their_driver(entry):
     from distillbench.core.recipe import parse_recipe
 
-    raw = {"name": "r", "teacher": "pocket:shapes-teacher-many", "student": "arch:shapes-cnn-small",
+    raw = {"name": "r", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-many", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-many"}, "budget": {"steps": 1, "batch_size": 2, "learning_rate": 0.1},
            "methods": ["ce"], "benchmarks": [{"name": "top1"}], **entry}
     with pytest.raises(UserInputError, match="python -m distillbench.kinds.retrieval.driver"):

@@ -194,7 +194,7 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
     from distillbench.core.errors import UserInputError
     from distillbench.core.recipe import parse_recipe
 
-    raw = {"name": "c", "teacher": "arch:shapes-cnn-small", "student": "arch:shapes-cnn-small",
+    raw = {"name": "c", "kind": "image-classifier", "teacher": "arch:shapes-cnn-small", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-shape", "size": 32},
            "budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.01},
            "methods": ["ce", "fair-latent"], "benchmarks": ["fair-synthetic"]}

@@ -165,7 +165,7 @@ def test_mim_methods_train_only_the_student_and_their_heads():
 
 def test_a_tiny_mim_run_is_scored_by_the_linear_probe(tmp_path):
     # The MIM methods name their own teachers; an arch: teacher adds no reference row (and builds nothing).
-    raw = {"name": "mim", "teacher": "arch:shapes-cnn-small", "student": "arch:shapes-vit-tiny",
+    raw = {"name": "mim", "kind": "image-classifier", "teacher": "arch:shapes-cnn-small", "student": "arch:shapes-vit-tiny",
            "data": {"source": "pocket:shapes-many", "size": 32},
            "budget": {"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "weight_decay": 0.05},
            "seeds": [0], "methods": ["hybrid-distill", {"name": "dmjd", "target": "pixels"}],

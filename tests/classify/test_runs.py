@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def recipe(**changes):
-    raw = {"name": "c", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
+    raw = {"name": "c", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-shape", "size": 32, "augment": "flip"},
            "budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.01, "optimizer": "sgd", "weight_decay": 5e-4},
            "methods": ["ce", "hinton-kd"], "benchmarks": [{"name": "top1", "dataset": "pocket:shapes-shape", "n": 16}]}
@@ -39,17 +39,16 @@ def problems(raw):
 
 def test_a_classifier_recipe_validates_and_lists_the_classify_family(capsys):
     parsed = parse_recipe(recipe())
-    assert parsed.data.images and parsed.budget.max_length is None
+    assert parsed.kind == "image-classifier" and parsed.budget.max_length is None
     assert main(["list", "methods", "--family", "classify"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("ce", "hinton-kd", "dkd", "dhkd", "pld"))
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"methods": ["ce", "sft"]}, "methods[1]: sft trains a language model, but data.source pocket:shapes-shape is an "
-                                 "image classification dataset"),
-    ({"benchmarks": ["pocket-math"]}, "benchmarks[0]: pocket-math scores language models, but data.source "
-                                      "pocket:shapes-shape is an image classification dataset"),
+    ({"methods": ["ce", "sft"]}, "methods[1]: sft trains text-lm students, but this recipe's kind is image-classifier"),
+    ({"benchmarks": ["pocket-math"]}, "benchmarks[0]: pocket-math scores text-lm students, but this recipe's kind is "
+                                      "image-classifier"),
     ({"teacher": "pocket:teacher-sft"}, "teacher: pocket:teacher-sft is not an image classifier "
                                         "(pocket:shapes-teacher-<task>, arch:<name>, or a folder with classifier.json)"),
     ({"student": "arch:resnet8x5"}, "student: unknown classifier architecture 'resnet8x5'; did you mean 'arch:resnet8x4'?"),
@@ -66,19 +65,19 @@ def test_bad_classifier_recipes_name_the_field(change, expected):
 
 
 def test_text_recipes_refuse_classify_methods_and_need_max_length():
-    raw = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+    raw = {"name": "t", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
            "data": {"source": "pocket:math", "size": 10},
            "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3},
            "methods": ["sft", "dkd"], "benchmarks": ["pocket-math"]}
     assert problems(raw) == [
-        "r.yaml: methods[1]: dkd trains an image classifier, but data.source pocket:math is text",
+        "r.yaml: methods[1]: dkd trains image-classifier students, but this recipe's kind is text-lm",
         "r.yaml: budget.max_length: required for language models (tokens per example)"]
 
 
 def test_new_budget_fields_leave_existing_cell_keys_alone():
     from distillbench.core.plan import make_plan
 
-    base = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+    base = {"name": "t", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
             "data": {"source": "pocket:math", "size": 10},
             "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
             "methods": ["sft"], "benchmarks": ["pocket-math"]}
@@ -93,7 +92,7 @@ def test_a_cell_key_ignores_checkpoint_cadence_and_the_data_files_its_method_nev
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"prompt": "1+1?", "chosen": "2", "rejected": "3"}\n')
-    base = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+    base = {"name": "t", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
             "data": {"source": "pocket:math", "size": 10, "preferences": "pocket:math-preference"},
             "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
             "methods": ["sft", "dpo"], "benchmarks": ["pocket-math"]}
@@ -109,7 +108,7 @@ def test_a_new_loss_version_gets_new_cell_keys_and_version_one_keeps_the_old(mon
     from distillbench.core.plan import make_plan
     from distillbench.methods.llm.sft import SFT
 
-    raw = {"name": "t", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+    raw = {"name": "t", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
            "data": {"source": "pocket:math", "size": 10},
            "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
            "methods": ["sft"], "benchmarks": ["pocket-math"]}
@@ -206,7 +205,7 @@ def test_a_pocket_run_scores_every_row_and_resumes(tmp_path, capsys):
 
 def test_the_pocket_classify_recipe_is_valid():
     parsed = load_recipe(REPO / "recipes/pocket/classify.yaml")
-    assert parsed.data.images and {m.name for m in parsed.methods} >= {"ce", "hinton-kd", "dkd", "dhkd", "pld"}
+    assert parsed.kind == "image-classifier" and {m.name for m in parsed.methods} >= {"ce", "hinton-kd", "dkd", "dhkd", "pld"}
     assert len(parsed.seeds) >= 3
 
 

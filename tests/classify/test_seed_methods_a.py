@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def recipe(**changes):
     """A tiny 3-class pocket recipe (the shapes task, its teacher, a fresh small student)."""
-    raw = {"name": "seed-a", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
+    raw = {"name": "seed-a", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-shape", "size": 48, "augment": "flip"},
            "budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.01, "optimizer": "sgd"},
            "methods": ["ce"], "benchmarks": [{"name": "top1", "dataset": "pocket:shapes-shape", "n": 16}]}

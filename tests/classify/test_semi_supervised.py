@@ -100,7 +100,7 @@ def test_the_two_headed_student_predicts_with_the_mixture_and_round_trips(tmp_pa
 
 
 def _recipe(**changes):
-    raw = {"name": "semi", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
+    raw = {"name": "semi", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-shape", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-shape", "size": 48, "labeled_per_class": 2},
            "budget": {"steps": 2, "batch_size": 4, "learning_rate": 0.01, "optimizer": "sgd"},
            "methods": ["ce", {"name": "hinton-kd", "ce_weight": 0.5, "kd_weight": 0.5, "temperature": 2.0}, "dho"],

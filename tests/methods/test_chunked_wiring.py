@@ -84,7 +84,7 @@ def test_a_model_that_transforms_its_logits_refuses_chunks():
 def test_the_recipe_check_names_methods_that_cannot_chunk():
     from distillbench.core.recipe import parse_recipe
 
-    raw = {"name": "chunked", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
+    raw = {"name": "chunked", "kind": "text-lm", "teacher": "pocket:teacher-sft", "student": "pocket:student-init",
            "data": {"source": "pocket:math", "size": 8},
            "budget": {"steps": 1, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64, "loss_chunk_size": 16},
            "methods": ["kd", "dckd"], "benchmarks": [{"name": "pocket-math", "n": 2}]}

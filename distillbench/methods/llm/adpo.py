@@ -25,12 +25,13 @@ code appends to the window and checks it on every micro-batch, this one once per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 import torch
 from annotated_types import Ge, Gt, Lt
 
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
 
 
@@ -56,8 +57,9 @@ class ADPO(Method):
     beta_reward: Annotated[float, Gt(0)] = 0.5
     anchor: Literal["fixed", "ema", "kl_triggered", "on_policy"] = "fixed"
     ema_alpha: Annotated[float, Ge(0), Lt(1)] = 0.99
-    kl_threshold: Annotated[float, Gt(0)] = 0.1
-    kl_window: Annotated[int, Gt(0)] = 10
+    # Added after ADPO's first cells were keyed: keyed only when set away from the default, so they keep their keys.
+    kl_threshold: Annotated[float, Gt(0)] = field(default=0.1, metadata={KEY_MARKER: WHEN_SET})
+    kl_window: Annotated[int, Gt(0)] = field(default=10, metadata={KEY_MARKER: WHEN_SET})
 
     needs = ("reference_logps",)
     data_kind = "ranked"

@@ -1,0 +1,55 @@
+"""`distillbench run RECIPE --check`: validate and plan a recipe without building, downloading or training a
+model, and print its cells, reference rows and what each needs."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from distillbench.core.errors import UserInputError
+from distillbench.core.plan import make_plan
+from distillbench.core.recipe import Recipe
+from distillbench.core.registry import KINDS
+
+
+def print_check(path: str, recipe: Recipe) -> None:
+    """Print the plan of a validated recipe; raise UserInputError with what would fail before training."""
+    kind = KINDS.get(recipe.kind)(recipe, recipe.output_path())
+    plan = make_plan(recipe, kind, identify=lambda ref: ref)  # keys need the models' files: not here
+    problems = kind.offline_problems(plan)
+    if problems:
+        raise UserInputError([f"{path}: {line}" for line in problems])
+    console = Console(width=200)
+    references = [cell for cell in plan.cells if cell.kind == "reference"]
+    methods = [cell for cell in plan.cells if cell.kind == "method"]
+    console.print(escape(f"{path}: kind {recipe.kind}, {len(references)} reference row(s), {len(methods)} method "
+                         f"cell(s) ({len(recipe.seeds)} seed(s)), {len(plan.benchmarks)} benchmark(s); output "
+                         f"{recipe.output_path()}"))
+    table = Table(title="cells")
+    for column in ("row", "seeds", "model", "needs"):
+        table.add_column(column)
+    for cell in references:
+        options = ", ".join(f"{k}={v}" for k, v in cell.options.items())
+        table.add_row(escape(cell.label), "", escape(cell.model_ref), escape(options or "scored as it is"))
+    for label in dict.fromkeys(cell.label for cell in methods):
+        cells = [cell for cell in methods if cell.label == label]
+        seeds = ",".join(str(cell.seed) for cell in cells)
+        table.add_row(escape(label), seeds, escape(recipe.student or ""), escape(_needs(kind, cells[0])))
+    console.print(table)
+    for bench in plan.benchmarks:
+        console.print(escape(f"benchmark {bench.name}: {bench.benchmark.protocol().get('dataset', '')}".rstrip(": ")))
+    console.print("ok: the recipe validates and plans")
+
+
+def _needs(kind, cell) -> str:
+    """A method cell's models by role, the signals it draws, the data it reads, and what it continues."""
+    models = [f"{role} {ref}" for role, ref in kind.method_models(cell.method).items() if role != "student"]
+    signals = list(getattr(cell.method, "needs", ()))
+    data = [name.removesuffix("_hash") for name, value in kind.data_key(cell.method).items()
+            if name.endswith("_hash") and value is not None]
+    parts = [("models: " + ", ".join(models)) if models else "",
+             ("signals: " + ", ".join(signals)) if signals else "",
+             ("data: " + ", ".join(data)) if data else "",
+             f"continues: {cell.method.starts_from}" if getattr(cell.method, "starts_from", None) else ""]
+    return "; ".join(part for part in parts if part) or "the data alone"
