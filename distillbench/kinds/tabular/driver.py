@@ -56,7 +56,7 @@ def save_generator(generator, label: str, method, directory: Path) -> None:
 
 def method_name(method) -> str:
     """The registry name of a method instance."""
-    return next(entry.name for entry in METHODS.entries() if entry.obj is type(method))
+    return METHODS.name_of(type(method))
 
 
 def load_generator(directory: Path):

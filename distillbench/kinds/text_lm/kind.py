@@ -302,13 +302,13 @@ def _missing_inputs(recipe: TextLMRecipe) -> list[str]:
 
 def _chunking_and_cache(recipe: TextLMRecipe) -> list[str]:
     """Chunked losses only for methods that support them; a top-k cache at least as deep as a method reads."""
-    chunking = sorted(name for name in METHODS.names() if getattr(METHODS.get(name), "supports_chunked_loss", False))
     problems = []
     for index, spec in enumerate(recipe.methods):
         if spec.name not in METHODS:
             continue
         cls = METHODS.get(spec.name)
         if recipe.budget.loss_chunk_size is not None and not getattr(cls, "supports_chunked_loss", False):
+            chunking = sorted(e.name for e in METHODS.entries() if getattr(e.obj, "supports_chunked_loss", False))
             problems.append(f"methods[{index}]: {spec.name} computes its loss from the full logits; "
                             f"budget.loss_chunk_size is for {', '.join(chunking)}")
         # DCKD and ADPA read the teacher's top_k tokens; a smaller cache would fill the rest with ties
