@@ -134,10 +134,9 @@ class StudentKind:
         """Train a method cell's model: the core train loop on `training`'s inputs. Returns the model to
         save and score, the loop's result and the kind's extra cost figures."""
         inputs = self.training(cell, init_ref, processor)
-        result = train(method=cell.method, student=model, tokenizer=None, examples=inputs.examples,  # INTERIM
-                       budget=self.recipe.budget, seed=cell.seed, checkpoint_dir=folder / "checkpoint",
-                       batching=inputs.batching, frozen=inputs.frozen, log_path=folder / "train_log.jsonl",
-                       description=description)
+        result = train(method=cell.method, student=model, examples=inputs.examples, budget=self.recipe.budget,
+                       seed=cell.seed, checkpoint_dir=folder / "checkpoint", batching=inputs.batching,
+                       frozen=inputs.frozen, log_path=folder / "train_log.jsonl", description=description)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the saved model supersedes it
         return (result.model if result.model is not None else model), result, inputs.extra_cost
 

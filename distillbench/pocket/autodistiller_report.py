@@ -98,7 +98,7 @@ def train_cell(task: str, train_size: int, pipeline: str, steps: int, seed: int,
     plan = budget(steps)
     folder = work / f"{task}-{train_size}-{pipeline}-{seed}"
     started = time.perf_counter()
-    result = train(method, student, None, data, plan, seed, folder / "checkpoint", frozen=frozen,
+    result = train(method, student, data, plan, seed, folder / "checkpoint", frozen=frozen,
                    batching=ImageBatching(data, "flip", plan.batch_size), description=f"{task}/{train_size} {pipeline}")
     shutil.rmtree(folder, ignore_errors=True)
     return {"task": task, "train_size": train_size, "pipeline": pipeline, "seed": seed,

@@ -61,7 +61,7 @@ def report(steps: int, train_size: int, test_size: int, seed: int, work: Path, t
         student = candidate(stages, data.num_classes, seed)
         started = time.perf_counter()
         folder = work / "x".join("-".join(map(str, stage)) for stage in stages)
-        train(method, student, None, data, budget, seed, folder / "checkpoint", frozen={"teacher": teacher},
+        train(method, student, data, budget, seed, folder / "checkpoint", frozen={"teacher": teacher},
               batching=ImageBatching(data, "flip", budget.batch_size), description=f"diswot {folder.name}")
         shutil.rmtree(folder, ignore_errors=True)
         rows.append({"stages": [list(s) for s in stages], "parameters": sum(p.numel() for p in student.parameters()),

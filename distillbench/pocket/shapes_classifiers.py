@@ -178,7 +178,7 @@ def build(name: str, target: Path) -> dict:
                     weight_decay=spec.weight_decay, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 4))
     work = target.with_name(target.name + ".build")
-    train(CE(), model, None, data, budget, spec.seed, work / "checkpoint",
+    train(CE(), model, data, budget, spec.seed, work / "checkpoint",
           batching=ImageBatching(data, spec.augment, spec.batch_size), description=f"zoo {name}")
     report = {"spec": asdict(spec), "spec_hash": spec.spec_hash(), "test_accuracy": test_accuracy(model, spec.task),
               "parameters": sum(p.numel() for p in model.parameters()),

@@ -230,6 +230,7 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
     from distillbench.kinds.text_lm.data import read_jsonl, tokenize_preferences, tokenize_records
     from distillbench.core.recipe import Budget
     from distillbench.core.train import train
+    from distillbench.kinds.text_lm.batching import TokenBatching
     from distillbench.methods.llm.dpo import DPO
     from distillbench.methods.llm.sft import SFT
     from distillbench.pocket.math_world import add_noise, generate
@@ -272,9 +273,8 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
                     learning_rate=spec.learning_rate,
                     max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 5))
-    train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint",
-          frozen={"reference": reference} if reference is not None else None,
-          description=f"zoo {spec.name}")
+    train(method, model, examples, budget, spec.seed, work / "checkpoint", batching=TokenBatching(tokenizer),
+          frozen={"reference": reference} if reference is not None else None, description=f"zoo {spec.name}")
     model.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
 

@@ -156,7 +156,7 @@ def _train(method, tmp, steps=4):
     student = initialised("shapes-cnn-small", 30, seed=0)
     budget = Budget(steps=steps, batch_size=8, learning_rate=0.05, optimizer="sgd", weight_decay=5e-4,
                     lr_schedule="multistep", lr_milestones=[2], checkpoint_every=1, max_grad_norm=None)
-    result = train(method, student, None, data, budget, 0, tmp / "ckpt", frozen={"teacher": teacher},
+    result = train(method, student, data, budget, 0, tmp / "ckpt", frozen={"teacher": teacher},
                    log_path=tmp / "log.jsonl", batching=ImageBatching(data, "crop-flip", 8))
     return result, student
 

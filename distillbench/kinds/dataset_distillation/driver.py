@@ -195,7 +195,7 @@ def train_on(dataset: ImageDataset, method, committee: Committee | None, student
     """A fresh `student` architecture trained on `dataset` alone with `method` (the committee as its teacher)."""
     model = initialised(student, dataset.num_classes, seed)
     frozen = {"teacher": committee} if committee is not None else {}
-    result = train(method, model, None, dataset, budget, seed, work / "checkpoint", frozen=frozen,
+    result = train(method, model, dataset, budget, seed, work / "checkpoint", frozen=frozen,
                    batching=ImageBatching(dataset, augment, budget.batch_size), description=f"dd {work.name}")
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
     return result.model if result.model is not None else model
@@ -221,7 +221,7 @@ def build_expert(spec: ExpertSpec, real: ImageDataset, budget: Budget, cache: Pa
         return target
     model = initialised(spec.architecture, real.num_classes, spec.seed)
     steps = budget.model_copy(update={"steps": spec.steps})
-    train(CE(), model, None, real, steps, spec.seed, target.with_name(target.name + ".build"),
+    train(CE(), model, real, steps, spec.seed, target.with_name(target.name + ".build"),
           batching=ImageBatching(real, "flip", steps.batch_size), description=f"expert {spec.architecture}")
     shutil.rmtree(target.with_name(target.name + ".build"), ignore_errors=True)
     save_atomic(model, target)

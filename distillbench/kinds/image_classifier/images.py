@@ -208,7 +208,8 @@ def image_data_fingerprint(source: str) -> str:
 
 # --- the train loop's side ---------------------------------------------------------------------
 class ImageBatching:
-    """How the train loop turns example indices into a classify method's batch (see core/train.py).
+    """How the train loop turns example indices into a classify method's batch (the `Batching` of core/train.py,
+    not subclassed: that would load the train loop's libraries wherever image data is read).
 
     A batch holds ``images`` (normalised, augmented) [B, 3, H, W], ``labels`` [B], ``epoch`` (1-based,
     for warm-ups counted in epochs, as mdistiller's) and the teacher's signals a method needs:
@@ -232,6 +233,9 @@ class ImageBatching:
         self.unlabeled = torch.nonzero(~labeled).flatten().tolist()
         pool = self.unlabeled if self.semi_supervised else self.labeled
         self.steps_per_epoch = max(1, len(pool) // batch_size)
+
+    def prepare(self, run, method) -> int:
+        return 0  # nothing to check or compute ahead: the teacher's signals depend on each step's augmentation
 
     def lengths(self, examples) -> tuple[int, ...]:
         return (1,) * len(self.dataset)
@@ -265,7 +269,7 @@ class ImageBatching:
                 "example_index": list(indices), "epoch": step // self.steps_per_epoch + 1}
 
     @torch.no_grad()
-    def add_signals(self, batch: dict, method, frozen: dict, cache=None) -> int:
+    def add_signals(self, batch: dict, method, frozen: dict) -> int:
         needs, forwards = method.needs, 0
         if "source_features" in needs:  # one [B, D_s] tensor per source teacher, in method.source_teachers order
             batch["source_features"] = [frozen[f"source:{ref}"].forward_features(batch["images"])[1]

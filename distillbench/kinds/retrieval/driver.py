@@ -31,13 +31,13 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import folder_name
 from distillbench.core.recipe import Budget, stable_hash, validate_options
 from distillbench.core.registry import METHODS
-from distillbench.core.train import consecutive_parts, example_indices, train
+from distillbench.core.train import Batching, train
 
 # Recipe fields that do not change a trained student (the rest key its cell folder).
 NOT_KEYED = ("name", "output_dir", "seeds", "methods", "baseline", "benchmark", "score_teacher")
 
 
-class RetrievalBatching:
+class RetrievalBatching(Batching):
     """The train loop's batches of image–caption pairs (see `distillbench.methods.classify.info_nce.RetrievalMethod`).
 
     No augmentation: a flip would turn "left of" into "right of" and reorder the caption's shapes."""
@@ -51,18 +51,13 @@ class RetrievalBatching:
     def lengths(self, examples) -> tuple[int, ...]:
         return (1,) * len(self.pairs)
 
-    def step_indices(self, lengths, batch_size: int, seed: int, step: int, group_by_length: bool = False) -> list[int]:
-        return example_indices(lengths, batch_size, seed, step)
-
-    split_step = staticmethod(consecutive_parts)
-
     def collate(self, examples, indices: list[int], seed: int, step: int, part: int, device) -> dict[str, Any]:
         return {"images": self.pairs.image_batch(indices).to(device), "captions": self.pairs.tokens[indices].to(device),
                 "positives": self.pairs.same_caption(indices).to(device), "example_index": list(indices),
                 "epoch": step // self.steps_per_epoch + 1}
 
     @torch.no_grad()
-    def add_signals(self, batch: dict, method, frozen: dict, cache=None) -> int:
+    def add_signals(self, batch: dict, method, frozen: dict) -> int:
         """``teacher_scores`` [B, B]: the cross-encoder on every (image, caption) pair of the batch."""
         if "teacher_scores" not in method.needs:
             return 0
@@ -87,7 +82,7 @@ def train_student(method, pairs: CaptionPairs, teacher, budget: Budget, seed: in
                   work: Path) -> DualEncoder:
     student = initial_student(seed, options)
     frozen = {"teacher": teacher} if "teacher_scores" in method.needs else {}
-    result = train(method, student, None, pairs, budget, seed, work / "checkpoint", frozen=frozen,
+    result = train(method, student, pairs, budget, seed, work / "checkpoint", frozen=frozen,
                    batching=RetrievalBatching(pairs, budget.batch_size), description=f"retrieval {work.name}",
                    log_path=work / "train_log.jsonl")
     shutil.rmtree(work / "checkpoint", ignore_errors=True)

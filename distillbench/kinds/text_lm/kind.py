@@ -20,6 +20,7 @@ from distillbench.core.models import check_shared_vocabulary, fingerprint, load_
     resolve_path, validate_model_ref
 from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field
 from distillbench.core.registry import METHODS
+from distillbench.kinds.text_lm.batching import TokenBatching
 from distillbench.kinds.text_lm.data import (POCKET_SOURCES, data_fingerprint, load_preferences, load_ranked,
                                              load_records, problem_records, tokenize_preferences, tokenize_ranked,
                                              tokenize_records)
@@ -193,23 +194,12 @@ class TextLM(StudentKind):
         method = cell.method
         cache = self._signal_cache(method, tokenizer)
         validation = self._examples_of(tokenizer, "validation") if "validation" in method.needs else None
-        batching = {"validation": validation, "signal_cache": cache}  # INTERIM until the loop takes TokenBatching
+        batching = TokenBatching(tokenizer, validation=validation, signal_cache=cache,
+                                 loss_chunk_size=self.recipe.budget.loss_chunk_size)
         extra = {"signal_cache": {"k": cache.k, "bytes_per_position": cache.bytes_per_position(),
                                   "teacher_passes": int(cache.metadata["teacher_passes"])}} if cache else {}
         return Training(self._examples_of(tokenizer, method.data_kind), batching, self._frozen_models(method, init_ref),
                         extra)
-
-    def fit(self, cell, model, tokenizer, init_ref: str, folder: Path, description: str):  # INTERIM
-        import shutil
-
-        from distillbench.core.train import train
-
-        inputs = self.training(cell, init_ref, tokenizer)
-        result = train(cell.method, model, tokenizer, inputs.examples, self.recipe.budget, cell.seed,
-                       folder / "checkpoint", frozen=inputs.frozen, log_path=folder / "train_log.jsonl",
-                       description=description, **inputs.batching)
-        shutil.rmtree(folder / "checkpoint", ignore_errors=True)
-        return (result.model if result.model is not None else model), result, inputs.extra_cost
 
     def _frozen_models(self, method, init_ref: str) -> dict:
         """The frozen models the method draws signals from, by role."""

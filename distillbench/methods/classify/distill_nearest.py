@@ -129,7 +129,8 @@ class DistillNearest(ClassifyMethod):
         """All the weight on the most similar source (the first of equals)."""
         return F.one_hot(similarities.argmax(), len(similarities)).float()
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
+    def prepare(self, run):
+        frozen, examples = run.frozen, run.examples
         labeled = torch.nonzero(examples.labels >= 0).flatten()
         labels = examples.labels[labeled]
         fitted = []

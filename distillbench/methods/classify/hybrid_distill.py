@@ -34,7 +34,7 @@ from annotated_types import Ge, Gt, Lt
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method
+from distillbench.methods.base import Staged, register_method
 from distillbench.methods.classify.common import ClassifyMethod
 from distillbench.methods.classify.masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
 
@@ -71,7 +71,7 @@ def redundancy_keep(cls_attention: torch.Tensor, drop_ratio: float) -> torch.Ten
                  summary="ViT student: feature maps of a supervised/CL teacher + attention maps of an MAE teacher, "
                          "on progressively fewer (non-redundant) tokens")
 @dataclass
-class HybridDistill(ClassifyMethod):
+class HybridDistill(Staged, ClassifyMethod):
     """Feature distillation from the discriminative teacher and relation (attention-map) distillation from
     the MIM teacher, on the student's non-redundant tokens."""
 

@@ -119,8 +119,8 @@ class LELP(ClassifyMethod):
 
     needs = ("teacher_logits", "teacher_features")
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
-        teacher = frozen["teacher"]
+    def prepare(self, run):
+        teacher, examples, seed = run.frozen["teacher"], run.examples, run.seed
         _, features = dataset_features(teacher, examples)
         generator = torch.Generator().manual_seed(seed)  # the rotations; the global RNG is left alone
         self._projection = fit_subclass_projection(features, examples.labels, teacher.head.weight,

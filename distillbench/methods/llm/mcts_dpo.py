@@ -32,6 +32,7 @@ from distillbench.kinds.text_lm.onpolicy import continue_ids
 
 from distillbench.methods.base import Method, register_method, sequence_logps
 from distillbench.methods.llm.dpo import dpo_loss
+from distillbench.methods.llm.hooks import MakesExamples
 
 STEP_END = ". "
 
@@ -45,7 +46,7 @@ def first_step(text: str) -> str:
 @register_method("mcts-dpo", family="llm", paper="Xie et al. 2024, arXiv:2405.00451",
                  summary="step-level DPO on pairs from a Monte Carlo search over solution steps, iterated")
 @dataclass
-class MCTSDPO(Method):
+class MCTSDPO(MakesExamples, Method):
     """Iterative step-level DPO with pairs chosen by Monte Carlo values of candidate steps."""
 
     supports_chunked_loss = True  # its log-probs come from sequence_logps
@@ -62,7 +63,6 @@ class MCTSDPO(Method):
     needs = ("reference_logps",)
     data_kind = "problems"
     normalize_by = "examples"
-    generates_examples = True
 
     @property
     def stages(self):
