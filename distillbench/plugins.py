@@ -112,6 +112,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     },
     "kinds": {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
+        "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
     },
 }

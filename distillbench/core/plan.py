@@ -89,7 +89,7 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
     cells = [Cell(row.label, "reference", row.model_ref,
                   stable_hash({"kind": "reference", "model": fp(row.model_ref), **row.options}), options=row.options)
              for row in kind.reference_rows()]
-    budget = keyed_dump(recipe.budget)
+    budget = None if recipe.budget is None else keyed_dump(recipe.budget)  # a kind may fit without one
     methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
     # Methods that continue from another method's student come after it.

@@ -122,7 +122,8 @@ def _component(value: Any) -> Any:
 
 class Recipe(_Strict):
     """The sections every recipe has; a kind of student subclasses it (`StudentKind.recipe_model`) with its
-    own ``data`` section and whatever other fields its students need, and may make models required."""
+    own ``data`` section and whatever other fields its students need, and may make models required (or the
+    budget optional, when its `StudentKind.fit` does not run the core train loop)."""
 
     name: str = Field(min_length=1)
     kind: str = Field(description="the kind of student (`distillbench list kinds`)")

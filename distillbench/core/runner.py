@@ -158,7 +158,8 @@ class Runner:
         model, processor = self.kind.load(init, seed=cell.seed or 0, options=cell.options)
         if cell.kind == "reference":
             return model, processor, {}
-        self.console.print(f"training {cell.folder} ({self.recipe.budget.steps} steps)")
+        steps = "" if self.recipe.budget is None else f" ({self.recipe.budget.steps} steps)"  # a kind may fit without one
+        self.console.print(f"training {cell.folder}{steps}")
         model, result, extra = self.kind.fit(cell, model, processor, init, folder,
                                              description=f"train {cell.label} seed {cell.seed}")
         self._save_atomic(model, processor, folder / "model")

@@ -242,7 +242,7 @@ def _accelerator(budget: Budget) -> tuple[Accelerator, str]:
     return Accelerator(mixed_precision={"fp32": "no"}.get(precision, precision), cpu=cpu), precision
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
@@ -326,6 +326,6 @@ def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: 
                 save_checkpoint(checkpoint_dir, run.unwrapped, optimizer, scheduler, state, moving)
     trained = sum(p.numel() for p in run.student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,
-                       _peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
+                       peak_memory_mb(accelerator.device), terms, precision, str(accelerator.device),
                        state.get("on_policy_steps", 0), state.get("measures", {}), state.get("tokens", 0),
                        batching.unit, method.trained_model(run.unwrapped))
