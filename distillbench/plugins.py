@@ -1,4 +1,5 @@
-"""The plug-in list: where every built-in method, benchmark, judge, model backend and kind lives.
+"""The plug-in list: where every built-in method, benchmark, judge, model backend, kind, architecture, and
+everything the pocket worlds provide (models, data sources, networks), lives.
 
 The registries (`distillbench.core.registry`) read this list by name on their first lookup,
 so looking up one name imports only the module that registers it, and listing imports all.
@@ -17,8 +18,9 @@ registry, the entry point's name being the name to register:
     my-sft = "my_plugin:MySFT"
 
 Groups: ``distillbench.methods``, ``distillbench.benchmarks``, ``distillbench.kinds``,
-``distillbench.judges``, ``distillbench.model_backends``. The object may use distillbench's
-decorator under the same name; otherwise the entry point registers it (family: its ``family``
+``distillbench.judges``, ``distillbench.model_backends``, ``distillbench.architectures``,
+``distillbench.pocket_models``, ``distillbench.pocket_data``, ``distillbench.pocket_networks``.
+The object may use distillbench's decorator under the same name; otherwise the entry point registers it (family: its ``family``
 attribute, else "third-party"; summary: its docstring's first line). A name that a built-in
 already has is an error.
 """
@@ -113,5 +115,46 @@ BUILTINS: dict[str, dict[str, str]] = {
     "kinds": {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
+    },    "architectures": {
+        "resnet8": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet14": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet20": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet32": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet44": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet56": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet110": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet8x4": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet32x4": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "wrn_16_1": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_16_2": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_40_1": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_40_2": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "open-clip-zeroshot": "distillbench.kinds.image_classifier.clip_zeroshot:CLIPZeroShot",
+        "shapes-vit-tiny": "distillbench.kinds.image_classifier.vit:PocketViT",
+        "shapes-cnn": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-small": "distillbench.pocket.shapes_cnn:ShapesCNN",
+    },
+    "pocket_models": {
+        "student-init": "distillbench.pocket.zoo:ensure_built",
+        "teacher-sft": "distillbench.pocket.zoo:ensure_built",
+        "teacher-aligned": "distillbench.pocket.zoo:ensure_built",
+        "shapes-teacher-many": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-teacher-shape": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-teacher-binary": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-clip-zeroshot-many": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_classifiers:ensure_built",
+    },
+    "pocket_data": {
+        "pocket:math": "distillbench.pocket.text_sources:math_records",
+        "pocket:math-preference": "distillbench.pocket.text_sources:preference_pairs_file",
+        "pocket:math-ranked": "distillbench.pocket.text_sources:ranked_lists_file",
+        "pocket:shapes-many": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-shape": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-binary": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+    },
+    "pocket_networks": {
+        "shapes-feature-map": "distillbench.pocket.shapes_vit:FeatureMapTeacher",
+        "shapes-vit-mae": "distillbench.pocket.shapes_vit:load_mae_teacher",
     },
 }

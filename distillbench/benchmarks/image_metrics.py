@@ -50,6 +50,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from distillbench.core.files import cache_dir
+
 SQRT_METHOD = "eigvalsh of sqrt(S1) S2 sqrt(S1) (symmetric; float64)"
 KERNEL = "cubic polynomial (x.y/d + 1)^3, unbiased MMD^2"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".npy")
@@ -280,9 +282,7 @@ class ReferenceStatistics:
 
 
 def stats_cache_dir() -> Path:
-    from distillbench.pocket.zoo import cache_root
-
-    return cache_root().parent / "image-stats"
+    return cache_dir() / "image-stats"
 
 
 def reference_statistics(images: Sequence[np.ndarray], extractor: FeatureExtractor,

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.errors import UserInputError
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import write_text_atomic
 from distillbench.core.recipe import validate_options

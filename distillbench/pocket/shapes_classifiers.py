@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distillbench.core.registry import POCKET_DATA, POCKET_MODELS
 from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
 
 PACKAGED = Path(__file__).parent / "shapes_zoo"
@@ -101,6 +102,17 @@ def pocket_dataset(source: str, split: str, size: int | None = None, seed: int =
     return _dataset(source.removeprefix("pocket:shapes-"), split, size or DEFAULT_SIZES[split], seed)
 
 
+def data_fingerprint(source: str) -> str:
+    """What a cell key records of a task: its name and the tasks' version."""
+    return f"{source}@{TASKS_VERSION}"
+
+
+for _task, _source in zip(TASKS, SOURCES):  # the image-classifier kind reads them as data.source
+    POCKET_DATA.register(_source, family="images", fingerprint=data_fingerprint,
+                         summary=f"pocket-shapes scenes labelled by their largest shape: {_task} "
+                         f"({len(TASKS[_task])} classes)")(pocket_dataset)
+
+
 # --- the zoo ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TeacherSpec:
@@ -160,6 +172,12 @@ def ensure_built(name: str) -> Path:
     if _spec_hash_of(directory) != spec.spec_hash():
         build(name, directory)
     return directory
+
+
+for _name in CLASSIFIER_ZOO:  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="classify", summary=(
+        f"zero-shot classifier of the pocket CLIP, task {ZERO_SHOT[_name]}" if _name in ZERO_SHOT
+        else f"pocket-shapes teacher CNN, task {_FULL[_name].task}"))(ensure_built)
 
 
 def build(name: str, target: Path) -> dict:

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.files import replace_directory, temporary_name
+from distillbench.core.files import cache_dir, replace_directory, temporary_name
+from distillbench.core.registry import POCKET_MODELS
 
 PACKAGED = Path(__file__).parent / "zoo"
 MANIFEST = "zoo.json"
@@ -129,8 +130,7 @@ def specs() -> dict[str, ZooSpec]:
 
 
 def cache_root() -> Path:
-    root = os.environ.get("DISTILLBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distillbench"
-    return Path(root) / "zoo"
+    return cache_dir() / "zoo"
 
 
 def model_dir(name: str) -> Path:
@@ -179,6 +179,10 @@ def ensure_built(name: str) -> Path:
     if not _install_packaged(name):
         build(name)
     return directory
+
+
+for _name in ZOO:  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="llm", summary=_FULL[_name].description)(ensure_built)
 
 
 def _install_packaged(name: str) -> bool:

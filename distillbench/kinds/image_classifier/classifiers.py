@@ -1,7 +1,8 @@
 """Image classifiers: the model format of the classify family, and the architectures it builds.
 
 A classifier reference is one of
-  * ``pocket:<name>``  a trained pocket-shapes classifier (`distillbench.pocket.shapes_classifiers`),
+  * ``pocket:<name>``  a pocket classifier (`POCKET_MODELS`, family ``classify``: the pocket-shapes teachers and
+    zero-shot classifiers of `distillbench.pocket.shapes_classifiers`),
   * ``arch:<architecture>``  a freshly initialised network: the cell's seed decides its weights and the
     training data its number of classes (how CIFAR students start, trained from scratch),
   * a local directory holding ``classifier.json`` and ``model.safetensors``.
@@ -31,35 +32,18 @@ from torch import nn
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import replace_directory, temporary_name
-from distillbench.core.registry import Registry
+from distillbench.core.registry import ARCHITECTURES, POCKET_MODELS
 
 FORMAT = "distillbench-classifier"
 CONFIG, WEIGHTS = "classifier.json", "model.safetensors"
 
-# name -> builder(num_classes, **options) -> nn.Module; the entry's extra "head" names the final linear layer.
-ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("classifier architecture")
 
-
-def register_architecture(name: str, *, head: str, summary: str = "", paper: str = ""):
-    return ARCHITECTURES.register(name, family="classify", summary=summary, paper=paper, head=head)
-
-
-_loaded = False
-
-
-def _load_architectures() -> None:
-    """Import the modules that register architectures (once)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from distillbench.pocket import shapes_cnn  # noqa: F401
-        from distillbench.pocket import shapes_vit  # noqa: F401
-        from distillbench.kinds.image_classifier import cifar_models, clip_zeroshot  # noqa: F401
-
-
-def architecture_names() -> list[str]:
-    _load_architectures()
-    return [entry.name for entry in ARCHITECTURES.entries()]
+def register_architecture(name: str, *, head: str, summary: str = "", paper: str = "", **arguments: Any):
+    """Register a network class as the architecture `name` (``arch:<name>``); `arguments` are what makes
+    this architecture of the class (its depth, widths...), passed beside ``num_classes`` and a spec's options.
+    `distillbench.plugins` lists where each architecture lives."""
+    return ARCHITECTURES.register(name, family="classify", summary=summary, paper=paper, head=head,
+                                  arguments=arguments)
 
 
 @dataclass(frozen=True)
@@ -68,7 +52,7 @@ class ClassifierSpec:
 
     architecture: str
     num_classes: int
-    library: str = "distillbench"  # "distillbench" (ARCHITECTURES) | "torchvision"
+    library: str = "distillbench"  # "distillbench" (the registered ARCHITECTURES) | "torchvision"
     options: dict[str, Any] = field(default_factory=dict)
     head: str | None = None  # module path of the final linear layer; None: the architecture's, or the last Linear
     extra: dict[str, Any] = field(default_factory=dict)  # provenance kept beside the spec (zoo spec, accuracy)
@@ -114,9 +98,9 @@ def build_network(spec: ClassifierSpec) -> tuple[nn.Module, str | None]:
         return network, spec.head
     if spec.library != "distillbench":
         raise UserInputError(f"classifier library {spec.library!r}: expected 'distillbench' or 'torchvision'")
-    _load_architectures()
     entry = ARCHITECTURES.entry(spec.architecture)
-    return entry.obj(num_classes=_outputs(spec), **spec.options), spec.head or entry.extra["head"]
+    network = entry.obj(num_classes=_outputs(spec), **entry.extra["arguments"], **spec.options)
+    return network, spec.head or entry.extra["head"]
 
 
 def _final_linear(network: nn.Module, head: str | None) -> nn.Module:
@@ -335,9 +319,7 @@ def is_classifier_ref(text: str) -> bool:
     if ref.backend == "arch":
         return True
     if ref.backend == "pocket":
-        from distillbench.pocket.shapes_classifiers import CLASSIFIER_ZOO
-
-        return ref.name in CLASSIFIER_ZOO
+        return ref.name in POCKET_MODELS and POCKET_MODELS.entry(ref.name).family == "classify"
     return ref.backend == "local" and is_classifier_directory(ref.name)
 
 
