@@ -1,4 +1,5 @@
-"""The registered image benchmarks: geneval and pocket-geneval, scored from image files.
+"""The registered image benchmarks: geneval (and pocket-geneval, in `distillbench.pocket.benchmarks.pocket_images`),
+scored from image files.
 
 An item is one image of one prompt (GenEval: 4 per prompt), id ``<prompt index:05>/<sample>``
 as in GenEval's folder layout; its output is the path of the generated image (PNG), so the
@@ -129,36 +130,3 @@ class GenEval(_ScoredByGenEval, Benchmark):
         return {**geneval.protocol(self.detector, self.rules, colors, **extra), "scorer_version": self.scorer_version,
                 "samples_per_prompt": self.samples_per_prompt,
                 "metadata_hash": hashlib.sha256(Path(self.metadata).read_bytes()).hexdigest()[:16]}
-
-
-@register_benchmark("pocket-geneval", family="image", paper="GenEval rules (arXiv:2310.11513), pocket world",
-                    summary="GenEval's rules on pocket-shapes prompts, scored by the programmatic shapes detector")
-@dataclass(frozen=True)
-class PocketGenEval(_ScoredByGenEval, Benchmark):
-    """GenEval-format prompts over circles, squares and triangles in GenEval's ten colours."""
-
-    per_tag: Annotated[int, Gt(0)] = 24
-    seed: int = 0
-    samples_per_prompt: Annotated[int, Gt(0)] = 4
-    threshold: Annotated[float, Ge(0)] = 0.3
-    counting_threshold: Annotated[float, Ge(0)] = 0.9
-    max_objects: Annotated[int, Gt(0)] = 16
-    max_overlap: Annotated[float, Ge(0)] = 1.0
-    position_threshold: Annotated[float, Ge(0)] = 0.1
-
-    def _prompts(self):
-        from distillbench.pocket.shapes import evaluation_metadata
-
-        return evaluation_metadata(self.per_tag, self.seed)
-
-    def _scorers(self):
-        return _detector("pocket", None, "", None, "cpu")
-
-    def protocol(self):
-        from distillbench.pocket.shapes import WORLD_VERSION
-
-        from distillbench.benchmarks import geneval
-
-        return {**geneval.protocol("pocket", self.rules), "scorer_version": self.scorer_version,
-                "samples_per_prompt": self.samples_per_prompt, "per_tag": self.per_tag, "seed": self.seed,
-                "world_version": WORLD_VERSION}

@@ -25,7 +25,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -203,6 +203,22 @@ class SubclassClassifier(ImageClassifier):
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         subclass, features = self.subclass_logits(images)
         return class_logits_of_subclasses(subclass, self.per_class), features
+
+
+@torch.no_grad()
+def dataset_features(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [N, C], penultimate features [N, D]) of a frozen classifier on every image of `dataset`, without
+    augmentation, in eval mode, on the model's device, returned on the CPU: what methods fit before training and
+    linear probes fit on."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, features = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch_logits, batch_features = model.forward_features(
+            dataset.batch(range(start, min(start + batch_size, len(dataset)))).to(device))
+        logits.append(batch_logits.float().cpu())
+        features.append(batch_features.float().cpu())
+    return torch.cat(logits), torch.cat(features)
 
 
 def class_logits_of_subclasses(subclass_logits: torch.Tensor, per_class: int) -> torch.Tensor:
