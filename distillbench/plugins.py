@@ -141,9 +141,9 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-teacher-many": "distillbench.pocket.shapes_classifiers:ensure_built",
         "shapes-teacher-shape": "distillbench.pocket.shapes_classifiers:ensure_built",
         "shapes-teacher-binary": "distillbench.pocket.shapes_classifiers:ensure_built",
-        "shapes-clip-zeroshot-many": "distillbench.pocket.shapes_classifiers:ensure_built",
-        "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_classifiers:ensure_built",
-        "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-clip-zeroshot-many": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+        "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+        "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
     },
     "pocket_data": {
         "pocket:math": "distillbench.pocket.text_sources:math_records",

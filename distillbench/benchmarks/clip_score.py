@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs, load_image
 
 Convention = Literal["torchmetrics", "cosine", "clip-s"]
 CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
@@ -81,8 +81,6 @@ class _ScoredByClip(GeneratedImageOutputs):
     """Per-item CLIP score shared by the two benchmarks (the fields live on each class)."""
 
     def score(self, item, output):
-        from distillbench.benchmarks.image_metrics import load_image
-
         self.image_path(item, output)
         embedder = self._embedder()
         text = self.prefix + item["prompt"]

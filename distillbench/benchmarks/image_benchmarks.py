@@ -24,21 +24,16 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
-from distillbench.core.errors import UserInputError
-
+from distillbench.benchmarks import geneval
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.geneval import TAGS, GenEvalRules
 from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
-
-# geneval.TAGS (a test keeps them equal). `geneval` itself is imported when scoring, not here, so
-# that importing the registry does not import it and `python -m distillbench.benchmarks.geneval` runs clean.
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+from distillbench.core.errors import UserInputError
 
 
 @functools.lru_cache(maxsize=4)
 def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str,
               metadata: str | None = None):
-    from distillbench.benchmarks import geneval
-
     if kind == "pocket":
         return geneval.pocket_detector(), geneval.detection_colors
     detector = geneval.Mask2FormerDetector(model_path, device)
@@ -61,8 +56,6 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
 
     @property
     def rules(self):
-        from distillbench.benchmarks.geneval import GenEvalRules
-
         return GenEvalRules(self.threshold, self.counting_threshold, self.max_objects, self.max_overlap,
                                     self.position_threshold)
 
@@ -71,8 +64,6 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
                 for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
 
     def score(self, item, output):
-        from distillbench.benchmarks import geneval
-
         self.image_path(item, output)
         detector, classify_colors = self._scorers()
         image = geneval.load_image(output)
@@ -120,8 +111,6 @@ class GenEval(_ScoredByGenEval, Benchmark):
                          self.metadata)
 
     def protocol(self):
-        from distillbench.benchmarks import geneval
-
         extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
                                                       "clip_pretrained": self.clip_pretrained,
                                                       "detector_input_size": geneval.mask2former_input_size(

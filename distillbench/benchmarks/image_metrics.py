@@ -50,7 +50,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from distillbench.core.files import cache_dir
+from distillbench.core.errors import UserInputError
+from distillbench.core.files import user_cache_dir
 from distillbench.core.registry import POCKET_NETWORKS
 
 SQRT_METHOD = "eigvalsh of sqrt(S1) S2 sqrt(S1) (symmetric; float64)"
@@ -191,8 +192,6 @@ class GeneratedImageOutputs:
     """Mixin of the image benchmarks: an output is the path of one generated image, made outside the runner."""
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        from distillbench.core.errors import UserInputError
-
         raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
                              "images with `python -m distillbench.kinds.text_to_image.sampling` (or elsewhere) and grade "
                              "them with `distillbench score` (each response the path of one image)")
@@ -200,8 +199,6 @@ class GeneratedImageOutputs:
     @staticmethod
     def image_path(item, output) -> str:
         """`output` when it is the path of an existing file; a clear error otherwise."""
-        from distillbench.core.errors import UserInputError
-
         if not isinstance(output, str) or not Path(output).is_file():
             raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
         return output
@@ -247,7 +244,7 @@ class ReferenceStatistics:
 
 
 def stats_cache_dir() -> Path:
-    return cache_dir() / "image-stats"
+    return user_cache_dir() / "image-stats"
 
 
 def reference_statistics(images: Sequence[np.ndarray], extractor: FeatureExtractor,

@@ -37,10 +37,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Gt
 
-from distillbench.core.errors import UserInputError
-
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.rewards import classifier_rewards, implicit_rewards
 from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
+from distillbench.core.errors import UserInputError
+from distillbench.core.models import validate_model_ref
 
 # reward-bench rewardbench/constants.py (v1).
 EXAMPLE_COUNTS = {
@@ -149,8 +150,6 @@ class RewardBench(Benchmark):
         return [{**pair, "factors": factors.get(pair["subset"], {})} for pair in pairs]
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        from distillbench.benchmarks.rewards import classifier_rewards, implicit_rewards
-
         if self.reward == "classifier":
             return classifier_rewards(self.reward_model, items, batch_size=batch_size, max_length=self.max_length)
         return implicit_rewards(model, tokenizer, self.reference, items, batch_size=batch_size,
@@ -179,8 +178,6 @@ class RewardBench(Benchmark):
 
 
 def _model_problems(option: str, reference: str) -> list[str]:
-    from distillbench.core.models import validate_model_ref
-
     try:
         validate_model_ref(reference)
     except ValueError as error:

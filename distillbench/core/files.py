@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 
-def cache_dir() -> Path:
+def user_cache_dir() -> Path:
     """The user cache: $DISTILLBENCH_CACHE, else $XDG_CACHE_HOME/distillbench (~/.cache/distillbench)."""
     root = os.environ.get("DISTILLBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distillbench"
     return Path(root)

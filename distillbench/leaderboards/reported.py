@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from distillbench.core.registry import ARCHITECTURES
+from distillbench.core.registry import ARCHITECTURES, METHODS
 
 
 @dataclass(frozen=True)
@@ -192,8 +192,6 @@ def reported_entries(family: str | None = None) -> list[Reported]:
 
 def _families(board: dict[str, Any]) -> set[str]:
     """The method families a leaderboard's rows come from (where the method is registered)."""
-    from distillbench.core.registry import METHODS
-
     methods = {row["method"] for row in board["rows"] if row.get("method")}
     return {entry.family for entry in METHODS.entries() if entry.name in methods}
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import replace_directory, temporary_name
+from distillbench.core.models import parse_model_ref, resolve_path
 from distillbench.core.registry import ARCHITECTURES, POCKET_MODELS
 
 FORMAT = "distillbench-classifier"
@@ -329,8 +330,6 @@ def initialised(architecture: str, num_classes: int, seed: int) -> ImageClassifi
 # --- references ------------------------------------------------------------------------
 def is_classifier_ref(text: str) -> bool:
     """Whether a model reference names an image classifier (not a language model)."""
-    from distillbench.core.models import parse_model_ref
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         return True
@@ -341,8 +340,6 @@ def is_classifier_ref(text: str) -> bool:
 
 def classifier_spec(text: str) -> ClassifierSpec | None:
     """The spec of a saved classifier reference (None for ``arch:``, whose classes come from the data)."""
-    from distillbench.core.models import parse_model_ref, resolve_path
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         return None
@@ -351,8 +348,6 @@ def classifier_spec(text: str) -> ClassifierSpec | None:
 
 def load_classifier(text: str, *, num_classes: int | None = None, seed: int = 0) -> ImageClassifier:
     """The classifier a reference names; ``arch:`` builds one with `num_classes` outputs from `seed`."""
-    from distillbench.core.models import parse_model_ref, resolve_path
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         if num_classes is None:

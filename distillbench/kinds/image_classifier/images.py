@@ -30,6 +30,7 @@ import torch
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.registry import POCKET_DATA
+from distillbench.core.train import consecutive_parts, example_indices
 
 AUGMENTATIONS = ("none", "flip", "crop-flip")
 CROP_PADDING = 4
@@ -238,8 +239,6 @@ class ImageBatching:
 
     def step_indices(self, lengths: tuple[int, ...], batch_size: int, seed: int, step: int,
                      group_by_length: bool = False) -> list[int]:
-        from distillbench.core.train import example_indices
-
         if not self.semi_supervised:
             return example_indices(lengths, batch_size, seed, step)
         labeled = example_indices((1,) * len(self.labeled), batch_size, seed, step)
@@ -250,8 +249,6 @@ class ImageBatching:
         """Micro-batches for gradient accumulation. A semi-supervised step (its labeled batch, then its
         unlabeled one) is cut so that every micro-batch holds its share of both: a loss that averages its
         labeled and its unlabeled rows separately (DHO's) then accumulates to the whole step's loss."""
-        from distillbench.core.train import consecutive_parts
-
         if not self.semi_supervised:
             return consecutive_parts(indices, budget)
         half = len(indices) // 2

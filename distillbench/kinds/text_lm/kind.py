@@ -26,6 +26,7 @@ from distillbench.kinds.text_lm.data import (data_fingerprint, load_preferences,
                                              tokenize_records)
 from distillbench.kinds.text_lm.generation import serving
 from distillbench.kinds.text_lm.topk_cache import SignalCache
+from distillbench.kinds.text_lm.vllm_backend import VLLMGenerator, check_available
 
 # Dev problems of a pocket source that validation-watching schedules (distillm) are scored on.
 VALIDATION_SIZE = 200
@@ -150,8 +151,6 @@ class TextLM(StudentKind):
     def preflight(self, plan) -> None:
         """A vLLM backend is installed, teachers share the student's vocabulary, and the data files read."""
         if self.recipe.generation.backend == "vllm":
-            from distillbench.kinds.text_lm.vllm_backend import check_available
-
             check_available()
         for teacher in self._logit_teachers(plan):
             check_shared_vocabulary(teacher, self.recipe.student)
@@ -263,7 +262,6 @@ class TextLM(StudentKind):
         spec = self.recipe.generation
         if spec.backend == "hf":
             return super().scoring(cell, folder, model, tokenizer)
-        from distillbench.kinds.text_lm.vllm_backend import VLLMGenerator
 
         ref = parse_model_ref(cell.model_ref)
         location, revision = ((resolve_path(ref), ref.revision) if cell.kind == "reference"
