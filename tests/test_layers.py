@@ -18,46 +18,21 @@ PACKAGE = ROOT / "distillbench"
 PLUGIN_LIST = PACKAGE / "plugins.py"
 
 # Imports of distillbench modules inside functions that remain, by file (relative to the package) and
-# imported module, each with why.
+# imported module ("*": every one in that file), each with why.
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
-    ("benchmarks/retrieval.py", "distillbench.pocket.shapes_retrieval"): "being ported (issue #22): the retrieval kind's "
-                                                                         "benchmark, moving to its kind or the pocket",
-    ("kinds/dataset_distillation/driver.py", "distillbench.benchmarks.dd_accuracy"): "being ported (issue #22)",
-    ("kinds/dataset_distillation/driver.py", "distillbench.leaderboards.side_report"): "being ported (issue #22)",
-    ("kinds/retrieval/driver.py", "distillbench.benchmarks.retrieval"): "being ported (issue #22)",
-    ("kinds/retrieval/driver.py", "distillbench.leaderboards.side_report"): "being ported (issue #22)",
-    ("kinds/tabular/driver.py", "distillbench.leaderboards.side_report"): "being ported (issue #22)",
-    ("kinds/tabular/driver.py", "distillbench.pocket.fair_tabular"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "distillbench.core.errors"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "distillbench.core.recipe"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "distillbench.core.registry"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "distillbench.core.score_only"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "distillbench.pocket.t2i_zoo"): "being ported (issue #22)",
+    ("cli/main.py", "*"): "the CLI imports a command's modules when the command runs: `distillbench --help` "
+                          "takes 0.2 s, not 6 (importing every command's modules pulls in torch and transformers)",
+    ("benchmarks/retrieval.py", "distillbench.pocket.shapes_retrieval"): "being ported (issue #22): pocket-retrieval "
+                                                                         "moves with the retrieval kind",
+    ("pocket/shapes_retrieval.py", "*"): "being ported (issue #22): edited by the retrieval kind's port",
+    ("kinds/dataset_distillation/driver.py", "*"): "being ported (issue #22)",
+    ("kinds/retrieval/driver.py", "*"): "being ported (issue #22)",
+    ("kinds/tabular/driver.py", "*"): "being ported (issue #22)",
+    ("kinds/text_to_image/sampling.py", "*"): "being ported (issue #22)",
+    ("pocket/image_board.py", "*"): "being ported (issue #22)",
+    ("pocket/vlm_board.py", "*"): "being ported (issue #22)",
     ("methods/base.py", "distillbench.methods.llm.chunked"): "being ported (issue #22); also a cycle: chunked imports "
                                                              "methods.base",
-    ("pocket/image_board.py", "distillbench.core.plan"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.core.provenance"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.core.recipe"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.core.runner"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.core.score_only"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.core.store"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.kinds.text_to_image.sampling"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.leaderboards.aggregate"): "being ported (issue #22)",
-    ("pocket/image_board.py", "distillbench.leaderboards.render"): "being ported (issue #22)",
-    ("pocket/shapes_retrieval.py", "distillbench.core.errors"): "being ported (issue #22): edited by the retrieval kind's port",
-    ("pocket/shapes_retrieval.py", "distillbench.core.files"): "being ported (issue #22): edited by the retrieval kind's port",
-    ("pocket/shapes_retrieval.py", "distillbench.pocket.zoo"): "being ported (issue #22): edited by the retrieval kind's port",
-    ("pocket/vlm_board.py", "distillbench.core.models"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.plan"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.provenance"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.recipe"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.runner"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.score_only"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.core.store"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.kinds.vlm.models"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.leaderboards.aggregate"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.leaderboards.render"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "distillbench.pocket"): "being ported (issue #22)",
 }
 
 
@@ -121,10 +96,12 @@ def test_distillbench_modules_are_imported_at_module_level():
             for line, name in function_level_imports(text, module, path.name == "__init__.py"):
                 found.setdefault((path.relative_to(PACKAGE).as_posix(), name), []).append(line)
     unlisted = [f"{file}:{lines[0]}: {name}" for (file, name), lines in sorted(found.items())
-                if (file, name) not in FUNCTION_LEVEL_ALLOWED]
+                if (file, name) not in FUNCTION_LEVEL_ALLOWED and (file, "*") not in FUNCTION_LEVEL_ALLOWED]
     assert not unlisted, ("import these at module level (a cycle is a sign of a misplaced function):\n"
                           + "\n".join(unlisted))
-    stale = [f"{file}: {name}" for file, name in FUNCTION_LEVEL_ALLOWED if (file, name) not in found]
+    files = {file for file, _ in found}
+    stale = [f"{file}: {name}" for file, name in FUNCTION_LEVEL_ALLOWED
+             if (file, name) not in found and not (name == "*" and file in files)]
     assert not stale, "no longer imported inside a function; drop from FUNCTION_LEVEL_ALLOWED:\n" + "\n".join(stale)
 
 

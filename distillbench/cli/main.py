@@ -14,30 +14,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from distillbench.cli.check import print_check
 from distillbench.core.errors import UserInputError
-from distillbench.core.recipe import DEFAULT_RECIPE, load_recipe
-from distillbench.core.registry import BENCHMARKS, METHODS
-from distillbench.core.runner import Runner, run_workers
-from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
-from distillbench.core.store import Store
-from distillbench.leaderboards.aggregate import head_to_head
-from distillbench.leaderboards.claims import check_claims, claims_markdown
-from distillbench.leaderboards.compare import compare, parse_tolerances
-from distillbench.leaderboards.html import write_html
-from distillbench.leaderboards.publish import publish
-from distillbench.leaderboards.render import (print_reported, print_table, print_versus, to_csv, to_markdown,
-                                              versus_markdown)
-from distillbench.leaderboards.reported import entry_dict, reported_entries, with_reported
-from distillbench.pocket import zoo
 
 
 def _cmd_run(args) -> int:
+    from distillbench.core.recipe import DEFAULT_RECIPE, load_recipe
+    from distillbench.core.runner import Runner, run_workers
+
     if args.jobs < 1:
         raise UserInputError(f"--jobs: at least 1 (got {args.jobs})")
     path = args.recipe or str(DEFAULT_RECIPE)
     recipe = load_recipe(path)
     if args.check:
+        from distillbench.cli.check import print_check
+
         print_check(path, recipe)
         return 0
     runner = Runner(recipe, Path(args.out) if args.out else None)
@@ -54,17 +44,26 @@ def _cmd_run(args) -> int:
 
 
 def _publish(runner, plan) -> dict:
+    from distillbench.leaderboards.publish import publish
+
     return publish(runner.out, plan, runner.recipe, runner.console)
 
 
 def run_recipe(recipe, output_dir: Path | None = None) -> dict:
     """Run a loaded recipe and return its leaderboard (the `run` command without its options)."""
+    from distillbench.core.runner import Runner
+
     runner = Runner(recipe, output_dir)
     return _publish(runner, runner.run())
 
 
 def _cmd_list(args) -> int:
+    from distillbench.core.registry import BENCHMARKS, METHODS
+
     if args.what == "reported":
+        from distillbench.leaderboards.reported import entry_dict, reported_entries
+        from distillbench.leaderboards.render import print_reported
+
         entries = reported_entries(args.family)
         if not entries:
             raise UserInputError(f"--family {args.family}: no reported numbers in this family")
@@ -89,6 +88,8 @@ def _cmd_list(args) -> int:
 def _cmd_leaderboard(args) -> int:
     import json
 
+    from distillbench.leaderboards.render import print_table, print_versus, to_csv, to_markdown, versus_markdown
+
     path = Path(args.directory) / "leaderboard.json"
     if not path.is_file():
         raise UserInputError(f"{path}: no leaderboard here (run 'distillbench run' first)")
@@ -104,6 +105,10 @@ def _cmd_leaderboard(args) -> int:
         raise UserInputError("--claims prints its own Markdown table: it takes no --format, --reported or --versus")
     comparisons = claims = None
     if args.versus or args.claims:
+        from distillbench.core.store import Store
+        from distillbench.leaderboards.aggregate import head_to_head
+        from distillbench.leaderboards.claims import check_claims
+
         store = Store(Path(args.directory) / "results.sqlite")
         try:
             comparisons = head_to_head(store, board, args.versus) if args.versus else None
@@ -111,11 +116,17 @@ def _cmd_leaderboard(args) -> int:
         finally:
             store.close()
     if claims is not None:
+        from distillbench.leaderboards.claims import claims_markdown
+
         print(claims_markdown(claims), end="")
         return 0
     if args.reported:
+        from distillbench.leaderboards.reported import with_reported
+
         board = with_reported(board)
     if args.format == "html":
+        from distillbench.leaderboards.html import write_html
+
         print(f"wrote {write_html(Path(args.directory), board, comparisons, args.versus)}")
     elif args.format == "csv":
         print(to_csv(board), end="")
@@ -133,6 +144,8 @@ def _cmd_leaderboard(args) -> int:
 
 
 def _cmd_zoo(args) -> int:
+    from distillbench.pocket import zoo
+
     names = args.names or list(zoo.specs())
     unknown = [n for n in names if n not in zoo.specs()]
     if unknown:
@@ -174,6 +187,8 @@ def _add_row(table: Table, *cells: str) -> None:
 
 
 def _cmd_compare(args) -> int:
+    from distillbench.leaderboards.compare import compare, parse_tolerances
+
     results = compare(args.new, args.baseline, parse_tolerances(args.tolerance))
     table = Table(title=escape(f"compare {args.new} against {args.baseline}"))
     for column in ("row", "metric", "baseline", "new", "delta", "tolerance", "basis", "status"):
@@ -191,6 +206,8 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_score(args) -> int:
+    from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
+
     options = parse_dataset_options(args.dataset)
     if args.grader:
         options["grader"] = args.grader
@@ -261,13 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="allowed drop for a metric, e.g. pocket-math/accuracy=0.02 (repeatable)")
     gate.set_defaults(handler=_cmd_compare)
 
-    zoo_command = commands.add_parser("zoo", help="build, list or verify the pocket model zoo")
-    zoo_command.add_argument("action", choices=["build", "list", "verify"])
-    zoo_command.add_argument("names", nargs="*", help="zoo models (default: all)")
-    zoo_command.add_argument("--force", action="store_true", help="build: rebuild even when a verified build exists")
-    zoo_command.add_argument("--export", action="store_true",
-                             help="build: also copy the builds into the package (distillbench/pocket/zoo/)")
-    zoo_command.set_defaults(handler=_cmd_zoo)
+    zoo = commands.add_parser("zoo", help="build, list or verify the pocket model zoo")
+    zoo.add_argument("action", choices=["build", "list", "verify"])
+    zoo.add_argument("names", nargs="*", help="zoo models (default: all)")
+    zoo.add_argument("--force", action="store_true", help="build: rebuild even when a verified build exists")
+    zoo.add_argument("--export", action="store_true",
+                     help="build: also copy the builds into the package (distillbench/pocket/zoo/)")
+    zoo.set_defaults(handler=_cmd_zoo)
     return parser
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.registry import ARCHITECTURES, MODEL_BACKENDS, POCKET_MODELS
+from distillbench.core.registry import ARCHITECTURES, MODEL_BACKENDS, POCKET_MODELS, Registry
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -52,9 +52,9 @@ def validate_model_ref(text: str) -> None:
     """Raise ValueError (a one-line message) when `text` cannot name a model."""
     ref = parse_model_ref(text)
     if ref.backend == "pocket":
-        _check_known(ref.name, POCKET_MODELS.names(), "pocket model", "pocket:")
+        _check_known(ref.name, POCKET_MODELS, "pocket:")
     elif ref.backend == "arch":
-        _check_known(ref.name, ARCHITECTURES.names(), "classifier architecture", "arch:")
+        _check_known(ref.name, ARCHITECTURES, "arch:")
     elif ref.backend == "hf":
         if not _HF_ID.match(ref.name):
             raise ValueError(f"not a hub model id: {ref.name!r}")
@@ -62,11 +62,13 @@ def validate_model_ref(text: str) -> None:
         raise ValueError(f"model directory not found: {ref.name} (use pocket:<name>, hf:<id>[@rev] or a local path)")
 
 
-def _check_known(name: str, known: list[str], what: str, prefix: str) -> None:
-    if name not in known:
+def _check_known(name: str, registry: Registry, prefix: str) -> None:
+    """Raise ValueError when `registry` lacks `name`; only then are all its plug-ins imported, to list them."""
+    if name not in registry:
+        known = registry.names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(known)}"
-        raise ValueError(f"unknown {what} {name!r}{hint}")
+        raise ValueError(f"unknown {registry.kind} {name!r}{hint}")
 
 
 def resolve_path(ref: ModelRef) -> str:

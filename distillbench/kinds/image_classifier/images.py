@@ -84,8 +84,13 @@ def augment_batch(images: torch.Tensor, augment: str, generator: torch.Generator
 
 # --- sources ---------------------------------------------------------------------------------
 def pocket_image_sources() -> list[str]:
-    """The registered pocket image datasets."""
+    """The registered pocket image datasets (imports every pocket data plug-in)."""
     return [entry.name for entry in POCKET_DATA.entries(family="images")]
+
+
+def is_pocket_image_source(source: str) -> bool:
+    """Whether `source` is a registered pocket image dataset (imports its plug-in only)."""
+    return source in POCKET_DATA and POCKET_DATA.entry(source).family == "images"
 
 
 def cifar100_folder(path: str | Path) -> Path | None:
@@ -102,15 +107,16 @@ def is_image_source(source: str | None) -> bool:
     if not source:
         return False
     if source.startswith("pocket:"):
-        return source in pocket_image_sources()
+        return is_pocket_image_source(source)
     return Path(source).is_dir() and cifar100_folder(source) is not None
 
 
 def image_source_problem(source: str) -> str | None:
     """Why `source` cannot be read as an image dataset, or None."""
     if source.startswith("pocket:"):
-        known = pocket_image_sources()
-        return None if source in known else f"unknown pocket dataset; known: {', '.join(known)}"
+        if is_pocket_image_source(source):
+            return None
+        return f"unknown pocket dataset; known: {', '.join(pocket_image_sources())}"
     if not Path(source).exists():
         return f"folder not found: {source}"
     if cifar100_folder(source) is None:

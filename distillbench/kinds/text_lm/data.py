@@ -24,8 +24,13 @@ RANKED_FIELDS = ("prompt", "responses")
 
 
 def pocket_sources() -> list[str]:
-    """The registered pocket data sources of text students."""
+    """The registered pocket data sources of text students (imports every pocket data plug-in)."""
     return [entry.name for entry in POCKET_DATA.entries() if entry.family in TEXT_FAMILIES]
+
+
+def is_pocket_source(source: str) -> bool:
+    """Whether `source` is a pocket data source of text students (imports its plug-in only)."""
+    return source in POCKET_DATA and POCKET_DATA.entry(source).family in TEXT_FAMILIES
 
 
 def _pocket_reader(source: str, family: str) -> Callable[..., Any] | None:

@@ -21,9 +21,9 @@ from distillbench.core.models import check_shared_vocabulary, fingerprint, load_
 from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field
 from distillbench.core.registry import METHODS
 from distillbench.kinds.text_lm.batching import TokenBatching
-from distillbench.kinds.text_lm.data import (data_fingerprint, load_preferences, load_ranked, load_records,
-                                             pocket_sources, problem_records, tokenize_preferences, tokenize_ranked,
-                                             tokenize_records)
+from distillbench.kinds.text_lm.data import (data_fingerprint, is_pocket_source, load_preferences, load_ranked,
+                                             load_records, pocket_sources, problem_records, tokenize_preferences,
+                                             tokenize_ranked, tokenize_records)
 from distillbench.kinds.text_lm.generation import serving
 from distillbench.kinds.text_lm.topk_cache import SignalCache
 from distillbench.kinds.text_lm.vllm_backend import VLLMGenerator, check_available
@@ -64,8 +64,8 @@ class TextData(_Strict):
         if value is None:
             return value
         if value.startswith("pocket:"):
-            if value not in (known := pocket_sources()):
-                raise ValueError(f"unknown pocket dataset; known: {', '.join(known)}")
+            if not is_pocket_source(value):
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(pocket_sources())}")
         elif not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
