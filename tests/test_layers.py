@@ -117,11 +117,14 @@ def test_function_level_imports_are_found():
 
 
 def _plugin_names() -> dict[str, str]:
-    """Every registered method, benchmark and kind name (aliases included), and every method and benchmark
-    family, with what it names. The kinds' family ("kind") is the core's own word, given by `register_kind`."""
+    """Every built-in method, benchmark and kind name (aliases included), and every method and benchmark
+    family, with what it names (not what tests or other packages register). The kinds' family ("kind") is
+    the core's own word, given by `register_kind`."""
     names = {}
     for registry in (METHODS, BENCHMARKS, KINDS):
         for entry in registry.entries():
+            if not entry.obj.__module__.startswith("distillbench."):
+                continue
             names.update(dict.fromkeys((entry.name, *entry.aliases), f"{registry.kind} name"))
             if registry is not KINDS and entry.family:
                 names.setdefault(entry.family, f"{registry.kind} family")
