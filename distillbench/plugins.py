@@ -1,4 +1,5 @@
-"""The plug-in list: where every built-in method, benchmark, judge, model backend and kind lives.
+"""The plug-in list: where every built-in method, benchmark, judge, model backend, kind, architecture, and
+everything the pocket worlds provide (models, data sources, networks), lives.
 
 The registries (`distillbench.core.registry`) read this list by name on their first lookup,
 so looking up one name imports only the module that registers it, and listing imports all.
@@ -17,8 +18,9 @@ registry, the entry point's name being the name to register:
     my-sft = "my_plugin:MySFT"
 
 Groups: ``distillbench.methods``, ``distillbench.benchmarks``, ``distillbench.kinds``,
-``distillbench.judges``, ``distillbench.model_backends``. The object may use distillbench's
-decorator under the same name; otherwise the entry point registers it (family: its ``family``
+``distillbench.judges``, ``distillbench.model_backends``, ``distillbench.architectures``,
+``distillbench.pocket_models``, ``distillbench.pocket_data``, ``distillbench.pocket_networks``.
+The object may use distillbench's decorator under the same name; otherwise the entry point registers it (family: its ``family``
 attribute, else "third-party"; summary: its docstring's first line). A name that a built-in
 already has is an error.
 """
@@ -68,26 +70,26 @@ BUILTINS: dict[str, dict[str, str]] = {
     "benchmarks": {
         "clip-score": "distillbench.benchmarks.clip_score:ClipScore",
         "clipscore": "distillbench.benchmarks.clip_score:ClipScore",
-        "pocket-clip-score": "distillbench.benchmarks.clip_score:PocketClipScore",
-        "pocket-clipscore": "distillbench.benchmarks.clip_score:PocketClipScore",
+        "pocket-clip-score": "distillbench.pocket.benchmarks.pocket_images:PocketClipScore",
+        "pocket-clipscore": "distillbench.pocket.benchmarks.pocket_images:PocketClipScore",
         "dd-accuracy": "distillbench.benchmarks.dd_accuracy:DDAccuracy",
         "fair-synthetic": "distillbench.benchmarks.fairness:FairSynthetic",
         "gsm8k": "distillbench.benchmarks.gsm8k:GSM8K",
         "math": "distillbench.benchmarks.hendrycks_math:MATH",
         "math500": "distillbench.benchmarks.hendrycks_math:MATH500",
         "geneval": "distillbench.benchmarks.image_benchmarks:GenEval",
-        "pocket-geneval": "distillbench.benchmarks.image_benchmarks:PocketGenEval",
+        "pocket-geneval": "distillbench.pocket.benchmarks.pocket_images:PocketGenEval",
         "fid": "distillbench.benchmarks.image_sets:FID",
         "kid": "distillbench.benchmarks.image_sets:KID",
-        "pocket-fid": "distillbench.benchmarks.image_sets:PocketFID",
-        "pocket-kid": "distillbench.benchmarks.image_sets:PocketKID",
+        "pocket-fid": "distillbench.pocket.benchmarks.pocket_images:PocketFID",
+        "pocket-kid": "distillbench.pocket.benchmarks.pocket_images:PocketKID",
         "linear-probe": "distillbench.benchmarks.linear_probe:LinearProbe",
         "lm-eval": "distillbench.benchmarks.lm_eval_bridge:LMEvalTask",
         "mtbench": "distillbench.benchmarks.mtbench:MTBench",
-        "pocket-mtbench": "distillbench.benchmarks.mtbench:PocketMTBench",
-        "pocket-math": "distillbench.benchmarks.pocket_math:PocketMath",
+        "pocket-mtbench": "distillbench.pocket.benchmarks.pocket_mtbench:PocketMTBench",
+        "pocket-math": "distillbench.pocket.benchmarks.pocket_math:PocketMath",
         "pocket-retrieval": "distillbench.benchmarks.retrieval:PocketRetrieval",
-        "pocket-rewardbench": "distillbench.benchmarks.rewardbench:PocketRewardBench",
+        "pocket-rewardbench": "distillbench.pocket.benchmarks.pocket_rewardbench:PocketRewardBench",
         "rewardbench": "distillbench.benchmarks.rewardbench:RewardBench",
         "cifar100": "distillbench.benchmarks.top1:Cifar100",
         "top1": "distillbench.benchmarks.top1:Top1",
@@ -95,15 +97,15 @@ BUILTINS: dict[str, dict[str, str]] = {
         "pope": "distillbench.benchmarks.vlm.benchmarks:POPE",
         "videohallucer": "distillbench.benchmarks.vlm.benchmarks:VideoHallucer",
         "vqav2": "distillbench.benchmarks.vlm.benchmarks:VQAv2",
-        "pocket-chair": "distillbench.benchmarks.vlm.pocket:PocketCHAIR",
-        "pocket-pope": "distillbench.benchmarks.vlm.pocket:PocketPOPE",
-        "pocket-videohallucer": "distillbench.benchmarks.vlm.pocket:PocketVideoHallucer",
-        "pocket-vqa": "distillbench.benchmarks.vlm.pocket:PocketVQA",
+        "pocket-chair": "distillbench.pocket.benchmarks.pocket_vlm:PocketCHAIR",
+        "pocket-pope": "distillbench.pocket.benchmarks.pocket_vlm:PocketPOPE",
+        "pocket-videohallucer": "distillbench.pocket.benchmarks.pocket_vlm:PocketVideoHallucer",
+        "pocket-vqa": "distillbench.pocket.benchmarks.pocket_vlm:PocketVQA",
     },
     "judges": {
         "hf-chat": "distillbench.benchmarks.judges.hf:HFChatJudge",
         "openai-http": "distillbench.benchmarks.judges.http:OpenAIHTTPJudge",
-        "pocket-oracle": "distillbench.benchmarks.judges.oracle:PocketOracleJudge",
+        "pocket-oracle": "distillbench.pocket.benchmarks.pocket_oracle:PocketOracleJudge",
     },
     "model_backends": {
         "hf": "distillbench.core.models:_hf_backend",
@@ -114,5 +116,48 @@ BUILTINS: dict[str, dict[str, str]] = {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
+    },    "architectures": {
+        "resnet8": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet14": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet20": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet32": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet44": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet56": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet110": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet8x4": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "resnet32x4": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
+        "wrn_16_1": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_16_2": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_40_1": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "wrn_40_2": "distillbench.kinds.image_classifier.cifar_models:WideResNet",
+        "open-clip-zeroshot": "distillbench.kinds.image_classifier.clip_zeroshot:CLIPZeroShot",
+        "shapes-vit-tiny": "distillbench.kinds.image_classifier.vit:PocketViT",
+        "shapes-cnn": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-small": "distillbench.pocket.shapes_cnn:ShapesCNN",
+    },
+    "pocket_models": {
+        "student-init": "distillbench.pocket.zoo:ensure_built",
+        "teacher-sft": "distillbench.pocket.zoo:ensure_built",
+        "teacher-aligned": "distillbench.pocket.zoo:ensure_built",
+        "shapes-teacher-many": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-teacher-shape": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-teacher-binary": "distillbench.pocket.shapes_classifiers:ensure_built",
+        "shapes-clip-zeroshot-many": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+        "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+        "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+    },
+    "pocket_data": {
+        "pocket:math": "distillbench.pocket.text_sources:math_records",
+        "pocket:math-preference": "distillbench.pocket.text_sources:preference_pairs_file",
+        "pocket:math-ranked": "distillbench.pocket.text_sources:ranked_lists_file",
+        "pocket:shapes-many": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-shape": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-binary": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+    },
+    "pocket_networks": {
+        "shapes-feature-map": "distillbench.pocket.shapes_vit:FeatureMapTeacher",
+        "shapes-vit-mae": "distillbench.pocket.shapes_vit:load_mae_teacher",
+        "shapes-features": "distillbench.pocket.shapes_features:PocketFeatureExtractor",
+        "shapes-detector": "distillbench.pocket.shapes_detector:detect",
     },
 }

@@ -216,4 +216,21 @@ MODEL_BACKENDS: Registry[Callable] = Registry("model backend", group="model_back
 # Kinds of student (`distillbench.core.kind.StudentKind` subclasses), named by a recipe's `kind`.
 KINDS: Registry[type] = Registry("kind", group="kinds")
 
-REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS)}
+# The architectures ``arch:<name>`` builds with fresh weights: name -> a network class, called as
+# obj(num_classes=..., **extra["arguments"], **options); extra "head": the module path of its final linear layer.
+ARCHITECTURES: Registry[Callable] = Registry("classifier architecture", group="architectures")
+
+# What the pocket worlds provide, registered by them and looked up by name, so that the core, the kinds,
+# methods and benchmarks never import a pocket world:
+# models a reference ``pocket:<name>`` names: name -> ensure_built(name), the folder of a verified build
+# (the family says what the model is, as the benchmark families do);
+POCKET_MODELS: Registry[Callable] = Registry("pocket model", group="pocket_models")
+# data sources ``pocket:<name>``: name -> a reader, called as its family says (the kind reading that family
+# knows); extra "fingerprint"(name) is what a cell key records of the source;
+POCKET_DATA: Registry[Callable] = Registry("pocket dataset", group="pocket_data")
+# frozen networks that methods and benchmarks load beside the recipe's models (teachers of their own,
+# feature extractors, detectors): name -> a loader.
+POCKET_NETWORKS: Registry[Callable] = Registry("pocket network", group="pocket_networks")
+
+REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS,
+                                                        ARCHITECTURES, POCKET_MODELS, POCKET_DATA, POCKET_NETWORKS)}

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from distillbench.core.files import write_text_atomic
+from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells, reported_markdown
 
 
 def metric_names(board: dict[str, Any]) -> list[str]:
@@ -85,8 +86,6 @@ def to_markdown(board: dict[str, Any]) -> str:
         for error in row.get("errors", []):
             lines.append(f"- `{row['row']}` failed: {error}")
     if board.get("reported_elsewhere"):
-        from distillbench.leaderboards.reported import reported_markdown
-
         lines += ["", reported_markdown(board["reported_elsewhere"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
@@ -107,8 +106,6 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
 
 def print_reported(entries: list[dict[str, Any]], console: Console | None = None,
                    title: str = "numbers the seed papers report") -> None:
-    from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
-
     table = Table(title=title, caption="value on distillbench's scale; 'as printed' is the source's own text")
     for column in SECTION_HEADER:
         table.add_column(column, overflow="fold")

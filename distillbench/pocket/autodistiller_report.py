@@ -33,6 +33,12 @@ from typing import Any
 
 import torch
 
+from distillbench.core.recipe import Budget, validate_options
+from distillbench.core.registry import METHODS
+from distillbench.core.train import train
+from distillbench.kinds.image_classifier.classifiers import initialised, load_classifier
+from distillbench.kinds.image_classifier.images import ImageBatching
+from distillbench.pocket.shapes_classifiers import TASKS as CLASSES, pocket_dataset, test_accuracy
 from distillbench.pocket.vlm_board import ROOT
 
 TASKS = ("many", "shape", "binary")
@@ -51,8 +57,6 @@ STUDENT = "shapes-cnn-small"
 
 def loss_version(pipeline: str) -> int:
     """The pipeline's method's loss version: cells trained with an older loss are trained again."""
-    from distillbench.core.registry import METHODS
-
     return METHODS.get(PIPELINES[pipeline][0]).loss_version
 
 
@@ -64,8 +68,6 @@ def _cell_key(cell: dict) -> dict:
 
 def budget(steps: int):
     """recipes/pocket/classify.yaml's budget, scaled to `steps` (the step decays at the same fractions)."""
-    from distillbench.core.recipe import Budget
-
     return Budget(steps=steps, batch_size=64, optimizer="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4,
                   lr_schedule="multistep", lr_decay=0.1,
                   lr_milestones=sorted({max(1, round(steps * fraction)) for fraction in (0.625, 0.75, 0.875)}
@@ -74,21 +76,11 @@ def budget(steps: int):
 
 
 def meta_features(task: str, train_size: int) -> list[float]:
-    from distillbench.pocket.shapes_classifiers import TASKS as CLASSES
-
     return [math.log(len(CLASSES[task])), math.log(train_size)]
 
 
 def train_cell(task: str, train_size: int, pipeline: str, steps: int, seed: int, test_size: int, work: Path) -> dict:
     """Distil (or, for ce, train alone) the student on one setting with one pipeline; its test top-1."""
-    from distillbench.kinds.image_classifier.classifiers import initialised, load_classifier
-    from distillbench.kinds.image_classifier.images import ImageBatching
-    from distillbench.core.recipe import validate_options
-    from distillbench.core.registry import METHODS
-    from distillbench.core.train import train
-
-    from distillbench.pocket.shapes_classifiers import pocket_dataset, test_accuracy
-
     name, options = PIPELINES[pipeline]
     method, problems = validate_options(METHODS.get(name), options, pipeline)
     assert not problems, problems

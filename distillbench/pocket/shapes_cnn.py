@@ -36,7 +36,7 @@ class ShapesCNN(nn.Module):
 # At 32×32: about 5.2M multiply-adds and 37k parameters (30 classes), against 0.8M and 8k.
 TEACHER_STAGES = ((16,), (32, 32), (64,))
 STUDENT_STAGES = ((8,), (16,), (32,))
-register_architecture("shapes-cnn", head="fc", summary="pocket-shapes teacher CNN: 16 | 32, 32 | 64 channels")(
-    lambda num_classes: ShapesCNN(TEACHER_STAGES, num_classes))
-register_architecture("shapes-cnn-small", head="fc", summary="pocket-shapes student CNN: 8 | 16 | 32 channels")(
-    lambda num_classes: ShapesCNN(STUDENT_STAGES, num_classes))
+register_architecture("shapes-cnn", head="fc", summary="pocket-shapes teacher CNN: 16 | 32, 32 | 64 channels",
+                      stages=TEACHER_STAGES)(ShapesCNN)
+register_architecture("shapes-cnn-small", head="fc", summary="pocket-shapes student CNN: 8 | 16 | 32 channels",
+                      stages=STUDENT_STAGES)(ShapesCNN)

@@ -52,6 +52,7 @@ import torch
 
 from distillbench.pocket import builds, shapes_text
 from distillbench.pocket.shapes import generate
+from distillbench.pocket.zoo import cache_root
 
 MANIFEST, PIPELINE = "zoo.json", "t2i.json"
 # Part of every spec hash: bump when the training data or the loop change what a spec builds.
@@ -221,8 +222,6 @@ def verify(directory: Path) -> list[str]:
 
 
 def cache_directory(spec: T2ISpec) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"{spec.name}-{spec.spec_hash()}"
 
 

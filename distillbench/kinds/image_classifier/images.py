@@ -1,8 +1,9 @@
 """Image classification data: datasets, augmentation, and the batches the train loop gives classify methods.
 
 A source is
-  * ``pocket:shapes-many`` / ``pocket:shapes-shape`` / ``pocket:shapes-binary``: pocket-shapes scenes
-    labelled by their largest shape (`distillbench.pocket.shapes_classifiers`), or
+  * a pocket image dataset (`POCKET_DATA`, family ``images``): ``pocket:shapes-many`` /
+    ``pocket:shapes-shape`` / ``pocket:shapes-binary``, pocket-shapes scenes labelled by their largest
+    shape (`distillbench.pocket.shapes_classifiers`), or
   * a local folder in torchvision's CIFAR-100 layout (``cifar-100-python/{train,test,meta}``, the
     pickled python version; the folder itself or its parent). The pickles are read with an
     unpickler that admits only numpy arrays, so a hostile file cannot run code.
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.registry import POCKET_DATA
+from distillbench.core.train import consecutive_parts, example_indices
 
 AUGMENTATIONS = ("none", "flip", "crop-flip")
 CROP_PADDING = 4
@@ -80,10 +83,14 @@ def augment_batch(images: torch.Tensor, augment: str, generator: torch.Generator
 
 
 # --- sources ---------------------------------------------------------------------------------
-def is_pocket_image_source(source: str) -> bool:
-    from distillbench.pocket.shapes_classifiers import SOURCES
+def pocket_image_sources() -> list[str]:
+    """The registered pocket image datasets (imports every pocket data plug-in)."""
+    return [entry.name for entry in POCKET_DATA.entries(family="images")]
 
-    return source in SOURCES
+
+def is_pocket_image_source(source: str) -> bool:
+    """Whether `source` is a registered pocket image dataset (imports its plug-in only)."""
+    return source in POCKET_DATA and POCKET_DATA.entry(source).family == "images"
 
 
 def cifar100_folder(path: str | Path) -> Path | None:
@@ -107,9 +114,9 @@ def is_image_source(source: str | None) -> bool:
 def image_source_problem(source: str) -> str | None:
     """Why `source` cannot be read as an image dataset, or None."""
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import SOURCES
-
-        return None if source in SOURCES else f"unknown pocket dataset; known: {', '.join(SOURCES)}"
+        if is_pocket_image_source(source):
+            return None
+        return f"unknown pocket dataset; known: {', '.join(pocket_image_sources())}"
     if not Path(source).exists():
         return f"folder not found: {source}"
     if cifar100_folder(source) is None:
@@ -124,9 +131,7 @@ def load_image_dataset(source: str, split: str, size: int | None = None) -> Imag
     if problem:
         raise UserInputError(problem)
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import pocket_dataset
-
-        return pocket_dataset(source, split, size)
+        return POCKET_DATA.get(source)(source, split, size)
     dataset = _cifar100(str(cifar100_folder(source)), split)
     return dataset if size is None or size >= len(dataset) else _head(dataset, size)
 
@@ -194,11 +199,9 @@ def hide_labels(dataset: ImageDataset, labeled_per_class: int) -> ImageDataset:
 
 
 def image_data_fingerprint(source: str) -> str:
-    """What a cell key records of an image source: the pocket world version, or the files' sha256."""
+    """What a cell key records of an image source: what its pocket world says, or the files' sha256."""
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import TASKS_VERSION
-
-        return f"{source}@{TASKS_VERSION}"
+        return POCKET_DATA.entry(source).extra["fingerprint"](source)
     folder = cifar100_folder(source)
     digest = hashlib.sha256()
     for name in ("meta", "train", "test"):
@@ -242,8 +245,6 @@ class ImageBatching:
 
     def step_indices(self, lengths: tuple[int, ...], batch_size: int, seed: int, step: int,
                      group_by_length: bool = False) -> list[int]:
-        from distillbench.core.train import example_indices
-
         if not self.semi_supervised:
             return example_indices(lengths, batch_size, seed, step)
         labeled = example_indices((1,) * len(self.labeled), batch_size, seed, step)
@@ -254,8 +255,6 @@ class ImageBatching:
         """Micro-batches for gradient accumulation. A semi-supervised step (its labeled batch, then its
         unlabeled one) is cut so that every micro-batch holds its share of both: a loss that averages its
         labeled and its unlabeled rows separately (DHO's) then accumulates to the whole step's loss."""
-        from distillbench.core.train import consecutive_parts
-
         if not self.semi_supervised:
             return consecutive_parts(indices, budget)
         half = len(indices) // 2

@@ -20,10 +20,11 @@ from distillbench.core.models import check_shared_vocabulary, fingerprint, load_
     resolve_path, validate_model_ref
 from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field
 from distillbench.core.registry import METHODS
+from distillbench.kinds.text_lm import vllm_backend
 from distillbench.kinds.text_lm.batching import TokenBatching
-from distillbench.kinds.text_lm.data import (POCKET_SOURCES, data_fingerprint, load_preferences, load_ranked,
-                                             load_records, problem_records, tokenize_preferences, tokenize_ranked,
-                                             tokenize_records)
+from distillbench.kinds.text_lm.data import (data_fingerprint, is_pocket_source, load_preferences, load_ranked,
+                                             load_records, pocket_sources, problem_records, tokenize_preferences,
+                                             tokenize_ranked, tokenize_records)
 from distillbench.kinds.text_lm.generation import serving
 from distillbench.kinds.text_lm.topk_cache import SignalCache
 
@@ -63,8 +64,8 @@ class TextData(_Strict):
         if value is None:
             return value
         if value.startswith("pocket:"):
-            if value not in POCKET_SOURCES:
-                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_SOURCES)}")
+            if not is_pocket_source(value):
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(pocket_sources())}")
         elif not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
@@ -150,9 +151,7 @@ class TextLM(StudentKind):
     def preflight(self, plan) -> None:
         """A vLLM backend is installed, teachers share the student's vocabulary, and the data files read."""
         if self.recipe.generation.backend == "vllm":
-            from distillbench.kinds.text_lm.vllm_backend import check_available
-
-            check_available()
+            vllm_backend.check_available()
         for teacher in self._logit_teachers(plan):
             check_shared_vocabulary(teacher, self.recipe.student)
         self._read_data_files(plan)
@@ -263,14 +262,13 @@ class TextLM(StudentKind):
         spec = self.recipe.generation
         if spec.backend == "hf":
             return super().scoring(cell, folder, model, tokenizer)
-        from distillbench.kinds.text_lm.vllm_backend import VLLMGenerator
 
         ref = parse_model_ref(cell.model_ref)
         location, revision = ((resolve_path(ref), ref.revision) if cell.kind == "reference"
                               else (str(folder / "model"), None))
-        return serving(VLLMGenerator(location, model, revision=revision, dtype=spec.dtype,
-                                     gpu_memory_utilization=spec.gpu_memory_utilization, seed=cell.seed or 0,
-                                     trust_remote_code=self.recipe.trust_remote_code))
+        return serving(vllm_backend.VLLMGenerator(location, model, revision=revision, dtype=spec.dtype,
+                                                  gpu_memory_utilization=spec.gpu_memory_utilization,
+                                                  seed=cell.seed or 0, trust_remote_code=self.recipe.trust_remote_code))
 
 
 def _missing_inputs(recipe: TextLMRecipe) -> list[str]:

@@ -39,10 +39,10 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from distillbench.kinds.image_classifier.classifiers import class_logits_of_subclasses, with_subclass_head
+from distillbench.kinds.image_classifier.classifiers import class_logits_of_subclasses, dataset_features, with_subclass_head
 
 from distillbench.methods.base import register_method, upcast
-from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, dataset_features, soft_kl_to_log_probs
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_to_log_probs
 
 
 @dataclass(frozen=True)

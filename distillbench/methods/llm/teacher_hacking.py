@@ -31,7 +31,7 @@ import torch
 from annotated_types import Gt
 
 from distillbench.kinds.text_lm.data import collate, tokenize_example, tokenize_records
-
+from distillbench.kinds.text_lm.generation import generate_responses
 from distillbench.methods.base import Method, register_method, response_logits, shifted_labels
 from distillbench.methods.llm.hooks import MakesExamples, OnPolicy
 from distillbench.methods.llm.kd import forward_kl_loss
@@ -71,7 +71,6 @@ class TeacherHacking(OnPolicy, MakesExamples, Method):
         Offline: one teacher sample for each problem of a fixed pool, made once."""
         if self.data == "online":
             return tokenize_records(tokenizer, problems, UNCUT)
-        from distillbench.kinds.text_lm.generation import generate_responses
 
         generator = torch.Generator().manual_seed(seed)
         pool = [problems[i] for i in torch.randperm(len(problems), generator=generator)[: self.offline_prompts]]
