@@ -65,7 +65,7 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
                   "on_policy_steps", "train_tokens", "train_tokens_per_second", "train_images",
-                  "train_images_per_second", "nfe", "sampling_seconds_per_image"):
+                  "train_images_per_second", "nfe", "sampling_seconds_per_image", "distil_seconds"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)
