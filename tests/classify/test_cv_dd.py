@@ -17,6 +17,7 @@ from distillbench.cli.main import main
 from distillbench.core.errors import UserInputError
 from distillbench.core.plan import make_plan
 from distillbench.core.recipe import load_recipe, parse_recipe
+from distillbench.core.store import Store
 from distillbench.kinds.dataset_distillation.committee import Committee
 from distillbench.kinds.image_classifier.classifiers import initialised
 from distillbench.methods.dataset_distillation.common import Expert
@@ -153,7 +154,7 @@ def test_the_random_real_baseline_draws_real_images_of_every_class(tiny_world):
     real, _ = tiny_world
     subset = random_real_subset(real, 2, seed=0)
     assert sorted(subset.labels.tolist()) == [0, 0, 1, 1, 2, 2]
-    assert all(real.ids.index(i) >= 0 for i in subset.ids)
+    assert set(subset.ids) <= set(real.ids)
     assert random_real_subset(real, 2, seed=0).ids == subset.ids != random_real_subset(real, 2, seed=1).ids
 
 
@@ -200,8 +201,15 @@ def test_a_recipe_runs_end_to_end_through_distillbench_run(tmp_path, capsys):
                 assert sorted(handle.get_tensor("labels").tolist()) == [0, 0, 1, 1, 2, 2]
                 assert handle.get_tensor("images").dtype == torch.uint8
                 assert json.loads(handle.metadata()["class_names"]) == ["circle", "square", "triangle"]
-    # the experts were built once, under their content keys, and only for the rows that use them
+    # the experts were built once, under their content keys; their priors (accuracy in percent on the real
+    # training images) stay in the cost of the cells that use them
     assert len(list((out / "experts").glob("expert-shapes-cnn-small-*/classifier.json"))) == 2
+    store = Store(out / "results.sqlite")
+    try:
+        priors = [store.cell(key)["cost"].get("committee_priors") for row in rows.values() for key in row["cells"]]
+    finally:
+        store.close()
+    assert priors.count(None) == 2 and all(len(p) == 2 and all(0 <= v <= 100 for v in p) for p in priors if p)
     capsys.readouterr()
     assert main(["leaderboard", str(out), "--versus", "random-real", "--format", "json"]) == 0
     versus = json.loads(capsys.readouterr().out)["versus"]
