@@ -31,7 +31,6 @@ BUILTINS: dict[str, dict[str, str]] = {
     "methods": {
         "ce": "distillbench.methods.classify.ce:CE",
         "cprd": "distillbench.methods.classify.cprd:CPRD",
-        "cv-dd": "distillbench.methods.classify.cv_dd:CVDD",
         "dhkd": "distillbench.methods.classify.dhkd:DHKD",
         "dho": "distillbench.methods.classify.dho:DHO",
         "distill-nearest": "distillbench.methods.classify.distill_nearest:DistillNearest",
@@ -47,6 +46,9 @@ BUILTINS: dict[str, dict[str, str]] = {
         "lelp": "distillbench.methods.classify.lelp:LELP",
         "pld": "distillbench.methods.classify.pld:PLD",
         "self-distill-gt": "distillbench.methods.classify.self_distill_gt:SelfDistillGT",
+        "cv-dd": "distillbench.methods.dataset_distillation.cv_dd:CVDD",
+        "random-real": "distillbench.methods.dataset_distillation.random_real:RandomReal",
+        "random-real-committee": "distillbench.methods.dataset_distillation.random_real_committee:RandomRealCommittee",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",
@@ -113,6 +115,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "pocket": "distillbench.core.models:_pocket_backend",
     },
     "kinds": {
+        "dataset-distillation": "distillbench.kinds.dataset_distillation.kind:DatasetDistillation",
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",

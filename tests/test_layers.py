@@ -25,7 +25,6 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("benchmarks/retrieval.py", "distillbench.pocket.shapes_retrieval"): "being ported (issue #22): pocket-retrieval "
                                                                          "moves with the retrieval kind",
     ("pocket/shapes_retrieval.py", "*"): "being ported (issue #22): edited by the retrieval kind's port",
-    ("kinds/dataset_distillation/driver.py", "*"): "being ported (issue #22)",
     ("kinds/retrieval/driver.py", "*"): "being ported (issue #22)",
     ("kinds/text_to_image/sampling.py", "*"): "being ported (issue #22)",
     ("pocket/image_board.py", "*"): "being ported (issue #22)",

@@ -67,7 +67,8 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     unit_fields = [field for field in dict.fromkeys(key for c in costs for key in c)
                    if field.startswith("train_") and field != "train_seconds"]
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
-                  "on_policy_steps", *unit_fields, "nfe", "sampling_seconds_per_image"):
+                  "on_policy_steps", *unit_fields, "nfe", "sampling_seconds_per_image",
+                  "distil_seconds"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)
