@@ -82,3 +82,18 @@ def test_a_tiny_report_runs_each_setting_as_a_recipe_and_resumes(tmp_path, monke
     monkeypatch.setattr("distillbench.core.kind.train", no_training)
     assert main(command) == 0
     assert json.loads(out.read_text())["settings"] == first["settings"]
+
+
+def test_the_committed_recipe_checks_and_each_setting_switches_task_and_size(capsys):
+    from distillbench.cli.main import main
+
+    assert main(["run", str(report.RECIPE), "--check"]) == 0
+    assert "ok: the recipe validates and plans" in capsys.readouterr().out
+    recipes = report.AutoDistillerReport().recipes()
+    assert [(r.name, r.teacher, r.data.source, r.data.size, r.benchmarks[0].params["dataset"]) for r in recipes[:2]] == [
+        ("pocket-autodistiller-many-250", "pocket:shapes-teacher-many", "pocket:shapes-many", 250, "pocket:shapes-many"),
+        ("pocket-autodistiller-many-1000", "pocket:shapes-teacher-many", "pocket:shapes-many", 1000, "pocket:shapes-many")]
+    assert {(r.data.source, r.data.size) for r in recipes} == {
+        (f"pocket:shapes-{task}", size) for task in ("many", "shape", "binary") for size in (250, 1000)}
+    assert [spec.label for spec in recipes[0].methods] == ["ce", "hinton-kd", "distiller-mi[alpha=0]",
+                                                          "distiller-mi[alpha=0.5]", "distiller-mi[alpha=1]"]

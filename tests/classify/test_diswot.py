@@ -133,3 +133,19 @@ def test_an_unknown_report_is_one_line_with_the_known_ones(capsys):
 
     assert main(["report", "diswott"]) == 2
     assert "unknown report 'diswott'; did you mean 'diswot'?" in capsys.readouterr().err
+
+
+def test_the_committed_recipe_checks_and_the_report_varies_only_its_student(capsys):
+    from distillbench.cli.main import main
+    from distillbench.pocket.diswot_report import RECIPE, DisWOTReport
+
+    assert main(["run", str(RECIPE), "--check"]) == 0
+    assert "ok: the recipe validates and plans" in capsys.readouterr().out
+    recipes = DisWOTReport().recipes()
+    assert [r.student for r in recipes] == ["arch:shapes-cnn-4-8-8", "arch:shapes-cnn-4-8-16", "arch:shapes-cnn-8-8-16",
+                                            "arch:shapes-cnn-small", "arch:shapes-cnn-8-16+16-32",
+                                            "arch:shapes-cnn-16-16-32", "arch:shapes-cnn-8+8-16-32+32",
+                                            "arch:shapes-cnn-16-32-64"]
+    assert len({r.name for r in recipes}) == 8
+    assert all(r.model_dump(exclude={"name", "student"}) == recipes[0].model_dump(exclude={"name", "student"})
+               for r in recipes)
