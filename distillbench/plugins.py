@@ -1,4 +1,4 @@
-"""The plug-in list: where every built-in method, benchmark, judge, model backend and kind lives.
+"""The plug-in list: where every built-in method, benchmark, judge, model backend, kind and report lives.
 
 The registries (`distillbench.core.registry`) read this list by name on their first lookup,
 so looking up one name imports only the module that registers it, and listing imports all.
@@ -17,7 +17,7 @@ registry, the entry point's name being the name to register:
     my-sft = "my_plugin:MySFT"
 
 Groups: ``distillbench.methods``, ``distillbench.benchmarks``, ``distillbench.kinds``,
-``distillbench.judges``, ``distillbench.model_backends``. The object may use distillbench's
+``distillbench.judges``, ``distillbench.model_backends``, ``distillbench.reports``. The object may use distillbench's
 decorator under the same name; otherwise the entry point registers it (family: its ``family``
 attribute, else "third-party"; summary: its docstring's first line). A name that a built-in
 already has is an error.
@@ -114,5 +114,9 @@ BUILTINS: dict[str, dict[str, str]] = {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
+    },
+    "reports": {
+        "autodistiller": "distillbench.pocket.autodistiller_report:AutoDistillerReport",
+        "diswot": "distillbench.pocket.diswot_report:DisWOTReport",
     },
 }

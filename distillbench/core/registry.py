@@ -215,5 +215,7 @@ JUDGES: Registry[type] = Registry("judge", group="judges")
 MODEL_BACKENDS: Registry[Callable] = Registry("model backend", group="model_backends")
 # Kinds of student (`distillbench.core.kind.StudentKind` subclasses), named by a recipe's `kind`.
 KINDS: Registry[type] = Registry("kind", group="kinds")
+# Reports over several runs (`distillbench.leaderboards.reports.Report` subclasses), named by `distillbench report`.
+REPORTS: Registry[type] = Registry("report", group="reports")
 
-REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS)}
+REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS, REPORTS)}

@@ -1,12 +1,12 @@
 """Reports: a statistic over several runs (a rank correlation across candidate students, a recommender's
 regret across task settings), made by ``distillbench report NAME``.
 
-A report is a plug-in: a `Report` subclass registered with `@register_report(name)`. It names the
-recipes it needs, ordinary recipes (usually one committed recipe varied per candidate or setting,
-`vary_recipe`); each runs through the runner into ``<runs>/<recipe name>`` (cells keyed and resumable,
-its leaderboard published beside its store, as ``distillbench run`` does), and the report computes its
-statistic from what the runs stored (`Run.cells`). The result is written as JSON, with Markdown beside
-it when the report renders one.
+A report is a plug-in: a `Report` subclass registered with `@register_report(name)` (a built-in one is
+also listed in `distillbench.plugins`). It names the recipes it needs, ordinary recipes (usually one
+committed recipe varied per candidate or setting, `vary_recipe`); each runs through the runner into
+``<runs>/<recipe name>`` (cells keyed and resumable, its leaderboard published beside its store, as
+``distillbench run`` does), and the report computes its statistic from what the runs stored
+(`Run.cells`). The result is written as JSON, with Markdown beside it when the report renders one.
 """
 
 from __future__ import annotations
@@ -22,14 +22,9 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.files import write_text_atomic
 from distillbench.core.plan import Plan
 from distillbench.core.recipe import Recipe, parse_recipe, read_recipe_file
-from distillbench.core.registry import Registry
+from distillbench.core.registry import REPORTS
 from distillbench.core.runner import Runner
 from distillbench.core.store import Store
-
-REPORTS: Registry[type] = Registry("report")
-
-# Where the built-in reports live (imported on the first lookup; a report registers when imported).
-BUILTIN_MODULES = ("distillbench.pocket.diswot_report", "distillbench.pocket.autodistiller_report")
 
 
 def register_report(name: str, *, summary: str = ""):
@@ -40,14 +35,6 @@ def register_report(name: str, *, summary: str = ""):
         return REPORTS.register(name, family="report", summary=summary)(cls)
 
     return decorator
-
-
-def report_class(name: str) -> type[Report]:
-    import importlib
-
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    return REPORTS.get(name)
 
 
 @dataclass(frozen=True)
@@ -115,7 +102,7 @@ def make_report(name: str, runs: Path, out: Path, console: Console | None = None
     when it renders one, Markdown beside it (`out` with suffix .md). Returns the result."""
     from distillbench.leaderboards.publish import publish
 
-    report = report_class(name)()
+    report = REPORTS.get(name)()
     finished = []
     for recipe in report.recipes():
         runner = Runner(recipe, runs / recipe.name, console)
