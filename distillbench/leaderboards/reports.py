@@ -11,10 +11,11 @@ committed recipe varied per candidate or setting, `vary_recipe`); each runs thro
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 from rich.console import Console
 
@@ -73,6 +74,10 @@ class Report:
     """A statistic over the runs of several recipes."""
 
     name: ClassVar[str] = ""  # set by `register_report`
+    # torch's CPU threads while the report runs (None: torch's default). The thread count changes a CPU
+    # run's floating-point sums, hence its numbers: a report whose committed result was made with a
+    # given count says so here, so that the plain command reproduces it.
+    threads: ClassVar[int | None] = None
 
     def recipes(self) -> list[Recipe]:
         """The recipes to run, each with its own name (its run folder)."""
@@ -100,18 +105,36 @@ def vary_recipe(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) 
 def make_report(name: str, runs: Path, out: Path, console: Console | None = None) -> dict[str, Any]:
     """Run report `name`'s recipes into folders under `runs`, then write its result to `out` (JSON) and,
     when it renders one, Markdown beside it (`out` with suffix .md). Returns the result."""
-    from distillbench.leaderboards.publish import publish
-
     report = REPORTS.get(name)()
-    finished = []
-    for recipe in report.recipes():
-        runner = Runner(recipe, runs / recipe.name, console)
-        plan = runner.run()
-        publish(runner.out, plan, recipe, runner.console)
-        finished.append(Run(recipe, plan, runner.out))
-    result = {"report": report.name, **report.summarise(finished)}
+    with _torch_threads(report.threads):
+        finished = [_run(recipe, runs / recipe.name, console) for recipe in report.recipes()]
+        result = {"report": report.name, **report.summarise(finished)}
     write_text_atomic(out, json.dumps(result, indent=1) + "\n")
     text = report.markdown(result)
     if text is not None:
         write_text_atomic(out.with_suffix(".md"), text)
     return result
+
+
+def _run(recipe: Recipe, out: Path, console: Console | None) -> Run:
+    """Run `recipe` into `out` and publish its leaderboard there, as ``distillbench run`` does."""
+    from distillbench.leaderboards.publish import publish
+
+    runner = Runner(recipe, out, console)
+    plan = runner.run()
+    publish(runner.out, plan, recipe, runner.console)
+    return Run(recipe, plan, runner.out)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to `count` (None: left alone) for the block, then restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

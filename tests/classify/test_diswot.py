@@ -104,8 +104,19 @@ def test_the_report_correlates_scores_with_distilled_accuracy_read_from_the_runs
     recipe.write_text(TINY_RECIPE)
     monkeypatch.setattr(diswot_report, "RECIPE", recipe)
     monkeypatch.setattr(diswot_report, "CANDIDATES", ("shapes-cnn-4-8-8", "shapes-cnn-small", "shapes-cnn-8-8-16"))
+    from distillbench.core import kind
+
+    threads, train = [], kind.train
+
+    def counting_threads(*args, **kwargs):
+        threads.append(torch.get_num_threads())
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(kind, "train", counting_threads)
+    before = torch.get_num_threads()
     out = tmp_path / "report.json"
     assert main(["report", "diswot", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert threads == [1, 1, 1] and torch.get_num_threads() == before  # the report's one thread, then restored
     result = json.loads(out.read_text())
     assert result["report"] == "diswot" and result["test_size"] == 32 and result["train_size"] == 64
     assert [row["stages"] for row in result["candidates"]] == [[[4], [8], [8]], [[8], [16], [32]], [[8], [8], [16]]]
