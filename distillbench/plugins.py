@@ -1,5 +1,5 @@
-"""The plug-in list: where every built-in method, benchmark, judge, model backend, kind, architecture, and
-everything the pocket worlds provide (models, data sources, networks), lives.
+"""The plug-in list: where every built-in method, benchmark, judge, model backend, kind, report, architecture,
+and everything the pocket worlds provide (models, data sources, networks), lives.
 
 The registries (`distillbench.core.registry`) read this list by name on their first lookup,
 so looking up one name imports only the module that registers it, and listing imports all.
@@ -18,7 +18,7 @@ registry, the entry point's name being the name to register:
     my-sft = "my_plugin:MySFT"
 
 Groups: ``distillbench.methods``, ``distillbench.benchmarks``, ``distillbench.kinds``,
-``distillbench.judges``, ``distillbench.model_backends``, ``distillbench.architectures``,
+``distillbench.judges``, ``distillbench.model_backends``, ``distillbench.reports``, ``distillbench.architectures``,
 ``distillbench.pocket_models``, ``distillbench.pocket_data``, ``distillbench.pocket_networks``.
 The object may use distillbench's decorator under the same name; otherwise the entry point registers it (family: its ``family``
 attribute, else "third-party"; summary: its docstring's first line). A name that a built-in
@@ -119,7 +119,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
-    },    "architectures": {
+    },
+    "architectures": {
         "resnet8": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
         "resnet14": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
         "resnet20": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
@@ -137,6 +138,13 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-vit-tiny": "distillbench.kinds.image_classifier.vit:PocketViT",
         "shapes-cnn": "distillbench.pocket.shapes_cnn:ShapesCNN",
         "shapes-cnn-small": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-4-8-8": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-4-8-16": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-8-8-16": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-8-16+16-32": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-16-16-32": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-8+8-16-32+32": "distillbench.pocket.shapes_cnn:ShapesCNN",
+        "shapes-cnn-16-32-64": "distillbench.pocket.shapes_cnn:ShapesCNN",
     },
     "pocket_models": {
         "student-init": "distillbench.pocket.zoo:ensure_built",
@@ -162,5 +170,9 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-vit-mae": "distillbench.pocket.shapes_vit:load_mae_teacher",
         "shapes-features": "distillbench.pocket.shapes_features:PocketFeatureExtractor",
         "shapes-detector": "distillbench.pocket.shapes_detector:detect",
+    },
+    "reports": {
+        "autodistiller": "distillbench.pocket.autodistiller_report:AutoDistillerReport",
+        "diswot": "distillbench.pocket.diswot_report:DisWOTReport",
     },
 }

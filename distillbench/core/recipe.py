@@ -303,6 +303,11 @@ def parse_recipe(raw: Any, source: str = "recipe", base: Path | None = None) -> 
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
+    return parse_recipe(read_recipe_file(path), str(path), base=path.parent)
+
+
+def read_recipe_file(path: Path) -> Any:
+    """A recipe file's YAML, not yet validated (a report varies it before `parse_recipe`)."""
     if not path.is_file():
         raise UserInputError(f"{path}: recipe file not found")
     try:
@@ -313,4 +318,4 @@ def load_recipe(path: str | Path) -> Recipe:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserInputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_recipe(raw, str(path), base=path.parent)
+    return raw

@@ -215,6 +215,8 @@ JUDGES: Registry[type] = Registry("judge", group="judges")
 MODEL_BACKENDS: Registry[Callable] = Registry("model backend", group="model_backends")
 # Kinds of student (`distillbench.core.kind.StudentKind` subclasses), named by a recipe's `kind`.
 KINDS: Registry[type] = Registry("kind", group="kinds")
+# Reports over several runs (`distillbench.leaderboards.reports.Report` subclasses), named by `distillbench report`.
+REPORTS: Registry[type] = Registry("report", group="reports")
 
 # The architectures ``arch:<name>`` builds with fresh weights: name -> a network class, called as
 # obj(num_classes=..., **extra["arguments"], **options); extra "head": the module path of its final linear layer.
@@ -232,5 +234,5 @@ POCKET_DATA: Registry[Callable] = Registry("pocket dataset", group="pocket_data"
 # feature extractors, detectors): name -> a loader.
 POCKET_NETWORKS: Registry[Callable] = Registry("pocket network", group="pocket_networks")
 
-REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS,
+REGISTRIES: dict[str, Registry] = {r.group: r for r in (METHODS, BENCHMARKS, JUDGES, MODEL_BACKENDS, KINDS, REPORTS,
                                                         ARCHITECTURES, POCKET_MODELS, POCKET_DATA, POCKET_NETWORKS)}
