@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.models import validate_model_ref
 from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 from distillbench.core.validation import problems_from, unknown_field
 
@@ -45,6 +46,18 @@ def path_field(**field: Any) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def model_refs_checked(*fields: str) -> Any:
+    """A pydantic validator (assign it in a recipe model's body) that checks each of `fields`, when set, names
+    a model: a pocket zoo name, an ``arch:`` architecture, a hub id or an existing folder."""
+
+    def check(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_model_ref(value)
+        return value
+
+    return field_validator(*fields)(check)
 
 
 class Budget(_Strict):

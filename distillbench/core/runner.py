@@ -9,7 +9,6 @@ reason, and the other cells go on.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os

@@ -25,13 +25,13 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.files import temporary_name
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
 from distillbench.core.models import parse_model_ref, validate_model_ref
-from distillbench.core.recipe import Budget, Recipe, _Strict, keyed_dump, option, path_field, stable_hash
+from distillbench.core.recipe import Budget, Recipe, _Strict, keyed_dump, option, path_field, stable_hash, model_refs_checked
 from distillbench.core.registry import ARCHITECTURES, BENCHMARKS
 from distillbench.kinds.dataset_distillation.committee import AUGMENT, Committee, accuracy_percent, build_expert
 from distillbench.kinds.image_classifier.classifiers import (classifier_spec, is_classifier_ref, load_classifier,
                                                             load_directory)
 from distillbench.kinds.image_classifier.images import (ImageBatching, ImageDataset, image_data_fingerprint,
-                                                        image_source_problem, load_image_dataset)
+                                                        load_image_dataset, readable_image_source)
 from distillbench.methods.dataset_distillation.common import Expert
 
 DISTILLED_SET = "distilled-set.safetensors"  # beside the cell's model folder
@@ -84,10 +84,7 @@ class DistillationData(_Strict):
     @field_validator("source")
     @classmethod
     def _readable(cls, value: str) -> str:
-        problem = image_source_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return readable_image_source(value)
 
 
 class DatasetDistillationRecipe(Recipe):
@@ -97,11 +94,7 @@ class DatasetDistillationRecipe(Recipe):
     expert_budget: Budget | None = Field(default=None, description="how the committee's architectures train "
                                          "(steps: each expert's own); default: budget")
 
-    @field_validator("student")
-    @classmethod
-    def _model_ref(cls, value: str) -> str:
-        validate_model_ref(value)
-        return value
+    _model_refs = model_refs_checked("student")
 
 
 @register_kind("dataset-distillation", summary="dataset distillation: each method makes a small training set "

@@ -125,6 +125,14 @@ def image_source_problem(source: str) -> str | None:
     return None
 
 
+def readable_image_source(source: str) -> str:
+    """`source`, or ValueError saying why it cannot be read as an image dataset (a recipe validator's check)."""
+    problem = image_source_problem(source)
+    if problem:
+        raise ValueError(problem)
+    return source
+
+
 def load_image_dataset(source: str, split: str, size: int | None = None) -> ImageDataset:
     """The `split` of an image source; `size` takes the first examples (pocket: generates that many)."""
     problem = image_source_problem(source)

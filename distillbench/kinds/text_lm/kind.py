@@ -17,8 +17,8 @@ from pydantic import Field, field_validator
 from distillbench.core.errors import UserInputError
 from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import check_shared_vocabulary, fingerprint, load_causal_lm, parse_model_ref, \
-    resolve_path, validate_model_ref
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field
+    resolve_path
+from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field, model_refs_checked
 from distillbench.core.registry import METHODS
 from distillbench.kinds.text_lm import vllm_backend
 from distillbench.kinds.text_lm.batching import TokenBatching
@@ -87,12 +87,7 @@ class TextLMRecipe(Recipe):
     data: TextData
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
 
-    @field_validator("teacher", "reference_teacher", "student")
-    @classmethod
-    def _model_ref(cls, value: str | None) -> str | None:
-        if value is not None:
-            validate_model_ref(value)
-        return value
+    _model_refs = model_refs_checked("teacher", "reference_teacher", "student")
 
 
 @register_kind("text-lm", summary="causal language models (transformers): SFT, logit distillation, preference "

@@ -17,7 +17,6 @@ validation loss is measured once per epoch; samples at temperature 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
