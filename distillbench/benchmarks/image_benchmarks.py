@@ -7,9 +7,9 @@ contract's "one output string per item" holds and `distillbench score` grades im
 elsewhere. Each item carries ``correct`` and its tag's value; ``overall`` is the macro mean
 over the tags (`macro_metrics`), GenEval's overall score. Scoring follows `geneval` exactly.
 
-The recipe runner loads language models only, so `predict` has no text-to-image backend yet
-and says so; `distillbench.kinds.text_to_image.sampling` generates the images for a benchmark's
-prompts and scores them. FID, KID and CLIP score are in `image_sets` and `clip_score`.
+`predict` has the text-to-image kind's sampler make the images (`distillbench run` of a
+``kind: text-to-image`` recipe); images made elsewhere are graded with `distillbench score`.
+FID, KID and CLIP score are in `image_sets` and `clip_score`.
 """
 
 from __future__ import annotations

@@ -189,12 +189,12 @@ class CleanFIDInception:
 
 # --- reference statistics, cached by content -------------------------------------------------
 class GeneratedImageOutputs:
-    """Mixin of the image benchmarks: an output is the path of one generated image, made outside the runner."""
+    """Mixin of the image benchmarks: an output is the path of one generated image."""
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
-                             "images with `python -m distillbench.kinds.text_to_image.sampling` (or elsewhere) and grade "
-                             "them with `distillbench score` (each response the path of one image)")
+        """The path of one image per item, written by `model`: the text-to-image kind's sampler
+        (`kinds.text_to_image.kind.Sampler`), which reuses the images it made for the same prompts."""
+        return model.images(items, batch_size=batch_size)
 
     @staticmethod
     def image_path(item, output) -> str:

@@ -12,8 +12,9 @@ asks it for everything that depends on what a student is:
 * training: `preflight`, `training` (the examples, the batching that makes each step's batches,
   on-policy and generated data included, and the frozen models), `fit` (the core train loop, unless
   the kind trains something else, such as a distilled data set);
-* scoring: `scoring` (a context the benchmarks predict in, such as a vLLM engine), and whatever
-  the benchmarks' `predict(model, processor, items, batch_size)` receives.
+* scoring: `scoring` (a context the benchmarks predict in, such as a vLLM engine), whatever the
+  benchmarks' `predict(model, processor, items, batch_size)` receives, and `scoring_cost` (what
+  predicting cost, when it belongs in the row's cost: a sampler's evaluations per image).
 
 One instance serves one run: it may cache the run's data and frozen models across cells.
 """
@@ -144,6 +145,11 @@ class StudentKind:
     def scoring(self, cell: Any, folder: Path, model: Any, processor: Any):
         """A context the cell's benchmarks predict in (default: none)."""
         return contextlib.nullcontext()
+
+    def scoring_cost(self, model: Any) -> dict[str, Any]:
+        """Cost figures the model measured while the cell's benchmarks predicted (a sampler's evaluations
+        and seconds per image), added to its row's cost (default: none)."""
+        return {}
 
     def device_model(self, model: Any) -> Any:
         """The model on the device benchmarks run it on."""

@@ -110,7 +110,16 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
     keyed_with = kind.benchmark_key()
     benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
                                 keyed_with) for spec in recipe.benchmarks]
-    return Plan(cells, benchmarks)
+    plan = Plan(cells, benchmarks)
+    _check_versus(recipe, plan)
+    return plan
+
+
+def _check_versus(recipe: Recipe, plan: Plan) -> None:
+    """The row a leaderboard compares every other row with is one of the plan's rows."""
+    versus = recipe.leaderboard.versus if recipe.leaderboard else None
+    if versus is not None and versus not in plan.rows():
+        raise UserInputError(f"leaderboard.versus: no row {versus!r}; rows: {', '.join(plan.rows())}")
 
 
 def _starts_from(method: Any) -> str | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.models import validate_model_ref
@@ -133,6 +134,16 @@ def _component(value: Any) -> Any:
     return value
 
 
+class LeaderboardSpec(_Strict):
+    """How the run's Markdown leaderboard presents its rows (it never changes a result)."""
+
+    description: str | None = Field(default=None, description="a paragraph under the title: what the rows are")
+    headline: dict[str, str] = Field(default_factory=dict, description="a first table of the figures the board "
+                                     "is read by: '<benchmark>/<metric>' or 'cost.<field>' → column title")
+    versus: str | None = Field(default=None, description="a row label: every other row's paired differences "
+                               "against it are appended (as `distillbench leaderboard --versus` prints them)")
+
+
 class Recipe(_Strict):
     """The sections every recipe has; a kind of student subclasses it (`StudentKind.recipe_model`) with its
     own ``data`` section and whatever other fields its students need, and may make models required (or the
@@ -151,6 +162,7 @@ class Recipe(_Strict):
     output_dir: str | None = None
     # Run code shipped with a hub model (its modeling files). Off: weights are data, code is not.
     trust_remote_code: bool = False
+    leaderboard: LeaderboardSpec | None = None
 
     @field_validator("methods", "benchmarks", mode="before")
     @classmethod
@@ -172,6 +184,21 @@ class Recipe(_Strict):
 
     def content_hash(self) -> str:
         return stable_hash(self.canonical())
+
+
+class ReferenceRowsRecipe(Recipe):
+    """The recipe of a kind that may train nothing: its reference rows (a sampler at several settings, the
+    models of a zoo) are the board, so it may list no methods and then needs no budget."""
+
+    budget: Budget | None = None
+    methods: list[ComponentSpec] = Field(default_factory=list)
+
+    @field_validator("methods")
+    @classmethod
+    def _budget_for_methods(cls, value: list[ComponentSpec], info: ValidationInfo) -> list[ComponentSpec]:
+        if value and "budget" in info.data and info.data["budget"] is None:
+            raise ValueError("methods train within a budget: add budget (steps, batch_size, learning_rate)")
+        return value
 
 
 def stable_hash(obj: Any) -> str:

@@ -150,6 +150,9 @@ class Runner:
         with self.kind.scoring(cell, folder, model, tokenizer):
             for bench in pending:
                 self._evaluate(store, cell, bench, model, tokenizer, folder)
+        measured = self.kind.scoring_cost(model)
+        if measured:
+            store.add_cost(cell.key, measured)
 
     def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student its method trains."""

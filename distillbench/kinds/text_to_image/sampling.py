@@ -49,6 +49,18 @@ def resolve(model: str) -> Path:
     return Path(model)
 
 
+def pipeline_problem(model: str) -> str | None:
+    """Why `model` names no pipeline folder (None when it does), without building or loading one."""
+    if model.startswith("pocket:"):
+        from distillbench.pocket.t2i_zoo import specs
+
+        known = [f"pocket:{name}" for name in specs()]
+        return None if model in known else f"unknown pocket text-to-image model; known: {', '.join(known)}"
+    if not (Path(model) / "t2i.json").is_file():
+        return f"not a text-to-image pipeline folder (no t2i.json in {model})"
+    return None
+
+
 def fingerprint(directory: Path) -> str:
     """sha256 over a pipeline folder's weights and configs (every file but the zoo manifest, whose
     training time differs between identical builds)."""
@@ -69,6 +81,13 @@ class TextToImage:
         self.text_encoder = CLIPTextModel.from_pretrained(self.directory / "text_encoder").to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory / "tokenizer")
         self.device = device
+
+    def to(self, device) -> "TextToImage":
+        """The pipeline on `device` (its UNet and text encoder; the initial noise is drawn on the CPU)."""
+        self.unet.to(device)
+        self.text_encoder.to(device)
+        self.device = device
+        return self
 
     def scheduler(self, sampler: str):
         from diffusers import DDIMScheduler, EulerDiscreteScheduler
@@ -124,22 +143,28 @@ def item_prompt(item: dict) -> str:
     return item["prompt"] if "prompt" in item else item["metadata"]["prompt"]
 
 
+def write_images(items: list[dict], images: list[np.ndarray], folder: Path) -> list[str]:
+    """Each item's image as ``<folder>/<item id>.png``; their absolute paths, in item order."""
+    from PIL import Image
+
+    paths = []
+    for item, image in zip(items, images):
+        path = Path(folder) / f"{item['id']}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        paths.append(str(path.resolve()))
+    return paths
+
+
 def generate_for_benchmark(pipeline: TextToImage, benchmark, folder: Path, steps: int, guidance: float | None = None,
                            sampler: str = "ddim", seed: int = 0) -> tuple[Path, SamplingCost]:
     """One PNG per item of `benchmark` under `folder`, and ``predictions.jsonl`` (id, response = path)."""
-    from PIL import Image
-
     items = benchmark.items()
     images, cost = pipeline.generate([item_prompt(item) for item in items], steps, guidance, sampler, seed)
-    folder = Path(folder)
-    lines = []
-    for item, image in zip(items, images):
-        path = folder / "images" / f"{item['id']}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
-        lines.append(json.dumps({"id": item["id"], "response": str(path.resolve())}))
-    predictions = folder / "predictions.jsonl"
-    predictions.write_text("\n".join(lines) + "\n")
+    paths = write_images(items, images, Path(folder) / "images")
+    predictions = Path(folder) / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"id": item["id"], "response": path}) + "\n"
+                                   for item, path in zip(items, paths)))
     return predictions, cost
 
 
