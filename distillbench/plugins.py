@@ -119,6 +119,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
+        "text-to-image": "distillbench.kinds.text_to_image.kind:TextToImageKind",
+        "vlm": "distillbench.kinds.vlm.kind:VisionLanguageModel",
     },
     "architectures": {
         "resnet8": "distillbench.kinds.image_classifier.cifar_models:CifarResNet",
@@ -156,6 +158,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-clip-zeroshot-many": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
         "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
         "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
+        "t2i-teacher": "distillbench.pocket.t2i_zoo:model_dir",
     },
     "pocket_data": {
         "pocket:math": "distillbench.pocket.text_sources:math_records",

@@ -26,9 +26,6 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
                                                                          "moves with the retrieval kind",
     ("pocket/shapes_retrieval.py", "*"): "being ported (issue #22): edited by the retrieval kind's port",
     ("kinds/retrieval/driver.py", "*"): "being ported (issue #22)",
-    ("kinds/text_to_image/sampling.py", "*"): "being ported (issue #22)",
-    ("pocket/image_board.py", "*"): "being ported (issue #22)",
-    ("pocket/vlm_board.py", "*"): "being ported (issue #22)",
     ("methods/base.py", "distillbench.methods.llm.chunked"): "being ported (issue #22); also a cycle: chunked imports "
                                                              "methods.base",
 }

@@ -39,9 +39,11 @@ def test_build_is_verified_and_deterministic(tiny_teacher, tmp_path):
 
 
 def test_pixel_rearrangement_round_trips():
+    from distillbench.kinds.text_to_image.sampling import from_model_space, to_model_space
+
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
-    assert t2i_zoo.to_model_space(images, 2).shape == (3, 12, 16, 16)
-    assert np.array_equal(t2i_zoo.from_model_space(t2i_zoo.to_model_space(images, 2), 2), images)
+    assert to_model_space(images, 2).shape == (3, 12, 16, 16)
+    assert np.array_equal(from_model_space(to_model_space(images, 2), 2), images)
 
 
 def test_sampling_counts_nfe_and_is_batch_invariant(tiny_teacher):
@@ -129,13 +131,6 @@ def test_the_image_recipe_runs_its_sampler_rows_end_to_end(tiny_teacher, tmp_pat
     assert main(["run", str(recipe)]) == 0  # everything is in the store: nothing is sampled again
     assert capsys.readouterr().err.count("complete in the store, skipped") == 2
     assert json.loads((tmp_path / "run" / "leaderboard.json").read_text())["rows"][0]["cost"] == guided["cost"]
-
-
-def test_the_committed_image_recipe_checks_offline(capsys):
-    from distillbench.cli.main import main
-
-    assert main(["run", str(REPO / "recipes" / "pocket" / "image.yaml"), "--check"]) == 0
-    assert "teacher@50" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("change, problem", [

@@ -149,13 +149,6 @@ def test_the_vlm_recipe_scores_the_zoo_through_the_runner(tiny_zoo, tmp_path, ca
     assert capsys.readouterr().err.count("complete in the store, skipped") == 2
 
 
-def test_the_committed_vlm_recipe_checks_offline(capsys):
-    from distillbench.cli.main import main
-
-    assert main(["run", str(ROOT / "recipes" / "pocket" / "vlm.yaml"), "--check"]) == 0
-    assert "student-init" in capsys.readouterr().out
-
-
 def test_a_versus_row_the_recipe_lacks_is_refused(tiny_zoo, tmp_path, capsys):
     from distillbench.cli.main import main
 
