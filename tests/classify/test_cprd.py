@@ -249,11 +249,12 @@ output_dir: {tmp_path / 'out'}
 
 
 @pytest.mark.parametrize("entry", [{"methods": ["cprd"]}, {"benchmarks": [{"name": "pocket-retrieval"}]}])
-def test_the_runner_sends_retrieval_components_to_their_driver(entry):
+def test_a_classifier_recipe_refuses_retrieval_components(entry):
     from distillbench.core.recipe import parse_recipe
 
     raw = {"name": "r", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-many", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-many"}, "budget": {"steps": 1, "batch_size": 2, "learning_rate": 0.1},
            "methods": ["ce"], "benchmarks": [{"name": "top1"}], **entry}
-    with pytest.raises(UserInputError, match="python -m distillbench.kinds.retrieval.driver"):
+    with pytest.raises(UserInputError, match="(cprd trains|pocket-retrieval scores) .*, but this recipe's kind is "
+                                             "image-classifier"):
         parse_recipe(raw)
