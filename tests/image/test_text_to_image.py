@@ -116,7 +116,8 @@ def test_the_image_recipe_runs_its_sampler_rows_end_to_end(tiny_teacher, tmp_pat
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     guided, euler = board["rows"]
     assert guided["row"] == "teacher@1" and guided["kind"] == "reference" and guided["status"] == "complete"
-    assert guided["cost"]["nfe"] == 2 and guided["cost"]["sampling_seconds_per_image"] > 0
+    # a timing: present and not negative (a tiny teacher on a fast machine rounds to 0.0 on the board)
+    assert guided["cost"]["nfe"] == 2 and guided["cost"]["sampling_seconds_per_image"] >= 0
     assert euler["cost"]["nfe"] == 1  # no guidance: no unconditional branch
     assert guided["metrics"]["pocket-fid/fid"]["n"] == 4 and len(guided["metrics"]["pocket-fid/fid"]["ci95"]) == 2
     assert guided["metrics"]["pocket-kid/kid"]["ci95"] is None  # no CI asked for: none shown
