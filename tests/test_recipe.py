@@ -28,8 +28,7 @@ def problems(raw):
 
 
 # Shipped YAML files that configure their own drivers rather than `distillbench run` (each names its driver).
-DRIVER_RECIPES = {"pocket/retrieval.yaml": "distillbench.kinds.retrieval.driver",
-                  "pocket/fair-latent.yaml": "distillbench.kinds.tabular.driver",
+DRIVER_RECIPES = {"pocket/fair-latent.yaml": "distillbench.kinds.tabular.driver",
                   "pocket/dataset-distillation.yaml": "distillbench.kinds.dataset_distillation.driver"}
 
 

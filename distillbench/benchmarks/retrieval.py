@@ -64,7 +64,6 @@ class PocketRetrieval(Benchmark):
     seed: int = 0
 
     binary_metrics = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in RECALL_AT)
-    data_kind = "retrieval"  # the runner refuses it; kinds/retrieval/driver.py runs it
 
     @cached_property
     def _data(self):

@@ -106,3 +106,4 @@ def _load_builtins() -> None:
     import distillbench.methods  # noqa: F401
     import distillbench.kinds.text_lm.kind  # noqa: F401
     import distillbench.kinds.image_classifier.kind  # noqa: F401
+    import distillbench.kinds.retrieval.kind  # noqa: F401

@@ -225,6 +225,16 @@ def save_model(model: nn.Module, directory: Path, extra: dict | None = None) -> 
     return directory
 
 
+def read_config(directory: Path) -> dict:
+    """The config.json `save_model` wrote: the architecture, the weights' sha256 and the build report."""
+    from distillbench.core.errors import UserInputError
+
+    try:
+        return json.loads((directory / "config.json").read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"{directory}: no config.json (not a retrieval model)") from None
+
+
 def load_model(directory: str | Path) -> nn.Module:
     """A dual or cross encoder saved by `save_model` (weights from safetensors, checked against their sha256)."""
     from safetensors.torch import load_file
@@ -232,10 +242,7 @@ def load_model(directory: str | Path) -> nn.Module:
     from distillbench.core.errors import UserInputError
 
     directory = Path(directory)
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except FileNotFoundError:
-        raise UserInputError(f"{directory}: no config.json (not a retrieval model)") from None
+    config = read_config(directory)
     weights = directory / "model.safetensors"
     if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
         raise UserInputError(f"{weights}: sha256 does not match config.json")
