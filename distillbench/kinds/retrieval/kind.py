@@ -64,9 +64,9 @@ class RetrievalRecipe(Recipe):
 
 @contextlib.contextmanager
 def one_thread():
-    """Torch on one thread, as the retrieval driver ran: the numbers depend on the thread count (after 60
-    steps the weights differ by 5e-4 between one and two threads), and on two shared cores one thread
-    trains these small models 4.5× faster than two."""
+    """Torch on one thread while this kind trains, builds its teacher and scores, as its boards were made:
+    the numbers depend on the thread count (after 60 steps the weights differ by 5e-4 between one and two
+    threads), and on two shared cores one thread trains these small models 4.5× faster than two."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
