@@ -24,11 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from distillbench.core import train as train_module
-from distillbench.kinds.text_lm.data import load_preferences, tokenize_preferences
 from distillbench.core.models import load_causal_lm
 from distillbench.core.provenance import machine, package_versions
 from distillbench.core.recipe import load_recipe
+from distillbench.core.train import train
+from distillbench.kinds.text_lm import batching as batching_module
+from distillbench.kinds.text_lm.data import load_preferences, tokenize_preferences
 from distillbench.methods.llm.dpo import DPO
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,19 +37,19 @@ RESULTS = Path(__file__).parent / "results" / "reference_logps.json"
 
 
 def run(examples, tokenizer, budget, precompute: bool) -> tuple[float, int, dict]:
-    original = train_module._reference_is_fixed
+    original = batching_module.reference_is_fixed
     if not precompute:
-        train_module._reference_is_fixed = lambda *args: False
+        batching_module.reference_is_fixed = lambda *args: False
     try:
         student, _ = load_causal_lm("pocket:student-init")
         reference, _ = load_causal_lm("pocket:student-init")
         with tempfile.TemporaryDirectory() as scratch:
             started = time.perf_counter()
-            result = train_module.train(DPO(), student, tokenizer, examples, budget, seed=0,
-                                        checkpoint_dir=Path(scratch), frozen={"reference": reference})
+            result = train(DPO(), student, examples, budget, seed=0, checkpoint_dir=Path(scratch),
+                           batching=batching_module.TokenBatching(tokenizer), frozen={"reference": reference})
             seconds = time.perf_counter() - started
     finally:
-        train_module._reference_is_fixed = original
+        batching_module.reference_is_fixed = original
     return seconds, result.teacher_forwards, student.state_dict()
 
 

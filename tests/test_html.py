@@ -21,7 +21,7 @@ BENCH_KEY, ITEMS = "k-pocket-math", 25
 
 
 def _pocket_math_ids(n: int) -> list[str]:
-    from distillbench.benchmarks.pocket_math import PocketMath
+    from distillbench.pocket.benchmarks.pocket_math import PocketMath
 
     return [item["id"] for item in PocketMath(n=n).items()]
 

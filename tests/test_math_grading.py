@@ -1,6 +1,6 @@
 import pytest
 
-from distillbench.benchmarks.math_grading import grade
+from distillbench.kinds.text_lm.math_grading import grade
 
 
 @pytest.mark.parametrize("output, gold, correct", [

@@ -73,8 +73,8 @@ def test_unusable_input_exits_2(gate_run, tmp_path, content, capsys):
     assert main(["compare", str(gate_run), str(gate_run), "--tolerance", "x"]) == 2
 
 
-def test_a_side_drivers_board_is_compared_with_its_row_labels_intact(tmp_path, capsys):
-    committed = REPO / "leaderboards" / "pocket-fair-latent.json"  # the tabular driver's board, results-schema 1
+def test_a_board_with_bracketed_row_labels_is_compared_with_them_intact(tmp_path, capsys):
+    committed = REPO / "leaderboards" / "pocket-fair-latent.json"  # the tabular kind's board
     assert main(["compare", str(committed), str(committed)]) == 0
     out = capsys.readouterr().out
     assert "fair-latent[fairness_weight=0]" in out  # brackets are text, not rich markup

@@ -12,7 +12,8 @@ from distillbench.core.errors import NonFiniteError, UserInputError
 from distillbench.core.models import load_causal_lm
 from distillbench.core.recipe import Budget
 from distillbench.kinds.text_lm.topk_cache import ReferenceLogps
-from distillbench.core.train import add_signals, example_indices, train
+from distillbench.core.train import example_indices, train
+from distillbench.kinds.text_lm.batching import TokenBatching, add_signals
 from distillbench.methods.llm.curry_dpo import CurryDPO
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.dpo import DPO
@@ -78,13 +79,15 @@ def test_batches_group_examples_of_similar_length():
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     model, tokenizer, examples = _setup()
-    train(SFT(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "a")
+    train(SFT(), model, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "a", batching=TokenBatching(tokenizer))
 
     interrupted, _, _ = _setup()
     with pytest.raises(KeyboardInterrupt):
-        train(InterruptAt(at=3), interrupted, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b")
+        train(InterruptAt(at=3), interrupted, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b",
+              batching=TokenBatching(tokenizer))
     resumed, _, _ = _setup()  # a fresh process would start from the init weights again
-    result = train(SFT(), resumed, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b")
+    result = train(SFT(), resumed, examples, BUDGET, seed=0, checkpoint_dir=tmp_path / "b",
+                   batching=TokenBatching(tokenizer))
 
     assert result.steps == 4
     for name, tensor in model.state_dict().items():
@@ -94,7 +97,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
 def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path):
     model, tokenizer, examples = _setup()
     with pytest.raises(NonFiniteError) as info:
-        train(NaNAt(at=3), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path)
+        train(NaNAt(at=3), model, examples, BUDGET, seed=0, checkpoint_dir=tmp_path, batching=TokenBatching(tokenizer))
     assert info.value.step == 3 and "nll" in info.value.what
     state = json.loads((tmp_path / "checkpoint.json").read_text())["state"]
     assert state["step"] == 2
@@ -105,9 +108,10 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(tmp_path
 def _assert_accumulation_changes_nothing(tmp_path, examples, tokenizer, accumulation, **budget):
     """SFT on `examples` in one batch per step and in `accumulation` micro-batches gives the same weights."""
     single, accumulated = _setup()[0], _setup()[0]
-    train(SFT(), single, tokenizer, examples, Budget(**budget), seed=0, checkpoint_dir=tmp_path / "one")
-    train(SFT(), accumulated, tokenizer, examples, Budget(**budget, gradient_accumulation=accumulation), seed=0,
-          checkpoint_dir=tmp_path / "accumulated")
+    train(SFT(), single, examples, Budget(**budget), seed=0, checkpoint_dir=tmp_path / "one",
+          batching=TokenBatching(tokenizer))
+    train(SFT(), accumulated, examples, Budget(**budget, gradient_accumulation=accumulation), seed=0,
+          checkpoint_dir=tmp_path / "accumulated", batching=TokenBatching(tokenizer))
     for name, tensor in single.state_dict().items():
         assert torch.allclose(tensor, accumulated.state_dict()[name], atol=1e-5), name
 
@@ -129,18 +133,17 @@ def test_adaptive_schedule_state_survives_a_resume(tmp_path):
     budget = Budget(steps=5, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
     model, tokenizer, examples = _setup()
     validation = tokenize_records(tokenizer, generate("dev", 4), 96)
-    run = dict(seed=0, frozen={"teacher": teacher}, validation=validation)
-    result = train(DistiLLMInterruptAt(**options), model, tokenizer, examples, budget, checkpoint_dir=tmp_path / "a",
-                   **run)
+    run = dict(seed=0, frozen={"teacher": teacher}, batching=TokenBatching(tokenizer, validation=validation))
+    result = train(DistiLLMInterruptAt(**options), model, examples, budget, checkpoint_dir=tmp_path / "a", **run)
     assert result.on_policy_steps == 5  # p = 1 from the start: fresh samples, then replays
     interrupted, _, _ = _setup()
     with pytest.raises(KeyboardInterrupt):
-        train(DistiLLMInterruptAt(at=4, **options), interrupted, tokenizer, examples, budget,
-              checkpoint_dir=tmp_path / "b", **run)
-    state = json.loads((tmp_path / "b" / "checkpoint.json").read_text())["state"]
-    assert state["schedule"]["probability"] == 1.0 and len(state["schedule"]["buffer"]) == 4
+        train(DistiLLMInterruptAt(at=4, **options), interrupted, examples, budget, checkpoint_dir=tmp_path / "b",
+              **run)
+    schedule = json.loads((tmp_path / "b" / "checkpoint.json").read_text())["state"]["method"]["schedule"]
+    assert schedule["probability"] == 1.0 and len(schedule["buffer"]) == 4
     resumed, _, _ = _setup()
-    train(DistiLLMInterruptAt(**options), resumed, tokenizer, examples, budget, checkpoint_dir=tmp_path / "b", **run)
+    train(DistiLLMInterruptAt(**options), resumed, examples, budget, checkpoint_dir=tmp_path / "b", **run)
     for name, tensor in model.state_dict().items():
         assert torch.allclose(tensor, resumed.state_dict()[name], atol=1e-6), name
 
@@ -148,7 +151,7 @@ def test_adaptive_schedule_state_survives_a_resume(tmp_path):
 def test_a_schedule_that_watches_validation_loss_needs_validation_examples(tmp_path):
     model, tokenizer, examples = _setup()
     with pytest.raises(UserInputError, match="needs validation examples"):
-        train(DistiLLM(), model, tokenizer, examples, BUDGET, seed=0, checkpoint_dir=tmp_path,
+        train(DistiLLM(), model, examples, BUDGET, seed=0, checkpoint_dir=tmp_path, batching=TokenBatching(tokenizer),
               frozen={"teacher": model})
 
 
@@ -167,11 +170,11 @@ def test_a_reference_the_method_moves_is_checkpointed_and_restored(tmp_path):
         model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
         if at:
             with pytest.raises(KeyboardInterrupt):
-                train(CurryInterruptAt(iterations=2, at=at), model, tokenizer, ranked, budget, seed=0,
-                      checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+                train(CurryInterruptAt(iterations=2, at=at), model, ranked, budget, seed=0, checkpoint_dir=tmp_path / folder,
+                      batching=TokenBatching(tokenizer), frozen={"reference": reference})
             model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
-        train(CurryInterruptAt(iterations=2), model, tokenizer, ranked, budget, seed=0,
-              checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+        train(CurryInterruptAt(iterations=2), model, ranked, budget, seed=0,
+              checkpoint_dir=tmp_path / folder, batching=TokenBatching(tokenizer), frozen={"reference": reference})
         finals.append(model.state_dict())
     for name, tensor in finals[0].items():
         assert torch.allclose(tensor, finals[1][name], atol=1e-6), name
@@ -193,14 +196,14 @@ def test_a_stateful_methods_state_is_checkpointed_and_restored(tmp_path):
         model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
         if at:
             with pytest.raises(KeyboardInterrupt):
-                train(ADPOInterruptAt(at=at, **options), model, tokenizer, ranked, budget, seed=0,
-                      checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+                train(ADPOInterruptAt(at=at, **options), model, ranked, budget, seed=0, checkpoint_dir=tmp_path / folder,
+                      batching=TokenBatching(tokenizer), frozen={"reference": reference})
             state = json.loads((tmp_path / folder / "checkpoint.json").read_text())["state"]
             # After 3 steps: copied after step 2; step 3 starts from the copy, so its divergence is 0.
             assert state["method"] == {"window": [0.0], "anchor_updates": 1}
             model, reference = load_causal_lm("pocket:student-init")[0], load_causal_lm("pocket:student-init")[0]
-        train(ADPOInterruptAt(**options), model, tokenizer, ranked, budget, seed=0,
-              checkpoint_dir=tmp_path / folder, frozen={"reference": reference})
+        train(ADPOInterruptAt(**options), model, ranked, budget, seed=0,
+              checkpoint_dir=tmp_path / folder, batching=TokenBatching(tokenizer), frozen={"reference": reference})
         finals.append(model.state_dict())
         assert json.loads((tmp_path / folder / "checkpoint.json").read_text())["state"]["method"]["anchor_updates"] == 2
     for name, tensor in finals[0].items():
@@ -216,8 +219,8 @@ def test_loss_chunk_size_trains_to_the_same_weights(tmp_path):
     for folder, chunk_size in (("full", None), ("chunked", 7)):
         model, tokenizer, examples = _setup()
         budget = Budget(steps=2, batch_size=4, learning_rate=1e-2, max_length=96, loss_chunk_size=chunk_size)
-        train(KD(temperature=2.0), model, tokenizer, examples, budget, seed=0, checkpoint_dir=tmp_path / folder,
-              frozen={"teacher": teacher})
+        train(KD(temperature=2.0), model, examples, budget, seed=0, checkpoint_dir=tmp_path / folder,
+              batching=TokenBatching(tokenizer, loss_chunk_size=chunk_size), frozen={"teacher": teacher})
         finals.append(model.state_dict())
     for name, tensor in finals[0].items():
         assert torch.allclose(tensor, finals[1][name], atol=1e-5), name
@@ -255,8 +258,8 @@ def test_precomputed_reference_logps_equal_the_live_ones():
 def _dpo_weights(examples, tokenizer, budget, directory, method=None):
     student, _ = load_causal_lm("pocket:student-init")
     reference, _ = load_causal_lm("pocket:student-init")
-    result = train(method or DPO(), student, tokenizer, examples, budget, seed=0, checkpoint_dir=directory,
-                   frozen={"reference": reference})
+    result = train(method or DPO(), student, examples, budget, seed=0, checkpoint_dir=directory,
+                   batching=TokenBatching(tokenizer), frozen={"reference": reference})
     return result, student.state_dict()
 
 

@@ -118,7 +118,7 @@ def test_vllm_without_the_package_is_refused_before_anything_runs(tiny_recipe, c
 
 
 def test_generation_options_are_checked():
-    from distillbench.core.recipe import GenerationSpec
+    from distillbench.kinds.text_lm.kind import GenerationSpec
 
     with pytest.raises(ValueError):
         GenerationSpec(backend="tgi")

@@ -1,4 +1,5 @@
-"""CLIP score through open_clip: ``clip-score`` (a real open_clip model from a local checkpoint) and ``pocket-clip-score``.
+"""CLIP score through open_clip: ``clip-score`` (a real open_clip model from a local checkpoint); its pocket
+instance ``pocket-clip-score`` is in `distillbench.pocket.benchmarks.pocket_images`.
 
 Per item: the cosine between the L2-normalised CLIP embeddings of the generated image and of its
 prompt, reported under one of three conventions (`convention`, recorded in the protocol):
@@ -14,8 +15,6 @@ from ``open_clip.create_model_and_transforms(model, pretrained=<local file>)`` w
 own preprocessing (resize, centre crop, normalisation) and tokenizer; OpenAI's weights need the
 QuickGELU variant of the model name (the default ``ViT-L-14-quickgelu``; open_clip #771): with a
 local file as ``pretrained`` open_clip cannot tell, and plain ``ViT-L-14`` runs them with GELU.
-The pocket benchmark uses the pocket CLIP (`distillbench.pocket.shapes_clip`) on the captions of
-test-split pocket-shapes scenes, the same items as pocket-fid.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
-from annotated_types import Gt
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs, load_image
 
 Convention = Literal["torchmetrics", "cosine", "clip-s"]
 CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
@@ -74,39 +72,15 @@ class OpenClipEmbedder:
         return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu()
 
 
-class PocketClipEmbedder:
-    """The pocket CLIP (open_clip's CLIP class) with the pocket-shapes tokenizer."""
-
-    def __init__(self, directory: str | None = None):
-        from distillbench.pocket import shapes_clip
-
-        self.directory = Path(directory) if directory else shapes_clip.default_directory()
-        self.model, self.tokenizer, self.config = shapes_clip.load(self.directory)
-
-    def images(self, images) -> torch.Tensor:
-        from distillbench.pocket.shapes_clip import image_tensor
-
-        with torch.no_grad():
-            return self.model.encode_image(image_tensor(images))
-
-    def texts(self, texts: list[str]) -> torch.Tensor:
-        from distillbench.pocket import shapes_text
-
-        with torch.no_grad():
-            return self.model.encode_text(shapes_text.token_ids(self.tokenizer, texts))
-
-
 @functools.lru_cache(maxsize=4)
-def _embedder(kind: str, model: str, pretrained: str | None, device: str):
-    return PocketClipEmbedder(pretrained) if kind == "pocket" else OpenClipEmbedder(model, pretrained, device)
+def _embedder(model: str, pretrained: str, device: str) -> OpenClipEmbedder:
+    return OpenClipEmbedder(model, pretrained, device)
 
 
 class _ScoredByClip(GeneratedImageOutputs):
     """Per-item CLIP score shared by the two benchmarks (the fields live on each class)."""
 
     def score(self, item, output):
-        from distillbench.benchmarks.image_metrics import load_image
-
         self.image_path(item, output)
         embedder = self._embedder()
         text = self.prefix + item["prompt"]
@@ -152,34 +126,8 @@ class ClipScore(_ScoredByClip, Benchmark):
         return [{"id": str(record["id"]), "prompt": record["prompt"]} for record in records]
 
     def _embedder(self):
-        return _embedder("open_clip", self.model, self.pretrained, self.device)
+        return _embedder(self.model, self.pretrained, self.device)
 
     def protocol(self):
         digest = hashlib.sha256(Path(self.pretrained).read_bytes()).hexdigest()[:16]
         return self._protocol(model=self.model, weights_sha256=digest, preprocessing="open_clip's own transforms")
-
-
-@register_benchmark("pocket-clip-score", family="image", paper="CLIP score (arXiv:2104.08718), pocket world",
-                    summary="CLIP score on pocket-shapes test captions with the pocket CLIP (open_clip architecture)",
-                    aliases=("pocket-clipscore",))
-@dataclass(frozen=True)
-class PocketClipScore(_ScoredByClip, Benchmark):
-    samples: Annotated[int, Gt(0)] = 200
-    seed: int = 0
-    convention: Convention = "torchmetrics"
-    prefix: str = ""
-    clip: str | None = None  # default: the shipped pocket CLIP
-
-    def items(self):
-        from distillbench.pocket.shapes import generate
-
-        return [{"id": f"{index:05}", "prompt": scene.caption}
-                for index, scene in enumerate(generate("test", self.samples, seed=self.seed))]
-
-    def _embedder(self):
-        return _embedder("pocket", "", self.clip, "cpu")
-
-    def protocol(self):
-        config = self._embedder().config
-        return self._protocol(model="pocket-shapes-clip (open_clip CLIP class)", weights_sha256=config["weights_sha256"],
-                              spec_hash=config["spec_hash"], preprocessing="32x32, no resize; mean 0.5, std 0.25")

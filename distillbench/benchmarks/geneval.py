@@ -49,6 +49,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from distillbench.core.registry import POCKET_NETWORKS
+
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 # GenEval's three colour templates (evaluate_images.py color_classification), {c} the colour.
 COLOR_TEMPLATES = ("a photo of a {{c}} {classname}", "a photo of a {{c}}-colored {classname}", "a photo of a {{c}} object")
@@ -287,8 +289,9 @@ def protocol(detector: str, rules: GenEvalRules = GenEvalRules(), colors: str = 
 
 # --- detectors ----------------------------------------------------------------------------
 def pocket_detector(**options) -> Detector:
-    """The pocket-shapes detector as a GenEval detector (class = shape, colour known)."""
-    from distillbench.pocket.shapes_detector import detect
+    """The pocket-shapes detector (`POCKET_NETWORKS` ``shapes-detector``) as a GenEval detector (class = shape,
+    colour known)."""
+    detect = POCKET_NETWORKS.get("shapes-detector")
 
     def run(image) -> list[Detection]:
         return [Detection(d.shape, d.box, d.confidence, d.mask, d.color) for d in detect(image, **options)]

@@ -18,7 +18,7 @@ from annotated_types import Gt
 from distillbench.kinds.text_lm.generation import generate_responses
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.benchmarks.math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
+from distillbench.kinds.text_lm.math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
 from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."

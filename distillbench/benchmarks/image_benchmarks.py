@@ -1,4 +1,5 @@
-"""The registered image benchmarks: geneval and pocket-geneval, scored from image files.
+"""The registered image benchmarks: geneval (and pocket-geneval, in `distillbench.pocket.benchmarks.pocket_images`),
+scored from image files.
 
 An item is one image of one prompt (GenEval: 4 per prompt), id ``<prompt index:05>/<sample>``
 as in GenEval's folder layout; its output is the path of the generated image (PNG), so the
@@ -6,9 +7,9 @@ contract's "one output string per item" holds and `distillbench score` grades im
 elsewhere. Each item carries ``correct`` and its tag's value; ``overall`` is the macro mean
 over the tags (`macro_metrics`), GenEval's overall score. Scoring follows `geneval` exactly.
 
-The recipe runner loads language models only, so `predict` has no text-to-image backend yet
-and says so; `distillbench.kinds.text_to_image.sampling` generates the images for a benchmark's
-prompts and scores them. FID, KID and CLIP score are in `image_sets` and `clip_score`.
+`predict` has the text-to-image kind's sampler make the images (`distillbench run` of a
+``kind: text-to-image`` recipe); images made elsewhere are graded with `distillbench score`.
+FID, KID and CLIP score are in `image_sets` and `clip_score`.
 """
 
 from __future__ import annotations
@@ -23,21 +24,16 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt
 
-from distillbench.core.errors import UserInputError
-
+from distillbench.benchmarks import geneval
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.geneval import TAGS, GenEvalRules
 from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
-
-# geneval.TAGS (a test keeps them equal). `geneval` itself is imported when scoring, not here, so
-# that importing the registry does not import it and `python -m distillbench.benchmarks.geneval` runs clean.
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+from distillbench.core.errors import UserInputError
 
 
 @functools.lru_cache(maxsize=4)
 def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str,
               metadata: str | None = None):
-    from distillbench.benchmarks import geneval
-
     if kind == "pocket":
         return geneval.pocket_detector(), geneval.detection_colors
     detector = geneval.Mask2FormerDetector(model_path, device)
@@ -60,8 +56,6 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
 
     @property
     def rules(self):
-        from distillbench.benchmarks.geneval import GenEvalRules
-
         return GenEvalRules(self.threshold, self.counting_threshold, self.max_objects, self.max_overlap,
                                     self.position_threshold)
 
@@ -70,8 +64,6 @@ class _ScoredByGenEval(GeneratedImageOutputs, ABC):
                 for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
 
     def score(self, item, output):
-        from distillbench.benchmarks import geneval
-
         self.image_path(item, output)
         detector, classify_colors = self._scorers()
         image = geneval.load_image(output)
@@ -119,8 +111,6 @@ class GenEval(_ScoredByGenEval, Benchmark):
                          self.metadata)
 
     def protocol(self):
-        from distillbench.benchmarks import geneval
-
         extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
                                                       "clip_pretrained": self.clip_pretrained,
                                                       "detector_input_size": geneval.mask2former_input_size(
@@ -129,36 +119,3 @@ class GenEval(_ScoredByGenEval, Benchmark):
         return {**geneval.protocol(self.detector, self.rules, colors, **extra), "scorer_version": self.scorer_version,
                 "samples_per_prompt": self.samples_per_prompt,
                 "metadata_hash": hashlib.sha256(Path(self.metadata).read_bytes()).hexdigest()[:16]}
-
-
-@register_benchmark("pocket-geneval", family="image", paper="GenEval rules (arXiv:2310.11513), pocket world",
-                    summary="GenEval's rules on pocket-shapes prompts, scored by the programmatic shapes detector")
-@dataclass(frozen=True)
-class PocketGenEval(_ScoredByGenEval, Benchmark):
-    """GenEval-format prompts over circles, squares and triangles in GenEval's ten colours."""
-
-    per_tag: Annotated[int, Gt(0)] = 24
-    seed: int = 0
-    samples_per_prompt: Annotated[int, Gt(0)] = 4
-    threshold: Annotated[float, Ge(0)] = 0.3
-    counting_threshold: Annotated[float, Ge(0)] = 0.9
-    max_objects: Annotated[int, Gt(0)] = 16
-    max_overlap: Annotated[float, Ge(0)] = 1.0
-    position_threshold: Annotated[float, Ge(0)] = 0.1
-
-    def _prompts(self):
-        from distillbench.pocket.shapes import evaluation_metadata
-
-        return evaluation_metadata(self.per_tag, self.seed)
-
-    def _scorers(self):
-        return _detector("pocket", None, "", None, "cpu")
-
-    def protocol(self):
-        from distillbench.pocket.shapes import WORLD_VERSION
-
-        from distillbench.benchmarks import geneval
-
-        return {**geneval.protocol("pocket", self.rules), "scorer_version": self.scorer_version,
-                "samples_per_prompt": self.samples_per_prompt, "per_tag": self.per_tag, "seed": self.seed,
-                "world_version": WORLD_VERSION}

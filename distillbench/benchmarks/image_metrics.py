@@ -27,8 +27,8 @@ weights' hash, the resize mode, sample counts, and the reference set's content h
 Reference statistics (μ, Σ and the features, for KID) are cached per (reference content
 hash, extractor) in ``$DISTILLBENCH_CACHE/image-stats``.
 
-Extractors: `PocketFeatureExtractor` (the pocket-shapes CNN, `distillbench.pocket.shapes_features`)
-and `CleanFIDInception` (clean-fid's TF-Inception torchscript, ``inception-2015-12-05.pt``,
+Extractors: the pocket-shapes CNN's (`POCKET_NETWORKS` ``shapes-features``,
+`distillbench.pocket.shapes_features.PocketFeatureExtractor`) and `CleanFIDInception` (clean-fid's TF-Inception torchscript, ``inception-2015-12-05.pt``,
 loaded from a local folder, never downloaded; resize ``clean`` = PIL bicubic on floats to
 299, or ``legacy_tensorflow`` = the network's own resize).
 
@@ -49,6 +49,10 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+
+from distillbench.core.errors import UserInputError
+from distillbench.core.files import user_cache_dir
+from distillbench.core.registry import POCKET_NETWORKS
 
 SQRT_METHOD = "eigvalsh of sqrt(S1) S2 sqrt(S1) (symmetric; float64)"
 KERNEL = "cubic polynomial (x.y/d + 1)^3, unbiased MMD^2"
@@ -143,42 +147,6 @@ class FeatureExtractor(Protocol):
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
-class PocketFeatureExtractor:
-    """The pocket-shapes CNN's 64-d pooled features. Images of another size are resized to the
-    network's input size with PIL bicubic on uint8 (none when the size already matches)."""
-
-    def __init__(self, directory: str | Path | None = None, batch_size: int = 256):
-        from distillbench.pocket import shapes_features
-
-        self.directory = Path(directory) if directory else shapes_features.default_directory()
-        self.model, config = shapes_features.load(self.directory)
-        self.input_size = config["spec"]["image_size"]
-        self.batch_size = batch_size
-        self.identity = {"extractor": "pocket-shapes-feature-net", "weights_sha256": config["weights_sha256"],
-                         "feature_dim": config["feature_dim"],
-                         "resize": f"none at {self.input_size}x{self.input_size}, else PIL bicubic on uint8"}
-
-    def _resized(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image, dtype=np.uint8)[..., :3]
-        if image.shape[:2] == (self.input_size, self.input_size):
-            return image
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(image).resize((self.input_size, self.input_size), Image.BICUBIC))
-
-    def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        from distillbench.pocket.shapes_features import to_tensor
-
-        chunks = []
-        with torch.no_grad():
-            for first in range(0, len(images), self.batch_size):
-                batch = to_tensor([self._resized(i) for i in images[first:first + self.batch_size]])
-                chunks.append(self.model.features(batch).double().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.identity["feature_dim"]))
-
-
 class CleanFIDInception:
     """clean-fid's Inception-v3 (the TF-FID torchscript, 2048-d pool features) from a local folder
     holding ``inception-2015-12-05.pt``; preprocessing exactly as clean-fid's ``ResizeDataset``
@@ -221,20 +189,16 @@ class CleanFIDInception:
 
 # --- reference statistics, cached by content -------------------------------------------------
 class GeneratedImageOutputs:
-    """Mixin of the image benchmarks: an output is the path of one generated image, made outside the runner."""
+    """Mixin of the image benchmarks: an output is the path of one generated image."""
 
     def predict(self, model, tokenizer, items, *, batch_size):
-        from distillbench.core.errors import UserInputError
-
-        raise UserInputError(f"{type(self).__name__}: no text-to-image backend is wired into the runner; generate the "
-                             "images with `python -m distillbench.kinds.text_to_image.sampling` (or elsewhere) and grade "
-                             "them with `distillbench score` (each response the path of one image)")
+        """The path of one image per item, written by `model`: the text-to-image kind's sampler
+        (`kinds.text_to_image.kind.Sampler`), which reuses the images it made for the same prompts."""
+        return model.images(items, batch_size=batch_size)
 
     @staticmethod
     def image_path(item, output) -> str:
         """`output` when it is the path of an existing file; a clear error otherwise."""
-        from distillbench.core.errors import UserInputError
-
         if not isinstance(output, str) or not Path(output).is_file():
             raise UserInputError(f"{item['id']}: the output must be the path of an image file, got {output!r}")
         return output
@@ -280,9 +244,7 @@ class ReferenceStatistics:
 
 
 def stats_cache_dir() -> Path:
-    from distillbench.pocket.zoo import cache_root
-
-    return cache_root().parent / "image-stats"
+    return user_cache_dir() / "image-stats"
 
 
 def reference_statistics(images: Sequence[np.ndarray], extractor: FeatureExtractor,
@@ -364,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.extractor == "pocket":
-            extractor = PocketFeatureExtractor(args.weights)
+            extractor = POCKET_NETWORKS.get("shapes-features")(args.weights)
         else:
             if not args.weights:
                 raise ValueError("--weights is required for clean-fid-inception")

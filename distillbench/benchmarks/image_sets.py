@@ -14,9 +14,9 @@ as the spread a new draw of prompts' samples would give, not as a test against t
 * ``fid`` / ``kid``: a JSONL of prompts (``id``, ``prompt``: e.g. 30k COCO-2014 val captions for
   the GigaGAN/DMD2 protocol) and a folder of reference images; clean-fid's Inception from a local
   folder (``clean`` or ``legacy_tensorflow`` resize), or the pocket network.
-* ``pocket-fid`` / ``pocket-kid``: test-split pocket-shapes scenes; the prompts are their captions
-  and the reference set is the same scenes rendered (the COCO protocol in miniature); features
-  from the pocket feature network.
+* ``pocket-fid`` / ``pocket-kid`` (`distillbench.pocket.benchmarks.pocket_images`): test-split
+  pocket-shapes scenes; the prompts are their captions and the reference set is the same scenes
+  rendered (the COCO protocol in miniature); features from the pocket feature network.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 from annotated_types import Ge, Gt
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.registry import POCKET_NETWORKS
 
 from distillbench.benchmarks import image_metrics
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
@@ -53,7 +54,7 @@ def bootstrap_interval(statistic, features: np.ndarray, resamples: int, seed: in
 @functools.lru_cache(maxsize=8)
 def _extractor(kind: str, weights: str | None, mode: str):
     if kind == "pocket":
-        return image_metrics.PocketFeatureExtractor(weights)
+        return POCKET_NETWORKS.get("shapes-features")(weights)
     if not weights:
         raise UserInputError("weights: a folder holding inception-2015-12-05.pt is required with clean-fid-inception")
     return image_metrics.CleanFIDInception(weights, mode)
@@ -135,25 +136,7 @@ class _ExternalImageSet(_ImageSetMetric):
         return _extractor("pocket" if self.extractor_kind == "pocket" else "inception", self.weights, self.mode)
 
 
-@dataclass(frozen=True)
-class _PocketImageSet(_ImageSetMetric):
-    def _scenes(self):
-        from distillbench.pocket.shapes import generate
-
-        return generate("test", self.samples, seed=self.seed)
-
-    def items(self):
-        return [{"id": f"{index:05}", "prompt": scene.caption} for index, scene in enumerate(self._scenes())]
-
-    def reference_images(self):
-        return [scene.render() for scene in self._scenes()]
-
-    def extractor(self):
-        return _extractor("pocket", self.feature_net, "clean")
-
-
 _EXTERNAL = "a JSONL of prompts (id, prompt) and a reference image folder; clean-fid Inception from a local folder"
-_POCKET = "test-split pocket-shapes captions; reference = the same scenes rendered; pocket feature network"
 
 
 @register_benchmark("fid", family="image", paper="Heusel et al. 2017, arXiv:1706.08500",
@@ -185,34 +168,6 @@ class KID(_ExternalImageSet, Benchmark):
     kid_subset_size: Annotated[int, Gt(1)] = 1000
     ci_resamples: Annotated[int, Ge(0)] = 0
     seed: int = 0
-    metric = "kid"
-    set_metrics = ("kid",)
-    lower_is_better = ("kid",)
-
-
-@register_benchmark("pocket-fid", family="image", paper="FID (arXiv:1706.08500), pocket world",
-                    summary=f"FID on pocket-shapes: {_POCKET}")
-@dataclass(frozen=True)
-class PocketFID(_PocketImageSet, Benchmark):
-    samples: Annotated[int, Gt(1)] = 200
-    seed: int = 0
-    feature_net: str | None = None  # default: the shipped pocket feature network
-    ci_resamples: Annotated[int, Ge(0)] = 100
-    metric = "fid"
-    set_metrics = ("fid",)
-    lower_is_better = ("fid",)
-
-
-@register_benchmark("pocket-kid", family="image", paper="KID (arXiv:1801.01401), pocket world",
-                    summary=f"KID on pocket-shapes: {_POCKET}")
-@dataclass(frozen=True)
-class PocketKID(_PocketImageSet, Benchmark):
-    samples: Annotated[int, Gt(1)] = 200
-    seed: int = 0
-    feature_net: str | None = None
-    kid_subsets: Annotated[int, Gt(0)] = 100
-    kid_subset_size: Annotated[int, Gt(1)] = 1000
-    ci_resamples: Annotated[int, Ge(0)] = 100
     metric = "kid"
     set_metrics = ("kid",)
     lower_is_better = ("kid",)

@@ -22,6 +22,8 @@ from annotated_types import Ge, Gt
 
 from distillbench.benchmarks.base import Benchmark, register_benchmark
 from distillbench.benchmarks.top1 import _Top1, top_classes
+from distillbench.kinds.image_classifier.classifiers import dataset_features
+from distillbench.kinds.image_classifier.images import image_source_problem, load_image_dataset
 
 STANDARDISE_EPS = 1e-6
 
@@ -103,8 +105,6 @@ class LinearProbe(_Top1, Benchmark):
     scorer_version = "1"
 
     def check(self):
-        from distillbench.kinds.image_classifier.images import image_source_problem
-
         problem = image_source_problem(self.dataset)
         return [f"dataset: {problem}"] if problem else []
 
@@ -116,22 +116,16 @@ class LinearProbe(_Top1, Benchmark):
 
     @cached_property
     def _train_data(self):
-        from distillbench.kinds.image_classifier.images import load_image_dataset
-
         return load_image_dataset(self.dataset, "train", self.train_n)
 
     def fit(self, model) -> LinearModel:
         """The probe on `model`'s frozen features of the training images."""
-        from distillbench.methods.classify.common import dataset_features
-
         train = self._train_data
         return fit_logistic_regression(dataset_features(model, train)[1], train.labels, train.num_classes,
                                        self.l2, self.class_weight, self.max_iter)
 
     @torch.no_grad()
     def predict(self, model, tokenizer, items, *, batch_size):
-        from distillbench.methods.classify.common import dataset_features
-
         was_training = model.training
         probe = self.fit(model)
         features = dataset_features(model, self.data(), batch_size)[1]

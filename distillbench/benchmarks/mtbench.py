@@ -39,31 +39,19 @@ from distillbench.core.errors import UserInputError
 from distillbench.kinds.text_lm.generation import generate_responses
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.judges import judge_options, make_judge
 from distillbench.benchmarks.mtbench_judging import (ANSWER_TEMPERATURES, NEED_REF_CATS, combine_swapped, default_judge_prompts_path,
                               judge_prompt_name, load_judge_prompts, mean_rating, parse_rating, parse_verdict,
                               render_pairwise, render_single)
 from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
-__all__ = ["MTBench", "PocketMTBench", "parse_rating", "parse_verdict", "resolve_judge_prompts"]
+__all__ = ["MTBench", "parse_rating", "parse_verdict", "resolve_judge_prompts"]
 
 # FastChat's gen_model_answer: categories missing from temperature_config sample at 0.7.
 DEFAULT_ANSWER_TEMPERATURE = 0.7
 _VERDICT_VALUE = {"A": 1.0, "tie": 0.5, "B": 0.0}
 
 POCKET_JUDGE_PROMPTS = Path(__file__).parent / "data" / "pocket_judge_prompts.jsonl"
-
-
-def judge_options(name: str, model: str | None, url: str | None):
-    # Imported late: the pocket oracle judge imports the pocket world, which imports this package's graders.
-    from distillbench.benchmarks.judges import judge_options as options
-
-    return options(name, model, url)
-
-
-def make_judge(name: str, model: str | None = None, url: str | None = None):
-    from distillbench.benchmarks.judges import make_judge as make
-
-    return make(name, model, url)
 
 
 def resolve_judge_prompts(explicit: str | None) -> tuple[Path, str]:
@@ -210,42 +198,6 @@ class MTBench(Benchmark):
 
     def temperature_protocol(self) -> str:
         return f"per category, FastChat temperature_config (else {DEFAULT_ANSWER_TEMPERATURE})"
-
-
-@register_benchmark("pocket-mtbench", family="llm", paper="MT-Bench format (arXiv:2306.05685), pocket world",
-                    summary="80 two-turn pocket questions judged by the pocket oracle (single 1-10 or pairwise)")
-@dataclass(frozen=True)
-class PocketMTBench(MTBench):
-    """Two-turn pocket-mtbench questions graded per turn by a judge (default: the exact pocket oracle)."""
-
-    judge: str = "pocket-oracle"
-    max_new_tokens: Annotated[int, Gt(0)] = 96
-    seed: int = 0
-
-    accepts_pocket_prompts: ClassVar[bool] = True
-
-    def _source_problems(self) -> list[str]:
-        return ["questions: pocket-mtbench generates its questions; use mtbench for a file"] if self.questions else []
-
-    @property
-    def need_ref_categories(self) -> tuple[str, ...]:
-        from distillbench.pocket.mtbench_world import NEED_REF_CATEGORIES
-
-        return NEED_REF_CATEGORIES
-
-    def answer_temperature(self, category: str) -> float:
-        from distillbench.pocket.mtbench_world import ANSWER_TEMPERATURES as POCKET_TEMPERATURES
-
-        return POCKET_TEMPERATURES[category]
-
-    def questions_and_references(self):
-        from distillbench.pocket.mtbench_world import generate_questions, reference_turns
-
-        questions = generate_questions(self.seed)
-        return questions, {str(q["question_id"]): reference_turns(q["turns"]) for q in questions}
-
-    def temperature_protocol(self) -> str:
-        return "per category (pocket-mtbench: greedy)"
 
 
 def _answers_by_id(source: str) -> dict[str, list[str]]:

@@ -7,20 +7,18 @@ from typing import Any
 
 import torch
 
-from distillbench.kinds.text_lm.data import _text, collate, tokenize_preferences
+from distillbench.core.models import load_causal_lm, parse_model_ref, resolve_path
 from distillbench.core.progress import progress
+from distillbench.kinds.text_lm.data import _text, collate, tokenize_preferences
+from distillbench.methods.base import sequence_logps
 
 
 @functools.lru_cache(maxsize=2)
 def _reference(reference: str):
-    from distillbench.core.models import load_causal_lm
-
     return load_causal_lm(reference)[0].eval()
 
 
 def _response_logps(model, batch: dict[str, Any], side: str, average: bool = False) -> torch.Tensor:
-    from distillbench.methods.base import sequence_logps
-
     return sequence_logps(model, batch, side, average=average)
 
 
@@ -51,8 +49,6 @@ def implicit_rewards(model, tokenizer, reference: str | None, items: list[dict],
 @functools.lru_cache(maxsize=1)
 def _classifier(reward_model: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from distillbench.core.models import parse_model_ref, resolve_path
 
     path = resolve_path(parse_model_ref(reward_model))
     tokenizer = AutoTokenizer.from_pretrained(path)

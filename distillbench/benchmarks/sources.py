@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from distillbench.kinds.text_lm.data import read_jsonl
 from distillbench.core.errors import UserInputError
+from distillbench.core.jsonl import read_jsonl
 
 
 def check_source(source: str) -> list[str]:

@@ -24,6 +24,7 @@ from annotated_types import Gt
 from distillbench.core.errors import UserInputError
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.kinds.image_classifier.images import cifar100_folder, image_source_problem, load_image_dataset
 
 
 class _Top1(ABC):
@@ -47,8 +48,6 @@ class _Top1(ABC):
 
     @cached_property
     def _data(self):
-        from distillbench.kinds.image_classifier.images import load_image_dataset
-
         return load_image_dataset(self._source(), self._split(), self._limit())
 
     def num_classes(self) -> int:
@@ -131,8 +130,6 @@ class Top1(_Top1, Benchmark):
     n: Annotated[int, Gt(0)] | None = None  # pocket: 1000 generated; files: all
 
     def check(self):
-        from distillbench.kinds.image_classifier.images import image_source_problem
-
         problem = image_source_problem(self.dataset)
         return [f"dataset: {problem}"] if problem else []
 
@@ -155,8 +152,6 @@ class Cifar100(_Top1, Benchmark):
     root: str
 
     def check(self):
-        from distillbench.kinds.image_classifier.images import cifar100_folder
-
         return [] if cifar100_folder(self.root) else [f"root: no CIFAR-100 folder at {self.root} "
                                                       "(expected cifar-100-python/{train,test,meta})"]
 

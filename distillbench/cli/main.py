@@ -57,6 +57,16 @@ def run_recipe(recipe, output_dir: Path | None = None) -> dict:
     return _publish(runner, runner.run())
 
 
+def _cmd_report(args) -> int:
+    from distillbench.leaderboards.reports import make_report
+
+    runs = Path(args.runs)
+    out = Path(args.out) if args.out else runs / f"report-{args.name}.json"
+    make_report(args.name, runs, out)
+    print(f"report: {out}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from distillbench.core.registry import BENCHMARKS, METHODS
 
@@ -242,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "students continued from them too), e.g. after a fix to their method: their records are "
                           "dropped from the store and their cell folders moved to <out>/replaced/")
     run.set_defaults(handler=_cmd_run)
+
+    report = commands.add_parser("report", help="run a report's recipes (a statistic over several runs, e.g. diswot, "
+                                 "autodistiller) and write its result from their stores")
+    report.add_argument("name", help="a registered report")
+    report.add_argument("--runs", default="runs", help="where each of its recipes runs, in <runs>/<recipe name> "
+                        "(resumable; default: runs)")
+    report.add_argument("--out", help="the result's JSON (Markdown beside it, for reports that render one); "
+                        "default: <runs>/report-<name>.json")
+    report.set_defaults(handler=_cmd_report)
 
     listing = commands.add_parser("list", help="list registered methods or benchmarks, or the numbers papers report")
     listing.add_argument("what", choices=["methods", "benchmarks", "reported"])

@@ -1,4 +1,4 @@
-"""Atomic file writes and per-cell locks, so that kills and concurrent runs never leave half a file.
+"""Atomic file writes and per-cell locks, so that kills and concurrent runs never leave half a file; the user cache.
 
 Temporary names carry the process id, so two processes writing the same target never
 share a temporary file; `os.replace` makes the final rename atomic. Cell locks are
@@ -14,6 +14,12 @@ import os
 import shutil
 from pathlib import Path
 from typing import Iterator
+
+
+def user_cache_dir() -> Path:
+    """The user cache: $DISTILLBENCH_CACHE, else $XDG_CACHE_HOME/distillbench (~/.cache/distillbench)."""
+    root = os.environ.get("DISTILLBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distillbench"
+    return Path(root)
 
 
 def temporary_name(path: Path) -> Path:

@@ -12,8 +12,9 @@ asks it for everything that depends on what a student is:
 * training: `preflight`, `training` (the examples, the batching that makes each step's batches,
   on-policy and generated data included, and the frozen models), `fit` (the core train loop, unless
   the kind trains something else, such as a distilled data set);
-* scoring: `scoring` (a context the benchmarks predict in, such as a vLLM engine), and whatever
-  the benchmarks' `predict(model, processor, items, batch_size)` receives.
+* scoring: `scoring` (a context the benchmarks predict in, such as a vLLM engine), whatever the
+  benchmarks' `predict(model, processor, items, batch_size)` receives, and `scoring_cost` (what
+  predicting cost, when it belongs in the row's cost: a sampler's evaluations per image).
 
 One instance serves one run: it may cache the run's data and frozen models across cells.
 """
@@ -134,10 +135,9 @@ class StudentKind:
         """Train a method cell's model: the core train loop on `training`'s inputs. Returns the model to
         save and score, the loop's result and the kind's extra cost figures."""
         inputs = self.training(cell, init_ref, processor)
-        result = train(method=cell.method, student=model, tokenizer=None, examples=inputs.examples,  # INTERIM
-                       budget=self.recipe.budget, seed=cell.seed, checkpoint_dir=folder / "checkpoint",
-                       batching=inputs.batching, frozen=inputs.frozen, log_path=folder / "train_log.jsonl",
-                       description=description)
+        result = train(method=cell.method, student=model, examples=inputs.examples, budget=self.recipe.budget,
+                       seed=cell.seed, checkpoint_dir=folder / "checkpoint", batching=inputs.batching,
+                       frozen=inputs.frozen, log_path=folder / "train_log.jsonl", description=description)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the saved model supersedes it
         return (result.model if result.model is not None else model), result, inputs.extra_cost
 
@@ -145,6 +145,11 @@ class StudentKind:
     def scoring(self, cell: Any, folder: Path, model: Any, processor: Any):
         """A context the cell's benchmarks predict in (default: none)."""
         return contextlib.nullcontext()
+
+    def scoring_cost(self, model: Any) -> dict[str, Any]:
+        """Cost figures the model measured while the cell's benchmarks predicted (a sampler's evaluations
+        and seconds per image), added to its row's cost (default: none)."""
+        return {}
 
     def device_model(self, model: Any) -> Any:
         """The model on the device benchmarks run it on."""

@@ -1,18 +1,18 @@
 """Model references and backends.
 
 A model reference is one of
-  * ``pocket:<zoo name>``  a model of the pocket zoo (built into the user cache on demand), or a
-    pocket-shapes classifier (`distillbench.pocket.shapes_classifiers`),
+  * ``pocket:<name>``  a model a pocket world provides (`POCKET_MODELS`: the pocket LM zoo, the pocket-shapes
+    classifiers), built into the user cache on demand,
   * ``hf:<id>[@revision]`` a hub model (works where the hub is reachable or cached),
-  * ``arch:<architecture>`` a freshly initialised image classifier (`kinds.image_classifier.classifiers`),
+  * ``arch:<architecture>`` a freshly initialised network of a registered architecture (`ARCHITECTURES`),
   * a local path to a directory saved with ``save_pretrained`` (or a classifier directory).
-Language models load through ``transformers``' own ``from_pretrained``, classifiers through
-`kinds.image_classifier.classifiers`; weights are read from safetensors only, and ``trust_remote_code``
-stays off unless asked for.
+Language models load through ``transformers``' own ``from_pretrained``; the kinds load the others. Weights
+are read from safetensors only, and ``trust_remote_code`` stays off unless asked for.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.registry import MODEL_BACKENDS
+from distillbench.core.registry import ARCHITECTURES, MODEL_BACKENDS, POCKET_MODELS, Registry
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -52,29 +52,23 @@ def validate_model_ref(text: str) -> None:
     """Raise ValueError (a one-line message) when `text` cannot name a model."""
     ref = parse_model_ref(text)
     if ref.backend == "pocket":
-        from distillbench.pocket.shapes_classifiers import CLASSIFIER_ZOO
-        from distillbench.pocket.zoo import ZOO
-
-        if ref.name not in ZOO and ref.name not in CLASSIFIER_ZOO:
-            import difflib
-
-            close = difflib.get_close_matches(ref.name, list(ZOO) + list(CLASSIFIER_ZOO), n=1)
-            hint = f"; did you mean 'pocket:{close[0]}'?" if close else f"; known: {', '.join(ZOO + CLASSIFIER_ZOO)}"
-            raise ValueError(f"unknown pocket model {ref.name!r}{hint}")
+        _check_known(ref.name, POCKET_MODELS, "pocket:")
     elif ref.backend == "arch":
-        from distillbench.kinds.image_classifier.classifiers import architecture_names
-
-        if ref.name not in architecture_names():
-            import difflib
-
-            close = difflib.get_close_matches(ref.name, architecture_names(), n=1)
-            hint = f"; did you mean 'arch:{close[0]}'?" if close else f"; known: {', '.join(architecture_names())}"
-            raise ValueError(f"unknown classifier architecture {ref.name!r}{hint}")
+        _check_known(ref.name, ARCHITECTURES, "arch:")
     elif ref.backend == "hf":
         if not _HF_ID.match(ref.name):
             raise ValueError(f"not a hub model id: {ref.name!r}")
     elif not Path(ref.name).is_dir():
         raise ValueError(f"model directory not found: {ref.name} (use pocket:<name>, hf:<id>[@rev] or a local path)")
+
+
+def _check_known(name: str, registry: Registry, prefix: str) -> None:
+    """Raise ValueError when `registry` lacks `name`; only then are all its plug-ins imported, to list them."""
+    if name not in registry:
+        known = registry.names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(known)}"
+        raise ValueError(f"unknown {registry.kind} {name!r}{hint}")
 
 
 def resolve_path(ref: ModelRef) -> str:
@@ -84,12 +78,7 @@ def resolve_path(ref: ModelRef) -> str:
 
 @MODEL_BACKENDS.register("pocket", summary="pocket zoo model, built into the user cache when missing")
 def _pocket_backend(ref: ModelRef) -> str:
-    from distillbench.pocket import shapes_classifiers
-    from distillbench.pocket.zoo import ensure_built
-
-    if ref.name in shapes_classifiers.CLASSIFIER_ZOO:
-        return str(shapes_classifiers.ensure_built(ref.name))
-    return str(ensure_built(ref.name))
+    return str(POCKET_MODELS.get(ref.name)(ref.name))
 
 
 @MODEL_BACKENDS.register("hf", summary="Hugging Face hub id, optionally @revision")

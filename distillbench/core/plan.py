@@ -89,7 +89,7 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
     cells = [Cell(row.label, "reference", row.model_ref,
                   stable_hash({"kind": "reference", "model": fp(row.model_ref), **row.options}), options=row.options)
              for row in kind.reference_rows()]
-    budget = keyed_dump(recipe.budget)
+    budget = None if recipe.budget is None else keyed_dump(recipe.budget)  # a kind may fit without one
     methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
     # Methods that continue from another method's student come after it.
@@ -110,7 +110,16 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
     keyed_with = kind.benchmark_key()
     benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
                                 keyed_with) for spec in recipe.benchmarks]
-    return Plan(cells, benchmarks)
+    plan = Plan(cells, benchmarks)
+    _check_versus(recipe, plan)
+    return plan
+
+
+def _check_versus(recipe: Recipe, plan: Plan) -> None:
+    """The row a leaderboard compares every other row with is one of the plan's rows."""
+    versus = recipe.leaderboard.versus if recipe.leaderboard else None
+    if versus is not None and versus not in plan.rows():
+        raise UserInputError(f"leaderboard.versus: no row {versus!r}; rows: {', '.join(plan.rows())}")
 
 
 def _starts_from(method: Any) -> str | None:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.models import validate_model_ref
 from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 from distillbench.core.validation import problems_from, unknown_field
 
@@ -45,6 +47,18 @@ def path_field(**field: Any) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def model_refs_checked(*fields: str) -> Any:
+    """A pydantic validator (assign it in a recipe model's body) that checks each of `fields`, when set, names
+    a model: a pocket zoo name, an ``arch:`` architecture, a hub id or an existing folder."""
+
+    def check(cls, value: str | None) -> str | None:
+        if value is not None:
+            validate_model_ref(value)
+        return value
+
+    return field_validator(*fields)(check)
 
 
 class Budget(_Strict):
@@ -120,9 +134,20 @@ def _component(value: Any) -> Any:
     return value
 
 
+class LeaderboardSpec(_Strict):
+    """How the run's Markdown leaderboard presents its rows (it never changes a result)."""
+
+    description: str | None = Field(default=None, description="a paragraph under the title: what the rows are")
+    headline: dict[str, str] = Field(default_factory=dict, description="a first table of the figures the board "
+                                     "is read by: '<benchmark>/<metric>' or 'cost.<field>' → column title")
+    versus: str | None = Field(default=None, description="a row label: every other row's paired differences "
+                               "against it are appended (as `distillbench leaderboard --versus` prints them)")
+
+
 class Recipe(_Strict):
     """The sections every recipe has; a kind of student subclasses it (`StudentKind.recipe_model`) with its
-    own ``data`` section and whatever other fields its students need, and may make models required."""
+    own ``data`` section and whatever other fields its students need, and may make models required (or the
+    budget optional, when its `StudentKind.fit` does not run the core train loop)."""
 
     name: str = Field(min_length=1)
     kind: str = Field(description="the kind of student (`distillbench list kinds`)")
@@ -137,6 +162,7 @@ class Recipe(_Strict):
     output_dir: str | None = None
     # Run code shipped with a hub model (its modeling files). Off: weights are data, code is not.
     trust_remote_code: bool = False
+    leaderboard: LeaderboardSpec | None = None
 
     @field_validator("methods", "benchmarks", mode="before")
     @classmethod
@@ -158,6 +184,21 @@ class Recipe(_Strict):
 
     def content_hash(self) -> str:
         return stable_hash(self.canonical())
+
+
+class ReferenceRowsRecipe(Recipe):
+    """The recipe of a kind that may train nothing: its reference rows (a sampler at several settings, the
+    models of a zoo) are the board, so it may list no methods and then needs no budget."""
+
+    budget: Budget | None = None
+    methods: list[ComponentSpec] = Field(default_factory=list)
+
+    @field_validator("methods")
+    @classmethod
+    def _budget_for_methods(cls, value: list[ComponentSpec], info: ValidationInfo) -> list[ComponentSpec]:
+        if value and "budget" in info.data and info.data["budget"] is None:
+            raise ValueError("methods train within a budget: add budget (steps, batch_size, learning_rate)")
+        return value
 
 
 def stable_hash(obj: Any) -> str:
@@ -302,6 +343,11 @@ def parse_recipe(raw: Any, source: str = "recipe", base: Path | None = None) -> 
 
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
+    return parse_recipe(read_recipe_file(path), str(path), base=path.parent)
+
+
+def read_recipe_file(path: Path) -> Any:
+    """A recipe file's YAML, not yet validated (a report varies it before `parse_recipe`)."""
     if not path.is_file():
         raise UserInputError(f"{path}: recipe file not found")
     try:
@@ -312,4 +358,4 @@ def load_recipe(path: str | Path) -> Recipe:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserInputError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_recipe(raw, str(path), base=path.parent)
+    return raw

@@ -9,7 +9,6 @@ reason, and the other cells go on.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -151,6 +150,9 @@ class Runner:
         with self.kind.scoring(cell, folder, model, tokenizer):
             for bench in pending:
                 self._evaluate(store, cell, bench, model, tokenizer, folder)
+        measured = self.kind.scoring_cost(model)
+        if measured:
+            store.add_cost(cell.key, measured)
 
     def _prepare(self, cell: Cell, folder: Path, plan: Plan):
         """The model a cell scores: a reference model as is, or the student its method trains."""
@@ -158,7 +160,8 @@ class Runner:
         model, processor = self.kind.load(init, seed=cell.seed or 0, options=cell.options)
         if cell.kind == "reference":
             return model, processor, {}
-        self.console.print(f"training {cell.folder} ({self.recipe.budget.steps} steps)")
+        steps = "" if self.recipe.budget is None else f" ({self.recipe.budget.steps} steps)"  # a kind may fit without one
+        self.console.print(f"training {cell.folder}{steps}")
         model, result, extra = self.kind.fit(cell, model, processor, init, folder,
                                              description=f"train {cell.label} seed {cell.seed}")
         self._save_atomic(model, processor, folder / "model")

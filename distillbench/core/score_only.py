@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillbench.kinds.text_lm.data import read_jsonl
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import write_text_atomic
+from distillbench.core.item_metrics import summarize_metrics, values_from_records
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS
 
@@ -39,8 +40,6 @@ def parse_dataset_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def score_predictions(benchmark_name: str, predictions: str | Path, options: dict[str, Any]) -> dict[str, Any]:
-    from distillbench.core.item_metrics import summarize_metrics, values_from_records
-
     benchmark, problems = validate_options(BENCHMARKS.get(benchmark_name), options, benchmark_name)
     if problems:
         raise UserInputError(problems)

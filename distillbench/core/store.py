@@ -93,6 +93,11 @@ class Store:
                       (cell_key, run_id, label, kind, method, json.dumps(params), seed, status, error, failed_step,
                        json.dumps(cost or {}), json.dumps(provenance or {}), started, finished))])
 
+    def add_cost(self, cell_key: str, cost: dict) -> None:
+        """Set cost figures of a recorded cell (figures measured while scoring it), keeping the others."""
+        merged = {**((self.cell(cell_key) or {}).get("cost") or {}), **cost}
+        self._write([("UPDATE cells SET cost_json=? WHERE cell_key=?", (json.dumps(merged), cell_key))])
+
     # evaluations --------------------------------------------------------
     def evaluation_complete(self, cell_key: str, bench_key: str) -> bool:
         row = self._db.execute("SELECT status FROM evaluations WHERE cell_key=? AND bench_key=?",

@@ -63,9 +63,12 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     eval_seconds = [sum((store.evaluation(c.key, b.key) or {}).get("seconds", 0.0) for b in plan.benchmarks)
                     for c in cells]
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
+    # The training data's amount and rate, in the kind's unit (train_tokens, train_images, train_rows, ...).
+    unit_fields = [field for field in dict.fromkeys(key for c in costs for key in c)
+                   if field.startswith("train_") and field != "train_seconds"]
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
-                  "on_policy_steps", "train_tokens", "train_tokens_per_second", "train_images",
-                  "train_images_per_second", "nfe", "sampling_seconds_per_image"):
+                  "on_policy_steps", *unit_fields, "nfe", "sampling_seconds_per_image",
+                  "distil_seconds"):
         values = [c[field] for c in costs if field in c]
         if values:
             cost[field] = round(float(np.mean(values)), 2)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.reported import _families
 
 ALPHA = 0.05
 
@@ -79,8 +80,6 @@ CLAIMS = (
 
 def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIMS) -> list[dict[str, Any]]:
     """Every claim of the board's method families (all claims when the board has no method rows)."""
-    from distillbench.leaderboards.reported import _families
-
     rows = {row["row"]: row for row in board["rows"]}
     families = _families(board)
     return [{"claim": claim, **_check(store, board, rows, claim)} for claim in claims

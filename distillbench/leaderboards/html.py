@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from distillbench.core.files import write_text_atomic
-
+from distillbench.core.recipe import validate_options
+from distillbench.core.registry import BENCHMARKS
+from distillbench.core.store import Store
 from distillbench.leaderboards.aggregate import lower_is_better
 from distillbench.leaderboards.render import format_metric, metric_names
+from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
 
 ITEMS_PER_ROW = 20
 COST_AXES = (("train_seconds", "training wall time (s)"), ("teacher_forwards", "teacher forward passes"))
@@ -57,9 +60,6 @@ def _rebuilt_here(spec: dict[str, Any]) -> bool:
 def benchmark_items(board: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """benchmark name -> item id -> item, rebuilt from the recipe's benchmark options where that is local
     and cheap; the page shows the other benchmarks' outputs without their prompts."""
-    from distillbench.core.recipe import validate_options
-    from distillbench.core.registry import BENCHMARKS
-
     specs = board.get("recipe", {}).get("benchmarks", [])
     items = {}
     for spec in specs:
@@ -78,8 +78,6 @@ def benchmark_items(board: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]
 def item_samples(run_dir: Path, board: dict[str, Any], limit: int = ITEMS_PER_ROW) -> dict[str, dict[str, Any]]:
     """row -> benchmark -> {"seed", "total", "items"}: the first `limit` scored items of the row's first
     cell, each with its prompt and gold answer where the benchmark's data can be rebuilt."""
-    from distillbench.core.store import Store
-
     path = Path(run_dir) / "results.sqlite"
     if not path.is_file():
         return {}
@@ -383,8 +381,6 @@ def _versus(comparisons: list[dict[str, Any]], versus: str) -> str:
 
 
 def _reported_section(entries: list[dict[str, Any]]) -> str:
-    from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
-
     head = "".join(f"<th>{esc(h)}</th>" for h in SECTION_HEADER)
     rows = []
     for entry in entries:

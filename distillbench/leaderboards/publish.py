@@ -10,18 +10,21 @@ from rich.console import Console
 from distillbench.core.plan import Plan
 from distillbench.core.recipe import Recipe
 from distillbench.core.store import Store
-from distillbench.leaderboards.aggregate import build_leaderboard
-from distillbench.leaderboards.render import print_table, write_all
+from distillbench.leaderboards.aggregate import build_leaderboard, head_to_head
+from distillbench.leaderboards.render import print_table, versus_markdown, write_all
 
 
 def publish(out: Path, plan: Plan, recipe: Recipe, console: Console | None = None) -> dict[str, Any]:
-    """Build the leaderboard of `plan` from <out>/results.sqlite, write it into `out` and print it."""
+    """Build the leaderboard of `plan` from <out>/results.sqlite, write it into `out` and print it; the
+    Markdown carries the head-to-head against the recipe's `leaderboard.versus` row, when it names one."""
+    versus = recipe.leaderboard.versus if recipe.leaderboard else None
     store = Store(out / "results.sqlite")
     try:
         board = build_leaderboard(store, plan, recipe.canonical())
+        comparisons = head_to_head(store, board, versus) if versus else None
     finally:
         store.close()
-    write_all(board, out)
+    write_all(board, out, versus_markdown(comparisons, versus) if comparisons is not None else "")
     print_table(board)
     (console or Console(stderr=True)).print(f"results: {out / 'leaderboard.json'}, {out / 'leaderboard.md'}")
     return board

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from distillbench.core.files import write_text_atomic
+from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells, reported_markdown
 
 
 def metric_names(board: dict[str, Any]) -> list[str]:
@@ -59,15 +60,12 @@ def _header(names: list[str]) -> list[str]:
 
 
 def _item_counts(board: dict[str, Any], names: list[str]) -> str:
-    counts = {name: sorted({row["metrics"][name]["n"] for row in board["rows"]
-                            if name in row["metrics"] and row["kind"] != "reported"})
-              for name in names}
-    return "; ".join(f"{name} n={'/'.join(map(str, n))}" for name, n in counts.items())
+    return "; ".join(f"{name} n={'/'.join(map(str, _item_counts_of(board, name)))}" for name in names)
 
 
 def to_markdown(board: dict[str, Any]) -> str:
     names = metric_names(board)
-    lines = [f"# Leaderboard: {board['recipe']['name']}", "",
+    lines = [f"# Leaderboard: {board['recipe']['name']}", "", *_presentation(board),
              markdown_row(_header(names)), "|" + "---|" * len(_header(names))]
     lines += [markdown_row(_cells(row, names)) for row in board["rows"]]
     lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
@@ -85,10 +83,41 @@ def to_markdown(board: dict[str, Any]) -> str:
         for error in row.get("errors", []):
             lines.append(f"- `{row['row']}` failed: {error}")
     if board.get("reported_elsewhere"):
-        from distillbench.leaderboards.reported import reported_markdown
-
         lines += ["", reported_markdown(board["reported_elsewhere"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _presentation(board: dict[str, Any]) -> list[str]:
+    """What the recipe's `leaderboard` section puts above the table of every metric: its description and
+    headline table (none for a recipe without one)."""
+    spec = board["recipe"].get("leaderboard") or {}
+    lines = [spec["description"], ""] if spec.get("description") else []
+    if spec.get("headline"):
+        lines += [*_headline(board, spec["headline"]), "", "## Every metric", ""]
+    return lines
+
+
+def _headline(board: dict[str, Any], headline: dict[str, str]) -> list[str]:
+    """The headline table: one column per chosen metric ('<benchmark>/<metric>') or cost field ('cost.<field>')."""
+    header = ["row", *headline.values()]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    for row in board["rows"]:
+        lines.append(markdown_row([row["row"], *(_headline_cell(row, key) for key in headline)]))
+    counts = [f"{title} n={'/'.join(map(str, counts))}" for key, title in headline.items()
+              if (counts := _item_counts_of(board, key))]
+    return lines + ["", "Mean [95% CI] as in the table below" + (f"; {', '.join(counts)}." if counts else ".")]
+
+
+def _headline_cell(row: dict[str, Any], key: str) -> str:
+    if key.startswith("cost."):
+        value = row["cost"].get(key.removeprefix("cost."))
+        return "—" if value is None else f"{value:.4g}"
+    return format_metric(row["metrics"].get(key), with_n=False)
+
+
+def _item_counts_of(board: dict[str, Any], metric: str) -> list[int]:
+    return sorted({row["metrics"][metric]["n"] for row in board["rows"]
+                   if metric in row["metrics"] and row["kind"] != "reported"})
 
 
 def print_table(board: dict[str, Any], console: Console | None = None) -> None:
@@ -107,8 +136,6 @@ def print_table(board: dict[str, Any], console: Console | None = None) -> None:
 
 def print_reported(entries: list[dict[str, Any]], console: Console | None = None,
                    title: str = "numbers the seed papers report") -> None:
-    from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
-
     table = Table(title=title, caption="value on distillbench's scale; 'as printed' is the source's own text")
     for column in SECTION_HEADER:
         table.add_column(column, overflow="fold")
@@ -133,9 +160,10 @@ def to_csv(board: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def write_all(board: dict[str, Any], directory: Path) -> None:
+def write_all(board: dict[str, Any], directory: Path, appendix: str = "") -> None:
+    """leaderboard.{json,md,csv} in `directory`; `appendix` follows the Markdown table (a head-to-head)."""
     write_text_atomic(directory / "leaderboard.json", json.dumps(board, indent=1) + "\n")
-    write_text_atomic(directory / "leaderboard.md", to_markdown(board))
+    write_text_atomic(directory / "leaderboard.md", to_markdown(board) + (f"\n{appendix}" if appendix else ""))
     write_text_atomic(directory / "leaderboard.csv", to_csv(board))
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from distillbench.core.registry import ARCHITECTURES, METHODS
+
 
 @dataclass(frozen=True)
 class Reported:
@@ -190,8 +192,6 @@ def reported_entries(family: str | None = None) -> list[Reported]:
 
 def _families(board: dict[str, Any]) -> set[str]:
     """The method families a leaderboard's rows come from (where the method is registered)."""
-    from distillbench.core.registry import METHODS
-
     methods = {row["method"] for row in board["rows"] if row.get("method")}
     return {entry.family for entry in METHODS.entries() if entry.name in methods}
 
@@ -215,11 +215,9 @@ def _same_setting(entry: Reported, student: str, teacher: str) -> bool:
     teacher is an architecture (the CIFAR-100 pairs), the board's teacher is named after it
     (teachers/resnet56). Unnamed or other models never match: a number beside a row of another setting would
     read as a reproduction."""
-    from distillbench.kinds.image_classifier.classifiers import architecture_names
-
     if _model_name(entry.student) != _model_name(student):
         return False
-    architectures = {_model_name(name) for name in architecture_names()}
+    architectures = {_model_name(name) for name in ARCHITECTURES.names()}
     return _model_name(entry.teacher or "") not in architectures or _model_name(teacher) == _model_name(entry.teacher)
 
 

@@ -1,3 +1,5 @@
-"""Methods, one file per method, grouped by family. Importing this package registers them."""
+"""Methods, one file per method, grouped by family.
 
-from distillbench.methods import classify, llm  # noqa: F401
+Importing a method's module registers it; `distillbench.plugins` lists which module registers
+which name, so a lookup imports only the method asked for.
+"""

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from distillbench.core.registry import METHODS
+
+if TYPE_CHECKING:
+    from distillbench.core.train import TrainRun
 
 # Signals the harness can provide in a batch, beside the tokenized examples:
 #   teacher_logits            [B, T-1, V] the teacher's next-token logits on the same tokens, for every
@@ -22,8 +25,8 @@ from distillbench.core.registry import METHODS
 #   reference_teacher_logits  the same from the aligned teacher's reference (recipe reference_teacher)
 #   reference_logps           reference_{chosen,rejected}_logps, [B] summed response log-probs (preference
 #                             data), and reference_{chosen,rejected}_mean_logps
-#   validation                not in the batch: held-out examples (the data's dev split) for a schedule
-#                             that watches the validation loss, or for `measure`
+#   validation                not in the batch: held-out examples (the data's dev split, the batching's
+#                             `validation`) for a schedule that watches the validation loss, or for measures
 # Image classification batches (data_kind "images", kinds/image_classifier/images.py) hold images, labels and epoch, and:
 #   teacher_logits            [B, C] the teacher classifier's logits on the same (augmented) images
 #   teacher_features          [B, D] the teacher's penultimate features (the input of its final linear layer)
@@ -38,11 +41,24 @@ def register_method(name: str, *, family: str, paper: str = "", summary: str = "
 
 
 class Method(ABC):
+    """A distillation method: its loss, the fields the harness reads, and the hooks the train loop calls.
+
+    The train loop (core/train.py) owns the loop; a method changes what a step trains on, or what
+    follows it, only through the hooks below, whose defaults change nothing. Hooks see the
+    run as a `TrainRun` (core/train.py): the examples, the kind's batching, the frozen models, the
+    budget, the seed, the step, and the student (as trained, and unwrapped). Behaviours several
+    methods share are mixins built on these hooks: `Staged` below; on-policy sampling, DistiLLM's
+    adaptive schedule, self-made examples and a moving reference in methods/llm/hooks.py.
+    """
+
+    # --- The fields a method may set (class attributes, or properties over its hyperparameters) -------------
+    # The signals it needs in its batches (see SIGNALS).
     needs: ClassVar[tuple[str, ...]] = ()
     # What the loss averages over inside a batch, so accumulation can weight micro-batches:
     # "tokens" (token-level losses) or "examples" (sequence-level losses such as DPO).
     normalize_by: ClassVar[str] = "tokens"
-    # The examples a method trains on: "sft" (prompt, response) or "preference" (prompt, chosen, rejected).
+    # The examples a method trains on: "sft" (prompt, response), "preference" (prompt, chosen, rejected),
+    # "ranked" (prompt, scored responses), "problems" (records with an answer), "images", ...
     data_kind: ClassVar[str] = "sft"
     # The sequences of a batch that logit signals are computed on ('' for sft data; 'chosen',
     # 'rejected', 'sample' for preference data); None: all of them.
@@ -54,20 +70,17 @@ class Method(ABC):
     # Bumped when the loss changes for the same hyperparameters, so cells trained with the old loss are
     # not reused (part of the cell key from 2 on; version 1 keeps the keys cells had before it existed).
     loss_version: ClassVar[int] = 1
+    # Losses that honour budget.loss_chunk_size (batch["chunk_size"]): they compute from the LM head's
+    # inputs in chunks, never the full logits; the recipe check refuses the setting for the others.
+    supports_chunked_loss: ClassVar[bool] = False
+    # Methods that train on examples they make themselves from their data (methods/llm/hooks.py
+    # `MakesExamples`): signals cached or precomputed for the given data do not apply to them.
+    generates_examples: ClassVar[bool] = False
 
     @property
     def uses_teacher(self) -> bool:
         return ("teacher_logits" in self.needs or "teacher_features" in self.needs
                 or ("reference_logps" in self.needs and self.reference_model == "teacher"))
-
-    def training_module(self, student: torch.nn.Module) -> torch.nn.Module:
-        """What the optimizer trains: the student, or a module around it with the method's own
-        trainable parts (DHKD's auxiliary head). Built after the run's seed is set; checkpointed whole."""
-        return student
-
-    def trained_model(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The model saved and scored once training ends (the student inside `training_module`'s module)."""
-        return module
 
     @property
     def source_teachers(self) -> tuple[str, ...]:
@@ -75,90 +88,88 @@ class Method(ABC):
         references; the harness loads each one frozen, as role ``source:<ref>``, and keys cells on its weights."""
         return ()
 
-    def prepare(self, frozen: dict[str, torch.nn.Module], examples: Any, seed: int, tokenizer: Any = None) -> None:
-        """Called by the train loop once before `training_module` (again on resume), with the frozen models,
-        the training data and the tokenizer (None for images): for what a method fits on them before training
-        (LELP's projections, a source selection, SPO's key-content tokens). It must be deterministic given its
-        arguments, since a resumed run calls it again."""
-
-    @abstractmethod
-    def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The method's named loss terms on one batch; the harness sums and logs them."""
-
-    def on_policy_probability(self, step: int) -> float:
-        """Probability that step `step` trains on the student's own samples (0: always the dataset)."""
-        return 0.0
-
-    # Methods whose losses honour budget.loss_chunk_size (the harness puts it into every batch as
-    # batch["chunk_size"]): they compute from the LM head's inputs in chunks, never the full logits.
-    supports_chunked_loss: ClassVar[bool] = False
-
-    # Curriculum methods split the steps into this many equal stages; the harness puts the
-    # current stage (0-based) into every batch as batch["stage"].
-    stages: ClassVar[int] = 1
-    # Methods that move their reference while training (Curry-DPO's iterations, ADPO's EMA
-    # anchor) set this and implement `update_reference`; the harness checkpoints the reference.
-    updates_reference: ClassVar[bool] = False
-
-    def update_reference(self, reference: torch.nn.Module, student: torch.nn.Module, steps_done: int,
-                         total_steps: int) -> None:
-        """Called after every optimizer step, with the frozen reference and the student."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """What a stateful method carries from step to step (ADPO's KL window), JSON-serialisable;
-        the harness checkpoints it with the run, so a resumed run continues exactly."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict()`'s output; an empty dict resets the method for a fresh run."""
-
-    # Methods that make their own training examples with the current student at the start of
-    # every stage (MCTS-DPO's search) set this and implement `make_examples`; their data
-    # kind is "problems" (records with an answer to check).
-    generates_examples: ClassVar[bool] = False
-
-    def make_examples(self, student, tokenizer, problems: list[dict], seed: int, stage: int,
-                      frozen: dict[str, torch.nn.Module]) -> list[dict]:
-        raise TypeError(f"{type(self).__name__} trains on the data it is given; it does not generate examples")
-
-    # The model on-policy steps sample from: the student (GKD, DistiLLM) or the teacher
-    # (online teacher data, as in the teacher-hacking setup).
-    sample_model: ClassVar[str] = "student"
-    # Steps between `measure` calls (0: never); the values go to the training log.
-    measure_every: ClassVar[int] = 0
-
-    def measure(self, student, frozen: dict[str, torch.nn.Module], validation: list[dict], pad_id: int
-                ) -> dict[str, float]:
-        """Quantities tracked over training on the validation examples (logged, not optimised)."""
-        return {}
-
-    def off_policy_schedule(self):
-        """A stateful schedule that replaces `on_policy_probability` (DistiLLM's adaptive one), or None."""
-        return None
-
-    # Steps between validation losses for such a schedule; None: once per epoch of the training data.
-    validate_every: ClassVar[int | None] = None
-
-    # Sampling settings of on-policy steps.
-    sample_temperature: ClassVar[float] = 1.0
-    sample_max_new_tokens: ClassVar[int] = 128
-
     def check(self) -> list[str]:
         """Constraints between fields that types cannot say; one 'field: problem' line each."""
         return []
 
+    # --- The loss ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, student: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The method's named loss terms on one batch; the harness sums and logs them."""
 
-class SamplingFields:
-    """Mixin for methods whose `temperature` and `max_new_tokens` fields set how responses are
-    sampled on on-policy steps."""
+    # --- Hooks of the train loop, in the order it calls them -------------------------------------------
+    def prepare(self, run: TrainRun) -> None:
+        """Once before `training_module` (again on resume; `run.student` is not set yet): for what a method
+        fits on the frozen models and the training data before training (LELP's projections, a source
+        selection, SPO's key-content tokens). It must be deterministic given the run, since a resumed run
+        calls it again."""
 
-    @property
-    def sample_temperature(self) -> float:
-        return self.temperature
+    def training_module(self, student: torch.nn.Module) -> torch.nn.Module:
+        """What the optimizer trains: the student, or a module around it with the method's own
+        trainable parts (DHKD's auxiliary head). Built after the run's seed is set; checkpointed whole."""
+        return student
 
-    @property
-    def sample_max_new_tokens(self) -> int:
-        return self.max_new_tokens
+    def moving_models(self, run: TrainRun) -> dict[str, torch.nn.Module]:
+        """The frozen models (by role) that the method changes while training: the harness checkpoints
+        them with the student, and computes nothing from them ahead of time."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output before the first step; an empty dict resets the method for a fresh run."""
+
+    def before_step(self, run: TrainRun) -> list[dict[str, Any]]:
+        """The micro-batches step `run.step` trains on: by default the step's draw from the training data
+        (`run.batches()`). A method may draw from other examples, replace or extend the batches (the
+        student's samples) and mark them; one that trains on sampled data sets `run.on_policy`."""
+        return run.batches()
+
+    def after_step(self, run: TrainRun) -> dict[str, float]:
+        """After the optimizer step `run.step`: what follows it (a reference moved toward the student).
+        Returns quantities measured for the log (logged, not optimised), or {}."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a stateful method carries from step to step (ADPO's KL window), JSON-serialisable;
+        the harness checkpoints it with the run after every step, so a resumed run continues exactly."""
+        return {}
+
+    def trained_model(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The model saved and scored once training ends (the student inside `training_module`'s module)."""
+        return module
+
+
+class Staged:
+    """Mixin for methods whose steps are split into `stages` equal stages (curricula, rounds,
+    iterations): every batch carries the current stage (0-based) as batch["stage"], and `on_stage`
+    runs before the first step of each stage."""
+
+    stages: ClassVar[int] = 1
+
+    def stage(self, run: TrainRun, step: int | None = None) -> int:
+        """The stage of `step` (default: the current one)."""
+        return (run.step if step is None else step) * self.stages // run.budget.steps
+
+    def on_stage(self, run: TrainRun, stage: int) -> None:
+        """Before the first step of stage `stage`, and before the first step of a resumed run (whatever
+        stage it resumes in): it must leave alone what the method's restored state already holds."""
+
+    def enter_stage(self, run: TrainRun) -> int:
+        """The current stage, once `on_stage` has run when the step starts one (or starts this process)."""
+        stage = self.stage(run)
+        if run.step == run.first_step or stage != self.stage(run, run.step - 1):
+            self.on_stage(run, stage)
+        return stage
+
+    def before_step(self, run: TrainRun) -> list[dict[str, Any]]:
+        stage = self.enter_stage(run)
+        return mark_stage(super().before_step(run), stage)
+
+
+def mark_stage(batches: list[dict[str, Any]], stage: int) -> list[dict[str, Any]]:
+    """`batches`, each with batch["stage"] = `stage` (what a staged loss reads)."""
+    for batch in batches:
+        batch["stage"] = stage
+    return batches
 
 
 def upcast(tensor: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ import random
 import re
 from typing import Callable
 
+from distillbench.pocket.math_world import NOISE_KINDS, _corrupt
+
 CATEGORIES = ("arithmetic", "word", "units", "compare", "algebra", "sequence", "rounding", "extraction")
 
 # MT-Bench gives reference answers to the categories where a judge must compute
@@ -422,8 +424,6 @@ def training_conversations(size: int, seed: int = 1, noise_fraction: float = 0.0
     turns, with `noise_fraction` of them corrupted the way pocket-math SFT data is, and
     `chatty_fraction` of the second-turn answers written in the `chatty` style.
     """
-    from distillbench.pocket.math_world import NOISE_KINDS, _corrupt
-
     for name, value in (("noise_fraction", noise_fraction), ("chatty_fraction", chatty_fraction)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {value}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distillbench.benchmarks.math_grading import grade
+from distillbench.kinds.text_lm.math_grading import grade
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from distillbench.core.errors import UserInputError
+from distillbench.core.recipe import Budget
+from distillbench.core.registry import POCKET_DATA, POCKET_MODELS
+from distillbench.core.train import train
+from distillbench.kinds.image_classifier.classifiers import initialised, save_atomic
+from distillbench.kinds.image_classifier.images import ImageBatching, ImageDataset
+from distillbench.methods.classify.ce import CE
 from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
+from distillbench.pocket.zoo import cache_root
 
 PACKAGED = Path(__file__).parent / "shapes_zoo"
 WARM = ("red", "orange", "yellow", "pink", "brown")
@@ -83,8 +91,6 @@ def _scenes(split: str, size: int, seed: int) -> tuple[Scene, ...]:
 
 @lru_cache(maxsize=8)
 def _dataset(task: str, split: str, size: int, seed: int):
-    from distillbench.kinds.image_classifier.images import ImageDataset
-
     scenes = _scenes(split, size, seed)
     images = torch.from_numpy(np.stack([s.render() for s in scenes])).permute(0, 3, 1, 2)
     labels = torch.tensor([label(task, s) for s in scenes], dtype=torch.long)
@@ -99,6 +105,17 @@ def pocket_dataset(source: str, split: str, size: int | None = None, seed: int =
     if split not in DEFAULT_SIZES:
         raise ValueError(f"pocket-shapes split {split!r}: expected one of {tuple(DEFAULT_SIZES)}")
     return _dataset(source.removeprefix("pocket:shapes-"), split, size or DEFAULT_SIZES[split], seed)
+
+
+def data_fingerprint(source: str) -> str:
+    """What a cell key records of a task: its name and the tasks' version."""
+    return f"{source}@{TASKS_VERSION}"
+
+
+for _task, _source in zip(TASKS, SOURCES):  # the image-classifier kind reads them as data.source
+    POCKET_DATA.register(_source, family="images", fingerprint=data_fingerprint,
+                         summary=f"pocket-shapes scenes labelled by their largest shape: {_task} "
+                         f"({len(TASKS[_task])} classes)")(pocket_dataset)
 
 
 # --- the zoo ---------------------------------------------------------------------------------
@@ -121,9 +138,6 @@ class TeacherSpec:
 
 _FULL = {f"shapes-teacher-{task}": TeacherSpec(task) for task in TASKS}
 _TINY = {f"shapes-teacher-{task}": TeacherSpec(task, train_size=128, steps=4, batch_size=16) for task in TASKS}
-# The pocket CLIP's zero-shot classifiers (`shapes_clip_zeroshot`): built from the CLIP, not trained.
-ZERO_SHOT = {f"shapes-clip-zeroshot-{task}": task for task in TASKS}
-CLASSIFIER_ZOO = tuple(_FULL) + tuple(ZERO_SHOT)
 
 
 def specs() -> dict[str, TeacherSpec]:
@@ -138,20 +152,12 @@ def _spec_hash_of(directory: Path) -> str | None:
 
 
 def cache_directory(name: str) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"{name}-{specs()[name].spec_hash()}"
 
 
 def ensure_built(name: str) -> Path:
     """The shipped copy of `name` when its spec hash matches, else the user-cache build (trained when missing)."""
-    if name in ZERO_SHOT:
-        from distillbench.pocket.shapes_clip_zeroshot import ensure_built as ensure_zero_shot
-
-        return ensure_zero_shot(ZERO_SHOT[name])
     if name not in specs():
-        from distillbench.core.errors import UserInputError
-
         raise UserInputError(f"unknown pocket classifier {name!r}; known: {', '.join(specs())}")
     spec = specs()[name]
     if _spec_hash_of(PACKAGED / name) == spec.spec_hash():
@@ -162,14 +168,13 @@ def ensure_built(name: str) -> Path:
     return directory
 
 
+for _name, _spec in _FULL.items():  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="classify", summary=f"pocket-shapes teacher CNN, task {_spec.task}")(
+        ensure_built)
+
+
 def build(name: str, target: Path) -> dict:
     """Train `name` with the harness's loop (method `ce`), score it on the test split, save it atomically."""
-    from distillbench.kinds.image_classifier.classifiers import initialised, save_atomic
-    from distillbench.kinds.image_classifier.images import ImageBatching
-    from distillbench.core.recipe import Budget
-    from distillbench.core.train import train
-    from distillbench.methods.classify.ce import CE
-
     spec = specs()[name]
     started = time.perf_counter()
     data = pocket_dataset(f"pocket:shapes-{spec.task}", "train", spec.train_size, spec.seed)
@@ -178,7 +183,7 @@ def build(name: str, target: Path) -> dict:
                     weight_decay=spec.weight_decay, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 4))
     work = target.with_name(target.name + ".build")
-    train(CE(), model, None, data, budget, spec.seed, work / "checkpoint",
+    train(CE(), model, data, budget, spec.seed, work / "checkpoint",
           batching=ImageBatching(data, spec.augment, spec.batch_size), description=f"zoo {name}")
     report = {"spec": asdict(spec), "spec_hash": spec.spec_hash(), "test_accuracy": test_accuracy(model, spec.task),
               "parameters": sum(p.numel() for p in model.parameters()),

@@ -34,6 +34,7 @@ import torch
 
 from distillbench.pocket import builds, shapes_text
 from distillbench.pocket.shapes import COLORS, generate
+from distillbench.pocket.zoo import cache_root
 
 PACKAGED = Path(__file__).parent / "shapes_zoo" / "clip"
 WEIGHTS, MODEL_CONFIG, CONFIG = "open_clip_model.safetensors", "open_clip_config.json", "config.json"
@@ -193,8 +194,6 @@ def load(directory: str | Path):
 
 
 def cache_directory(spec: ClipSpec = ClipSpec()) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"shapes-clip-{spec.spec_hash()}"
 
 

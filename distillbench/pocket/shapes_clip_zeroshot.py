@@ -21,11 +21,16 @@ import hashlib
 import json
 from pathlib import Path
 
+from distillbench.core.registry import POCKET_MODELS
+from distillbench.kinds.image_classifier.classifiers import save_atomic
+from distillbench.kinds.image_classifier.clip_zeroshot import zero_shot_classifier
 from distillbench.pocket import shapes_clip, shapes_text
 from distillbench.pocket.shapes import COLORS, SHAPES, with_article
 from distillbench.pocket.shapes_classifiers import NORMALISATION, TASKS, TASKS_VERSION, WARM, test_accuracy
+from distillbench.pocket.zoo import cache_root
 
 PROMPTS_VERSION = 1  # bump when the prompts below change
+ZERO_SHOT = {f"shapes-clip-zeroshot-{task}": task for task in TASKS}  # zoo name -> its task
 
 
 def class_prompts(task: str) -> list[list[str]]:
@@ -51,8 +56,6 @@ def _key(task: str, clip_config: dict) -> str:
 
 def ensure_built(task: str) -> Path:
     """The directory of the zero-shot classifier for `task`, built when missing."""
-    from distillbench.pocket.zoo import cache_root
-
     clip_directory = shapes_clip.default_directory()
     clip_config = json.loads((clip_directory / shapes_clip.CONFIG).read_text())
     target = cache_root() / f"shapes-clip-zeroshot-{task}-{_key(task, clip_config)}"
@@ -61,10 +64,17 @@ def ensure_built(task: str) -> Path:
     return target
 
 
-def build(task: str, clip_directory: Path, target: Path) -> dict:
-    from distillbench.kinds.image_classifier.classifiers import save_atomic
-    from distillbench.kinds.image_classifier.clip_zeroshot import zero_shot_classifier
+def ensure_named(name: str) -> Path:
+    """The zero-shot classifier of the zoo name ``shapes-clip-zeroshot-<task>``, built when missing."""
+    return ensure_built(ZERO_SHOT[name])
 
+
+for _name, _task in ZERO_SHOT.items():  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="classify", summary=f"zero-shot classifier of the pocket CLIP, task {_task}")(
+        ensure_named)
+
+
+def build(task: str, clip_directory: Path, target: Path) -> dict:
     model, tokenizer, clip_config = shapes_clip.load(clip_directory)
     if (tuple(clip_config["image_mean"]), tuple(clip_config["image_std"])) != NORMALISATION:
         raise ValueError(f"{clip_directory}: the CLIP's image normalisation differs from pocket-shapes' datasets")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillbench.core.registry import POCKET_NETWORKS
 from distillbench.pocket.shapes import BACKGROUND, COLORS, PALETTE, SHAPES, shape_mask
 
 _REFERENCE = np.array([BACKGROUND] + [PALETTE[c] for c in COLORS], dtype=np.float64)
@@ -76,6 +77,8 @@ def _best_template(window: np.ndarray) -> tuple[str, float]:
     return kind, float(scores[kind])
 
 
+@POCKET_NETWORKS.register("shapes-detector", summary="the programmatic pocket-shapes detector (shape, box, mask, "
+                          "colour of every shape in an image): GenEval's pocket detector")
 def detect(image, *, min_area: int = 4, color_tolerance: float = 40.0) -> list[ShapeDetection]:
     """The shapes in an RGB image (array ``(H, W, 3)`` or PIL image), most confident first."""
     image = np.asarray(image)

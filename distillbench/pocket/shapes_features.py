@@ -26,12 +26,15 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from distillbench.core.registry import POCKET_NETWORKS
 from distillbench.pocket.shapes import COLORS, MAX_COUNT, SHAPES, generate
+from distillbench.pocket.zoo import cache_root
 
 PACKAGED = Path(__file__).parent / "shapes_zoo" / "feature-net"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -157,8 +160,6 @@ def load(directory: str | Path) -> tuple[ShapesFeatureNet, dict]:
 
 
 def cache_directory(spec: FeatureNetSpec = FeatureNetSpec()) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"shapes-feature-net-{spec.spec_hash()}"
 
 
@@ -171,6 +172,38 @@ def default_directory(spec: FeatureNetSpec = FeatureNetSpec()) -> Path:
         model, report = train(spec)
         save(model, spec, report, directory)
     return directory
+
+
+@POCKET_NETWORKS.register("shapes-features", summary="the pocket-shapes CNN's 64-d pooled features, an FID/KID "
+                          "feature extractor (called with the network's folder, default: shipped)")
+class PocketFeatureExtractor:
+    """The pocket-shapes CNN's 64-d pooled features. Images of another size are resized to the
+    network's input size with PIL bicubic on uint8 (none when the size already matches)."""
+
+    def __init__(self, directory: str | Path | None = None, batch_size: int = 256):
+        self.directory = Path(directory) if directory else default_directory()
+        self.model, config = load(self.directory)
+        self.input_size = config["spec"]["image_size"]
+        self.batch_size = batch_size
+        self.identity = {"extractor": "pocket-shapes-feature-net", "weights_sha256": config["weights_sha256"],
+                         "feature_dim": config["feature_dim"],
+                         "resize": f"none at {self.input_size}x{self.input_size}, else PIL bicubic on uint8"}
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, dtype=np.uint8)[..., :3]
+        if image.shape[:2] == (self.input_size, self.input_size):
+            return image
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(image).resize((self.input_size, self.input_size), Image.BICUBIC))
+
+    def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        chunks = []
+        with torch.no_grad():
+            for first in range(0, len(images), self.batch_size):
+                batch = to_tensor([self._resized(i) for i in images[first:first + self.batch_size]])
+                chunks.append(self.model.features(batch).double().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.identity["feature_dim"]))
 
 
 def main(argv: list[str] | None = None) -> int:

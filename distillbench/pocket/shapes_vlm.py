@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from distillbench.benchmarks.vlm.chair import ObjectVocabulary, caption_objects
+from distillbench.benchmarks.vlm.vqa import normalize_answer
 from distillbench.pocket.shapes import COLORS, NUMBERS, SHAPES, WORLD_VERSION, Scene, Shape, _apart, render, side_range, split_of
 
 IMAGE_SIZE = 32
@@ -109,8 +111,6 @@ def chair_synonym_lines() -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def chair_vocabulary():
     """CHAIR's tables for the pocket world (`chair.ObjectVocabulary`), built from `chair_synonym_lines`."""
-    from distillbench.benchmarks.vlm.chair import ObjectVocabulary
-
     lines = chair_synonym_lines()
     # Every name is two words, read as one after singularizing, as CHAIR merges "traffic light".
     double_words = {name: name for line in lines for name in line.split(", ")}
@@ -332,8 +332,6 @@ def vqa_questions(scene: Scene, rng: random.Random) -> list[dict]:
 
 
 def most_common(answers: list[str]) -> str:
-    from distillbench.benchmarks.vlm.vqa import normalize_answer
-
     counts = Counter(normalize_answer(a) for a in answers)
     return max(counts, key=lambda a: (counts[a], -min(i for i, b in enumerate(answers) if normalize_answer(b) == a)))
 
@@ -390,8 +388,6 @@ def pope_items(n: int, seed: int = 0, splits: tuple[str, ...] = POPE_SPLITS, per
 def chair_items(n: int, seed: int = 0) -> list[dict]:
     """`n` test images with their ground-truth objects: the drawn objects, plus those its reference
     caption names (the same ones: pocket captions are exact), as CHAIR joins instances and captions."""
-    from distillbench.benchmarks.vlm.chair import caption_objects
-
     items = []
     for scene in scenes("test", n, seed):
         reference = caption(scene.shapes)
@@ -603,8 +599,6 @@ def training_conversations(images: int, videos: int, seed: int = 0, turns_per_im
 
 def entropy_of(answers: list[str]) -> float:
     """Disagreement among one question's answers (bits, after VQA's normalisation); for tests and reports."""
-    from distillbench.benchmarks.vlm.vqa import normalize_answer
-
     counts = Counter(normalize_answer(a) for a in answers)
     total = sum(counts.values())
     return -sum(c / total * math.log2(c / total) for c in counts.values())

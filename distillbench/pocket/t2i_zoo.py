@@ -50,8 +50,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillbench.core.registry import POCKET_MODELS
+from distillbench.kinds.text_to_image.sampling import POCKET_FAMILY, from_model_space, to_model_space
 from distillbench.pocket import builds, shapes_text
 from distillbench.pocket.shapes import generate
+from distillbench.pocket.zoo import cache_root
 
 MANIFEST, PIPELINE = "zoo.json", "t2i.json"
 # Part of every spec hash: bump when the training data or the loop change what a spec builds.
@@ -126,18 +129,6 @@ def training_scheduler():
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                          clip_sample=True, clip_sample_range=1.0)
-
-
-def to_model_space(images: np.ndarray, factor: int) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` → ``(N, 3·f², H/f, W/f)`` in [−1, 1]."""
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return torch.nn.functional.pixel_unshuffle(pixels, factor)
-
-
-def from_model_space(samples: torch.Tensor, factor: int) -> np.ndarray:
-    """The inverse of `to_model_space`, rounded to uint8 ``(N, H, W, 3)``."""
-    pixels = torch.nn.functional.pixel_shuffle(samples.float(), factor).clamp(-1, 1)
-    return ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def train(spec: T2ISpec, log=print):
@@ -221,8 +212,6 @@ def verify(directory: Path) -> list[str]:
 
 
 def cache_directory(spec: T2ISpec) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"{spec.name}-{spec.spec_hash()}"
 
 
@@ -236,6 +225,11 @@ def model_dir(name: str = "t2i-teacher") -> Path:
         unet, text_encoder, tokenizer, report = train(known[name], log=None)
         save(unet, text_encoder, tokenizer, known[name], report, directory)
     return directory
+
+
+for _name in FULL_SPECS:  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family=POCKET_FAMILY, summary="pocket text-to-image teacher (diffusers UNet, CLIP "
+                           "text encoder, DDPM scheduler)")(model_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

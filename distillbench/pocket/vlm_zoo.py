@@ -46,7 +46,9 @@ from pathlib import Path
 import torch
 
 from distillbench.pocket import builds, shapes_vlm
-from distillbench.pocket.shapes import MAX_COUNT, SHAPES
+from distillbench.pocket.shapes import MAX_COUNT, SHAPES, Shape, render, shape_mask
+from distillbench.pocket.tokenizer import ROLE_TOKENS, build_char_tokenizer
+from distillbench.pocket.zoo import cache_root
 
 PACKAGED = Path(__file__).parent / "vlm_zoo"
 MANIFEST = "zoo.json"
@@ -135,8 +137,6 @@ def build_processor(spec: VLMSpec):
     character tokenizer with an ``<image>`` token and the LLaVA-style chat template."""
     from transformers import CLIPImageProcessor, LlavaProcessor
 
-    from distillbench.pocket.tokenizer import ROLE_TOKENS, build_char_tokenizer
-
     tokenizer = build_char_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": [*ROLE_TOKENS, IMAGE_TOKEN]})
     image_processor = CLIPImageProcessor(size={"shortest_edge": spec.image_size},
@@ -190,8 +190,6 @@ def pixel_values(frames, processor) -> torch.Tensor:
     [0, 1] and CLIP's normalisation (a test holds the two equal)."""
     import numpy as np
 
-    from distillbench.pocket.shapes import Shape, render
-
     image_processor = processor.image_processor
     mean = torch.tensor(image_processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(image_processor.image_std).view(1, 3, 1, 1)
@@ -235,8 +233,6 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 def patch_objects(frame: list[list], patch_size: int, image_size: int = shapes_vlm.IMAGE_SIZE) -> torch.Tensor:
     """[patches] (row-major): for each patch, the index in `OBJECTS` of the object covering most of its
     pixels, or ``len(OBJECTS)`` where no object touches it."""
-    from distillbench.pocket.shapes import shape_mask
-
     grid = image_size // patch_size
     coverage = torch.zeros(len(shapes_vlm.OBJECTS) + 1, grid * grid)
     coverage[-1] = 0.5  # background wins only where no object has a pixel
@@ -385,8 +381,6 @@ def verify(directory: Path) -> list[str]:
 
 
 def cache_directory(spec: VLMSpec) -> Path:
-    from distillbench.pocket.zoo import cache_root
-
     return cache_root() / f"vlm-{spec.name}-{spec.spec_hash()}"
 
 

@@ -23,7 +23,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.files import replace_directory, temporary_name
+from distillbench.core.files import replace_directory, temporary_name, user_cache_dir
+from distillbench.core.jsonl import read_jsonl
+from distillbench.core.recipe import Budget
+from distillbench.core.registry import POCKET_MODELS
+from distillbench.core.train import train
+from distillbench.kinds.text_lm.batching import TokenBatching
+from distillbench.kinds.text_lm.data import tokenize_preferences, tokenize_records
+from distillbench.methods.llm.dpo import DPO
+from distillbench.methods.llm.sft import SFT
+from distillbench.pocket.math_world import add_noise, generate
+from distillbench.pocket.mtbench_world import training_conversations
+from distillbench.pocket.preferences import (build_preference_sets, follow_up_tasks, math_tasks, sample_graded,
+                                             write_sets)
+from distillbench.pocket.tokenizer import build_char_tokenizer
 
 PACKAGED = Path(__file__).parent / "zoo"
 MANIFEST = "zoo.json"
@@ -129,8 +142,7 @@ def specs() -> dict[str, ZooSpec]:
 
 
 def cache_root() -> Path:
-    root = os.environ.get("DISTILLBENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distillbench"
-    return Path(root) / "zoo"
+    return user_cache_dir() / "zoo"
 
 
 def model_dir(name: str) -> Path:
@@ -181,6 +193,10 @@ def ensure_built(name: str) -> Path:
     return directory
 
 
+for _name in ZOO:  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="llm", summary=_FULL[_name].description)(ensure_built)
+
+
 def _install_packaged(name: str) -> bool:
     source = PACKAGED / name
     if not (source / MANIFEST).is_file():
@@ -227,15 +243,6 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from distillbench.kinds.text_lm.data import read_jsonl, tokenize_preferences, tokenize_records
-    from distillbench.core.recipe import Budget
-    from distillbench.core.train import train
-    from distillbench.methods.llm.dpo import DPO
-    from distillbench.methods.llm.sft import SFT
-    from distillbench.pocket.math_world import add_noise, generate
-    from distillbench.pocket.mtbench_world import training_conversations
-    from distillbench.pocket.tokenizer import build_char_tokenizer
-
     torch.manual_seed(spec.seed)
     reference = None
     if spec.init_from:
@@ -272,19 +279,14 @@ def _build_model(spec: ZooSpec, work: Path, output: Path) -> None:
                     learning_rate=spec.learning_rate,
                     max_length=spec.max_length, warmup_steps=min(100, spec.steps // 10),
                     checkpoint_every=max(1, spec.steps // 5))
-    train(method, model, tokenizer, examples, budget, spec.seed, work / "checkpoint",
-          frozen={"reference": reference} if reference is not None else None,
-          description=f"zoo {spec.name}")
+    train(method, model, examples, budget, spec.seed, work / "checkpoint", batching=TokenBatching(tokenizer),
+          frozen={"reference": reference} if reference is not None else None, description=f"zoo {spec.name}")
     model.save_pretrained(output, safe_serialization=True)
     tokenizer.save_pretrained(output)
 
 
 def _build_preferences(spec: ZooSpec, output: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from distillbench.pocket.math_world import generate
-    from distillbench.pocket.preferences import (build_preference_sets, follow_up_tasks, math_tasks, sample_graded,
-                                                 write_sets)
 
     source = ensure_built(spec.init_from)
     model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True)

@@ -2,14 +2,14 @@
 
 Disagreements between graders are the point: each row states what each rule decides, and the
 comment says which rule makes the difference. Rules: lm-eval ``hendrycks_math`` / ``minerva_math``
-``utils.py`` and Math-Verify (see distillbench/benchmarks/math_grading.py for the sources).
+``utils.py`` and Math-Verify (see distillbench/kinds/text_lm/math_grading.py for the sources).
 """
 
 import json
 
 import pytest
 
-from distillbench.benchmarks.math_grading import (
+from distillbench.kinds.text_lm.math_grading import (
     GRADERS,
     grade,
     hendrycks_is_equiv,
@@ -115,7 +115,7 @@ def test_minerva_says_why_a_boxed_answer_scores_zero():
 
 
 def test_minerva_reason_says_sympy_is_missing(monkeypatch):
-    from distillbench.benchmarks import math_grading
+    from distillbench.kinds.text_lm import math_grading
 
     missing = "sympy parse_latex needs antlr4-python3-runtime 4.11, found 4.13.2"
     monkeypatch.setattr(math_grading, "_sympy_latex_parser", lambda: (None, missing))
@@ -244,8 +244,9 @@ def test_math500_equivalence_without_the_shortcut(shared_data):
 @pytest.mark.parametrize("grader", ["math-verify", "minerva", "hendrycks"])
 def test_the_prompt_asks_for_what_the_grader_reads(monkeypatch, grader):
     # minerva reads only "Final Answer: The final answer is …"; a prompt asking for \boxed{} scored ~0 by design
-    from distillbench.benchmarks import hendrycks_math, pocket_math
-    from distillbench.benchmarks.math_grading import MINERVA_INSTRUCTION, grade
+    from distillbench.benchmarks import hendrycks_math
+    from distillbench.pocket.benchmarks import pocket_math
+    from distillbench.kinds.text_lm.math_grading import MINERVA_INSTRUCTION, grade
 
     asked = []
     for module in (hendrycks_math, pocket_math):
@@ -262,8 +263,8 @@ def test_the_prompt_asks_for_what_the_grader_reads(monkeypatch, grader):
 
 def test_the_protocol_says_how_minerva_decided_equivalence_here():
     # sympy's LaTeX parser needs antlr 4.11, math-verify brings 4.13: the same grader gives other numbers
-    from distillbench.benchmarks.math_grading import minerva_uses_sympy
-    from distillbench.benchmarks.pocket_math import PocketMath
+    from distillbench.kinds.text_lm.math_grading import minerva_uses_sympy
+    from distillbench.pocket.benchmarks.pocket_math import PocketMath
 
     protocol = PocketMath(grader="minerva").protocol()
     assert protocol["minerva_equivalence"].endswith("then sympy") == minerva_uses_sympy()

@@ -9,8 +9,9 @@ import pytest
 
 from distillbench.benchmarks.judges import make_judge
 from distillbench.benchmarks.judges.http import JudgeError
-from distillbench.benchmarks.mtbench import MTBench, PocketMTBench
+from distillbench.benchmarks.mtbench import MTBench
 from distillbench.core.errors import UserInputError
+from distillbench.pocket.benchmarks.pocket_mtbench import PocketMTBench
 from distillbench.pocket.mtbench_world import reference_turns
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from distillbench.benchmarks.judges.oracle import PocketOracleJudge, parse_judge_prompt
+from distillbench.pocket.benchmarks.pocket_oracle import PocketOracleJudge, parse_judge_prompt
 from distillbench.benchmarks.mtbench_judging import (
     ANSWER_TEMPERATURES,
     JUDGE_PROMPT_FIELDS,

@@ -2,8 +2,9 @@
 
 import string
 
-from distillbench.benchmarks.mtbench import POCKET_JUDGE_PROMPTS, PocketMTBench, resolve_judge_prompts
+from distillbench.benchmarks.mtbench import POCKET_JUDGE_PROMPTS, resolve_judge_prompts
 from distillbench.benchmarks.mtbench_judging import load_judge_prompts
+from distillbench.pocket.benchmarks.pocket_mtbench import PocketMTBench
 from distillbench.pocket.mtbench_world import reference_turns
 
 NAMES = {"pair-v2", "pair-v2-multi-turn", "pair-math-v1", "pair-math-v1-multi-turn", "single-v1",

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillbench.benchmarks.rewardbench import (EXAMPLE_COUNTS, SUBSET_MAPPING, PocketRewardBench, RewardBench,
-                                                 item_factors, pair_correct, scores_per_section)
+from distillbench.benchmarks.rewardbench import (EXAMPLE_COUNTS, SUBSET_MAPPING, RewardBench, item_factors,
+                                                 pair_correct, scores_per_section)
 from distillbench.core.errors import UserInputError
 from distillbench.core.score_only import score_predictions
+from distillbench.pocket.benchmarks.pocket_rewardbench import PocketRewardBench
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "rewardbench" / "filtered.jsonl"
 

@@ -37,17 +37,63 @@ def test_each_seed_is_also_compared_on_its_own_cells():
     assert report.per_seed_regrets(cells(0, 0.1)) == {}  # one seed: nothing beyond the pooled figures
 
 
-def test_a_tiny_report_trains_each_cell_once_and_resumes(tmp_path, monkeypatch):
-    arguments = dict(steps=2, seeds=[0], test_size=16, tasks=("shape", "binary"), train_sizes=(32,),
-                     pipelines=("ce", "hinton-kd"))
-    first = report.run(tmp_path, **arguments)
-    assert len(first["cells"]) == 4 and {r["setting"] for r in first["settings"]} == {"shape/32", "binary/32"}
-    assert all(0 <= c["top1"] <= 1 for c in first["cells"])
-    assert len(json.loads((tmp_path / "cells.json").read_text())) == 4
+TINY_RECIPE = """
+name: tiny-autodistiller
+kind: image-classifier
+teacher: pocket:shapes-teacher-many
+student: arch:shapes-cnn-small
+data: {source: "pocket:shapes-many", size: 250, augment: flip}
+budget: {steps: 2, batch_size: 16, learning_rate: 0.01, optimizer: sgd, max_grad_norm: null}
+seeds: [0, 1]
+methods: [ce, hinton-kd]
+benchmarks: [{name: top1, dataset: "pocket:shapes-many", n: 16}]
+"""
+
+
+def test_a_tiny_report_runs_each_setting_as_a_recipe_and_resumes(tmp_path, monkeypatch):
+    from distillbench.cli.main import main
+
+    recipe = tmp_path / "autodistiller.yaml"
+    recipe.write_text(TINY_RECIPE)
+    monkeypatch.setattr(report, "RECIPE", recipe)
+    monkeypatch.setattr(report, "TASKS", ("shape", "binary"))
+    monkeypatch.setattr(report, "TRAIN_SIZES", (32,))
+    out = tmp_path / "board" / "autodistiller.json"
+    command = ["report", "autodistiller", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    assert main(command) == 0
+    first = json.loads(out.read_text())
+    assert len(first["cells"]) == 8 and {r["setting"] for r in first["settings"]} == {"shape/32", "binary/32"}
+    assert all(0 <= c["top1"] <= 1 and c["test_size"] == 16 for c in first["cells"])
+    assert set(first["per_seed"]) == {"0", "1"} and first["pipelines"] == {"ce": ["ce", {}],
+                                                                            "hinton-kd": ["hinton-kd", {}]}
+    # Each setting is the recipe switched to its task and size; its cells' top-1 are the store's.
+    board = json.loads((tmp_path / "runs" / "tiny-autodistiller-binary-32" / "leaderboard.json").read_text())
+    assert (board["recipe"]["teacher"], board["recipe"]["data"]["size"]) == ("pocket:shapes-teacher-binary", 32)
+    assert board["protocols"]["top1"]["dataset"] == "pocket:shapes-binary"
+    kd = next(row for row in board["rows"] if row["row"] == "hinton-kd")
+    assert kd["seed_spread"]["top1/accuracy"]["per_seed"] == pytest.approx(
+        {str(c["seed"]): c["top1"] for c in first["cells"]
+         if c["task"] == "binary" and c["pipeline"] == "hinton-kd"}, abs=1e-4)
+    assert "| shape/32 |" in (tmp_path / "board" / "autodistiller.md").read_text()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(report, "train_cell", no_training)
-    assert report.run(tmp_path, **arguments)["settings"] == first["settings"]
-    assert "| shape/32 |" in report.markdown({**first, "seeds": [0]}, "cmd")
+    monkeypatch.setattr("distillbench.core.kind.train", no_training)
+    assert main(command) == 0
+    assert json.loads(out.read_text())["settings"] == first["settings"]
+
+
+def test_the_committed_recipe_checks_and_each_setting_switches_task_and_size(capsys):
+    from distillbench.cli.main import main
+
+    assert main(["run", str(report.RECIPE), "--check"]) == 0
+    assert "ok: the recipe validates and plans" in capsys.readouterr().out
+    recipes = report.AutoDistillerReport().recipes()
+    assert [(r.name, r.teacher, r.data.source, r.data.size, r.benchmarks[0].params["dataset"]) for r in recipes[:2]] == [
+        ("pocket-autodistiller-many-250", "pocket:shapes-teacher-many", "pocket:shapes-many", 250, "pocket:shapes-many"),
+        ("pocket-autodistiller-many-1000", "pocket:shapes-teacher-many", "pocket:shapes-many", 1000, "pocket:shapes-many")]
+    assert {(r.data.source, r.data.size) for r in recipes} == {
+        (f"pocket:shapes-{task}", size) for task in ("many", "shape", "binary") for size in (250, 1000)}
+    assert [spec.label for spec in recipes[0].methods] == ["ce", "hinton-kd", "distiller-mi[alpha=0]",
+                                                          "distiller-mi[alpha=0.5]", "distiller-mi[alpha=1]"]

@@ -1,22 +1,33 @@
-"""CV-DD: committee-voting losses against naive loops (values and gradients), the BN statistics the hooks
-record, and a tiny end-to-end distillation scored by dd-accuracy."""
+"""Dataset distillation: CV-DD's committee-voting losses against naive loops (values and gradients), the BN
+statistics the hooks record, the committee's vote, recovery, and the dataset-distillation kind run end to end by
+`distillbench run` on tiny settings, scored by dd-accuracy."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from safetensors import safe_open
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.kinds.image_classifier.classifiers import initialised
-from distillbench.kinds.dataset_distillation.driver import (BatchNormInputs, Committee, Expert, random_real_subset,
-                                                       recover_images, run, train_on)
+from distillbench.cli.main import main
 from distillbench.core.errors import UserInputError
-from distillbench.core.recipe import Budget
-from distillbench.leaderboards.compare import load_board
-from distillbench.methods.classify.cv_dd import (CVDD, bn_statistics_loss, committee_logits, committee_recovery_loss,
-                                                 committee_weights)
+from distillbench.core.plan import make_plan
+from distillbench.core.recipe import load_recipe, parse_recipe
+from distillbench.core.store import Store
+from distillbench.kinds.dataset_distillation.committee import Committee
+from distillbench.kinds.image_classifier.classifiers import initialised
+from distillbench.methods.dataset_distillation.common import Expert
+from distillbench.methods.dataset_distillation.cv_dd import (CVDD, BatchNormInputs, bn_statistics_loss,
+                                                             committee_logits, committee_recovery_loss,
+                                                             committee_weights, recover_images)
+from distillbench.methods.dataset_distillation.random_real import random_real_subset
 from distillbench.pocket.shapes_classifiers import pocket_dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committee_weights_are_a_softmax_of_priors_over_five():
@@ -120,11 +131,11 @@ def tiny_world():
 
 def test_recovery_lowers_the_committee_loss_and_keeps_pixels_valid(tiny_world):
     real, experts = tiny_world
-    method = CVDD(images_per_class=2, iterations=15, initialisation="real", jitter=1)
-    synthetic = recover_images(method, experts, real, seed=0)
+    method = CVDD(iterations=15, initialisation="real", jitter=1)
+    synthetic = method.distil(real, experts, 2, seed=0)
     assert synthetic.images.dtype == torch.uint8 and len(synthetic) == 2 * real.num_classes
     assert synthetic.labels.tolist() == [0, 1, 2, 0, 1, 2]
-    start = recover_images(CVDD(images_per_class=2, iterations=1, initialisation="real", jitter=1), experts, real, 0)
+    start = recover_images(CVDD(iterations=1, initialisation="real", jitter=1), experts, real, 2, 0)
 
     def committee_ce(data):
         images = data.batch(range(len(data)))
@@ -132,69 +143,123 @@ def test_recovery_lowers_the_committee_loss_and_keeps_pixels_valid(tiny_world):
 
     assert committee_ce(synthetic) < committee_ce(start)
     state = torch.get_rng_state()
-    again = recover_images(method, experts, real, seed=0)  # deterministic, crops included, and the global
-    assert torch.equal(again.images, synthetic.images)   # RNG is left as it was
+    again = recover_images(method, experts, real, 2, seed=0)  # deterministic, crops included, and the global
+    assert torch.equal(again.images, synthetic.images)      # RNG is left as it was
     assert torch.equal(torch.get_rng_state(), state)
-    plain = recover_images(CVDD(images_per_class=2, iterations=15, initialisation="real", jitter=1, augment=False),
-                           experts, real, seed=0)
+    plain = recover_images(CVDD(iterations=15, initialisation="real", jitter=1, augment=False), experts, real, 2, 0)
     assert not torch.equal(plain.images, synthetic.images)  # the crops and flips change what is recovered
 
 
-def test_a_student_trains_on_the_distilled_set_alone(tiny_world, tmp_path):
-    real, experts = tiny_world
+def test_the_random_real_baseline_draws_real_images_of_every_class(tiny_world):
+    real, _ = tiny_world
     subset = random_real_subset(real, 2, seed=0)
     assert sorted(subset.labels.tolist()) == [0, 0, 1, 1, 2, 2]
-    budget = Budget(steps=2, batch_size=6, learning_rate=0.01)
-    student = train_on(subset, CVDD(), Committee(experts, 5.0), "shapes-cnn-small", budget, 0, tmp_path / "cell")
-    assert student(real.batch(range(4))).shape == (4, 3)
+    assert set(subset.ids) <= set(real.ids)
+    assert random_real_subset(real, 2, seed=0).ids == subset.ids != random_real_subset(real, 2, seed=1).ids
 
 
-def test_a_recipe_runs_end_to_end_and_writes_a_leaderboard(tmp_path):
-    recipe = tmp_path / "dd.yaml"
-    recipe.write_text(f"""
+TINY = """
 name: dd-tiny
-source: pocket:shapes-shape
-train_size: 48
-student: shapes-cnn-small
+kind: dataset-distillation
+data: {{source: "pocket:shapes-shape", train_size: 48, images_per_class: 2}}
+student: arch:shapes-cnn-small
 committee:
   - {{architecture: shapes-cnn-small, steps: 2, seed: 0}}
   - {{architecture: shapes-cnn-small, steps: 2, seed: 1}}
 budget: {{steps: 2, batch_size: 6, learning_rate: 0.01}}
 seeds: [0, 1]
-cv_dd: {{images_per_class: 2, iterations: 2, initialisation: real}}
-benchmark: {{dataset: pocket:shapes-shape, n: 20}}
-output_dir: {tmp_path / 'out'}
-""")
-    board = run(recipe)
-    rows = board["metrics"]["accuracy"]
-    assert set(rows) == {"random-real (CE)", "random-real (committee labels)", "cv-dd"}
-    assert all(row["n"] == 20 and 0 <= row["mean"] <= 1 for row in rows.values())  # items, seeds averaged
-    assert "versus_random-real (CE)" in rows["cv-dd"]
-    assert (tmp_path / "out" / "leaderboard.md").read_text().count("| accuracy |") == 3
-    schema, _ = load_board(tmp_path / "out")  # results-schema 1, as compare and the gate read it
-    by_row = {row["row"]: row for row in schema["rows"]}
-    assert {row["method"] for row in schema["rows"]} == {"ce", "cv-dd"}
-    spread = by_row["cv-dd"]["seed_spread"]["dd-accuracy/accuracy"]
-    assert spread["per_seed"] == rows["cv-dd"]["seeds"] and set(spread["per_seed"]) == {"0", "1"}
-    assert by_row["cv-dd"]["metrics"]["dd-accuracy/accuracy"]["ci95"] == rows["cv-dd"]["ci95"]
+methods: [random-real, random-real-committee, {{name: cv-dd, iterations: 2}}]
+benchmarks: [{benchmark}]
+output_dir: {out}
+"""
+
+
+def tiny_recipe(tmp_path, benchmark="{name: dd-accuracy, dataset: 'pocket:shapes-shape', n: 20}"):
+    path = tmp_path / "dd.yaml"
+    path.write_text(TINY.format(benchmark=benchmark, out=tmp_path / "out"))
+    return path
+
+
+def test_a_recipe_runs_end_to_end_through_distillbench_run(tmp_path, capsys):
+    assert main(["run", str(tiny_recipe(tmp_path))]) == 0
+    out = tmp_path / "out"
+    board = json.loads((out / "leaderboard.json").read_text())
+    rows = {row["row"]: row for row in board["rows"]}
+    assert set(rows) == {"random-real", "random-real-committee", "cv-dd[iterations=2]"}
+    assert {row["method"] for row in rows.values()} == {"random-real", "random-real-committee", "cv-dd"}
+    for row in rows.values():  # items averaged over the two seeds, then over the 20 test items
+        accuracy = row["metrics"]["dd-accuracy/accuracy"]
+        assert row["status"] == "complete" and accuracy["n"] == 20 and 0 <= accuracy["mean"] <= 1
+        assert set(row["seed_spread"]["dd-accuracy/accuracy"]["per_seed"]) == {"0", "1"}
+        assert row["cost"]["train_images"] == 12 and "distil_seconds" in row["cost"]  # 2 steps of 6 images
+    assert rows["random-real"]["cost"]["teacher_forwards"] == 0 < rows["cv-dd[iterations=2]"]["cost"]["teacher_forwards"]
+    assert board["protocols"]["dd-accuracy"]["split"] == "test"
+    # each cell keeps its distilled set beside its student: 2 images of each of the 3 classes
+    for folder in (out / "cells").iterdir():
+        if folder.is_dir():
+            with safe_open(str(folder / "distilled-set.safetensors"), framework="pt") as handle:
+                assert sorted(handle.get_tensor("labels").tolist()) == [0, 0, 1, 1, 2, 2]
+                assert handle.get_tensor("images").dtype == torch.uint8
+                assert json.loads(handle.metadata()["class_names"]) == ["circle", "square", "triangle"]
+    # the experts were built once, under their content keys; their priors (accuracy in percent on the real
+    # training images) stay in the cost of the cells that use them
+    assert len(list((out / "experts").glob("expert-shapes-cnn-small-*/classifier.json"))) == 2
+    store = Store(out / "results.sqlite")
+    try:
+        priors = [store.cell(key)["cost"].get("committee_priors") for row in rows.values() for key in row["cells"]]
+    finally:
+        store.close()
+    assert priors.count(None) == 2 and all(len(p) == 2 and all(0 <= v <= 100 for v in p) for p in priors if p)
+    capsys.readouterr()
+    assert main(["leaderboard", str(out), "--versus", "random-real", "--format", "json"]) == 0
+    versus = json.loads(capsys.readouterr().out)["versus"]
+    assert {c["row"] for c in versus} == {"random-real-committee", "cv-dd[iterations=2]"}
+
+
+def test_the_committee_keys_only_the_cells_that_use_it(tmp_path):
+    raw = yaml.safe_load(tiny_recipe(tmp_path).read_text())
+    keys = {cell.label: cell.key for cell in make_plan(parse_recipe(raw)).cells}
+    raw["committee"][1]["steps"] = 3
+    changed = {cell.label: cell.key for cell in make_plan(parse_recipe(raw)).cells}
+    assert changed["random-real"] == keys["random-real"]
+    assert all(changed[row] != keys[row] for row in ("random-real-committee", "cv-dd[iterations=2]"))
 
 
 @pytest.mark.parametrize("benchmark, message", [
-    ("{split: train}", "dd-accuracy is scored on the test split"),
-    ("{dataset: 'pocket:shapes-many'}", "is not the recipe's source 'pocket:shapes-shape'"),
+    ("{name: dd-accuracy, dataset: 'pocket:shapes-shape', split: train}",
+     "benchmarks[0].split: 'train'; dd-accuracy is scored on the test split"),
+    ("{name: dd-accuracy, dataset: 'pocket:shapes-many'}",
+     "benchmarks[0].dataset: 'pocket:shapes-many' is not the recipe's source 'pocket:shapes-shape' (data.source)"),
+    ("{name: top1, dataset: 'pocket:shapes-shape'}",
+     "benchmarks[0]: top1 scores image-classifier students, but this recipe's kind is dataset-distillation"),
 ])
-def test_a_recipe_cannot_score_on_other_data_than_its_source_test_split(tmp_path, benchmark, message):
-    recipe = tmp_path / "dd.yaml"
-    recipe.write_text(f"""
-name: dd-tiny
-source: pocket:shapes-shape
-student: shapes-cnn-small
-committee: [{{architecture: shapes-cnn-small, steps: 2, seed: 0}}]
-budget: {{steps: 2, batch_size: 6, learning_rate: 0.01}}
-seeds: [0]
-cv_dd: {{images_per_class: 2, iterations: 2}}
-benchmark: {benchmark}
-""")
-    with pytest.raises(UserInputError, match=message):
-        run(recipe, tmp_path / "out")
-    assert not (tmp_path / "out" / "experts").exists()  # refused before any expert is trained
+def test_a_recipe_cannot_score_on_other_data_than_its_source_test_split(tmp_path, capsys, benchmark, message):
+    assert main(["run", str(tiny_recipe(tmp_path, benchmark))]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any expert is trained
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"student": "pocket:shapes-teacher-shape"}, "student: pocket:shapes-teacher-shape: a distilled set trains a "
+                                                "fresh network: arch:<architecture>"),
+    ({"committee": [{"architecture": "shapes-cnn-small", "ref": "pocket:shapes-teacher-shape"}]},
+     "an expert is either ref (a trained classifier) or architecture (trained here)"),
+    ({"methods": ["hinton-kd"]}, "methods[0]: hinton-kd trains image-classifier students, but this recipe's kind is "
+                                 "dataset-distillation"),
+    ({"methods": [{"name": "cv-dd", "images_per_class": 5}]}, "methods[0].images_per_class: unknown field"),
+])
+def test_bad_dataset_distillation_recipes_name_the_field(tmp_path, change, message):
+    raw = {**yaml.safe_load(tiny_recipe(tmp_path).read_text()), **change}
+    with pytest.raises(UserInputError) as info:
+        parse_recipe(raw, "dd.yaml")
+    assert any(message in line for line in info.value.problems), info.value.problems
+
+
+def test_the_committed_recipe_plans_offline(capsys):
+    assert main(["run", str(REPO / "recipes/pocket/dataset-distillation.yaml"), "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert "kind dataset-distillation, 0 reference row(s), 9 method cell(s)" in printed
+    assert "trained-expert:shapes-cnn@" in printed and "ok: the recipe validates and plans" in printed
+    recipe = load_recipe(REPO / "recipes/pocket/dataset-distillation.yaml")
+    assert recipe.data.images_per_class == 5 and [m.name for m in recipe.methods] == [
+        "random-real", "random-real-committee", "cv-dd"]

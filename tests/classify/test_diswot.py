@@ -1,5 +1,6 @@
 """DisWOT's training-free score against a naive loop (values and gradients), and its behaviour on real candidates."""
 
+import json
 import math
 
 import torch
@@ -81,17 +82,81 @@ def test_diswot_distils_with_kd_defaults():
     assert method.needs == ("teacher_logits",)
 
 
-def test_the_report_correlates_scores_with_distilled_accuracy(tmp_path, monkeypatch):
+TINY_RECIPE = """
+name: tiny-diswot
+kind: image-classifier
+teacher: pocket:shapes-teacher-many
+student: arch:shapes-cnn-small
+data: {source: "pocket:shapes-many", size: 64, augment: flip}
+budget: {steps: 2, batch_size: 16, learning_rate: 2.0e-3, weight_decay: 5.0e-4}
+seeds: [0]
+methods: [diswot]
+benchmarks: [{name: top1, dataset: "pocket:shapes-many", n: 32}]
+"""
+
+
+def test_the_report_correlates_scores_with_distilled_accuracy_read_from_the_runs(tmp_path, monkeypatch):
+    from distillbench.cli.main import main
+    from distillbench.core.store import Store
     from distillbench.pocket import diswot_report
 
-    from distillbench.kinds.image_classifier.classifiers import save_atomic
+    recipe = tmp_path / "diswot.yaml"
+    recipe.write_text(TINY_RECIPE)
+    monkeypatch.setattr(diswot_report, "RECIPE", recipe)
+    monkeypatch.setattr(diswot_report, "CANDIDATES", ("shapes-cnn-4-8-8", "shapes-cnn-small", "shapes-cnn-8-8-16"))
+    from distillbench.core import kind
 
-    teacher = save_atomic(initialised("shapes-cnn", 30, 0), tmp_path / "teacher")  # untrained: the zoo's is slow
-    monkeypatch.setattr(diswot_report, "CANDIDATES", (((4,), (8,), (8,)), ((8,), (16,), (32,)), ((8,), (8,), (16,))))
-    result = diswot_report.report(steps=2, train_size=64, test_size=32, seed=0, work=tmp_path / "work",
-                                  teacher_ref=str(teacher))
+    threads, train = [], kind.train
+
+    def counting_threads(*args, **kwargs):
+        threads.append(torch.get_num_threads())
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(kind, "train", counting_threads)
+    before = torch.get_num_threads()
+    out = tmp_path / "report.json"
+    assert main(["report", "diswot", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert threads == [1, 1, 1] and torch.get_num_threads() == before  # the report's one thread, then restored
+    result = json.loads(out.read_text())
+    assert result["report"] == "diswot" and result["test_size"] == 32 and result["train_size"] == 64
     assert [row["stages"] for row in result["candidates"]] == [[[4], [8], [8]], [[8], [16], [32]], [[8], [8], [16]]]
-    assert all(row["diswot_score"] < 0 and 0 <= row["distilled_top1"] <= 1 for row in result["candidates"])
+    assert [row["parameters"] for row in result["candidates"]] == [1522, 8038, 2998]
+    assert all(row["diswot_score"] < 0 for row in result["candidates"])
     rho = result["spearman_score_vs_top1"]["rho"]
     assert math.isnan(rho) or -1 <= rho <= 1
-    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+    # Each candidate is an ordinary run of the recipe, its student replaced; the top-1 is the store's.
+    for row in result["candidates"]:
+        run = tmp_path / "runs" / f"tiny-diswot-{row['architecture']}"
+        board = json.loads((run / "leaderboard.json").read_text())
+        (cell,) = [r for r in board["rows"] if r["row"] == "diswot"]
+        assert board["recipe"]["student"] == f"arch:{row['architecture']}"
+        assert row["distilled_top1"] == round(cell["metrics"]["top1/accuracy"]["mean"], 4)
+        store = Store(run / "results.sqlite")
+        try:
+            assert store.cell(cell["cells"][0])["status"] == "ready"
+        finally:
+            store.close()
+    assert not any((tmp_path / "runs").glob("*/cells/*/checkpoint"))
+
+
+def test_an_unknown_report_is_one_line_with_the_known_ones(capsys):
+    from distillbench.cli.main import main
+
+    assert main(["report", "diswott"]) == 2
+    assert "unknown report 'diswott'; did you mean 'diswot'?" in capsys.readouterr().err
+
+
+def test_the_committed_recipe_checks_and_the_report_varies_only_its_student(capsys):
+    from distillbench.cli.main import main
+    from distillbench.pocket.diswot_report import RECIPE, DisWOTReport
+
+    assert main(["run", str(RECIPE), "--check"]) == 0
+    assert "ok: the recipe validates and plans" in capsys.readouterr().out
+    recipes = DisWOTReport().recipes()
+    assert [r.student for r in recipes] == ["arch:shapes-cnn-4-8-8", "arch:shapes-cnn-4-8-16", "arch:shapes-cnn-8-8-16",
+                                            "arch:shapes-cnn-small", "arch:shapes-cnn-8-16+16-32",
+                                            "arch:shapes-cnn-16-16-32", "arch:shapes-cnn-8+8-16-32+32",
+                                            "arch:shapes-cnn-16-32-64"]
+    assert len({r.name for r in recipes}) == 8
+    assert all(r.model_dump(exclude={"name", "student"}) == recipes[0].model_dump(exclude={"name", "student"})
+               for r in recipes)

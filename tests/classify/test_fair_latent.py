@@ -1,5 +1,5 @@
 """fair-latent: its losses against naive references, the pocket-fair world, the fairness/fidelity metrics on
-tricky inputs, and a tiny fit → save → load → score run on the tabular path."""
+tricky inputs, a tiny fit → save → load → score, and the tabular kind's recipe run end to end."""
 
 import math
 
@@ -10,7 +10,8 @@ import yaml
 
 from distillbench.benchmarks.fairness import (FairSynthetic, demographic_parity_difference, fidelity_distances,
                                               records_to_rows, rows_to_records, total_variation, wasserstein_1d)
-from distillbench.kinds.tabular.driver import load_generator, run_tabular, save_generator
+from distillbench.cli.main import main
+from distillbench.kinds.tabular.generators import FittedGenerator, load_generator, save_generator
 from distillbench.leaderboards.compare import load_board
 from distillbench.methods.classify.fair_latent import (FairLatent, distance_covariance_squared,
                                                        fair_distillation_loss, gaussian_kl)
@@ -123,8 +124,9 @@ def test_a_tiny_fit_saves_loads_and_scores(tmp_path):
     assert "fairness" not in FairLatent(fairness_weight=0).teacher_loss(*_tiny_vae(), data, torch.zeros(300, 8))
     generator = method.fit(data, seed=0)
     assert torch.equal(generator.sample(20, seed=1).numeric, method.fit(data, seed=0).sample(20, seed=1).numeric)
-    save_generator(generator, "fair-latent", method, tmp_path / "model")
+    save_generator(FittedGenerator(method, generator), tmp_path / "model")
     loaded = load_generator(tmp_path / "model")
+    assert loaded.method == method
     assert torch.equal(loaded.sample(50, seed=2).numeric, generator.sample(50, seed=2).numeric)
     benchmark = FairSynthetic(n=200)
     items = benchmark.items()
@@ -143,54 +145,65 @@ def _tiny_vae():
     return GaussianEncoder(14, 8, 8), RowDecoder(8, 8)
 
 
-def test_the_tabular_path_runs_a_recipe_and_resumes(tmp_path, capsys):
-    recipe = {"name": "tiny-fair", "world": {"seed": 0, "train_size": 200}, "seeds": [0, 1],
-              "methods": [{"name": "fair-latent", "fairness_weight": 0, "teacher_steps": 10, "student_steps": 10,
-                           "batch_size": 32},
-                          {"name": "fair-latent", "teacher_steps": 10, "student_steps": 10, "batch_size": 32}],
-              "benchmarks": [{"name": "fair-synthetic", "n": 100}], "output_dir": str(tmp_path / "out")}
+TINY_STEPS = {"teacher_steps": 10, "student_steps": 10, "batch_size": 32}
+
+
+def tiny_recipe(tmp_path, **changes):
+    raw = {"name": "tiny-fair", "kind": "tabular", "data": {"seed": 0, "train_size": 200}, "seeds": [0, 1],
+           "methods": [{"name": "fair-latent", "fairness_weight": 0, **TINY_STEPS}, {"name": "fair-latent", **TINY_STEPS}],
+           "benchmarks": [{"name": "fair-synthetic", "n": 100}], "output_dir": str(tmp_path / "out")}
+    raw.update(changes)
     path = tmp_path / "fair.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    results = run_tabular(path)
-    assert len(results) == 2
-    row = results["fair-latent[batch_size=32,student_steps=10,teacher_steps=10]"]
-    assert row["fair-synthetic/accuracy"]["n"] == 100
-    assert len(row["fair-synthetic/demographic_parity_difference"]["per_seed"]) == 2
-    board, _ = load_board(tmp_path / "out" / "results.json")  # results-schema 1, as compare and the gate read it
-    by_row = {row["row"]: row for row in board["rows"]}
-    assert set(by_row) == set(results) and {row["method"] for row in board["rows"]} == {"fair-latent"}
-    parity = "fair-synthetic/demographic_parity_difference"
-    assert by_row[next(iter(results))]["metrics"][parity]["mean"] == next(iter(results.values()))[parity]["mean"]
-    assert set(by_row[next(iter(results))]["seed_spread"][parity]["per_seed"]) == {"0", "1"}
-    capsys.readouterr()
-    assert run_tabular(path) == results  # the second run reuses the saved generators and outputs
-    assert "training" not in capsys.readouterr().out
-    assert set(by_row[next(iter(results))]["seed_spread"]["fair-synthetic/accuracy"]["per_seed"]) == {"0", "1"}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_tabular_kind_runs_a_recipe_and_resumes(tmp_path, capsys):
+    path = tiny_recipe(tmp_path)
+    assert main(["run", str(path)]) == 0
+    board, _ = load_board(tmp_path / "out" / "leaderboard.json")  # results-schema 1, as compare and the gate read it
+    labels = ["fair-latent[batch_size=32,fairness_weight=0,student_steps=10,teacher_steps=10]",
+              "fair-latent[batch_size=32,student_steps=10,teacher_steps=10]"]
+    assert [row["row"] for row in board["rows"]] == labels
+    metrics = ["fair-synthetic/accuracy", "fair-synthetic/demographic_parity_difference",
+               "fair-synthetic/fidelity_distance"]
+    for row in board["rows"]:
+        assert row["method"] == "fair-latent" and row["status"] == "complete" and row["seeds"] == [0, 1]
+        assert sorted(row["metrics"]) == metrics and row["metrics"][metrics[0]]["n"] == 100
+        for metric in metrics:  # a set metric over seeds: the mean of the per-seed values, spread beside it
+            per_seed = row["seed_spread"][metric]["per_seed"]
+            assert set(per_seed) == {"0", "1"}
+            assert row["metrics"][metric]["mean"] == pytest.approx(np.mean(list(per_seed.values())))
+        assert row["metrics"][metrics[1]]["ci95"] is None
+        cost = row["cost"]  # the method's own steps and rows, not a budget's
+        assert cost["steps"] == 20 and cost["train_rows"] == 20 * 32 and cost["teacher_forwards"] == 10 * 32
+    folders = sorted(f for f in (tmp_path / "out" / "cells").iterdir() if f.is_dir())  # not the cells' lock files
+    assert len(folders) == 4 and all((f / "model" / "model.safetensors").is_file() for f in folders)
+    assert "training" in capsys.readouterr().err
+    assert main(["run", str(path)]) == 0  # the second run reuses the saved generators and scores
+    assert "training" not in capsys.readouterr().err
+    assert load_board(tmp_path / "out" / "leaderboard.json")[0]["rows"] == board["rows"]
 
     # Another test draw is scored afresh with the same generators; another world trains new ones.
-    recipe["benchmarks"] = [{"name": "fair-synthetic", "n": 100, "world_seed": 1}]
-    path.write_text(yaml.safe_dump(recipe))
-    run_tabular(path)
-    assert "training" not in capsys.readouterr().out
-    folders = list((tmp_path / "out" / "cells").iterdir())
-    assert len(folders) == 4 and all(len(list(folder.glob("outputs-fair-synthetic-*.jsonl"))) == 2 for folder in folders)
-    recipe["world"]["train_size"] = 150
-    path.write_text(yaml.safe_dump(recipe))
-    run_tabular(path)
-    assert capsys.readouterr().out.count("training") == 4
+    path = tiny_recipe(tmp_path, benchmarks=[{"name": "fair-synthetic", "n": 100, "world_seed": 1}])
+    assert main(["run", str(path)]) == 0
+    assert "training" not in capsys.readouterr().err
+    assert all(len(list(folder.glob("outputs-fair-synthetic-*.jsonl"))) == 2 for folder in folders)
+    path = tiny_recipe(tmp_path, data={"seed": 0, "train_size": 150})
+    assert main(["run", str(path)]) == 0
+    assert capsys.readouterr().err.count("training") == 4
 
 
-def test_the_pocket_fair_recipe_names_registered_components():
-    from distillbench.core.registry import BENCHMARKS, METHODS
+def test_the_committed_recipe_checks_offline(capsys):
     from tests.conftest import REPO
 
-    recipe = yaml.safe_load((REPO / "recipes/pocket/fair-latent.yaml").read_text())
-    assert len(recipe["seeds"]) >= 3
-    assert all((m if isinstance(m, str) else m["name"]) in METHODS for m in recipe["methods"])
-    assert all((b if isinstance(b, str) else b["name"]) in BENCHMARKS for b in recipe["benchmarks"])
+    assert main(["run", str(REPO / "recipes/pocket/fair-latent.yaml"), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "kind tabular, 0 reference row(s), 6 method cell(s) (3 seed(s))" in out
+    assert "fair-latent[fairness_weight=0]" in out and "ok: the recipe validates and plans" in out
 
 
-def test_each_runner_refuses_the_other_ones_components(tmp_path):
+def test_each_kind_refuses_the_other_ones_components_and_a_tabular_recipe_has_no_models_or_budget(tmp_path):
     from distillbench.core.errors import UserInputError
     from distillbench.core.recipe import parse_recipe
 
@@ -201,33 +214,34 @@ def test_each_runner_refuses_the_other_ones_components(tmp_path):
     with pytest.raises(UserInputError) as info:
         parse_recipe(raw, "r.yaml")
     assert info.value.problems == [
-        "r.yaml: methods[1]: fair-latent is for tabular models, which this runner does not train: use python -m "
-        "distillbench.kinds.tabular.driver RECIPE",
-        "r.yaml: benchmarks[0]: fair-synthetic is for tabular models, which this runner does not train: use python -m "
-        "distillbench.kinds.tabular.driver RECIPE"]
-    path = tmp_path / "t.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "world": {}, "seeds": [0], "methods": ["ce"],
-                                    "benchmarks": ["fair-synthetic"], "output_dir": str(tmp_path / "o")}))
-    with pytest.raises(UserInputError, match="ce: not a tabular generator"):
-        run_tabular(path)
+        "r.yaml: methods[1]: fair-latent trains tabular students, but this recipe's kind is image-classifier",
+        "r.yaml: benchmarks[0]: fair-synthetic scores tabular students, but this recipe's kind is image-classifier"]
+    tabular = {"name": "t", "kind": "tabular", "data": {}, "methods": ["ce"], "benchmarks": ["fair-synthetic"],
+               "student": "arch:shapes-cnn-small", "budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.01}}
+    with pytest.raises(UserInputError) as info:
+        parse_recipe(tabular, "t.yaml")
+    assert info.value.problems == [
+        "t.yaml: methods[0]: ce trains image-classifier students, but this recipe's kind is tabular",
+        "t.yaml: student: not used: a tabular generator is fitted from the data alone",
+        "t.yaml: budget: not used: a tabular method fits with its own options (fair-latent: teacher_steps, "
+        "student_steps, batch_size, learning_rate)"]
 
 
-def test_a_set_metric_over_seeds_has_a_t_interval_and_one_seed_keeps_its_bootstrap_ci():
-    from scipy.stats import t
+def test_a_non_finite_loss_fails_the_cell_with_its_stage_and_step():
+    from distillbench.core.errors import NonFiniteError
+    from distillbench.methods.classify.fair_latent import _step
 
-    from distillbench.kinds.tabular.driver import _set_metric_summary
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(NonFiniteError, match=r"non-finite fair-latent teacher loss \(nan\) at step 5") as info:
+        _step(torch.optim.Adam([parameter]), {"reconstruction": parameter.sum() * float("nan")}, None, "teacher", 4)
+    assert info.value.step == 5  # a CellFailure: the runner marks the cell failed and the other cells go on
 
-    three = _set_metric_summary([{"mean": 0.2, "ci95": [0.1, 0.3]}, {"mean": 0.3, "ci95": None},
-                                 {"mean": 0.4, "ci95": None}])
-    half = t.ppf(0.975, 2) * 0.1 / 3 ** 0.5
-    assert three["mean"] == pytest.approx(0.3) and three["ci95"] == pytest.approx([0.3 - half, 0.3 + half])
-    assert three["n"] == 3 and three["per_seed"] == [0.2, 0.3, 0.4]
-    one = _set_metric_summary([{"mean": 0.2, "ci95": [0.15, 0.26]}])
-    assert one["ci95"] == [0.15, 0.26]  # not a zero-width interval, which would gate on any change
-    assert _set_metric_summary([{"mean": 0.5, "ci95": None}])["ci95"] is None
-    eleven = _set_metric_summary([{"mean": v, "ci95": None} for v in np.linspace(0, 1, 11)])
-    assert eleven["ci95"][1] - eleven["mean"] == pytest.approx(t.ppf(0.975, 10) * np.std(np.linspace(0, 1, 11), ddof=1)
-                                                               / 11 ** 0.5)  # t, not 1.96, past ten seeds
+
+def test_a_folder_without_a_saved_generator_is_refused(tmp_path):
+    from distillbench.core.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="not a distillbench tabular generator"):
+        load_generator(tmp_path)
 
 
 def test_reconstruction_loss_matches_a_loop_in_value_and_gradient():

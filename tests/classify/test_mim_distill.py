@@ -12,7 +12,7 @@ from distillbench.cli.main import main
 from distillbench.core.errors import UserInputError
 from distillbench.methods.classify.dmjd import DMJD, disjoint_masks, dmjd_loss
 from distillbench.methods.classify.hybrid_distill import HybridDistill, hybrid_distill_loss, redundancy_keep
-from distillbench.pocket.shapes_vit import NUM_PATCHES, encode, patchify
+from distillbench.kinds.image_classifier.vit import NUM_PATCHES, encode, patchify
 
 
 def naive_hybrid(student_features, teacher_features, student_maps, teacher_maps, alpha, beta, smooth_beta):

@@ -52,8 +52,8 @@ def test_a_classifier_recipe_validates_and_lists_the_classify_family(capsys):
     ({"teacher": "pocket:teacher-sft"}, "teacher: pocket:teacher-sft is not an image classifier "
                                         "(pocket:shapes-teacher-<task>, arch:<name>, or a folder with classifier.json)"),
     ({"student": "arch:resnet8x5"}, "student: unknown classifier architecture 'resnet8x5'; did you mean 'arch:resnet8x4'?"),
-    ({"data": {"source": "pocket:shapes-colour"}}, "data.source: unknown pocket dataset; known: pocket:shapes-many, "
-                                                   "pocket:shapes-shape, pocket:shapes-binary"),
+    ({"data": {"source": "pocket:shapes-colour"}}, "data.source: unknown pocket dataset; known: pocket:shapes-binary, "
+                                                   "pocket:shapes-many, pocket:shapes-shape"),
     ({"budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.1, "teacher_top_k": 5}},
      "budget.teacher_top_k: the top-k logit cache is for language models; image teachers run live"),
     ({"budget": {"steps": 2, "batch_size": 8, "learning_rate": 0.1, "lr_milestones": [5, 3]}},
@@ -156,7 +156,7 @@ def _train(method, tmp, steps=4):
     student = initialised("shapes-cnn-small", 30, seed=0)
     budget = Budget(steps=steps, batch_size=8, learning_rate=0.05, optimizer="sgd", weight_decay=5e-4,
                     lr_schedule="multistep", lr_milestones=[2], checkpoint_every=1, max_grad_norm=None)
-    result = train(method, student, None, data, budget, 0, tmp / "ckpt", frozen={"teacher": teacher},
+    result = train(method, student, data, budget, 0, tmp / "ckpt", frozen={"teacher": teacher},
                    log_path=tmp / "log.jsonl", batching=ImageBatching(data, "crop-flip", 8))
     return result, student
 

@@ -61,7 +61,7 @@ def test_geneval_on_a_metadata_file_with_the_pocket_detector(tmp_path):
     assert len(results["protocol"]["metadata_hash"]) == 16
 
 
-def test_geneval_checks_its_paths_and_refuses_to_predict(tmp_path, shared_data):
+def test_geneval_checks_its_paths(tmp_path, shared_data):
     _, problems = validate_options(BENCHMARKS.get("geneval"), {"metadata": str(tmp_path / "missing.jsonl")}, "b")
     assert any("metadata: file not found" in p for p in problems)
     assert any("model_path: a local path is required" in p for p in problems)
@@ -69,8 +69,6 @@ def test_geneval_checks_its_paths_and_refuses_to_predict(tmp_path, shared_data):
     benchmark, problems = validate_options(BENCHMARKS.get("geneval"), {"metadata": real, "detector": "pocket"}, "b")
     assert not problems and len(benchmark.items()) == 553 * 4
     assert benchmark.items()[5]["id"] == "00001/1"
-    with pytest.raises(UserInputError, match="no text-to-image backend"):
-        benchmark.predict(None, None, benchmark.items()[:1], batch_size=1)
     with pytest.raises(UserInputError, match="path of an image file"):
         benchmark.score(benchmark.items()[0], "not an image.png")
 

@@ -158,8 +158,9 @@ def test_reference_statistics_are_cached_by_content(tmp_path):
 
 def test_pocket_features_separate_shifted_distributions():
     from distillbench.pocket import shapes
+    from distillbench.pocket.shapes_features import PocketFeatureExtractor
 
-    extractor = im.PocketFeatureExtractor()
+    extractor = PocketFeatureExtractor()
     assert extractor.identity["feature_dim"] == 128
     train = [s.render() for s in shapes.generate("train", 300)]
     test = [s.render() for s in shapes.generate("test", 300)]

@@ -1,7 +1,7 @@
 """MCTS-DPO's step-level pairs: steps cut at sentence ends, labels on the step only, pairs only
 where the candidates' Monte Carlo values differ."""
 
-import distillbench.benchmarks.math_grading as math_grading
+import distillbench.kinds.text_lm.math_grading as math_grading
 from distillbench.core.models import load_causal_lm
 from distillbench.methods.llm.mcts_dpo import MCTSDPO, first_step, is_final
 from distillbench.pocket.math_world import generate

@@ -120,7 +120,7 @@ def test_spo_finds_key_tokens_with_the_tokenizer_and_drops_its_classifier():
 
     tokenizer = build_char_tokenizer()
     method = SPO()
-    method.prepare({}, [], 0, tokenizer)
+    method.find_key_tokens(tokenizer)
     digits = set(tokenizer.convert_tokens_to_ids(list("0123456789")))
     assert {int(i) for i in method._key.nonzero()} == digits
     student = tiny_llama()

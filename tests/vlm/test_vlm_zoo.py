@@ -1,4 +1,4 @@
-"""The pocket VLM zoo (real LLaVA checkpoints with a real processor) and the pocket VLM leaderboard script."""
+"""The pocket VLM zoo (real LLaVA checkpoints with a real processor) and the vlm kind running its board's recipe."""
 
 import json
 from pathlib import Path
@@ -104,25 +104,56 @@ def test_the_teacher_is_larger_than_the_student():
     assert teacher.steps > student.steps and teacher.text_layers > student.text_layers
 
 
-def test_vlm_board_writes_a_leaderboard_through_the_store(tiny_zoo, tmp_path):
-    from distillbench.cli.main import main
-    from distillbench.pocket import vlm_board
+VLM_RECIPE = """
+name: tiny-vlm
+kind: vlm
+teacher: {teacher}
+student: {student}
+benchmarks:
+  - {{name: pocket-vqa, n: 2, max_new_tokens: 3}}
+  - {{name: pocket-pope, n: 2, max_new_tokens: 3}}
+  - {{name: pocket-chair, n: 2, max_new_tokens: 4}}
+  - {{name: pocket-videohallucer, n: 1, max_new_tokens: 3}}
+leaderboard:
+  headline: {{pocket-vqa/accuracy: VQA acc, pocket-pope/average/accuracy: POPE acc}}
+  versus: {versus}
+output_dir: {out}
+"""
 
-    options = {"pocket-vqa": {"n": 2, "max_new_tokens": 3}, "pocket-pope": {"n": 2, "max_new_tokens": 3},
-               "pocket-chair": {"n": 2, "max_new_tokens": 4}, "pocket-videohallucer": {"n": 1, "max_new_tokens": 3}}
-    result = vlm_board.run(tmp_path / "run", ["teacher", "student-init"], options, log=None)
-    board = result["board"]
+
+def _vlm_recipe(tmp_path, zoo, versus="student-init") -> Path:
+    recipe = tmp_path / "vlm.yaml"
+    recipe.write_text(VLM_RECIPE.format(teacher=zoo["teacher"], student=zoo["student-init"], versus=versus,
+                                        out=tmp_path / "run"))
+    return recipe
+
+
+def test_the_vlm_recipe_scores_the_zoo_through_the_runner(tiny_zoo, tmp_path, capsys):
+    from distillbench.cli.main import main
+    from distillbench.core.recipe import load_recipe
+
+    recipe = _vlm_recipe(tmp_path, tiny_zoo)
+    assert main(["run", str(recipe)]) == 0
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert [row["row"] for row in board["rows"]] == ["teacher", "student-init"]
+    headline = load_recipe(ROOT / "recipes" / "pocket" / "vlm.yaml").leaderboard.headline  # the committed board's
     for row in board["rows"]:
-        assert row["status"] == "complete" and set(vlm_board.HEADLINE) <= set(row["metrics"])
-    assert {c["row"] for c in result["comparisons"]} == {"teacher"}
+        assert row["status"] == "complete" and set(headline) <= set(row["metrics"])
     text = (tmp_path / "run" / "leaderboard.md").read_text()
-    assert text.startswith("# Leaderboard: pocket-vlm") and "| row | VQA acc | POPE acc |" in text
-    assert "Head to head" in text
+    assert text.startswith("# Leaderboard: tiny-vlm") and "| row | VQA acc | POPE acc |" in text
+    assert "## Head to head against `student-init`" in text and "| teacher | pocket-vqa/accuracy |" in text
     # The run directory is an ordinary one: the leaderboard command reads it, a second run recomputes nothing.
     assert main(["leaderboard", str(tmp_path / "run"), "--versus", "student-init", "--format", "markdown"]) == 0
-    again = vlm_board.run(tmp_path / "run", ["teacher", "student-init"], options, log=pytest.fail)
-    assert again["board"]["rows"][0]["metrics"] == board["rows"][0]["metrics"]
+    capsys.readouterr()
+    assert main(["run", str(recipe)]) == 0
+    assert capsys.readouterr().err.count("complete in the store, skipped") == 2
+
+
+def test_a_versus_row_the_recipe_lacks_is_refused(tiny_zoo, tmp_path, capsys):
+    from distillbench.cli.main import main
+
+    assert main(["run", str(_vlm_recipe(tmp_path, tiny_zoo, versus="ce")), "--check"]) == 2
+    assert "leaderboard.versus: no row 'ce'; rows: teacher, student-init" in capsys.readouterr().err
 
 
 def test_the_committed_leaderboard_has_the_calibration():

@@ -4,7 +4,7 @@ A backend is a registered frozen dataclass whose fields are its options, with an
 ``identity`` (recorded in provenance) and one method, ``complete(system, user) -> str``
 (a chat completion); the official parsing rules
 (`distillbench.benchmarks.mtbench_judging`) read the verdict out of what it
-returns. Importing this package registers the backends.
+returns. Each backend's module registers it (`distillbench.plugins` lists them).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 from distillbench.core.registry import JUDGES
-
-from distillbench.benchmarks.judges import hf, http, oracle  # noqa: F401
 
 
 def judge_options(name: str, model: str | None, url: str | None) -> tuple[dict, list[str]]:

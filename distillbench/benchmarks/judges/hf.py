@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from distillbench.core.models import load_causal_lm, validate_model_ref
 from distillbench.core.registry import JUDGES
+from distillbench.kinds.text_lm.generation import generate_responses
 
 
 @functools.lru_cache(maxsize=2)
 def _load(model: str, trust_remote_code: bool):
-    from distillbench.core.models import load_causal_lm
-
     loaded, tokenizer = load_causal_lm(model, trust_remote_code=trust_remote_code)
     return loaded.eval(), tokenizer
 
@@ -38,8 +38,6 @@ class HFChatJudge:
         return f"hf-chat:{self.model}"
 
     def check(self) -> list[str]:
-        from distillbench.core.models import validate_model_ref
-
         if not self.model:
             return ["judge_model: hf-chat needs a model (hf:<id>@<rev>, a local directory or pocket:<name>)"]
         try:
@@ -49,8 +47,6 @@ class HFChatJudge:
         return []
 
     def complete(self, system: str, user: str) -> str:
-        from distillbench.kinds.text_lm.generation import generate_responses
-
         model, tokenizer = _load(self.model, self.trust_remote_code)
         conversation = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         try:

@@ -2,8 +2,9 @@
 
 Pure functions over predictions and gold in the official file formats (none loads a model); the
 runnable benchmarks over them, which predict through `distillbench.kinds.vlm.models`, are registered in
-`benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``) and their pocket instances in `pocket`
-(``pocket-vqa``, ``pocket-pope``, ``pocket-chair``, ``pocket-videohallucer``, scored by the same functions):
+`benchmarks` (``vqav2``, ``pope``, ``chair``, ``videohallucer``) and their pocket instances in
+`distillbench.pocket.benchmarks.pocket_vlm` (``pocket-vqa``, ``pocket-pope``, ``pocket-chair``,
+``pocket-videohallucer``, scored by the same functions):
 
 * `vqa`: VQAv2 accuracy (GT-Vision-Lab/VQA ``vqaEval.py``), normalisation and leave-one-out;
 * `pope`: POPE yes/no parsing and accuracy, precision, recall, F1, yes-ratio (AoiDragon/POPE ``evaluate.py``);

@@ -28,6 +28,7 @@ from distillbench.core.errors import UserInputError
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 from distillbench.benchmarks.vlm import chair, pope, videohallucer, vqa
+from distillbench.kinds.vlm.models import VisionRequest, generate_vlm, load_image, video_frames
 
 # LLaVA-1.5's short-answer instruction (its VQAv2 and POPE evaluation prompts).
 SHORT_ANSWER = "{question}\nAnswer the question using a single word or phrase."
@@ -70,14 +71,10 @@ class VisionBenchmark(Benchmark):
         """The `VisionRequest`s of the items, one per item (VideoHallucer: two per item)."""
 
     def predict(self, model, processor, items, *, batch_size):
-        from distillbench.kinds.vlm.models import generate_vlm
-
         return generate_vlm(model, processor, self.requests(items), max_new_tokens=self.max_new_tokens,
                             batch_size=batch_size, description=type(self).__name__.lower())
 
     def _image(self, folder: str | None, name: str):
-        from distillbench.kinds.vlm.models import load_image
-
         return load_image(_require(folder, "images", "the folder of the benchmark's images") / name)
 
 
@@ -116,8 +113,6 @@ class VQAv2(VisionBenchmark):
         return vqa.load_vqa(self.questions, self.annotations)[: self.n]
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         return [VisionRequest((self._image(self.images, self.image_pattern.format(image_id=item["image_id"])),),
                               self.prompt.format(question=item["question"])) for item in items]
 
@@ -187,8 +182,6 @@ class POPE(VisionBenchmark):
         return items
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         return [VisionRequest((self._image(self.images, item["image"]),), self.prompt.format(question=item["text"]))
                 for item in items]
 
@@ -280,8 +273,6 @@ class CHAIR(VisionBenchmark):
                 for i in ids]
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         missing = [item["image_id"] for item in items if not item["file_name"]]
         if missing:
             raise UserInputError(f"annotations: image {missing[0]} is not listed under 'images' (no file name)")
@@ -350,8 +341,6 @@ class VideoHallucer(VideoPairBenchmark):
                 for index, pair in enumerate(videohallucer.load_pairs(self._file(category))[: self.n])]
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest, video_frames
-
         requests = []
         for item in items:
             folder = self._file(item["category"]).parent / "videos"

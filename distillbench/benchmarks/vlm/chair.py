@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.errors import UserInputError
 
 from distillbench.benchmarks.vlm import read_json

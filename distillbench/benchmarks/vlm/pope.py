@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from distillbench.kinds.text_lm.data import read_jsonl
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.errors import UserInputError
 
 SPLITS = ("random", "popular", "adversarial")

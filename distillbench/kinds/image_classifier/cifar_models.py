@@ -144,15 +144,15 @@ class WideResNet(nn.Module):
 
 def _resnet(name: str, depth: int, widths: tuple[int, int, int, int]) -> None:
     register_architecture(name, head="fc", paper="He et al. 2016, arXiv:1512.03385 (CIFAR variant, CRD repo)",
-                          summary=f"CIFAR ResNet, depth {depth}, widths {'/'.join(map(str, widths[1:]))}")(
-        lambda num_classes=100: CifarResNet(depth, widths, num_classes))
+                          summary=f"CIFAR ResNet, depth {depth}, widths {'/'.join(map(str, widths[1:]))}",
+                          depth=depth, widths=widths)(CifarResNet)
 
 
 def _wrn(depth: int, widen_factor: int) -> None:
     register_architecture(f"wrn_{depth}_{widen_factor}", head="fc",
                           paper="Zagoruyko & Komodakis 2016, arXiv:1605.07146 (CRD repo)",
-                          summary=f"Wide ResNet, depth {depth}, widen factor {widen_factor}")(
-        lambda num_classes=100: WideResNet(depth, widen_factor, num_classes))
+                          summary=f"Wide ResNet, depth {depth}, widen factor {widen_factor}",
+                          depth=depth, widen_factor=widen_factor)(WideResNet)
 
 
 for _depth in (8, 14, 20, 32, 44, 56, 110):

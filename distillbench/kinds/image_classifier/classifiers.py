@@ -1,7 +1,8 @@
 """Image classifiers: the model format of the classify family, and the architectures it builds.
 
 A classifier reference is one of
-  * ``pocket:<name>``  a trained pocket-shapes classifier (`distillbench.pocket.shapes_classifiers`),
+  * ``pocket:<name>``  a pocket classifier (`POCKET_MODELS`, family ``classify``: the pocket-shapes teachers and
+    zero-shot classifiers of `distillbench.pocket.shapes_classifiers`),
   * ``arch:<architecture>``  a freshly initialised network: the cell's seed decides its weights and the
     training data its number of classes (how CIFAR students start, trained from scratch),
   * a local directory holding ``classifier.json`` and ``model.safetensors``.
@@ -24,42 +25,26 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import replace_directory, temporary_name
-from distillbench.core.registry import Registry
+from distillbench.core.models import parse_model_ref, resolve_path
+from distillbench.core.registry import ARCHITECTURES, POCKET_MODELS
 
 FORMAT = "distillbench-classifier"
 CONFIG, WEIGHTS = "classifier.json", "model.safetensors"
 
-# name -> builder(num_classes, **options) -> nn.Module; the entry's extra "head" names the final linear layer.
-ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("classifier architecture")
 
-
-def register_architecture(name: str, *, head: str, summary: str = "", paper: str = ""):
-    return ARCHITECTURES.register(name, family="classify", summary=summary, paper=paper, head=head)
-
-
-_loaded = False
-
-
-def _load_architectures() -> None:
-    """Import the modules that register architectures (once)."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from distillbench.pocket import shapes_cnn  # noqa: F401
-        from distillbench.pocket import shapes_vit  # noqa: F401
-        from distillbench.kinds.image_classifier import cifar_models, clip_zeroshot  # noqa: F401
-
-
-def architecture_names() -> list[str]:
-    _load_architectures()
-    return [entry.name for entry in ARCHITECTURES.entries()]
+def register_architecture(name: str, *, head: str, summary: str = "", paper: str = "", **arguments: Any):
+    """Register a network class as the architecture `name` (``arch:<name>``); `arguments` are what makes
+    this architecture of the class (its depth, widths...), passed beside ``num_classes`` and a spec's options.
+    `distillbench.plugins` lists where each architecture lives."""
+    return ARCHITECTURES.register(name, family="classify", summary=summary, paper=paper, head=head,
+                                  arguments=arguments)
 
 
 @dataclass(frozen=True)
@@ -68,7 +53,7 @@ class ClassifierSpec:
 
     architecture: str
     num_classes: int
-    library: str = "distillbench"  # "distillbench" (ARCHITECTURES) | "torchvision"
+    library: str = "distillbench"  # "distillbench" (the registered ARCHITECTURES) | "torchvision"
     options: dict[str, Any] = field(default_factory=dict)
     head: str | None = None  # module path of the final linear layer; None: the architecture's, or the last Linear
     extra: dict[str, Any] = field(default_factory=dict)  # provenance kept beside the spec (zoo spec, accuracy)
@@ -114,9 +99,9 @@ def build_network(spec: ClassifierSpec) -> tuple[nn.Module, str | None]:
         return network, spec.head
     if spec.library != "distillbench":
         raise UserInputError(f"classifier library {spec.library!r}: expected 'distillbench' or 'torchvision'")
-    _load_architectures()
     entry = ARCHITECTURES.entry(spec.architecture)
-    return entry.obj(num_classes=_outputs(spec), **spec.options), spec.head or entry.extra["head"]
+    network = entry.obj(num_classes=_outputs(spec), **entry.extra["arguments"], **spec.options)
+    return network, spec.head or entry.extra["head"]
 
 
 def _final_linear(network: nn.Module, head: str | None) -> nn.Module:
@@ -219,6 +204,22 @@ class SubclassClassifier(ImageClassifier):
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         subclass, features = self.subclass_logits(images)
         return class_logits_of_subclasses(subclass, self.per_class), features
+
+
+@torch.no_grad()
+def dataset_features(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [N, C], penultimate features [N, D]) of a frozen classifier on every image of `dataset`, without
+    augmentation, in eval mode, on the model's device, returned on the CPU: what methods fit before training and
+    linear probes fit on."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, features = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch_logits, batch_features = model.forward_features(
+            dataset.batch(range(start, min(start + batch_size, len(dataset)))).to(device))
+        logits.append(batch_logits.float().cpu())
+        features.append(batch_features.float().cpu())
+    return torch.cat(logits), torch.cat(features)
 
 
 def class_logits_of_subclasses(subclass_logits: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -329,22 +330,16 @@ def initialised(architecture: str, num_classes: int, seed: int) -> ImageClassifi
 # --- references ------------------------------------------------------------------------
 def is_classifier_ref(text: str) -> bool:
     """Whether a model reference names an image classifier (not a language model)."""
-    from distillbench.core.models import parse_model_ref
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         return True
     if ref.backend == "pocket":
-        from distillbench.pocket.shapes_classifiers import CLASSIFIER_ZOO
-
-        return ref.name in CLASSIFIER_ZOO
+        return ref.name in POCKET_MODELS and POCKET_MODELS.entry(ref.name).family == "classify"
     return ref.backend == "local" and is_classifier_directory(ref.name)
 
 
 def classifier_spec(text: str) -> ClassifierSpec | None:
     """The spec of a saved classifier reference (None for ``arch:``, whose classes come from the data)."""
-    from distillbench.core.models import parse_model_ref, resolve_path
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         return None
@@ -353,8 +348,6 @@ def classifier_spec(text: str) -> ClassifierSpec | None:
 
 def load_classifier(text: str, *, num_classes: int | None = None, seed: int = 0) -> ImageClassifier:
     """The classifier a reference names; ``arch:`` builds one with `num_classes` outputs from `seed`."""
-    from distillbench.core.models import parse_model_ref, resolve_path
-
     ref = parse_model_ref(text)
     if ref.backend == "arch":
         if num_classes is None:

@@ -1,8 +1,9 @@
 """Image classification data: datasets, augmentation, and the batches the train loop gives classify methods.
 
 A source is
-  * ``pocket:shapes-many`` / ``pocket:shapes-shape`` / ``pocket:shapes-binary``: pocket-shapes scenes
-    labelled by their largest shape (`distillbench.pocket.shapes_classifiers`), or
+  * a pocket image dataset (`POCKET_DATA`, family ``images``): ``pocket:shapes-many`` /
+    ``pocket:shapes-shape`` / ``pocket:shapes-binary``, pocket-shapes scenes labelled by their largest
+    shape (`distillbench.pocket.shapes_classifiers`), or
   * a local folder in torchvision's CIFAR-100 layout (``cifar-100-python/{train,test,meta}``, the
     pickled python version; the folder itself or its parent). The pickles are read with an
     unpickler that admits only numpy arrays, so a hostile file cannot run code.
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.registry import POCKET_DATA
+from distillbench.core.train import consecutive_parts, example_indices
 
 AUGMENTATIONS = ("none", "flip", "crop-flip")
 CROP_PADDING = 4
@@ -80,10 +83,14 @@ def augment_batch(images: torch.Tensor, augment: str, generator: torch.Generator
 
 
 # --- sources ---------------------------------------------------------------------------------
-def is_pocket_image_source(source: str) -> bool:
-    from distillbench.pocket.shapes_classifiers import SOURCES
+def pocket_image_sources() -> list[str]:
+    """The registered pocket image datasets (imports every pocket data plug-in)."""
+    return [entry.name for entry in POCKET_DATA.entries(family="images")]
 
-    return source in SOURCES
+
+def is_pocket_image_source(source: str) -> bool:
+    """Whether `source` is a registered pocket image dataset (imports its plug-in only)."""
+    return source in POCKET_DATA and POCKET_DATA.entry(source).family == "images"
 
 
 def cifar100_folder(path: str | Path) -> Path | None:
@@ -107,9 +114,9 @@ def is_image_source(source: str | None) -> bool:
 def image_source_problem(source: str) -> str | None:
     """Why `source` cannot be read as an image dataset, or None."""
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import SOURCES
-
-        return None if source in SOURCES else f"unknown pocket dataset; known: {', '.join(SOURCES)}"
+        if is_pocket_image_source(source):
+            return None
+        return f"unknown pocket dataset; known: {', '.join(pocket_image_sources())}"
     if not Path(source).exists():
         return f"folder not found: {source}"
     if cifar100_folder(source) is None:
@@ -118,15 +125,21 @@ def image_source_problem(source: str) -> str | None:
     return None
 
 
+def readable_image_source(source: str) -> str:
+    """`source`, or ValueError saying why it cannot be read as an image dataset (a recipe validator's check)."""
+    problem = image_source_problem(source)
+    if problem:
+        raise ValueError(problem)
+    return source
+
+
 def load_image_dataset(source: str, split: str, size: int | None = None) -> ImageDataset:
     """The `split` of an image source; `size` takes the first examples (pocket: generates that many)."""
     problem = image_source_problem(source)
     if problem:
         raise UserInputError(problem)
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import pocket_dataset
-
-        return pocket_dataset(source, split, size)
+        return POCKET_DATA.get(source)(source, split, size)
     dataset = _cifar100(str(cifar100_folder(source)), split)
     return dataset if size is None or size >= len(dataset) else _head(dataset, size)
 
@@ -194,11 +207,9 @@ def hide_labels(dataset: ImageDataset, labeled_per_class: int) -> ImageDataset:
 
 
 def image_data_fingerprint(source: str) -> str:
-    """What a cell key records of an image source: the pocket world version, or the files' sha256."""
+    """What a cell key records of an image source: what its pocket world says, or the files' sha256."""
     if source.startswith("pocket:"):
-        from distillbench.pocket.shapes_classifiers import TASKS_VERSION
-
-        return f"{source}@{TASKS_VERSION}"
+        return POCKET_DATA.entry(source).extra["fingerprint"](source)
     folder = cifar100_folder(source)
     digest = hashlib.sha256()
     for name in ("meta", "train", "test"):
@@ -208,7 +219,8 @@ def image_data_fingerprint(source: str) -> str:
 
 # --- the train loop's side ---------------------------------------------------------------------
 class ImageBatching:
-    """How the train loop turns example indices into a classify method's batch (see core/train.py).
+    """How the train loop turns example indices into a classify method's batch (the `Batching` of core/train.py,
+    not subclassed: that would load the train loop's libraries wherever image data is read).
 
     A batch holds ``images`` (normalised, augmented) [B, 3, H, W], ``labels`` [B], ``epoch`` (1-based,
     for warm-ups counted in epochs, as mdistiller's) and the teacher's signals a method needs:
@@ -233,13 +245,14 @@ class ImageBatching:
         pool = self.unlabeled if self.semi_supervised else self.labeled
         self.steps_per_epoch = max(1, len(pool) // batch_size)
 
+    def prepare(self, run, method) -> int:
+        return 0  # nothing to check or compute ahead: the teacher's signals depend on each step's augmentation
+
     def lengths(self, examples) -> tuple[int, ...]:
         return (1,) * len(self.dataset)
 
     def step_indices(self, lengths: tuple[int, ...], batch_size: int, seed: int, step: int,
                      group_by_length: bool = False) -> list[int]:
-        from distillbench.core.train import example_indices
-
         if not self.semi_supervised:
             return example_indices(lengths, batch_size, seed, step)
         labeled = example_indices((1,) * len(self.labeled), batch_size, seed, step)
@@ -250,8 +263,6 @@ class ImageBatching:
         """Micro-batches for gradient accumulation. A semi-supervised step (its labeled batch, then its
         unlabeled one) is cut so that every micro-batch holds its share of both: a loss that averages its
         labeled and its unlabeled rows separately (DHO's) then accumulates to the whole step's loss."""
-        from distillbench.core.train import consecutive_parts
-
         if not self.semi_supervised:
             return consecutive_parts(indices, budget)
         half = len(indices) // 2
@@ -265,7 +276,7 @@ class ImageBatching:
                 "example_index": list(indices), "epoch": step // self.steps_per_epoch + 1}
 
     @torch.no_grad()
-    def add_signals(self, batch: dict, method, frozen: dict, cache=None) -> int:
+    def add_signals(self, batch: dict, method, frozen: dict) -> int:
         needs, forwards = method.needs, 0
         if "source_features" in needs:  # one [B, D_s] tensor per source teacher, in method.source_teachers order
             batch["source_features"] = [frozen[f"source:{ref}"].forward_features(batch["images"])[1]

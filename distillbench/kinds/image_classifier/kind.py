@@ -15,12 +15,12 @@ from pydantic import Field, field_validator
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
-from distillbench.core.models import parse_model_ref, validate_model_ref
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, path_field, when_set
+from distillbench.core.models import parse_model_ref
+from distillbench.core.recipe import Recipe, _Strict, keyed_dump, path_field, when_set, model_refs_checked
 from distillbench.core.registry import METHODS
 from distillbench.kinds.image_classifier.classifiers import classifier_spec, is_classifier_ref, load_classifier
 from distillbench.kinds.image_classifier.images import (ImageBatching, hide_labels, image_data_fingerprint,
-                                                        image_source_problem, load_image_dataset)
+                                                        load_image_dataset, readable_image_source)
 
 # The data fields of the section text and image students shared before kinds had sections of their own,
 # at the values image recipes always had: they stay in image cells' keys, which keep their old values.
@@ -43,10 +43,7 @@ class ImageData(_Strict):
     @field_validator("source")
     @classmethod
     def _readable(cls, value: str) -> str:
-        problem = image_source_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return readable_image_source(value)
 
 
 class ImageClassifierRecipe(Recipe):
@@ -54,12 +51,7 @@ class ImageClassifierRecipe(Recipe):
     student: str
     data: ImageData
 
-    @field_validator("teacher", "reference_teacher", "student")
-    @classmethod
-    def _model_ref(cls, value: str | None) -> str | None:
-        if value is not None:
-            validate_model_ref(value)
-        return value
+    _model_refs = model_refs_checked("teacher", "reference_teacher", "student")
 
 
 @register_kind("image-classifier", summary="image classifiers (CIFAR architectures, pocket-shapes CNNs and "

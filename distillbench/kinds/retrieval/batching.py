@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from distillbench.core.train import consecutive_parts, example_indices
+from distillbench.core.train import Batching
 
 
-class RetrievalBatching:
+class RetrievalBatching(Batching):
     """The train loop's batches of image–caption pairs (see `distillbench.methods.classify.info_nce.RetrievalMethod`).
 
     No augmentation: a flip would turn "left of" into "right of" and reorder the caption's shapes."""
@@ -23,18 +23,13 @@ class RetrievalBatching:
     def lengths(self, examples) -> tuple[int, ...]:
         return (1,) * len(self.pairs)
 
-    def step_indices(self, lengths, batch_size: int, seed: int, step: int, group_by_length: bool = False) -> list[int]:
-        return example_indices(lengths, batch_size, seed, step)
-
-    split_step = staticmethod(consecutive_parts)
-
     def collate(self, examples, indices: list[int], seed: int, step: int, part: int, device) -> dict[str, Any]:
         return {"images": self.pairs.image_batch(indices).to(device), "captions": self.pairs.tokens[indices].to(device),
                 "positives": self.pairs.same_caption(indices).to(device), "example_index": list(indices),
                 "epoch": step // self.steps_per_epoch + 1}
 
     @torch.no_grad()
-    def add_signals(self, batch: dict, method, frozen: dict, cache=None) -> int:
+    def add_signals(self, batch: dict, method, frozen: dict) -> int:
         """``teacher_scores`` [B, B]: the cross-encoder on every (image, caption) pair of the batch."""
         if "teacher_scores" not in method.needs:
             return 0

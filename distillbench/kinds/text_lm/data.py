@@ -1,65 +1,51 @@
-"""Training data: MATH-format records from a pocket generator or a local JSONL file, tokenized for SFT-style losses."""
+"""Training data: MATH-format records from a pocket generator or a local JSONL file, tokenized for SFT-style losses.
+
+The pocket sources are what the pocket worlds register in `POCKET_DATA` under the families this kind reads:
+``sft`` (records), ``preference`` and ``ranked`` (a JSONL file of pairs or ranked lists).
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.jsonl import read_jsonl
+from distillbench.core.registry import POCKET_DATA
 
 REQUIRED_FIELDS = ("problem", "solution")
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = (),
-               check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a bad line raises UserInputError naming the file, line and field (or
-    what `check` says is wrong with the record)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise UserInputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise UserInputError(f"{path}:{number}: expected a JSON object")
-        missing = [f for f in required if f not in record]
-        if missing:
-            raise UserInputError(f"{path}:{number}: missing field {missing[0]!r}")
-        problem = check(record) if check else None
-        if problem:
-            raise UserInputError(f"{path}:{number}: {problem}")
-        records.append(record)
-    if not records:
-        raise UserInputError(f"{path}: no records")
-    return records
-
-
-POCKET_SOURCES = ("pocket:math", "pocket:math-preference", "pocket:math-ranked")
+TEXT_FAMILIES = ("sft", "preference", "ranked")  # the pocket data families a text student reads
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 RANKED_FIELDS = ("prompt", "responses")
 
 
+def pocket_sources() -> list[str]:
+    """The registered pocket data sources of text students (imports every pocket data plug-in)."""
+    return [entry.name for entry in POCKET_DATA.entries() if entry.family in TEXT_FAMILIES]
+
+
+def is_pocket_source(source: str) -> bool:
+    """Whether `source` is a pocket data source of text students (imports its plug-in only)."""
+    return source in POCKET_DATA and POCKET_DATA.entry(source).family in TEXT_FAMILIES
+
+
+def _pocket_reader(source: str, family: str) -> Callable[..., Any] | None:
+    """The reader of `source` when it is a pocket source of `family`, else None."""
+    if source in POCKET_DATA and (entry := POCKET_DATA.entry(source)).family == family:
+        return entry.obj
+    return None
+
+
 def load_records(source: str, split: str, size: int | None, noise_fraction: float = 0.0,
                  conversations: int = 0, chatty_fraction: float = 0.0) -> list[dict[str, Any]]:
-    """SFT records: generated pocket-math (optional noise and two-turn chats) or a local JSONL file."""
-    if source == "pocket:math":
-        from distillbench.pocket.math_world import add_noise, generate
-        from distillbench.pocket.mtbench_world import training_conversations
-
-        records = add_noise(generate(split, size or 2000, seed=0), noise_fraction)
-        return records + training_conversations(conversations, seed=2, noise_fraction=noise_fraction,
-                                                chatty_fraction=chatty_fraction)
+    """SFT records: generated pocket records (optional noise and two-turn chats) or a local JSONL file."""
+    reader = _pocket_reader(source, "sft")
+    if reader is not None:
+        return reader(split, size, noise_fraction, conversations, chatty_fraction)
     records = read_jsonl(source, check=_sft_record_problem)
     return records[:size] if size else records
 
@@ -86,19 +72,15 @@ def problem_records(source: str, split: str, size: int | None) -> list[dict[str,
 
 def load_preferences(source: str) -> list[dict[str, Any]]:
     """Preference pairs: the pocket zoo's graded teacher samples, or a local JSONL file."""
-    if source == "pocket:math-preference":
-        from distillbench.pocket.zoo import ensure_built
-
-        source = str(ensure_built("math-preference") / "pairs.jsonl")
-    return read_jsonl(source, PREFERENCE_FIELDS)
+    reader = _pocket_reader(source, "preference")
+    return read_jsonl(reader() if reader is not None else source, PREFERENCE_FIELDS)
 
 
 def load_ranked(source: str) -> list[dict[str, Any]]:
     """Ranked lists {prompt, responses: [{content, score}, ...]}, each with the same number of responses."""
-    if source == "pocket:math-ranked":
-        from distillbench.pocket.zoo import ensure_built
-
-        source = str(ensure_built("math-preference") / "ranked.jsonl")
+    reader = _pocket_reader(source, "ranked")
+    if reader is not None:
+        source = str(reader())
     records = read_jsonl(source, RANKED_FIELDS)
     sizes = set()
     for number, record in enumerate(records, start=1):
@@ -115,21 +97,11 @@ def load_ranked(source: str) -> list[dict[str, Any]]:
 
 
 def data_fingerprint(source: str | None) -> str | None:
-    """What a cell key records of a data source: the zoo spec hash or the file's sha256."""
+    """What a cell key records of a data source: what its pocket world says, or the file's sha256."""
     if source is None:
         return None
-    from distillbench.kinds.image_classifier.images import image_data_fingerprint, is_image_source
-
-    if is_image_source(source):
-        return image_data_fingerprint(source)
-    if source in ("pocket:math-preference", "pocket:math-ranked"):
-        from distillbench.pocket.zoo import specs
-
-        return specs()["math-preference"].spec_hash()
-    if source.startswith("pocket:"):
-        return source
-    import hashlib
-
+    if source in POCKET_DATA:
+        return POCKET_DATA.entry(source).extra["fingerprint"](source)
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 

@@ -17,12 +17,14 @@ from pydantic import Field, field_validator
 from distillbench.core.errors import UserInputError
 from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import check_shared_vocabulary, fingerprint, load_causal_lm, parse_model_ref, \
-    resolve_path, validate_model_ref
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field
+    resolve_path
+from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field, model_refs_checked
 from distillbench.core.registry import METHODS
-from distillbench.kinds.text_lm.data import (POCKET_SOURCES, data_fingerprint, load_preferences, load_ranked,
-                                             load_records, problem_records, tokenize_preferences, tokenize_ranked,
-                                             tokenize_records)
+from distillbench.kinds.text_lm import vllm_backend
+from distillbench.kinds.text_lm.batching import TokenBatching
+from distillbench.kinds.text_lm.data import (data_fingerprint, is_pocket_source, load_preferences, load_ranked,
+                                             load_records, pocket_sources, problem_records, tokenize_preferences,
+                                             tokenize_ranked, tokenize_records)
 from distillbench.kinds.text_lm.generation import serving
 from distillbench.kinds.text_lm.topk_cache import SignalCache
 
@@ -62,8 +64,8 @@ class TextData(_Strict):
         if value is None:
             return value
         if value.startswith("pocket:"):
-            if value not in POCKET_SOURCES:
-                raise ValueError(f"unknown pocket dataset; known: {', '.join(POCKET_SOURCES)}")
+            if not is_pocket_source(value):
+                raise ValueError(f"unknown pocket dataset; known: {', '.join(pocket_sources())}")
         elif not Path(value).is_file():
             raise ValueError(f"file not found: {value}")
         return value
@@ -85,12 +87,7 @@ class TextLMRecipe(Recipe):
     data: TextData
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
 
-    @field_validator("teacher", "reference_teacher", "student")
-    @classmethod
-    def _model_ref(cls, value: str | None) -> str | None:
-        if value is not None:
-            validate_model_ref(value)
-        return value
+    _model_refs = model_refs_checked("teacher", "reference_teacher", "student")
 
 
 @register_kind("text-lm", summary="causal language models (transformers): SFT, logit distillation, preference "
@@ -149,9 +146,7 @@ class TextLM(StudentKind):
     def preflight(self, plan) -> None:
         """A vLLM backend is installed, teachers share the student's vocabulary, and the data files read."""
         if self.recipe.generation.backend == "vllm":
-            from distillbench.kinds.text_lm.vllm_backend import check_available
-
-            check_available()
+            vllm_backend.check_available()
         for teacher in self._logit_teachers(plan):
             check_shared_vocabulary(teacher, self.recipe.student)
         self._read_data_files(plan)
@@ -193,23 +188,12 @@ class TextLM(StudentKind):
         method = cell.method
         cache = self._signal_cache(method, tokenizer)
         validation = self._examples_of(tokenizer, "validation") if "validation" in method.needs else None
-        batching = {"validation": validation, "signal_cache": cache}  # INTERIM until the loop takes TokenBatching
+        batching = TokenBatching(tokenizer, validation=validation, signal_cache=cache,
+                                 loss_chunk_size=self.recipe.budget.loss_chunk_size)
         extra = {"signal_cache": {"k": cache.k, "bytes_per_position": cache.bytes_per_position(),
                                   "teacher_passes": int(cache.metadata["teacher_passes"])}} if cache else {}
         return Training(self._examples_of(tokenizer, method.data_kind), batching, self._frozen_models(method, init_ref),
                         extra)
-
-    def fit(self, cell, model, tokenizer, init_ref: str, folder: Path, description: str):  # INTERIM
-        import shutil
-
-        from distillbench.core.train import train
-
-        inputs = self.training(cell, init_ref, tokenizer)
-        result = train(cell.method, model, tokenizer, inputs.examples, self.recipe.budget, cell.seed,
-                       folder / "checkpoint", frozen=inputs.frozen, log_path=folder / "train_log.jsonl",
-                       description=description, **inputs.batching)
-        shutil.rmtree(folder / "checkpoint", ignore_errors=True)
-        return (result.model if result.model is not None else model), result, inputs.extra_cost
 
     def _frozen_models(self, method, init_ref: str) -> dict:
         """The frozen models the method draws signals from, by role."""
@@ -273,14 +257,13 @@ class TextLM(StudentKind):
         spec = self.recipe.generation
         if spec.backend == "hf":
             return super().scoring(cell, folder, model, tokenizer)
-        from distillbench.kinds.text_lm.vllm_backend import VLLMGenerator
 
         ref = parse_model_ref(cell.model_ref)
         location, revision = ((resolve_path(ref), ref.revision) if cell.kind == "reference"
                               else (str(folder / "model"), None))
-        return serving(VLLMGenerator(location, model, revision=revision, dtype=spec.dtype,
-                                     gpu_memory_utilization=spec.gpu_memory_utilization, seed=cell.seed or 0,
-                                     trust_remote_code=self.recipe.trust_remote_code))
+        return serving(vllm_backend.VLLMGenerator(location, model, revision=revision, dtype=spec.dtype,
+                                                  gpu_memory_utilization=spec.gpu_memory_utilization,
+                                                  seed=cell.seed or 0, trust_remote_code=self.recipe.trust_remote_code))
 
 
 def _missing_inputs(recipe: TextLMRecipe) -> list[str]:
@@ -302,13 +285,13 @@ def _missing_inputs(recipe: TextLMRecipe) -> list[str]:
 
 def _chunking_and_cache(recipe: TextLMRecipe) -> list[str]:
     """Chunked losses only for methods that support them; a top-k cache at least as deep as a method reads."""
-    chunking = sorted(name for name in METHODS.names() if getattr(METHODS.get(name), "supports_chunked_loss", False))
     problems = []
     for index, spec in enumerate(recipe.methods):
         if spec.name not in METHODS:
             continue
         cls = METHODS.get(spec.name)
         if recipe.budget.loss_chunk_size is not None and not getattr(cls, "supports_chunked_loss", False):
+            chunking = sorted(e.name for e in METHODS.entries() if getattr(e.obj, "supports_chunked_loss", False))
             problems.append(f"methods[{index}]: {spec.name} computes its loss from the full logits; "
                             f"budget.loss_chunk_size is for {', '.join(chunking)}")
         # DCKD and ADPA read the teacher's top_k tokens; a smaller cache would fill the rest with ties

@@ -108,7 +108,6 @@ class AdaptiveOffPolicy:
     probability: float = field(init=False)
     previous_loss: float | None = field(init=False, default=None)
     buffer: list[dict] = field(init=False, default_factory=list)
-    last_choice: str = field(init=False, default="data")
 
     def __post_init__(self):
         self.probability = self.initial

@@ -3,8 +3,9 @@
 A pipeline folder is laid out as Stable Diffusion's (``unet/``, ``text_encoder/``,
 ``tokenizer/``, ``scheduler/``, each loaded with its library's ``from_pretrained``) plus
 ``t2i.json``: the image size and ``space_to_depth`` (the UNet works on the pixel image
-rearranged by ``pixel_unshuffle``; the pocket teacher, `distillbench.pocket.t2i_zoo`).
-``pocket:t2i-teacher`` names the pocket teacher (built into the user cache on first use).
+rearranged by ``pixel_unshuffle``, `to_model_space`; the pocket teacher, `distillbench.pocket.t2i_zoo`).
+``pocket:t2i-teacher`` names the pocket teacher (a `POCKET_MODELS` entry of family ``text-to-image``,
+built into the user cache on first use).
 
 Sampling (`TextToImage.generate`): the training scheduler's config with DDIM (η = 0) or
 Euler, both with ``timestep_spacing="trailing"`` so that one step starts from pure noise at
@@ -31,7 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distillbench.core.errors import UserInputError
+from distillbench.core.models import parse_model_ref, resolve_path
+from distillbench.core.recipe import validate_options
+from distillbench.core.registry import BENCHMARKS, POCKET_MODELS
+from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
+
 SAMPLERS = ("ddim", "euler")
+# The POCKET_MODELS family of the pipelines a pocket world provides (`pocket:<name>`).
+POCKET_FAMILY = "text-to-image"
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,34 @@ class SamplingCost:
 
 
 def resolve(model: str) -> Path:
-    """A pipeline folder from a model reference: ``pocket:<name>`` or a local path."""
-    if model.startswith("pocket:"):
-        from distillbench.pocket.t2i_zoo import model_dir
+    """A pipeline folder from a model reference: ``pocket:<name>`` (built on first use) or a local path."""
+    return Path(resolve_path(parse_model_ref(model)))
 
-        return model_dir(model.removeprefix("pocket:"))
-    return Path(model)
+
+def pipeline_problem(model: str) -> str | None:
+    """Why `model` names no pipeline folder (None when it does), without building or loading one."""
+    ref = parse_model_ref(model)
+    if ref.backend == "pocket":
+        if ref.name in POCKET_MODELS and POCKET_MODELS.entry(ref.name).family == POCKET_FAMILY:
+            return None
+        known = [f"pocket:{entry.name}" for entry in POCKET_MODELS.entries(POCKET_FAMILY)]
+        return f"unknown pocket text-to-image model; known: {', '.join(known)}"
+    if not (Path(model) / "t2i.json").is_file():
+        return f"not a text-to-image pipeline folder (no t2i.json in {model})"
+    return None
+
+
+def to_model_space(images: np.ndarray, factor: int) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` → ``(N, 3·f², H/f, W/f)`` in [−1, 1]: the pixels a UNet with ``space_to_depth``
+    f works on (``t2i.json``)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.nn.functional.pixel_unshuffle(pixels, factor)
+
+
+def from_model_space(samples: torch.Tensor, factor: int) -> np.ndarray:
+    """The inverse of `to_model_space`, rounded to uint8 ``(N, H, W, 3)``."""
+    pixels = torch.nn.functional.pixel_shuffle(samples.float(), factor).clamp(-1, 1)
+    return ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def fingerprint(directory: Path) -> str:
@@ -69,6 +100,13 @@ class TextToImage:
         self.text_encoder = CLIPTextModel.from_pretrained(self.directory / "text_encoder").to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory / "tokenizer")
         self.device = device
+
+    def to(self, device) -> "TextToImage":
+        """The pipeline on `device` (its UNet and text encoder; the initial noise is drawn on the CPU)."""
+        self.unet.to(device)
+        self.text_encoder.to(device)
+        self.device = device
+        return self
 
     def scheduler(self, sampler: str):
         from diffusers import DDIMScheduler, EulerDiscreteScheduler
@@ -94,8 +132,6 @@ class TextToImage:
     def generate(self, prompts: list[str], steps: int, guidance: float | None = None, sampler: str = "ddim",
                  seed: int = 0, batch_size: int = 64) -> tuple[list[np.ndarray], SamplingCost]:
         """uint8 RGB images, one per prompt, and the sampling cost."""
-        from distillbench.pocket.t2i_zoo import from_model_space
-
         guidance = self.config["default_guidance"] if guidance is None else guidance
         guided = guidance != 1.0
         noise = self.initial_noise(len(prompts), seed)
@@ -124,28 +160,32 @@ def item_prompt(item: dict) -> str:
     return item["prompt"] if "prompt" in item else item["metadata"]["prompt"]
 
 
+def write_images(items: list[dict], images: list[np.ndarray], folder: Path) -> list[str]:
+    """Each item's image as ``<folder>/<item id>.png``; their absolute paths, in item order."""
+    from PIL import Image
+
+    paths = []
+    for item, image in zip(items, images):
+        path = Path(folder) / f"{item['id']}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        paths.append(str(path.resolve()))
+    return paths
+
+
 def generate_for_benchmark(pipeline: TextToImage, benchmark, folder: Path, steps: int, guidance: float | None = None,
                            sampler: str = "ddim", seed: int = 0) -> tuple[Path, SamplingCost]:
     """One PNG per item of `benchmark` under `folder`, and ``predictions.jsonl`` (id, response = path)."""
-    from PIL import Image
-
     items = benchmark.items()
     images, cost = pipeline.generate([item_prompt(item) for item in items], steps, guidance, sampler, seed)
-    folder = Path(folder)
-    lines = []
-    for item, image in zip(items, images):
-        path = folder / "images" / f"{item['id']}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
-        lines.append(json.dumps({"id": item["id"], "response": str(path.resolve())}))
-    predictions = folder / "predictions.jsonl"
-    predictions.write_text("\n".join(lines) + "\n")
+    paths = write_images(items, images, Path(folder) / "images")
+    predictions = Path(folder) / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"id": item["id"], "response": path}) + "\n"
+                                   for item, path in zip(items, paths)))
     return predictions, cost
 
 
 def main(argv: list[str] | None = None) -> int:
-    from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
-
     parser = argparse.ArgumentParser(prog="python -m distillbench.kinds.text_to_image.sampling",
                                      description="Generate images for an image benchmark's prompts and score them.")
     parser.add_argument("benchmark", help="a registered image benchmark, e.g. pocket-geneval, pocket-fid")
@@ -157,10 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", action="append", default=[], metavar="KEY=VALUE", help="benchmark options")
     parser.add_argument("--out", required=True, type=Path, help="folder for the images, predictions and results.json")
     args = parser.parse_args(argv)
-    from distillbench.core.recipe import validate_options
-    from distillbench.core.registry import BENCHMARKS
-    from distillbench.core.errors import UserInputError
-
     options = parse_dataset_options(args.dataset)
     benchmark, problems = validate_options(BENCHMARKS.get(args.benchmark), options, args.benchmark)
     if problems:

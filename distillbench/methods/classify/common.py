@@ -42,18 +42,3 @@ def soft_kl_to_log_probs(student_logits: torch.Tensor, target_logp: torch.Tensor
     """τ² · (1/B) Σ_i KL(p_i ‖ softmax(s_i/τ)) for targets given as log-probabilities (already tempered)."""
     student_logp = F.log_softmax(upcast(student_logits) / temperature, dim=1)
     return temperature**2 * (target_logp.exp() * (target_logp - student_logp)).sum(1).mean()
-
-
-@torch.no_grad()
-def dataset_features(model, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits [N, C], penultimate features [N, D]) of a frozen classifier on every image of `dataset`, without
-    augmentation, in eval mode, on the model's device, returned on the CPU: what methods fit before training."""
-    model.eval()
-    device = next(model.parameters()).device
-    logits, features = [], []
-    for start in range(0, len(dataset), batch_size):
-        batch_logits, batch_features = model.forward_features(
-            dataset.batch(range(start, min(start + batch_size, len(dataset)))).to(device))
-        logits.append(batch_logits.float().cpu())
-        features.append(batch_features.float().cpu())
-    return torch.cat(logits), torch.cat(features)

@@ -31,8 +31,9 @@ from annotated_types import Ge, Gt, MinLen
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.kinds.image_classifier.classifiers import dataset_features, is_classifier_ref
 from distillbench.methods.base import register_method, upcast
-from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, dataset_features
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 from distillbench.methods.classify.dhkd import DualHeadStudent
 
 POCKET_SOURCES = ["pocket:shapes-teacher-many", "pocket:shapes-teacher-shape", "pocket:shapes-teacher-binary"]
@@ -120,8 +121,6 @@ class DistillNearest(ClassifyMethod):
         return tuple(self.sources)
 
     def check(self) -> list[str]:
-        from distillbench.kinds.image_classifier.classifiers import is_classifier_ref
-
         return [f"sources: {ref} is not an image classifier (pocket:shapes-teacher-<task>, or a folder with "
                 "classifier.json)" for ref in self.sources if not is_classifier_ref(ref)]
 
@@ -129,7 +128,8 @@ class DistillNearest(ClassifyMethod):
         """All the weight on the most similar source (the first of equals)."""
         return F.one_hot(similarities.argmax(), len(similarities)).float()
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
+    def prepare(self, run):
+        frozen, examples = run.frozen, run.examples
         labeled = torch.nonzero(examples.labels >= 0).flatten()
         labels = examples.labels[labeled]
         fitted = []

@@ -104,8 +104,8 @@ class DistillerMI(ClassifyMethod):
     # 3: the baseline reads the teacher features' direction (version 2's diverged at α = 0)
     loss_version = 3
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
-        self._teacher_dim = frozen["teacher"].feature_dim
+    def prepare(self, run):
+        self._teacher_dim = run.frozen["teacher"].feature_dim
 
     def training_module(self, student):
         return DualHeadStudent(student, CriticAndBaseline(student.feature_dim, self._teacher_dim))

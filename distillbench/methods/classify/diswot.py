@@ -19,8 +19,9 @@ its ICKD loss; here the class × class Gram matrices are compared directly, the 
 matrix.
 
 The search itself (the paper runs an evolutionary search over the scores) is out of the loss: the
-score is the pure function `diswot_score`, and `distillbench.pocket.diswot_report` checks its rank
-correlation with distilled accuracy over a small candidate set. Once a student is chosen, the paper
+score is the pure function `diswot_score`, and the report ``distillbench report diswot``
+(`distillbench.pocket.diswot_report`) checks its rank correlation with distilled accuracy over a small
+candidate set. Once a student is chosen, the paper
 distils it with vanilla KD, so the registered method trains with Hinton KD (its fields: the CIFAR KD
 defaults) plus the search batch size.
 """

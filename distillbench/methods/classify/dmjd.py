@@ -28,6 +28,8 @@ from annotated_types import Ge, Gt, Le, Lt
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.core.registry import POCKET_NETWORKS
+from distillbench.kinds.image_classifier.vit import NUM_PATCHES, PATCH_SIZE, encode, patchify
 from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod
 from distillbench.methods.classify.masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
@@ -93,10 +95,9 @@ class DMJD(ClassifyMethod):
     def training_module(self, student):
         from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder
 
-        from distillbench.pocket.shapes_vit import NUM_PATCHES, PATCH_SIZE, FeatureMapTeacher
-
         config = student_vit(student).config
-        teachers = FrozenTeachers(features=FeatureMapTeacher()) if self.target == "teacher" else FrozenTeachers()
+        teachers = (FrozenTeachers(features=POCKET_NETWORKS.get("shapes-feature-map")()) if self.target == "teacher"
+                    else FrozenTeachers())
         target_dim = teachers.features.dim if self.target == "teacher" else PATCH_SIZE**2 * config.num_channels
         decoder = ViTMAEDecoder(config, NUM_PATCHES)
         decoder.decoder_pred = nn.Linear(config.decoder_hidden_size, target_dim)
@@ -107,14 +108,10 @@ class DMJD(ClassifyMethod):
         return module.student
 
     def targets(self, module, images: torch.Tensor) -> torch.Tensor:
-        from distillbench.pocket.shapes_vit import patchify
-
         with torch.no_grad():
             return whitened(module.teachers.features(images) if self.target == "teacher" else patchify(images))
 
     def loss(self, student, batch):
-        from distillbench.pocket.shapes_vit import NUM_PATCHES, encode
-
         images = batch["images"]
         keep, masked = disjoint_masks(len(images), NUM_PATCHES, self.mask_ratio, self.pred_ratio)
         keep, masked = keep.flatten(0, 1).to(images.device), masked.flatten(0, 1).to(images.device)

@@ -34,6 +34,7 @@ from annotated_types import Ge, Gt
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.core.errors import NonFiniteError
 from distillbench.pocket.fair_tabular import ROW_BLOCKS, TabularData, decode_rows
 
 from distillbench.methods.base import Method, register_method
@@ -172,19 +173,31 @@ class FairLatent(Method):
             terms["fairness"] = self.fairness_weight * distance_covariance_squared(mean, data.group.float()[:, None])
         return terms
 
+    def _networks(self, row_dim: int) -> tuple[GaussianEncoder, RowDecoder, GaussianEncoder]:
+        """The teacher encoder, the shared decoder and the student encoder, initialised from torch's global RNG."""
+        return (GaussianEncoder(row_dim, self.teacher_hidden, self.latent_dim),
+                RowDecoder(self.latent_dim, self.teacher_hidden),
+                GaussianEncoder(row_dim, self.student_hidden, self.latent_dim))
+
+    def training_cost(self, data: TabularData) -> dict[str, int]:
+        """What `fit` on `data` trains, for a row's cost: optimizer steps of both stages, rows drawn, rows the
+        frozen teacher encodes in the student stage, and the parameters trained (the teacher VAE and the student)."""
+        with torch.random.fork_rng(devices=[]):  # counting parameters leaves the global random state alone
+            trained = sum(p.numel() for network in self._networks(data.rows().shape[1]) for p in network.parameters())
+        steps = self.teacher_steps + self.student_steps
+        return {"steps": steps, "rows": steps * self.batch_size, "teacher_forwards": self.student_steps * self.batch_size,
+                "trained_parameters": trained}
+
     def empty_generator(self, rows: torch.Tensor) -> FairGenerator:
-        """A generator of this method's shape over `rows`, weights to be loaded (`kinds.tabular.driver`)."""
+        """A generator of this method's shape over `rows`, weights to be loaded (`kinds.tabular.generators`)."""
         return FairGenerator(GaussianEncoder(rows.shape[1], self.student_hidden, self.latent_dim),
                              RowDecoder(self.latent_dim, self.teacher_hidden), rows)
 
     def fit(self, data: TabularData, seed: int, log=None) -> FairGenerator:
         """Both stages on `data` (Adam, full passes of seeded random batches); a function of (data, seed)."""
-        row_dim = data.rows().shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            encoder = GaussianEncoder(row_dim, self.teacher_hidden, self.latent_dim)
-            decoder = RowDecoder(self.latent_dim, self.teacher_hidden)
-            student = GaussianEncoder(row_dim, self.student_hidden, self.latent_dim)
+            encoder, decoder, student = self._networks(data.rows().shape[1])
             generator = torch.Generator().manual_seed(seed)
             optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=self.learning_rate)
             for step in range(self.teacher_steps):
@@ -207,7 +220,7 @@ class FairLatent(Method):
 def _step(optimizer, terms: dict[str, torch.Tensor], log, stage: str, step: int) -> None:
     loss = sum(terms.values())
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"fair-latent {stage} step {step + 1}: non-finite loss ({float(loss)})")
+        raise NonFiniteError(step + 1, f"fair-latent {stage} loss ({loss.item()})")  # the cell fails, the run goes on
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

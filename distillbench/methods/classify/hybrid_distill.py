@@ -34,7 +34,9 @@ from annotated_types import Ge, Gt, Lt
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method
+from distillbench.core.registry import POCKET_NETWORKS
+from distillbench.kinds.image_classifier.vit import encode
+from distillbench.methods.base import Staged, register_method
 from distillbench.methods.classify.common import ClassifyMethod
 from distillbench.methods.classify.masked_image import FrozenTeachers, WithTeachers, student_vit, whitened
 
@@ -71,7 +73,7 @@ def redundancy_keep(cls_attention: torch.Tensor, drop_ratio: float) -> torch.Ten
                  summary="ViT student: feature maps of a supervised/CL teacher + attention maps of an MAE teacher, "
                          "on progressively fewer (non-redundant) tokens")
 @dataclass
-class HybridDistill(ClassifyMethod):
+class HybridDistill(Staged, ClassifyMethod):
     """Feature distillation from the discriminative teacher and relation (attention-map) distillation from
     the MIM teacher, on the student's non-redundant tokens."""
 
@@ -84,13 +86,11 @@ class HybridDistill(ClassifyMethod):
     stages: ClassVar[int] = 4  # the drop ratio steps up at each stage: 0, 1/3, 2/3, 1 × final_drop_ratio
 
     def training_module(self, student):
-        from distillbench.pocket.shapes_vit import FeatureMapTeacher, load_mae_teacher
-
         vit = student_vit(student)
-        feature_teacher = FeatureMapTeacher()
+        feature_teacher = POCKET_NETWORKS.get("shapes-feature-map")()
         projector = nn.Linear(vit.config.hidden_size, feature_teacher.dim)
         return WithTeachers(student, {"projector": projector},
-                            FrozenTeachers(features=feature_teacher, relations=load_mae_teacher()))
+                            FrozenTeachers(features=feature_teacher, relations=POCKET_NETWORKS.get("shapes-vit-mae")()))
 
     def trained_model(self, module):
         return module.student
@@ -99,8 +99,6 @@ class HybridDistill(ClassifyMethod):
         return self.final_drop_ratio * stage / max(self.stages - 1, 1)
 
     def loss(self, student, batch):
-        from distillbench.pocket.shapes_vit import encode
-
         images = batch["images"]
         teachers = student.teachers
         with torch.no_grad():

@@ -39,10 +39,10 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from distillbench.kinds.image_classifier.classifiers import class_logits_of_subclasses, with_subclass_head
+from distillbench.kinds.image_classifier.classifiers import class_logits_of_subclasses, dataset_features, with_subclass_head
 
 from distillbench.methods.base import register_method, upcast
-from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, dataset_features, soft_kl_to_log_probs
+from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_to_log_probs
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ class LELP(ClassifyMethod):
 
     needs = ("teacher_logits", "teacher_features")
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
-        teacher = frozen["teacher"]
+    def prepare(self, run):
+        teacher, examples, seed = run.frozen["teacher"], run.examples, run.seed
         _, features = dataset_features(teacher, examples)
         generator = torch.Generator().manual_seed(seed)  # the rotations; the global RNG is left alone
         self._projection = fit_subclass_projection(features, examples.labels, teacher.head.weight,

@@ -1,7 +1,7 @@
 """What the masked-image-modelling distillation methods (hybrid-distill, dmjd) share: the ViT student inside
 the classifier wrapper, frozen teachers carried by the training module, and target whitening.
 
-Their teachers are the pocket teachers of `distillbench.pocket.shapes_vit`, loaded by the method itself rather
+Their teachers are pocket teachers (`POCKET_NETWORKS`: ``shapes-feature-map``, ``shapes-vit-mae``), loaded by the method itself rather
 than taken from the recipe's single ``teacher`` (Hybrid Distill needs two at once, and token-level outputs). The training module holds them frozen
 (no gradients, always in eval mode, so the feature network's batch norm keeps its statistics).
 """
@@ -13,12 +13,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillbench.core.errors import UserInputError
+from distillbench.kinds.image_classifier.vit import PocketViT
 
 
 def student_vit(student: nn.Module):
     """The `ViTMAEModel` of a ``shapes-vit-*`` student (an `ImageClassifier` around a `PocketViT`)."""
-    from distillbench.pocket.shapes_vit import PocketViT
-
     network = getattr(student, "network", None)
     if not isinstance(network, PocketViT):
         raise UserInputError("masked-image-modelling methods train a ViT student: use student: arch:shapes-vit-tiny")

@@ -42,7 +42,7 @@ from annotated_types import Ge, Le
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.methods.base import Staged, register_method, upcast
 from distillbench.methods.classify.common import ClassifyMethod
 
 
@@ -116,7 +116,7 @@ class SelfDistillationRounds(nn.Module):
                  summary="iterative self-distillation: each round refits α·labels + (1−α)·the previous round's "
                          "predictions (MSE on softmax, ℓ2 norm penalty)")
 @dataclass
-class SelfDistillGT(ClassifyMethod):
+class SelfDistillGT(Staged, ClassifyMethod):
     """Rounds of self-distillation, each on targets mixing the labels (weight α) and the previous round."""
 
     alpha: Annotated[float, Ge(0), Le(1)] = 0.6

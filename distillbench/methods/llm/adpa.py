@@ -24,8 +24,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from distillbench.methods.base import (Method, SamplingFields, log_probs, register_method, response_logits, sequence, shifted_labels,
-                     token_mean)
+from distillbench.methods.base import (Method, log_probs, register_method, response_logits, sequence, shifted_labels,
+                                       token_mean)
+from distillbench.methods.llm.hooks import OnPolicy
 from distillbench.methods.llm.sft import sft_loss
 
 # The authors' loader clamps targets into [1e-8, 1 − 1e-8] (compress_logits.py, prob_stabilize).
@@ -47,7 +48,7 @@ def advantage_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, r
 @register_method("adpa", family="llm", paper="Gao et al. 2025, arXiv:2502.17927",
                  summary="NLL on chosen + the aligned teacher's token advantage on student samples")
 @dataclass
-class ADPA(SamplingFields, Method):
+class ADPA(OnPolicy, Method):
     """Advantage-guided distillation: raise the student's probability of tokens the aligned teacher
     prefers more than its reference does, on the student's own samples."""
 

@@ -33,6 +33,7 @@ from annotated_types import Ge, Gt, Lt
 
 from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
+from distillbench.methods.llm.hooks import MovesReference
 
 
 def adpo_loss(policy_logps: torch.Tensor, anchor_logps: torch.Tensor, scores: torch.Tensor, tau: float = 1.0,
@@ -48,7 +49,7 @@ def adpo_loss(policy_logps: torch.Tensor, anchor_logps: torch.Tensor, scores: to
 @register_method("adpo", family="llm", paper="ADPO, arXiv:2510.18913",
                  summary="listwise anchored preference loss over K scored responses")
 @dataclass
-class ADPO(Method):
+class ADPO(MovesReference, Method):
     """Listwise anchored preference optimisation on ranked, scored responses."""
 
     supports_chunked_loss = True  # its log-probs come from sequence_logps

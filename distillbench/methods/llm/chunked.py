@@ -405,6 +405,14 @@ def lm_head_inputs(model: torch.nn.Module, batch: dict, side: str | None = None
     return outputs.last_hidden_state[:, :-1], head.weight, head.bias
 
 
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy over positions whose label is not -100 (SFT's loss, unchunked).
+
+    logits: [B, T, V] next-token logits; labels: [B, T] target ids aligned with them.
+    """
+    return F.cross_entropy(upcast(logits.reshape(-1, logits.size(-1))), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
 class StudentOutputs:
     """One forward pass of the student on an SFT-style batch, for token-level losses: the full
     next-token logits, or with batch["chunk_size"] the LM head's inputs; `divergence` and `nll`
@@ -431,6 +439,4 @@ class StudentOutputs:
             logps = chunked_token_logps(self.hidden, self.weight, self.labels, self.bias, chunk_size=self.chunk_size)
             mask = self.labels != IGNORE_INDEX
             return -(logps * mask).sum() / mask.sum().clamp(min=1)
-        from distillbench.methods.llm.sft import sft_loss
-
         return sft_loss(self.logits, self.labels)

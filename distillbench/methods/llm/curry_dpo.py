@@ -25,8 +25,9 @@ from annotated_types import Gt
 
 from distillbench.core.errors import UserInputError
 
-from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
+from distillbench.methods.base import Method, Staged, ranked_count, register_method, sequence_logps
 from distillbench.methods.llm.dpo import dpo_loss
+from distillbench.methods.llm.hooks import MovesReference
 
 
 def curry_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
@@ -41,7 +42,7 @@ def curry_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, r
 @register_method("curry-dpo", family="llm", paper="Pattnaik et al. 2024, arXiv:2403.07230",
                  summary="DPO on ranked pairs ordered easy to hard, each iteration against the previous model")
 @dataclass
-class CurryDPO(Method):
+class CurryDPO(Staged, MovesReference, Method):
     """Curriculum DPO: (R1, RK), then (R1, RK−1), ... with the reference renewed each iteration."""
 
     supports_chunked_loss = True  # its log-probs come from sequence_logps
@@ -52,7 +53,6 @@ class CurryDPO(Method):
     needs = ("reference_logps",)
     data_kind = "ranked"
     normalize_by = "examples"
-    updates_reference = True
 
     @property
     def stages(self):

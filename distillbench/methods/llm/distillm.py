@@ -17,7 +17,6 @@ validation loss is measured once per epoch; samples at temperature 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -26,8 +25,9 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from distillbench.kinds.text_lm.onpolicy import AdaptiveOffPolicy
 
-from distillbench.methods.base import Method, SamplingFields, log_probs, mixture_logp, register_method, token_mean
+from distillbench.methods.base import Method, log_probs, mixture_logp, register_method, token_mean
 from distillbench.methods.llm.chunked import StudentOutputs, chunked_skew_forward_kl, chunked_skew_reverse_kl
+from distillbench.methods.llm.hooks import AdaptiveSampling
 
 
 def skew_forward_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -54,7 +54,7 @@ DIVERGENCES = {"skew_forward": (skew_forward_kl, chunked_skew_forward_kl),
 @register_method("distillm", family="llm", paper="Ko et al. 2024, arXiv:2402.03898",
                  summary="skew forward / reverse KL with adaptive off-policy student samples")
 @dataclass
-class DistiLLM(SamplingFields, Method):
+class DistiLLM(AdaptiveSampling, Method):
     """Skew-KL distillation on a mix of data and (replayed) student samples that grows when
     the validation loss rises."""
 

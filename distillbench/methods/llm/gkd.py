@@ -25,8 +25,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from distillbench.methods.base import Method, SamplingFields, log_probs, register_method, token_mean
+from distillbench.methods.base import Method, log_probs, register_method, token_mean
 from distillbench.methods.llm.chunked import StudentOutputs, chunked_generalized_jsd_loss
+from distillbench.methods.llm.hooks import OnPolicy
 from distillbench.methods.llm.kd import forward_kl_loss
 from distillbench.methods.llm.rkl import reverse_kl_loss
 
@@ -51,7 +52,7 @@ def generalized_jsd_loss(student_logits: torch.Tensor, teacher_logits: torch.Ten
 @register_method("gkd", family="llm", paper="Agarwal et al. 2024, arXiv:2306.13649",
                  summary="generalized JSD to the teacher, on student samples with probability λ")
 @dataclass
-class GKD(SamplingFields, Method):
+class GKD(OnPolicy, Method):
     """Generalized knowledge distillation: JSD_β on a λ-mixture of dataset and on-policy responses."""
 
     beta: Annotated[float, Ge(0), Le(1)] = 0.5

@@ -28,10 +28,12 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
+from distillbench.kinds.text_lm import math_grading
+from distillbench.kinds.text_lm.generation import chat_prompt_ids
 from distillbench.kinds.text_lm.onpolicy import continue_ids
-
 from distillbench.methods.base import Method, register_method, sequence_logps
 from distillbench.methods.llm.dpo import dpo_loss
+from distillbench.methods.llm.hooks import MakesExamples
 
 STEP_END = ". "
 
@@ -45,7 +47,7 @@ def first_step(text: str) -> str:
 @register_method("mcts-dpo", family="llm", paper="Xie et al. 2024, arXiv:2405.00451",
                  summary="step-level DPO on pairs from a Monte Carlo search over solution steps, iterated")
 @dataclass
-class MCTSDPO(Method):
+class MCTSDPO(MakesExamples, Method):
     """Iterative step-level DPO with pairs chosen by Monte Carlo values of candidate steps."""
 
     supports_chunked_loss = True  # its log-probs come from sequence_logps
@@ -62,7 +64,6 @@ class MCTSDPO(Method):
     needs = ("reference_logps",)
     data_kind = "problems"
     normalize_by = "examples"
-    generates_examples = True
 
     @property
     def stages(self):
@@ -74,9 +75,6 @@ class MCTSDPO(Method):
 
     def make_examples(self, student, tokenizer, problems, seed, stage, frozen):
         """Step-level pairs from searching with `student` on this iteration's share of the problems."""
-        from distillbench.benchmarks.math_grading import grade
-        from distillbench.kinds.text_lm.generation import chat_prompt_ids
-
         generator = torch.Generator().manual_seed(seed * 31 + stage)
         chosen = torch.randperm(len(problems), generator=generator)[: self.prompts].tolist()
         roots = [(problems[i], chat_prompt_ids(tokenizer, [{"role": "user", "content": problems[i]["problem"]}]))
@@ -102,7 +100,7 @@ class MCTSDPO(Method):
                 for c in range(self.candidates):
                     start = (slot * self.candidates + c) * self.rollouts
                     runs = [prefixes[i] + finals[start + r] + completions[start + r] for r in range(self.rollouts)]
-                    values.append(sum(grade(run, problem["answer"]).correct for run in runs) / self.rollouts)
+                    values.append(sum(math_grading.grade(run, problem["answer"]).correct for run in runs) / self.rollouts)
                 best, worst = max(range(len(values)), key=values.__getitem__), min(range(len(values)),
                                                                                      key=values.__getitem__)
                 if values[best] > values[worst] and options[best] != options[worst]:

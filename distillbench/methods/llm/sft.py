@@ -7,19 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
-from distillbench.methods.base import Method, register_method, upcast
-from distillbench.methods.llm.chunked import StudentOutputs
-
-
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy over positions whose label is not -100.
-
-    logits: [B, T, V] next-token logits; labels: [B, T] target ids aligned with them.
-    """
-    return F.cross_entropy(upcast(logits.reshape(-1, logits.size(-1))), labels.reshape(-1), ignore_index=-100)
+from distillbench.methods.base import Method, register_method
+from distillbench.methods.llm.chunked import StudentOutputs, sft_loss  # noqa: F401  (dckd and adpa import SFT's loss from here)
 
 
 @register_method("sft", family="llm", paper="supervised fine-tuning (baseline)",

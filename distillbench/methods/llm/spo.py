@@ -113,9 +113,11 @@ class SPO(Method):
             return [f"key_pattern: not a regular expression ({error})"]
         return []
 
-    def prepare(self, frozen, examples, seed, tokenizer=None):
-        if tokenizer is None:
-            raise TypeError("spo finds key-content tokens with the tokenizer; the harness passes it")
+    def prepare(self, run):
+        self.find_key_tokens(run.batching.tokenizer)
+
+    def find_key_tokens(self, tokenizer) -> None:
+        """The token ids whose text matches `key_pattern`."""
         pattern = re.compile(self.key_pattern)
         vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         self._key = torch.tensor([bool(token and pattern.search(token)) for token in vocabulary])

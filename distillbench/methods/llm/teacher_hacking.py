@@ -11,7 +11,7 @@ L = (1/N) Σ_t KL(π_T(·|s_t) ‖ πθ(·|s_t)),
 
 either **offline** (one teacher response per prompt for a fixed pool of `offline_prompts`
 problems, reused every epoch) or **online** (fresh teacher samples for every batch). Every
-`measure_every` steps the student is measured on held-out (dev) problems against both:
+`every` steps the student is measured on held-out (dev) problems against both:
 
 * golden distance, to the oracle: the mean token NLL of the oracle's solution, i.e. the
   per-token KL from the oracle's (one-hot) distribution to the student;
@@ -31,8 +31,9 @@ import torch
 from annotated_types import Gt
 
 from distillbench.kinds.text_lm.data import collate, tokenize_example, tokenize_records
-
-from distillbench.methods.base import Method, SamplingFields, register_method, response_logits, shifted_labels
+from distillbench.kinds.text_lm.generation import generate_responses
+from distillbench.methods.base import Method, register_method, response_logits, shifted_labels
+from distillbench.methods.llm.hooks import MakesExamples, OnPolicy
 from distillbench.methods.llm.kd import forward_kl_loss
 
 
@@ -44,7 +45,7 @@ UNCUT = 1 << 20
 @register_method("teacher-hacking", family="llm", paper="Tiapkin et al. 2025, arXiv:2502.02671",
                  summary="forward KL on offline vs online teacher samples, tracking distance to oracle and teacher")
 @dataclass
-class TeacherHacking(SamplingFields, Method):
+class TeacherHacking(OnPolicy, MakesExamples, Method):
     """Distil on teacher samples, offline (a fixed pool) or online (fresh per step), and track
     the student's distance to the oracle and to the teacher."""
 
@@ -56,12 +57,7 @@ class TeacherHacking(SamplingFields, Method):
 
     needs = ("teacher_logits", "validation")
     data_kind = "problems"
-    generates_examples = True
     sample_model = "teacher"
-
-    @property
-    def measure_every(self):
-        return self.every
 
     def on_policy_probability(self, step):
         return 1.0 if self.data == "online" else 0.0
@@ -75,7 +71,6 @@ class TeacherHacking(SamplingFields, Method):
         Offline: one teacher sample for each problem of a fixed pool, made once."""
         if self.data == "online":
             return tokenize_records(tokenizer, problems, UNCUT)
-        from distillbench.kinds.text_lm.generation import generate_responses
 
         generator = torch.Generator().manual_seed(seed)
         pool = [problems[i] for i in torch.randperm(len(problems), generator=generator)[: self.offline_prompts]]
@@ -86,8 +81,16 @@ class TeacherHacking(SamplingFields, Method):
                                        temperature=self.temperature, description="offline teacher samples")
         return [tokenize_example(tokenizer, p["problem"], response, UNCUT) for p, response in zip(pool, responses)]
 
+    def after_step(self, run):
+        """Every `every` steps, and after the last one, the student's distances on the validation examples."""
+        done = run.step + 1
+        if done % self.every and done != run.budget.steps:
+            return super().after_step(run)
+        return self.measure(run.unwrapped, run.frozen, run.batching.validation, run.batching.pad_id)
+
     @torch.no_grad()
     def measure(self, student, frozen, validation, pad_id):
+        """Golden distance (NLL of the oracle's solutions) and proxy distance (KL from the teacher)."""
         was_training = student.training
         student.eval()
         device = next(student.parameters()).device

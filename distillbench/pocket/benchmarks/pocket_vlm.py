@@ -16,20 +16,19 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Gt
 
-from distillbench.pocket import shapes_vlm
-
 from distillbench.benchmarks.base import register_benchmark
-from distillbench.benchmarks.vlm.benchmarks import (CHAIR, POPE, VideoHallucer, VideoPairBenchmark, VisionBenchmark, VQAv2, score_chair_item,
-                         score_pope_item, score_vqa_item)
+from distillbench.benchmarks.vlm.benchmarks import (CHAIR, POPE, VideoHallucer, VideoPairBenchmark, VisionBenchmark,
+                                                    VQAv2, score_chair_item, score_pope_item, score_vqa_item)
 from distillbench.benchmarks.vlm.videohallucer import INSTRUCTION, prompt as video_prompt
+from distillbench.core.recipe import stable_hash
+from distillbench.kinds.vlm.models import VisionRequest
+from distillbench.pocket import shapes_vlm
+from distillbench.pocket.shapes import WORLD_VERSION
 
 WORLD = "pocket-shapes VLM world (distillbench.pocket.shapes_vlm)"
 
 
 def _world_protocol(benchmark, items: list[dict[str, Any]]) -> dict[str, Any]:
-    from distillbench.core.recipe import stable_hash
-    from distillbench.pocket.shapes import WORLD_VERSION
-
     return {"world": WORLD, "world_version": WORLD_VERSION, "split": "test", "items": len(items),
             "items_hash": stable_hash(items), "decoding": "greedy", "max_new_tokens": benchmark.max_new_tokens}
 
@@ -58,8 +57,6 @@ class PocketVQA(VisionBenchmark):
         return shapes_vlm.vqa_items(self.n, self.seed, self.per_image)
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         return [VisionRequest((_image(item["scene"]),), self.prompt.format(question=item["question"]))
                 for item in items]
 
@@ -95,8 +92,6 @@ class PocketPOPE(VisionBenchmark):
         return shapes_vlm.pope_items(self.n, self.seed, tuple(self.splits), self.per_image)
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         return [VisionRequest((_image(item["scene"]),), self.prompt.format(question=item["text"])) for item in items]
 
     def score(self, item, output):
@@ -133,8 +128,6 @@ class PocketCHAIR(VisionBenchmark):
         return shapes_vlm.chair_items(self.n, self.seed)
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         return [VisionRequest((_image(item["scene"]),), self.prompt) for item in items]
 
     def score(self, item, output):
@@ -170,8 +163,6 @@ class PocketVideoHallucer(VideoPairBenchmark):
         return shapes_vlm.videohallucer_items(self.n, self.seed, tuple(self.categories))
 
     def requests(self, items):
-        from distillbench.kinds.vlm.models import VisionRequest
-
         requests = []
         for item in items:
             frames = tuple(_image(frame) for frame in item["frames"])

@@ -36,8 +36,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from distillbench.benchmarks.math_grading import grade
 from distillbench.core.registry import JUDGES
+from distillbench.kinds.text_lm.math_grading import grade
 from distillbench.pocket.mtbench_world import reference_turns, solve
 from distillbench.pocket.rubric import score_response
 

@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Gt
 
-from distillbench.core.errors import UserInputError
-
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.core.errors import UserInputError
+from distillbench.pocket.shapes_retrieval import caption_pairs
 
 RECALL_AT = (1, 5, 10)
 
@@ -67,8 +67,6 @@ class PocketRetrieval(Benchmark):
 
     @cached_property
     def _data(self):
-        from distillbench.pocket.shapes_retrieval import caption_pairs
-
         pairs = caption_pairs("test", self.n, self.seed)
         gallery = list(dict.fromkeys(pairs.captions))  # distinct captions, in order of first appearance
         index = {caption: i for i, caption in enumerate(gallery)}

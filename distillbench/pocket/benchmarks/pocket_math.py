@@ -7,11 +7,10 @@ from typing import Annotated, Literal
 
 from annotated_types import Gt
 
-from distillbench.kinds.text_lm.generation import generate_responses
-from distillbench.pocket.math_world import generate
-
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.benchmarks.math_grading import answer_instruction, grade, grader_protocol
+from distillbench.kinds.text_lm.generation import generate_responses
+from distillbench.kinds.text_lm.math_grading import answer_instruction, grade, grader_protocol
+from distillbench.pocket.math_world import generate
 
 
 @register_benchmark("pocket-math", family="llm", paper="pocket world (synthetic, MATH format)",
