@@ -90,7 +90,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "mtbench": "distillbench.benchmarks.mtbench:MTBench",
         "pocket-mtbench": "distillbench.pocket.benchmarks.pocket_mtbench:PocketMTBench",
         "pocket-math": "distillbench.pocket.benchmarks.pocket_math:PocketMath",
-        "pocket-retrieval": "distillbench.benchmarks.retrieval:PocketRetrieval",
+        "pocket-retrieval": "distillbench.pocket.benchmarks.pocket_retrieval:PocketRetrieval",
         "pocket-rewardbench": "distillbench.pocket.benchmarks.pocket_rewardbench:PocketRewardBench",
         "rewardbench": "distillbench.benchmarks.rewardbench:RewardBench",
         "cifar100": "distillbench.benchmarks.top1:Cifar100",
@@ -117,6 +117,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     "kinds": {
         "dataset-distillation": "distillbench.kinds.dataset_distillation.kind:DatasetDistillation",
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
+        "retrieval": "distillbench.kinds.retrieval.kind:Retrieval",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
         "text-to-image": "distillbench.kinds.text_to_image.kind:TextToImageKind",

@@ -22,10 +22,6 @@ PLUGIN_LIST = PACKAGE / "plugins.py"
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("cli/main.py", "*"): "the CLI imports a command's modules when the command runs: `distillbench --help` "
                           "takes 0.2 s, not 6 (importing every command's modules pulls in torch and transformers)",
-    ("benchmarks/retrieval.py", "distillbench.pocket.shapes_retrieval"): "being ported (issue #22): pocket-retrieval "
-                                                                         "moves with the retrieval kind",
-    ("pocket/shapes_retrieval.py", "*"): "being ported (issue #22): edited by the retrieval kind's port",
-    ("kinds/retrieval/driver.py", "*"): "being ported (issue #22)",
     ("methods/base.py", "distillbench.methods.llm.chunked"): "not done (issue #22): a cycle, chunked imports "
                                                              "methods.base",
 }

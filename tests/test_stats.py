@@ -38,14 +38,16 @@ def test_holm_adjustment():
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
-def test_side_boards_average_each_item_over_seeds_before_the_ci():
+def test_a_rows_items_are_averaged_over_seeds_before_the_ci():
     # the same test item under three seeds is one sample, not three: n and the CI are those of the items
-    from distillbench.leaderboards.side_report import method_rows
+    from distillbench.core.item_metrics import per_cell_values, summarize_metrics
 
     rng = np.random.default_rng(0)
     items = rng.integers(0, 2, 200).astype(float).tolist()
     flipped = [1.0 - v if i % 10 == 0 else v for i, v in enumerate(items)]
-    row = method_rows({"m": {0: items, 1: items, 2: flipped}})["m"]
+    values = {"m": {str(i): np.array(seeds) for i, seeds in enumerate(zip(items, items, flipped))}}
+    row = summarize_metrics(values, {})["m"]
     expected = summarize(np.mean([items, items, flipped], axis=0))
     assert row["n"] == 200 and row["ci95"] == expected["ci95"] and row["mean"] == pytest.approx(expected["mean"])
-    assert row["seeds"]["2"] != row["seeds"]["0"]
+    per_seed = per_cell_values(values, {})["m"]
+    assert per_seed[2] != per_seed[0]

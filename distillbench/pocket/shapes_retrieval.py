@@ -32,10 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.core.errors import UserInputError
+from distillbench.core.files import replace_directory, temporary_name
 from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, generate
+from distillbench.pocket.zoo import cache_root
 
 RELATIONS = ("left", "right", "above", "below")
 VOCABULARY = ("<pad>", "a", "an", "photo", "of", "and", ",", *RELATIONS, *COLORS, *SHAPES)
@@ -211,10 +215,6 @@ class CrossEncoder(nn.Module):
 
 # --- saving and loading ---------------------------------------------------------------------------------
 def save_model(model: nn.Module, directory: Path, extra: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    from distillbench.core.files import replace_directory, temporary_name
-
     staging = temporary_name(directory)
     staging.mkdir(parents=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
@@ -225,17 +225,18 @@ def save_model(model: nn.Module, directory: Path, extra: dict | None = None) -> 
     return directory
 
 
-def load_model(directory: str | Path) -> nn.Module:
-    """A dual or cross encoder saved by `save_model` (weights from safetensors, checked against their sha256)."""
-    from safetensors.torch import load_file
-
-    from distillbench.core.errors import UserInputError
-
-    directory = Path(directory)
+def read_config(directory: Path) -> dict:
+    """The config.json `save_model` wrote: the architecture, the weights' sha256 and the build report."""
     try:
-        config = json.loads((directory / "config.json").read_text())
+        return json.loads((directory / "config.json").read_text())
     except FileNotFoundError:
         raise UserInputError(f"{directory}: no config.json (not a retrieval model)") from None
+
+
+def load_model(directory: str | Path) -> nn.Module:
+    """A dual or cross encoder saved by `save_model` (weights from safetensors, checked against their sha256)."""
+    directory = Path(directory)
+    config = read_config(directory)
     weights = directory / "model.safetensors"
     if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
         raise UserInputError(f"{weights}: sha256 does not match config.json")
@@ -350,8 +351,6 @@ def train_teacher(spec: TeacherSpec) -> tuple[CrossEncoder, dict]:
 
 def ensure_teacher() -> Path:
     """The cached cross-encoder for the current spec, trained when missing."""
-    from distillbench.pocket.zoo import cache_root
-
     spec = teacher_spec()
     directory = cache_root() / f"{TEACHER_NAME}-{spec.spec_hash()}"
     if not (directory / "config.json").is_file():

@@ -1,19 +1,26 @@
 """CPRD and InfoNCE losses against naive loops (values and gradients), and the properties the paper relies on."""
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from distillbench.benchmarks.retrieval import PocketRetrieval, best_positive_rank, recall_values
+from distillbench.pocket.benchmarks.pocket_retrieval import PocketRetrieval, best_positive_rank, recall_values
+from distillbench.cli.main import main
 from distillbench.core.errors import UserInputError
-from distillbench.kinds.retrieval.driver import RetrievalBatching, run
-from distillbench.leaderboards.compare import load_board
+from distillbench.core.recipe import parse_recipe
+from distillbench.kinds.retrieval.batching import RetrievalBatching
+from distillbench.kinds.retrieval.kind import STUDENT, Retrieval, initial_student
 from distillbench.methods.classify.cprd import CPRD, cprd_loss, partial_ranking_targets
 from distillbench.methods.classify.info_nce import InfoNCE, info_nce_loss
 from distillbench.pocket.shapes_retrieval import (VOCABULARY, CrossEncoder, DualEncoder, caption_pairs, load_model,
                                                   perturbed, save_model, tokenize)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _scores(seed=0, batch=7):
@@ -209,52 +216,98 @@ def test_retrieval_batches_carry_shared_captions_and_teacher_scores():
     assert batch["teacher_scores"].shape == (8, 8)
 
 
-def test_a_retrieval_recipe_runs_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTILLBENCH_ZOO_SCALE", "tiny")
-    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path / "cache"))
-    recipe = tmp_path / "retrieval.yaml"
-    recipe.write_text(f"""
+TINY_RECIPE = """
 name: retrieval-tiny
-kind: image-classifier
+kind: retrieval
 teacher: pocket:shapes-cross-encoder
-train_size: 32
+student: arch:dual-encoder
+student_options: {{image_widths: [4], embed_dim: 8, word_dim: 4}}
+data: {{train_size: 32}}
 budget: {{steps: 2, batch_size: 8, learning_rate: 1.0e-3}}
 seeds: [1]
 methods: [info-nce, {{name: cprd, hard_negatives: 3, ranked: 2}}]
-baseline: info-nce
-benchmark: {{n: 24}}
-output_dir: {tmp_path / 'out'}
-""")
-    board = run(recipe)
-    rows = board["metrics"]["i2t_r1"]
-    assert set(rows) == {"info-nce", "cprd", "teacher (cross-encoder)"}
-    assert rows["cprd"]["n"] == 24 and "versus_info-nce" in rows["cprd"]
-    assert set(board["metrics"]) == {f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
-    [cell] = (tmp_path / "out" / "cells").glob("cprd-seed1-*")
+benchmarks: [{{name: pocket-retrieval, n: 24}}]
+output_dir: {out}
+leaderboard: {{versus: info-nce}}
+"""
+
+
+def retrieval_recipe(**changes):
+    raw = yaml.safe_load(TINY_RECIPE.format(out="runs/retrieval-tiny"))
+    raw.update(changes)
+    return raw
+
+
+def test_a_retrieval_recipe_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLBENCH_ZOO_SCALE", "tiny")
+    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path / "cache"))
+    recipe, out = tmp_path / "retrieval.yaml", tmp_path / "out"
+    recipe.write_text(TINY_RECIPE.format(out=out))
+    assert main(["run", str(recipe)]) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    rows = {row["row"]: row for row in board["rows"]}
+    assert list(rows) == ["teacher", "info-nce", "cprd[hard_negatives=3,ranked=2]"]
+    metrics = {f"pocket-retrieval/{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+    assert all(set(row["metrics"]) == metrics and row["status"] == "complete" for row in rows.values())
+    teacher, info_nce, cprd = rows.values()
+    assert teacher["kind"] == "reference" and teacher["model"] == "pocket:shapes-cross-encoder"
+    assert cprd["seeds"] == [1] and cprd["metrics"]["pocket-retrieval/i2t_r1"]["n"] == 24
+    assert cprd["cost"]["teacher_forwards"] > 0 == info_nce["cost"]["teacher_forwards"]
+    [cell] = (out / "cells").glob("cprd*-seed1-*")
     assert (cell / "model" / "model.safetensors").is_file()
-    schema, _ = load_board(tmp_path / "out")  # results-schema 1, as compare and the gate read it
-    by_row = {row["row"]: row for row in schema["rows"]}
-    assert by_row["cprd"]["metrics"]["pocket-retrieval/i2t_r1"]["mean"] == rows["cprd"]["mean"]
-    assert by_row["cprd"]["seeds"] == [1] and by_row["cprd"]["cost"]["train_seconds"] >= 0
-    teacher = by_row["teacher (cross-encoder)"]
-    assert teacher["kind"] == "reference" and teacher["method"] is None and teacher["seeds"] == []
+    # The baseline's paired comparison, from the one leaderboard builder.
+    assert "Head to head against `info-nce`" in (out / "leaderboard.md").read_text()
     # Another budget is another cell folder: an edited recipe never resumes the old one's checkpoint.
     recipe.write_text(recipe.read_text().replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
-    run(recipe)
-    assert len(list((tmp_path / "out" / "cells").glob("cprd-seed1-*"))) == 2
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(recipe.read_text().replace("info-nce, {name", "hinton-kd, {name"))
-    with pytest.raises(UserInputError, match="does not train a dual encoder"):
-        run(bad)
+    assert main(["run", str(recipe)]) == 0
+    assert len(list((out / "cells").glob("cprd*-seed1-*"))) == 2
 
 
-@pytest.mark.parametrize("entry", [{"methods": ["cprd"]}, {"benchmarks": [{"name": "pocket-retrieval"}]}])
-def test_a_classifier_recipe_refuses_retrieval_components(entry):
-    from distillbench.core.recipe import parse_recipe
+def test_every_method_of_a_seed_starts_from_the_same_student(tmp_path):
+    kind = Retrieval(parse_recipe(retrieval_recipe()), tmp_path)
+    options = {"image_widths": [4], "embed_dim": 8, "word_dim": 4}
+    state = torch.random.get_rng_state()
+    first, again, other = (kind.load(STUDENT, seed=seed)[0].state_dict() for seed in (1, 1, 2))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
+    assert all(torch.equal(first[k], again[k]) and torch.equal(first[k], v)
+               for k, v in initial_student(1, options).state_dict().items())
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    # The student's options key its cells: another size is another student.
+    bigger = Retrieval(parse_recipe(retrieval_recipe(student_options={**options, "embed_dim": 16})), tmp_path)
+    assert kind.fingerprint(STUDENT) != bigger.fingerprint(STUDENT)
 
+
+@pytest.mark.parametrize("change, expected", [
+    ({"student": "arch:shapes-cnn-small"}, "student: must be one of 'arch:dual-encoder'"),
+    ({"teacher": "pocket:teacher-sft"}, "teacher: pocket:teacher-sft is not pocket:shapes-cross-encoder or a folder "
+                                        "with a retrieval model's config.json"),
+    ({"student_options": {"embed_dim": 0}}, "student_options.embed_dim: must be > 0"),
+    ({"data": {"size": 32}}, "data.size: unknown field; did you mean 'train_size'?"),
+    ({"reference_teacher": "pocket:shapes-cross-encoder"}, "reference_teacher: not used by dual encoders"),
+    ({"methods": ["hinton-kd"]}, "methods[0]: hinton-kd trains image-classifier students, but this recipe's kind is "
+                                 "retrieval"),
+])
+def test_bad_retrieval_recipes_name_the_field(change, expected):
+    with pytest.raises(UserInputError) as info:
+        parse_recipe(retrieval_recipe(**change), "r.yaml")
+    assert f"r.yaml: {expected}" in info.value.problems
+
+
+def test_the_committed_retrieval_recipe_checks_offline(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["run", str(REPO / "recipes/pocket/retrieval.yaml"), "--check"]) == 0
+    assert "ok: the recipe validates and plans" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()  # the teacher is not built
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"methods": ["cprd"]}, "methods[0]: cprd trains retrieval students, but this recipe's kind is image-classifier"),
+    ({"benchmarks": [{"name": "pocket-retrieval"}]},
+     "benchmarks[0]: pocket-retrieval scores retrieval students, but this recipe's kind is image-classifier")])
+def test_other_kinds_send_retrieval_components_to_the_retrieval_kind(entry, expected):
     raw = {"name": "r", "kind": "image-classifier", "teacher": "pocket:shapes-teacher-many", "student": "arch:shapes-cnn-small",
            "data": {"source": "pocket:shapes-many"}, "budget": {"steps": 1, "batch_size": 2, "learning_rate": 0.1},
            "methods": ["ce"], "benchmarks": [{"name": "top1"}], **entry}
-    with pytest.raises(UserInputError, match="(cprd trains|pocket-retrieval scores) .*, but this recipe's kind is "
-                                             "image-classifier"):
+    with pytest.raises(UserInputError) as info:
         parse_recipe(raw)
+    assert f"recipe: {expected}" in info.value.problems

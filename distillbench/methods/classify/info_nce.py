@@ -21,9 +21,9 @@ from distillbench.methods.base import Method, register_method, upcast
 
 
 class RetrievalMethod(Method):
-    """Methods that train a dual encoder on image–caption pairs (kinds/retrieval/driver.py). A batch holds
-    ``images`` [B, 3, H, W], ``captions`` [B, L] token ids, ``positives`` [B, B] (True where two pairs
-    share a caption, diagonal included) and, when asked for, ``teacher_scores`` [B, B]: the
+    """Methods that train a dual encoder on image–caption pairs (the retrieval kind, kinds/retrieval/). A
+    batch holds ``images`` [B, 3, H, W], ``captions`` [B, L] token ids, ``positives`` [B, B] (True where
+    two pairs share a caption, diagonal included) and, when asked for, ``teacher_scores`` [B, B]: the
     cross-encoder's score of every image with every caption of the batch."""
 
     data_kind: ClassVar[str] = "retrieval"

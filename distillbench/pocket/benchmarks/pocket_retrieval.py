@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Gt
 
-from distillbench.core.errors import UserInputError
-
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.core.errors import UserInputError
+from distillbench.pocket.shapes_retrieval import caption_pairs
 
 RECALL_AT = (1, 5, 10)
 
@@ -64,12 +64,9 @@ class PocketRetrieval(Benchmark):
     seed: int = 0
 
     binary_metrics = tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in RECALL_AT)
-    data_kind = "retrieval"  # the runner refuses it; kinds/retrieval/driver.py runs it
 
     @cached_property
     def _data(self):
-        from distillbench.pocket.shapes_retrieval import caption_pairs
-
         pairs = caption_pairs("test", self.n, self.seed)
         gallery = list(dict.fromkeys(pairs.captions))  # distinct captions, in order of first appearance
         index = {caption: i for i, caption in enumerate(gallery)}

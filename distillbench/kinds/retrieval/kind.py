@@ -1,0 +1,164 @@
+"""The retrieval kind: dual encoders (an image CNN and a caption word-CNN, cosine scores) trained on
+pocket-shapes image–caption pairs, with a cross-encoder teacher's score matrix as the signal, and scored
+by Recall@K (`pocket-retrieval`).
+
+A recipe names the student as ``arch:dual-encoder`` (a `DualEncoder` initialised from each seed, so every
+method of a seed starts from the same weights) and its size under ``student_options``; the teacher is
+``pocket:shapes-cross-encoder`` (trained on first use and cached) or a folder a retrieval run saved. Its
+``data`` section says how many training scenes to generate, and from which seed. Models are saved as
+``model.safetensors`` + ``config.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, PositiveInt, field_validator
+
+from distillbench.core.kind import Reference, StudentKind, Training, register_kind
+from distillbench.core.recipe import Recipe, _Strict, keyed_dump, stable_hash
+from distillbench.kinds.retrieval.batching import RetrievalBatching
+from distillbench.pocket.shapes_retrieval import (RETRIEVAL_VERSION, TEACHER_REF, DualEncoder,  # pocket: inverted later
+                                                  caption_pairs, ensure_teacher, load_model, read_config, save_model)
+
+STUDENT = "arch:dual-encoder"
+
+
+class RetrievalData(_Strict):
+    """The training pairs: generated pocket-shapes scenes, each with its caption."""
+
+    train_size: int = Field(gt=0, description="number of training scenes (image–caption pairs)")
+    data_seed: int = Field(default=0, description="the scene generator's seed (the recipe's seeds train)")
+
+
+class DualEncoderOptions(_Strict):
+    """The student's size; a field left out takes `DualEncoder`'s default."""
+
+    image_widths: Annotated[list[PositiveInt], Field(min_length=1)] | None = Field(
+        default=None, description="channels of the image CNN's stages (default 8, 16, 32)")
+    embed_dim: PositiveInt | None = Field(default=None, description="the shared embedding's width (default 64)")
+    word_dim: PositiveInt | None = Field(default=None, description="the caption word-CNN's width (default 32)")
+
+    def given(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class RetrievalRecipe(Recipe):
+    teacher: str = Field(description=f"{TEACHER_REF}, or a folder a retrieval run saved (model.safetensors + "
+                         "config.json)")
+    student: Literal["arch:dual-encoder"] = Field(description="a DualEncoder initialised from each seed")
+    student_options: DualEncoderOptions = Field(default_factory=DualEncoderOptions)
+    data: RetrievalData
+    score_teacher: bool = Field(default=True, description="score the teacher once, as a reference row")
+
+    @field_validator("teacher")
+    @classmethod
+    def _retrieval_model(cls, value: str) -> str:
+        if value != TEACHER_REF and not (Path(value) / "config.json").is_file():
+            raise ValueError(f"{value} is not {TEACHER_REF} or a folder with a retrieval model's config.json")
+        return value
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread while this kind trains, builds its teacher and scores, as its boards were made:
+    the numbers depend on the thread count (after 60 steps the weights differ by 5e-4 between one and two
+    threads), and on two shared cores one thread trains these small models 4.5× faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def initial_student(seed: int, options: dict[str, Any]) -> DualEncoder:
+    """The student every method starts from for a seed (the global RNG is left alone)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DualEncoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+
+def model_directory(ref: str) -> Path:
+    """The folder of a saved retrieval model: the pocket teacher's (trained and cached on first use) or `ref`."""
+    if ref != TEACHER_REF:
+        return Path(ref)
+    with one_thread():  # the teacher's weights depend on the thread count too
+        return ensure_teacher()
+
+
+@register_kind("retrieval", summary="dual encoders (image CNN + caption word-CNN) trained on pocket-shapes "
+               "image–caption pairs with a cross-encoder teacher's scores; scored by Recall@K")
+class Retrieval(StudentKind):
+    recipe_model = RetrievalRecipe
+    data_kinds = frozenset({"retrieval"})
+    benchmark_families = frozenset({"retrieval"})
+    unit = "pairs"
+
+    def __init__(self, recipe: RetrievalRecipe, out: Path):
+        super().__init__(recipe, out)
+        self._teacher = None
+
+    @classmethod
+    def recipe_problems(cls, recipe: RetrievalRecipe) -> list[str]:
+        unused = {"budget.teacher_top_k": (recipe.budget.teacher_top_k, "the top-k logit cache is for language "
+                                           "models; the cross-encoder runs live"),
+                  "budget.max_length": (recipe.budget.max_length, "tokens per example: for language models"),
+                  "reference_teacher": (recipe.reference_teacher, "not used by dual encoders")}
+        return [f"{field}: {why}" for field, (value, why) in unused.items() if value is not None]
+
+    # the cell key ------------------------------------------------------------------------------
+    def reference_rows(self) -> list[Reference]:
+        # A freshly initialised student has nothing to score before training.
+        return [Reference("teacher", self.recipe.teacher)] if self.recipe.score_teacher else []
+
+    def fingerprint(self, ref: str) -> str:
+        """The student's options (its weights come from the cell's seed), or a saved model's architecture and
+        weights' sha256 (its config.json less the build report)."""
+        if ref == STUDENT:
+            return stable_hash({"model": STUDENT, **self.recipe.student_options.given()})
+        config = read_config(model_directory(ref))
+        return stable_hash({name: value for name, value in config.items() if name != "extra"})
+
+    def method_models(self, method: Any) -> dict[str, str]:
+        models = {"student": self.recipe.student}
+        if method.uses_teacher:
+            models["teacher"] = self.recipe.teacher
+        return models
+
+    def data_key(self, method: Any) -> dict[str, Any]:
+        return {**keyed_dump(self.recipe.data), "version": RETRIEVAL_VERSION}
+
+    # models ------------------------------------------------------------------------------------
+    def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
+        """(model, None): ``arch:dual-encoder`` is `initial_student` of `seed`, anything else a saved model."""
+        if ref == STUDENT:
+            return initial_student(seed, self.recipe.student_options.given()), None
+        return load_model(model_directory(ref)), None
+
+    def save(self, model, processor, directory: Path) -> None:
+        save_model(model, directory)
+
+    # training ----------------------------------------------------------------------------------
+    def training(self, cell, init_ref: str, processor) -> Training:
+        data = self.recipe.data
+        pairs = caption_pairs("train", data.train_size, data.data_seed)
+        frozen = {"teacher": self._frozen_teacher()} if "teacher_scores" in cell.method.needs else {}
+        return Training(pairs, RetrievalBatching(pairs, self.recipe.budget.batch_size), frozen)
+
+    def _frozen_teacher(self):
+        """The teacher, loaded once per run and shared by every cell (it is never trained)."""
+        if self._teacher is None:
+            self._teacher = self.load(self.recipe.teacher)[0]
+        return self._teacher
+
+    def fit(self, cell, model, processor, init_ref: str, folder: Path, description: str):
+        with one_thread():
+            return super().fit(cell, model, processor, init_ref, folder, description)
+
+    # scoring -----------------------------------------------------------------------------------
+    def scoring(self, cell, folder: Path, model, processor):
+        return one_thread()
