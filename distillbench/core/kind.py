@@ -22,6 +22,7 @@ One instance serves one run: it may cache the run's data and frozen models acros
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ class Training:
     extra_cost: dict[str, Any] = field(default_factory=dict)
 
 
-class StudentKind:
+class StudentKind(ABC):
     """Base class of a kind of student; the defaults suit a kind whose models the core train loop fits."""
 
     name: ClassVar[str] = ""  # set by the registry from the registered name
@@ -104,14 +105,15 @@ class StudentKind:
         return {}
 
     # models ------------------------------------------------------------------------------------
+    @abstractmethod
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None) -> tuple[Any, Any]:
         """(model, processor) for a model reference: processor is what benchmarks need beside the model
         (a tokenizer), or None."""
-        raise NotImplementedError(f"{self.name}: load")
 
     def save(self, model: Any, processor: Any, directory: Path) -> None:
-        """Write a trained model (and its processor) into `directory`, in its library's own format."""
-        raise NotImplementedError(f"{self.name}: save")
+        """Write a trained model (and its processor) into `directory`, in its library's own format. A kind
+        whose recipes take no method (reference rows only) never gets here: its recipe check refuses methods."""
+        raise TypeError(f"{self.name} students are scored as they are; none is trained, so none is saved")
 
     def load_trained(self, directory: Path, seed: int = 0) -> tuple[Any, Any]:
         """A model `save` wrote."""
@@ -127,8 +129,8 @@ class StudentKind:
         return []
 
     def training(self, cell: Any, init_ref: str, processor: Any) -> Training:
-        """The examples, batching and frozen models of a method cell."""
-        raise NotImplementedError(f"{self.name}: training")
+        """The examples, batching and frozen models of a method cell (kinds whose recipes take methods)."""
+        raise TypeError(f"{self.name} students are scored as they are; no method trains them")
 
     def fit(self, cell: Any, model: Any, processor: Any, init_ref: str, folder: Path, description: str
             ) -> tuple[Any, TrainResult, dict[str, Any]]:

@@ -12,6 +12,7 @@ committed recipe varied per candidate or setting, `vary_recipe`); each runs thro
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ class Run:
         return cells
 
 
-class Report:
+class Report(ABC):
     """A statistic over the runs of several recipes."""
 
     name: ClassVar[str] = ""  # set by `register_report`
@@ -80,13 +81,13 @@ class Report:
     # given count says so here, so that the plain command reproduces it.
     threads: ClassVar[int | None] = None
 
+    @abstractmethod
     def recipes(self) -> list[Recipe]:
         """The recipes to run, each with its own name (its run folder)."""
-        raise NotImplementedError(f"report {self.name}: recipes")
 
+    @abstractmethod
     def summarise(self, runs: list[Run]) -> dict[str, Any]:
         """The report's result (JSON-serialisable) from the finished runs, in `recipes`' order."""
-        raise NotImplementedError(f"report {self.name}: summarise")
 
     def markdown(self, result: dict[str, Any]) -> str | None:
         """The result as Markdown, or None when the report has no Markdown form."""
