@@ -66,12 +66,11 @@ class StudentKind(ABC):
     # The `data_kind`s of the methods this kind trains, and the families of the benchmarks it scores.
     data_kinds: ClassVar[frozenset[str]] = frozenset()
     benchmark_families: ClassVar[frozenset[str]] = frozenset()
-    # What a row's cost counts the training data in ("tokens", "images", "pairs").
-    unit: ClassVar[str] = "examples"
 
     def __init__(self, recipe: Recipe, out: Path):
         self.recipe = recipe
         self.out = out
+        self._frozen: dict[str, Any] = {}
 
     # the recipe --------------------------------------------------------------------------------
     @classmethod
@@ -114,6 +113,12 @@ class StudentKind(ABC):
         """Write a trained model (and its processor) into `directory`, in its library's own format. A kind
         whose recipes take no method (reference rows only) never gets here: its recipe check refuses methods."""
         raise TypeError(f"{self.name} students are scored as they are; none is trained, so none is saved")
+
+    def frozen_model(self, ref: str) -> Any:
+        """A teacher-side model, loaded once per run and shared by every cell (it is never trained)."""
+        if ref not in self._frozen:
+            self._frozen[ref] = self.load(ref)[0]
+        return self._frozen[ref]
 
     def load_trained(self, directory: Path, seed: int = 0) -> tuple[Any, Any]:
         """A model `save` wrote."""

@@ -104,7 +104,6 @@ class DatasetDistillation(StudentKind):
     recipe_model = DatasetDistillationRecipe
     data_kinds = frozenset({"distilled-set"})
     benchmark_families = frozenset({"dataset-distillation"})
-    unit = "images"
 
     def __init__(self, recipe: DatasetDistillationRecipe, out: Path):
         super().__init__(recipe, out)

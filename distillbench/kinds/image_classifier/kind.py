@@ -60,12 +60,10 @@ class ImageClassifier(StudentKind):
     recipe_model = ImageClassifierRecipe
     data_kinds = frozenset({"images"})
     benchmark_families = frozenset({"classify"})
-    unit = "images"
 
     def __init__(self, recipe: ImageClassifierRecipe, out: Path):
         super().__init__(recipe, out)
         self._dataset = None
-        self._frozen: dict[str, Any] = {}
 
     @classmethod
     def recipe_problems(cls, recipe: ImageClassifierRecipe) -> list[str]:
@@ -150,12 +148,7 @@ class ImageClassifier(StudentKind):
         batching = ImageBatching(self.dataset(), self.recipe.data.augment, self.recipe.budget.batch_size)
         frozen = {}
         if "teacher_logits" in method.needs or "teacher_features" in method.needs:
-            frozen["teacher"] = self._load_frozen(self.recipe.teacher)
-        frozen.update({f"source:{ref}": self._load_frozen(ref) for ref in method.source_teachers})
+            frozen["teacher"] = self.frozen_model(self.recipe.teacher)
+        frozen.update({f"source:{ref}": self.frozen_model(ref) for ref in method.source_teachers})
         return Training(self.dataset(), batching, frozen)
 
-    def _load_frozen(self, ref: str):
-        """A teacher-side classifier, loaded once per run and shared by every cell (it is never trained)."""
-        if ref not in self._frozen:
-            self._frozen[ref] = self.load(ref)[0]
-        return self._frozen[ref]

@@ -96,11 +96,6 @@ class Retrieval(StudentKind):
     recipe_model = RetrievalRecipe
     data_kinds = frozenset({"retrieval"})
     benchmark_families = frozenset({"retrieval"})
-    unit = "pairs"
-
-    def __init__(self, recipe: RetrievalRecipe, out: Path):
-        super().__init__(recipe, out)
-        self._teacher = None
 
     @classmethod
     def recipe_problems(cls, recipe: RetrievalRecipe) -> list[str]:
@@ -146,14 +141,8 @@ class Retrieval(StudentKind):
     def training(self, cell, init_ref: str, processor) -> Training:
         data = self.recipe.data
         pairs = caption_pairs("train", data.train_size, data.data_seed)
-        frozen = {"teacher": self._frozen_teacher()} if "teacher_scores" in cell.method.needs else {}
+        frozen = {"teacher": self.frozen_model(self.recipe.teacher)} if "teacher_scores" in cell.method.needs else {}
         return Training(pairs, RetrievalBatching(pairs, self.recipe.budget.batch_size), frozen)
-
-    def _frozen_teacher(self):
-        """The teacher, loaded once per run and shared by every cell (it is never trained)."""
-        if self._teacher is None:
-            self._teacher = self.load(self.recipe.teacher)[0]
-        return self._teacher
 
     def fit(self, cell, model, processor, init_ref: str, folder: Path, description: str):
         with one_thread():

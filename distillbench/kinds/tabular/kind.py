@@ -50,7 +50,6 @@ class Tabular(StudentKind):
     recipe_model = TabularRecipe
     data_kinds = frozenset({"tabular"})
     benchmark_families = frozenset({"tabular"})
-    unit = "rows"
 
     def __init__(self, recipe: TabularRecipe, out: Path):
         super().__init__(recipe, out)
@@ -96,7 +95,7 @@ class Tabular(StudentKind):
         cost = method.training_cost(data)
         result = TrainResult(steps=cost["steps"], wall_seconds=time.perf_counter() - started,
                              teacher_forwards=cost["teacher_forwards"], trained_parameters=cost["trained_parameters"],
-                             peak_memory_mb=peak_memory_mb(torch.device("cpu")), tokens=cost["rows"], unit=self.unit)
+                             peak_memory_mb=peak_memory_mb(torch.device("cpu")), tokens=cost["rows"], unit="rows")
         return FittedGenerator(method, generator), result, {}
 
     # scoring -----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, field_validator
 
 from distillbench.core.errors import UserInputError
@@ -96,11 +95,9 @@ class TextLM(StudentKind):
     recipe_model = TextLMRecipe
     data_kinds = frozenset({"sft", "preference", "ranked", "problems"})
     benchmark_families = frozenset({"llm"})
-    unit = "tokens"
 
     def __init__(self, recipe: TextLMRecipe, out: Path):
         super().__init__(recipe, out)
-        self._frozen: dict[str, torch.nn.Module] = {}
         self._examples: dict[str, list] = {}
         self._caches: dict[str, SignalCache] = {}
 
@@ -199,22 +196,17 @@ class TextLM(StudentKind):
         """The frozen models the method draws signals from, by role."""
         needs, frozen = method.needs, {}
         if "teacher_logits" in needs:
-            frozen["teacher"] = self._load_frozen(self.recipe.teacher)
+            frozen["teacher"] = self.frozen_model(self.recipe.teacher)
         if "reference_teacher_logits" in needs:
-            frozen["reference_teacher"] = self._load_frozen(self.recipe.reference_teacher)
+            frozen["reference_teacher"] = self.frozen_model(self.recipe.reference_teacher)
         for ref in method.source_teachers:
-            frozen[f"source:{ref}"] = self._load_frozen(ref)
+            frozen[f"source:{ref}"] = self.frozen_model(ref)
         if "reference_logps" in needs:
             # DPO-style methods measure the policy against its own initialisation unless they name the teacher.
-            frozen["reference"] = (self._load_frozen(self.recipe.teacher) if method.reference_model == "teacher"
+            frozen["reference"] = (self.frozen_model(self.recipe.teacher) if method.reference_model == "teacher"
                                    else self.load(init_ref)[0])
         return frozen
 
-    def _load_frozen(self, ref: str):
-        """A teacher-side model, loaded once per run and shared by every cell (it is never trained)."""
-        if ref not in self._frozen:
-            self._frozen[ref] = self.load(ref)[0]
-        return self._frozen[ref]
 
     def _signal_cache(self, method, tokenizer) -> SignalCache | None:
         """The run's top-k teacher cache for the method's training data, built on first use (budget.teacher_top_k)."""
@@ -222,7 +214,7 @@ class TextLM(StudentKind):
         if k is None or "teacher_logits" not in method.needs or method.generates_examples:
             return None
         if method.data_kind not in self._caches:
-            teacher = self.device_model(self._load_frozen(self.recipe.teacher))
+            teacher = self.device_model(self.frozen_model(self.recipe.teacher))
             self._caches[method.data_kind] = SignalCache.build_or_load(
                 self.out / "signals", teacher, fingerprint(self.recipe.teacher),
                 self._examples_of(tokenizer, method.data_kind), k)

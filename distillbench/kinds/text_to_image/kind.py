@@ -93,7 +93,6 @@ class Sampler:
 class TextToImageKind(StudentKind):
     recipe_model = TextToImageRecipe
     benchmark_families = frozenset({"image"})
-    unit = "images"
 
     def __init__(self, recipe: TextToImageRecipe, out: Path):
         super().__init__(recipe, out)
