@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from distillbench.kinds.text_lm.generation import chat_prompt_ids, generate_responses
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.provenance import machine, package_versions
 
 RESULTS = Path(__file__).parent / "results" / "eval_throughput.json"

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.provenance import machine, package_versions
 from distillbench.core.recipe import load_recipe
 from distillbench.core.train import train

@@ -1,7 +1,7 @@
 """Batched generation: left padding whatever the tokenizer is configured with."""
 
 from distillbench.kinds.text_lm.generation import generate_responses
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 
 
 def test_batched_replies_equal_one_by_one_replies_whatever_the_padding_side():

@@ -6,7 +6,7 @@ import pytest
 
 from distillbench.kinds.text_lm.data import collate, load_ranked, problem_records, tokenize_ranked
 from distillbench.core.errors import UserInputError
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 
 
 def _write(tmp_path, records):

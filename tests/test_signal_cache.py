@@ -7,7 +7,7 @@ import torch
 
 from distillbench.cli.main import main
 from distillbench.kinds.text_lm.data import collate, tokenize_records
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.kinds.text_lm.topk_cache import SignalCache
 from distillbench.pocket.math_world import generate
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from distillbench.kinds.text_lm.data import collate, tokenize_preferences, tokenize_records
 from distillbench.core.errors import NonFiniteError, UserInputError
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.recipe import Budget
 from distillbench.kinds.text_lm.topk_cache import ReferenceLogps
 from distillbench.core.train import example_indices, train

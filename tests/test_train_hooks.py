@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.recipe import Budget
 from distillbench.core.registry import BENCHMARKS, METHODS
 from distillbench.core.train import train

@@ -12,7 +12,7 @@ import pytest
 from distillbench.kinds.text_lm import vllm_backend
 from distillbench.cli.main import main
 from distillbench.kinds.text_lm.generation import generate_responses, serving
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 
 
 def fake_vllm(engines: list):

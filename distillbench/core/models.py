@@ -6,8 +6,9 @@ A model reference is one of
   * ``hf:<id>[@revision]`` a hub model (works where the hub is reachable or cached),
   * ``arch:<architecture>`` a freshly initialised network of a registered architecture (`ARCHITECTURES`),
   * a local path to a directory saved with ``save_pretrained`` (or a classifier directory).
-Language models load through ``transformers``' own ``from_pretrained``; the kinds load the others. Weights
-are read from safetensors only, and ``trust_remote_code`` stays off unless asked for.
+Each kind loads its own models from a reference (language models: `distillbench.kinds.text_lm.models`);
+this module resolves references, checks their weights and fingerprints them. Weights are read from
+safetensors only.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.registry import ARCHITECTURES, MODEL_BACKENDS, POCKET_MODELS, Registry
@@ -93,24 +92,6 @@ def _local_backend(ref: ModelRef) -> str:
     return ref.name
 
 
-def load_causal_lm(text: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32):
-    """Load (model, tokenizer) for a model reference, ready for training or generation."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    ref = parse_model_ref(text)
-    location = resolve_path(ref)
-    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **common)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{text}: cannot load model ({str(exc).splitlines()[0]})") from None
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
 def check_weights(directory: Path) -> None:
     """Open every safetensors file's header, so corrupt or truncated weights fail before a run starts."""
     from safetensors import SafetensorError, safe_open
@@ -156,19 +137,3 @@ def fingerprint(text: str) -> str:
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:16]
-
-
-def check_shared_vocabulary(teacher: str, student: str) -> None:
-    """Logit distillation compares distributions token by token: the vocabularies must be the same
-    (trl #2215, #4562: a silent mismatch gives wrong results instead of an error)."""
-    from transformers import AutoTokenizer
-
-    vocabularies = []
-    for text in (teacher, student):
-        ref = parse_model_ref(text)
-        tokenizer = AutoTokenizer.from_pretrained(resolve_path(ref), revision=ref.revision)
-        vocabularies.append(tokenizer.get_vocab())
-    if vocabularies[0] != vocabularies[1]:
-        raise UserInputError(f"teacher: {teacher} and student {student} have different vocabularies "
-                             f"({len(vocabularies[0])} vs {len(vocabularies[1])} tokens); logit distillation "
-                             "needs a shared tokenizer")

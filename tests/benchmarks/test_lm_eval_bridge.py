@@ -70,7 +70,7 @@ def tasks(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def student():
-    from distillbench.core.models import load_causal_lm
+    from distillbench.kinds.text_lm.models import load_causal_lm
 
     return load_causal_lm("pocket:student-init")
 

@@ -173,7 +173,7 @@ def test_pairwise_position_bias_becomes_a_tie_and_errors_are_dropped(tmp_path, j
 
 
 def test_hf_chat_judge_runs_a_local_model(tmp_path):
-    from distillbench.core.models import load_causal_lm
+    from distillbench.kinds.text_lm.models import load_causal_lm
 
     model, tokenizer = load_causal_lm("pocket:student-init")
     model.save_pretrained(tmp_path / "judge")

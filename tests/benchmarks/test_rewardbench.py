@@ -85,7 +85,7 @@ def test_pocket_pairs_are_held_out_and_the_rubric_prefers_every_chosen():
 
 
 def _tiny_student():
-    from distillbench.core.models import load_causal_lm
+    from distillbench.kinds.text_lm.models import load_causal_lm
 
     return load_causal_lm("pocket:student-init")
 

@@ -2,7 +2,7 @@
 where the candidates' Monte Carlo values differ."""
 
 import distillbench.kinds.text_lm.math_grading as math_grading
-from distillbench.core.models import load_causal_lm
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.methods.llm.mcts_dpo import MCTSDPO, first_step, is_final
 from distillbench.pocket.math_world import generate
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from distillbench.core.models import load_causal_lm, validate_model_ref
+from distillbench.core.models import validate_model_ref
+from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.registry import JUDGES
 from distillbench.kinds.text_lm.generation import generate_responses
 

@@ -15,9 +15,8 @@ from pydantic import Field, field_validator
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.kind import StudentKind, Training, register_kind
-from distillbench.core.models import check_shared_vocabulary, fingerprint, load_causal_lm, parse_model_ref, \
-    resolve_path
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, option, path_field, model_refs_checked
+from distillbench.core.models import fingerprint, parse_model_ref, resolve_path
+from distillbench.core.recipe import Recipe, _Strict, keyed_dump, model_refs_checked, option, path_field
 from distillbench.core.registry import METHODS
 from distillbench.kinds.text_lm import vllm_backend
 from distillbench.kinds.text_lm.batching import TokenBatching
@@ -25,6 +24,7 @@ from distillbench.kinds.text_lm.data import (data_fingerprint, is_pocket_source,
                                              load_records, pocket_sources, problem_records, tokenize_preferences,
                                              tokenize_ranked, tokenize_records)
 from distillbench.kinds.text_lm.generation import serving
+from distillbench.kinds.text_lm.models import check_shared_vocabulary, load_causal_lm
 from distillbench.kinds.text_lm.topk_cache import SignalCache
 
 # Dev problems of a pocket source that validation-watching schedules (distillm) are scored on.
