@@ -283,6 +283,19 @@ def _check_continuations(recipe: Recipe) -> list[str]:
             if getattr(cls, "starts_from", None) is not None and cls.starts_from not in names]
 
 
+def set_but_unused(recipe: BaseModel, reasons: dict[str, str]) -> list[str]:
+    """'field: why' for each dotted field in `reasons` that `recipe` sets (not None) though its kind does not use
+    it: a setting silently ignored is refused instead."""
+    problems = []
+    for path, why in reasons.items():
+        value: Any = recipe
+        for part in path.split("."):
+            value = getattr(value, part, None)
+        if value is not None:
+            problems.append(f"{path}: {why}")
+    return problems
+
+
 def option(spec: ComponentSpec, cls: type, name: str) -> Any:
     """A method option as the recipe sets it, else the dataclass default (None when it has no such field)."""
     defaults = {f.name: f.default for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}

@@ -25,7 +25,8 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.files import temporary_name
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
 from distillbench.core.models import parse_model_ref, validate_model_ref
-from distillbench.core.recipe import Budget, Recipe, _Strict, keyed_dump, option, path_field, stable_hash, model_refs_checked
+from distillbench.core.recipe import (_Strict, Budget, Recipe, keyed_dump, model_refs_checked, option, path_field,
+                                      set_but_unused, stable_hash)
 from distillbench.core.registry import ARCHITECTURES, BENCHMARKS
 from distillbench.kinds.dataset_distillation.committee import AUGMENT, Committee, accuracy_percent, build_expert
 from distillbench.kinds.image_classifier.classifiers import (classifier_spec, is_classifier_ref, load_classifier,
@@ -116,11 +117,10 @@ class DatasetDistillation(StudentKind):
     def recipe_problems(cls, recipe: DatasetDistillationRecipe) -> list[str]:
         problems = [] if parse_model_ref(recipe.student).backend == "arch" else [
             f"student: {recipe.student}: a distilled set trains a fresh network: arch:<architecture>"]
-        unused = {"teacher": (recipe.teacher, "the committee is the teacher"),
-                  "reference_teacher": (recipe.reference_teacher, "the committee is the teacher"),
-                  "budget.teacher_top_k": (recipe.budget.teacher_top_k, "the top-k logit cache is for language models"),
-                  "budget.max_length": (recipe.budget.max_length, "tokens per example: for language models")}
-        problems += [f"{field}: {why}" for field, (value, why) in unused.items() if value is not None]
+        problems += set_but_unused(recipe, {"teacher": "the committee is the teacher",
+                                            "reference_teacher": "the committee is the teacher",
+                                            "budget.teacher_top_k": "the top-k logit cache is for language models",
+                                            "budget.max_length": "tokens per example: for language models"})
         return problems + _benchmark_problems(recipe)
 
     # the cell key ------------------------------------------------------------------------------

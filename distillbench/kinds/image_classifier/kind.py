@@ -16,7 +16,8 @@ from pydantic import Field, field_validator
 from distillbench.core.errors import UserInputError
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
 from distillbench.core.models import parse_model_ref
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, path_field, when_set, model_refs_checked
+from distillbench.core.recipe import (_Strict, Recipe, keyed_dump, model_refs_checked, path_field, set_but_unused,
+                                      when_set)
 from distillbench.core.registry import METHODS
 from distillbench.kinds.image_classifier.classifiers import classifier_spec, is_classifier_ref, load_classifier
 from distillbench.kinds.image_classifier.images import (ImageBatching, hide_labels, image_data_fingerprint,
@@ -70,11 +71,10 @@ class ImageClassifier(StudentKind):
         problems = [f"{field}: {ref} is not an image classifier (pocket:shapes-teacher-<task>, arch:<name>, or a "
                     "folder with classifier.json)" for field in ("teacher", "reference_teacher", "student")
                     if (ref := getattr(recipe, field)) is not None and not is_classifier_ref(ref)]
-        unused = {"budget.teacher_top_k": (recipe.budget.teacher_top_k, "the top-k logit cache is for language "
-                                           "models; image teachers run live"),
-                  "budget.max_length": (recipe.budget.max_length, "tokens per example: for language models"),
-                  "reference_teacher": (recipe.reference_teacher, "not used by image classifiers")}
-        problems += [f"{field}: {why}" for field, (value, why) in unused.items() if value is not None]
+        problems += set_but_unused(recipe, {
+            "budget.teacher_top_k": "the top-k logit cache is for language models; image teachers run live",
+            "budget.max_length": "tokens per example: for language models",
+            "reference_teacher": "not used by image classifiers"})
         if recipe.data.labeled_per_class is not None:
             problems += [f"methods[{index}]: {spec.name} needs every example's label; it cannot train on "
                          "semi-supervised data (data.labeled_per_class)" for index, spec in enumerate(recipe.methods)

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field, PositiveInt, field_validator
 
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
-from distillbench.core.recipe import Recipe, _Strict, keyed_dump, stable_hash
+from distillbench.core.recipe import _Strict, Recipe, keyed_dump, set_but_unused, stable_hash
 from distillbench.kinds.retrieval.batching import RetrievalBatching
 from distillbench.pocket.shapes_retrieval import (RETRIEVAL_VERSION, TEACHER_REF, DualEncoder,  # pocket: inverted later
                                                   caption_pairs, ensure_teacher, load_model, read_config, save_model)
@@ -99,11 +99,10 @@ class Retrieval(StudentKind):
 
     @classmethod
     def recipe_problems(cls, recipe: RetrievalRecipe) -> list[str]:
-        unused = {"budget.teacher_top_k": (recipe.budget.teacher_top_k, "the top-k logit cache is for language "
-                                           "models; the cross-encoder runs live"),
-                  "budget.max_length": (recipe.budget.max_length, "tokens per example: for language models"),
-                  "reference_teacher": (recipe.reference_teacher, "not used by dual encoders")}
-        return [f"{field}: {why}" for field, (value, why) in unused.items() if value is not None]
+        return set_but_unused(recipe, {
+            "budget.teacher_top_k": "the top-k logit cache is for language models; the cross-encoder runs live",
+            "budget.max_length": "tokens per example: for language models",
+            "reference_teacher": "not used by dual encoders"})
 
     # the cell key ------------------------------------------------------------------------------
     def reference_rows(self) -> list[Reference]:

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from distillbench.core.kind import StudentKind, register_kind
-from distillbench.core.recipe import Budget, Recipe, _Strict
+from distillbench.core.recipe import Budget, Recipe, _Strict, set_but_unused
 from distillbench.core.train import TrainResult, peak_memory_mb
 from distillbench.kinds.tabular.generators import FittedGenerator, load_generator, save_generator
 from distillbench.pocket.fair_tabular import TabularData, generate
@@ -57,12 +57,10 @@ class Tabular(StudentKind):
 
     @classmethod
     def recipe_problems(cls, recipe: TabularRecipe) -> list[str]:
-        unused = {field: "not used: a tabular generator is fitted from the data alone" for field in
-                  ("teacher", "reference_teacher", "student") if getattr(recipe, field) is not None}
-        if recipe.budget is not None:
-            unused["budget"] = ("not used: a tabular method fits with its own options (fair-latent: teacher_steps, "
-                                "student_steps, batch_size, learning_rate)")
-        return [f"{field}: {why}" for field, why in unused.items()]
+        fitted = "not used: a tabular generator is fitted from the data alone"
+        return set_but_unused(recipe, {"teacher": fitted, "reference_teacher": fitted, "student": fitted,
+                                       "budget": "not used: a tabular method fits with its own options (fair-latent: "
+                                                 "teacher_steps, student_steps, batch_size, learning_rate)"})
 
     def data(self) -> TabularData:
         """The world's train rows, generated once per run."""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from distillbench.core.kind import Reference, StudentKind, register_kind
-from distillbench.core.recipe import ReferenceRowsRecipe, _Strict, stable_hash
+from distillbench.core.recipe import _Strict, ReferenceRowsRecipe, set_but_unused, stable_hash
 from distillbench.kinds.text_to_image.sampling import (SAMPLERS, TextToImage, fingerprint, item_prompt,
                                                        pipeline_problem, resolve, write_images)
 
@@ -100,8 +100,8 @@ class TextToImageKind(StudentKind):
 
     @classmethod
     def recipe_problems(cls, recipe: TextToImageRecipe) -> list[str]:
-        return [f"{field}: not used: the rows sample the teacher (no method trains a text-to-image student yet)"
-                for field in ("reference_teacher", "student") if getattr(recipe, field) is not None]
+        sampled = "not used: the rows sample the teacher (no method trains a text-to-image student yet)"
+        return set_but_unused(recipe, {"reference_teacher": sampled, "student": sampled})
 
     def reference_rows(self) -> list[Reference]:
         return [Reference(row.label, self.recipe.teacher, row.model_dump(exclude={"label"})) for row in self.recipe.rows]
