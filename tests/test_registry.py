@@ -126,3 +126,12 @@ def test_a_lookup_imports_only_the_module_that_registers_the_name():
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["distillbench.methods", "distillbench.methods.base", "distillbench.methods.llm",
                          "distillbench.methods.llm.chunked", "distillbench.methods.llm.sft"]
+
+
+def test_list_kinds_names_every_registered_kind(capsys):
+    from distillbench.cli.main import main
+    from distillbench.core.registry import KINDS
+
+    assert main(["list", "kinds"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in KINDS.names()) and "text-lm" in out

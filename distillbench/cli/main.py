@@ -68,7 +68,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from distillbench.core.registry import BENCHMARKS, METHODS
+    from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 
     if args.what == "reported":
         from distillbench.leaderboards.reported import entry_dict, reported_entries
@@ -80,7 +80,7 @@ def _cmd_list(args) -> int:
         print_reported([entry_dict(e) for e in entries])
         return 0
 
-    registry = {"methods": METHODS, "benchmarks": BENCHMARKS}[args.what]
+    registry = {"methods": METHODS, "benchmarks": BENCHMARKS, "kinds": KINDS}[args.what]
     table = Table(title=f"distillbench {args.what}" + (f" (family {args.family})" if args.family else ""))
     for column in ("name", "family", "paper", "summary"):
         table.add_column(column)
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_cmd_report)
 
     listing = commands.add_parser("list", help="list registered methods or benchmarks, or the numbers papers report")
-    listing.add_argument("what", choices=["methods", "benchmarks", "reported"])
+    listing.add_argument("what", choices=["methods", "benchmarks", "kinds", "reported"])
     listing.add_argument("--family", help="only this family (llm, diffusion, classify, vlm, image)")
     listing.set_defaults(handler=_cmd_list)
 
