@@ -1,5 +1,5 @@
 """The plug-in list: where every built-in method, benchmark, judge, model backend, kind, report, architecture,
-and everything the pocket worlds provide (models, data sources, networks), lives.
+everything the pocket worlds provide (models, data sources, networks), and every command lives.
 
 The registries (`distillbench.core.registry`) read this list by name on their first lookup,
 so looking up one name imports only the module that registers it, and listing imports all.
@@ -26,6 +26,18 @@ already has is an error.
 """
 
 from __future__ import annotations
+
+# The command line's commands: `distillbench COMMAND` imports its module when it runs, so `--help` and a
+# command that needs no model never import torch (the parser itself lives in distillbench.cli.main).
+COMMANDS: dict[str, str] = {
+    "compare": "distillbench.cli.compare:compare_command",
+    "leaderboard": "distillbench.cli.leaderboard:leaderboard_command",
+    "list": "distillbench.cli.listing:list_command",
+    "report": "distillbench.cli.report:report_command",
+    "run": "distillbench.cli.run:run_command",
+    "score": "distillbench.cli.score:score_command",
+    "zoo": "distillbench.cli.zoo:zoo_command",
+}
 
 BUILTINS: dict[str, dict[str, str]] = {
     "methods": {

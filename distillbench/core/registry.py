@@ -190,6 +190,11 @@ def _distribution(point: importlib.metadata.EntryPoint) -> str:
     return f"distribution {dist.name}" if dist is not None else "an entry point"
 
 
+def load_builtin(target: str) -> Any:
+    """The object a built-in "module:object" target of the plug-in list names, its module imported now."""
+    return _import_object(Plugin(target, PLUGIN_LIST))
+
+
 def _import_object(plugin: Plugin) -> Any:
     module, _, attr = plugin.target.partition(":")
     try:
