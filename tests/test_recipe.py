@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from distillbench.cli.main import main
 from distillbench.core.errors import UserInputError
@@ -27,12 +28,26 @@ def problems(raw):
     return info.value.problems
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO / "recipes")) for p in (REPO / "recipes").rglob("*.yaml")
-                                        if p.parts[-2] != "papers"))  # papers/: local CIFAR files, tested apart
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO / "recipes")) for p in (REPO / "recipes").rglob("*.yaml")))
 def test_every_shipped_recipe_passes_run_check(path, capsys):
-    """`distillbench run RECIPE --check` validates and plans it without training or building a model."""
+    """`distillbench run RECIPE --check` validates and plans it without training or building a model (the
+    papers' recipes too, whose CIFAR-100 folder and converted teachers are absent here)."""
     assert main(["run", str(REPO / "recipes" / path), "--check"]) == 0, capsys.readouterr().err
     assert "ok: the recipe validates and plans" in capsys.readouterr().out
+
+
+def test_check_lists_absent_local_inputs_and_a_run_still_refuses_them(tmp_path, capsys):
+    raw = base(data={"source": str(tmp_path / "train.jsonl"), "size": 10},
+               benchmarks=[{"name": "gsm8k", "source": str(tmp_path / "test.jsonl")}])
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--check"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"absent here, needed by a run: {tmp_path / 'train.jsonl'}, {tmp_path / 'test.jsonl'}" in out.replace("\n", "")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2  # the check's allowance does not outlive it
+    assert f"data.source: file not found: {tmp_path / 'train.jsonl'}" in capsys.readouterr().err
+    with pytest.raises(UserInputError, match="file not found"):
+        load_recipe(path)
 
 
 def test_default_recipe_is_valid():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import absent_allowed
 from distillbench.core.jsonl import read_jsonl
 
 
@@ -19,7 +20,7 @@ def check_source(source: str) -> list[str]:
     """Problems with a source string (empty when usable)."""
     if source.startswith("hf:"):
         return [] if "@" in source else [f"source: pin a revision, e.g. {source}@<commit sha>"]
-    return [] if Path(source).is_file() else [f"source: file not found: {source}"]
+    return [] if Path(source).is_file() or absent_allowed(source) else [f"source: file not found: {source}"]
 
 
 def load_source(source: str, split: str, required: tuple[str, ...]) -> list[dict[str, Any]]:

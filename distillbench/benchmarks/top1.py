@@ -22,6 +22,7 @@ import torch
 from annotated_types import Gt
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import input_absent
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 from distillbench.kinds.image_classifier.images import cifar100_folder, image_source_problem, load_image_dataset
@@ -50,8 +51,9 @@ class _Top1(ABC):
     def _data(self):
         return load_image_dataset(self._source(), self._split(), self._limit())
 
-    def num_classes(self) -> int:
-        return self.data().num_classes
+    def num_classes(self) -> int | None:
+        """The test set's classes; None while its folder is absent (`--check` on another machine)."""
+        return None if input_absent(self._source()) else self.data().num_classes
 
     def items(self) -> list[dict[str, Any]]:
         data = self.data()
@@ -94,6 +96,8 @@ class _Top1(ABC):
         return {"id": item_id, "label": label, "answer": names[label]}
 
     def protocol(self) -> dict[str, Any]:
+        if input_absent(self._source()):  # `--check` elsewhere: what the recipe says, nothing read
+            return {"scorer_version": self.scorer_version, "dataset": self._source(), "split": self._split()}
         data = self.data()
         digest = hashlib.sha256(data.images.numpy().tobytes() + data.labels.numpy().tobytes()).hexdigest()[:16]
         return {"scorer_version": self.scorer_version, "dataset": self._source(), "split": self._split(),
@@ -152,7 +156,7 @@ class Cifar100(_Top1, Benchmark):
     root: str
 
     def check(self):
-        return [] if cifar100_folder(self.root) else [f"root: no CIFAR-100 folder at {self.root} "
+        return [] if cifar100_folder(self.root) or input_absent(self.root) else [f"root: no CIFAR-100 folder at {self.root} "
                                                       "(expected cifar-100-python/{train,test,meta})"]
 
     def _source(self):

@@ -3,6 +3,8 @@ model, and print its cells, reference rows and what each needs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -13,8 +15,9 @@ from distillbench.core.recipe import Recipe
 from distillbench.core.registry import KINDS
 
 
-def print_check(path: str, recipe: Recipe) -> None:
-    """Print the plan of a validated recipe; raise UserInputError with what would fail before training."""
+def print_check(path: str, recipe: Recipe, absent: list[str]) -> None:
+    """Print the plan of a validated recipe and the local inputs `absent` here (noted while it loaded and
+    planned, see core.inputs); raise UserInputError with what would fail before training."""
     kind = KINDS.get(recipe.kind)(recipe, recipe.output_path())
     plan = make_plan(recipe, kind, identify=lambda ref: ref)  # keys need the models' files: not here
     problems = kind.offline_problems(plan)
@@ -38,8 +41,22 @@ def print_check(path: str, recipe: Recipe) -> None:
         table.add_row(escape(label), seeds, escape(recipe.student or ""), escape(_needs(kind, cells[0])))
     console.print(table)
     for bench in plan.benchmarks:
-        console.print(escape(f"benchmark {bench.name}: {bench.benchmark.protocol().get('dataset', '')}".rstrip(": ")))
+        console.print(escape(f"benchmark {bench.name}: {_options(bench.benchmark)}".rstrip(": ")))
+    if absent:
+        console.print(escape(f"absent here, needed by a run: {', '.join(absent)}"))
     console.print("ok: the recipe validates and plans")
+
+
+def _options(benchmark) -> str:
+    """The options a recipe set (its protocol would read, or download, the benchmark's data)."""
+    return ", ".join(f"{field.name}={getattr(benchmark, field.name)}" for field in dataclasses.fields(benchmark)
+                     if getattr(benchmark, field.name) != _default(field))
+
+
+def _default(field: dataclasses.Field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def _needs(kind, cell) -> str:

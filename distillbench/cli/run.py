@@ -7,6 +7,7 @@ from pathlib import Path
 
 from distillbench.cli.check import print_check
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import absent_inputs_allowed
 from distillbench.core.recipe import DEFAULT_RECIPE, load_recipe
 from distillbench.core.runner import Runner, run_workers
 from distillbench.leaderboards.publish import publish
@@ -16,10 +17,11 @@ def run_command(args) -> int:
     if args.jobs < 1:
         raise UserInputError(f"--jobs: at least 1 (got {args.jobs})")
     path = args.recipe or str(DEFAULT_RECIPE)
-    recipe = load_recipe(path)
     if args.check:
-        print_check(path, recipe)
+        with absent_inputs_allowed() as absent:
+            print_check(path, load_recipe(path), absent)
         return 0
+    recipe = load_recipe(path)
     runner = Runner(recipe, Path(args.out) if args.out else None)
     if args.rerun:
         moved = runner.forget(args.rerun)

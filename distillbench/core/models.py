@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import absent_allowed
 from distillbench.core.registry import ARCHITECTURES, MODEL_BACKENDS, POCKET_MODELS, Registry
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -57,7 +58,7 @@ def validate_model_ref(text: str) -> None:
     elif ref.backend == "hf":
         if not _HF_ID.match(ref.name):
             raise ValueError(f"not a hub model id: {ref.name!r}")
-    elif not Path(ref.name).is_dir():
+    elif not Path(ref.name).is_dir() and not absent_allowed(ref.name):
         raise ValueError(f"model directory not found: {ref.name} (use pocket:<name>, hf:<id>[@rev] or a local path)")
 
 

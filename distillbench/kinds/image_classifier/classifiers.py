@@ -32,6 +32,7 @@ from torch import nn
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import replace_directory, temporary_name
+from distillbench.core.inputs import input_absent
 from distillbench.core.models import parse_model_ref, resolve_path
 from distillbench.core.registry import ARCHITECTURES, POCKET_MODELS
 
@@ -335,7 +336,7 @@ def is_classifier_ref(text: str) -> bool:
         return True
     if ref.backend == "pocket":
         return ref.name in POCKET_MODELS and POCKET_MODELS.entry(ref.name).family == "classify"
-    return ref.backend == "local" and is_classifier_directory(ref.name)
+    return ref.backend == "local" and (is_classifier_directory(ref.name) or input_absent(ref.name))
 
 
 def classifier_spec(text: str) -> ClassifierSpec | None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import ABSENT_FINGERPRINT, absent_allowed, input_absent
 from distillbench.core.registry import POCKET_DATA
 from distillbench.core.train import consecutive_parts, example_indices
 
@@ -118,7 +119,7 @@ def image_source_problem(source: str) -> str | None:
             return None
         return f"unknown pocket dataset; known: {', '.join(pocket_image_sources())}"
     if not Path(source).exists():
-        return f"folder not found: {source}"
+        return None if absent_allowed(source) else f"folder not found: {source}"
     if cifar100_folder(source) is None:
         return (f"{source}: not an image classification folder (expected torchvision's CIFAR-100 layout, "
                 f"{CIFAR100_FOLDER}/train, test, meta)")
@@ -210,6 +211,8 @@ def image_data_fingerprint(source: str) -> str:
     """What a cell key records of an image source: what its pocket world says, or the files' sha256."""
     if source.startswith("pocket:"):
         return POCKET_DATA.entry(source).extra["fingerprint"](source)
+    if input_absent(source):
+        return ABSENT_FINGERPRINT
     folder = cifar100_folder(source)
     digest = hashlib.sha256()
     for name in ("meta", "train", "test"):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import input_absent
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
 from distillbench.core.models import parse_model_ref
 from distillbench.core.recipe import (_Strict, Recipe, keyed_dump, model_refs_checked, path_field, set_but_unused,
@@ -122,9 +123,12 @@ class ImageClassifier(StudentKind):
             raise UserInputError(problems)
 
     def offline_problems(self, plan) -> list[str]:
-        """As `preflight`, for the classifiers in local folders (a pocket teacher would be trained first)."""
+        """As `preflight`, for the classifiers in local folders (a pocket teacher would be trained first); the
+        class counts need the training data and the models' folders, so absent ones are not compared."""
+        if input_absent(self.recipe.data.source):
+            return []
         local = tuple(field for field in ("teacher", "student")
-                      if parse_model_ref(getattr(self.recipe, field)).backend == "local")
+                      if parse_model_ref(ref := getattr(self.recipe, field)).backend == "local" and not input_absent(ref))
         try:
             return self._class_count_problems(plan, local)
         except UserInputError as exc:
@@ -139,7 +143,7 @@ class ImageClassifier(StudentKind):
                                 f"data.source {self.recipe.data.source} has {classes}")
         for index, bench in enumerate(plan.benchmarks):
             count = bench.benchmark.num_classes()
-            if count != classes:
+            if count is not None and count != classes:
                 problems.append(f"benchmarks[{index}]: {bench.name} has {count} classes, the training data {classes}")
         return problems
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import ABSENT_FINGERPRINT, input_absent
 from distillbench.core.jsonl import read_jsonl
 from distillbench.core.registry import POCKET_DATA
 
@@ -102,6 +103,8 @@ def data_fingerprint(source: str | None) -> str | None:
         return None
     if source in POCKET_DATA:
         return POCKET_DATA.entry(source).extra["fingerprint"](source)
+    if input_absent(source):
+        return ABSENT_FINGERPRINT
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import absent_allowed, input_absent
 from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import fingerprint, parse_model_ref, resolve_path
 from distillbench.core.recipe import Recipe, _Strict, keyed_dump, model_refs_checked, option, path_field
@@ -65,7 +66,7 @@ class TextData(_Strict):
         if value.startswith("pocket:"):
             if not is_pocket_source(value):
                 raise ValueError(f"unknown pocket dataset; known: {', '.join(pocket_sources())}")
-        elif not Path(value).is_file():
+        elif not Path(value).is_file() and not absent_allowed(value):
             raise ValueError(f"file not found: {value}")
         return value
 
@@ -151,7 +152,7 @@ class TextLM(StudentKind):
     def offline_problems(self, plan) -> list[str]:
         """The data files read, and local teachers share a local student's vocabulary."""
         local = [ref for ref in [self.recipe.student, *self._logit_teachers(plan)]
-                 if parse_model_ref(ref).backend == "local"]
+                 if parse_model_ref(ref).backend == "local" and not input_absent(ref)]
         try:
             self._read_data_files(plan)
             if len(local) > 1 and local[0] == self.recipe.student:
@@ -178,7 +179,7 @@ class TextLM(StudentKind):
                                                                                      data.size)),
                                    ("preference", data.preferences, lambda: load_preferences(data.preferences)),
                                    ("ranked", data.ranked, lambda: load_ranked(data.ranked))):
-            if kind in kinds and not source.startswith("pocket:"):
+            if kind in kinds and not source.startswith("pocket:") and not input_absent(source):
                 read()
 
     def training(self, cell, init_ref: str, tokenizer) -> Training:
