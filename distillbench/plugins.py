@@ -91,7 +91,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "gsm8k": "distillbench.benchmarks.gsm8k:GSM8K",
         "math": "distillbench.benchmarks.hendrycks_math:MATH",
         "math500": "distillbench.benchmarks.hendrycks_math:MATH500",
-        "geneval": "distillbench.benchmarks.image_benchmarks:GenEval",
+        "geneval": "distillbench.benchmarks.geneval:GenEval",
         "pocket-geneval": "distillbench.pocket.benchmarks.pocket_images:PocketGenEval",
         "fid": "distillbench.benchmarks.image_sets:FID",
         "kid": "distillbench.benchmarks.image_sets:KID",

@@ -32,6 +32,15 @@ pocket detector (`distillbench.pocket.shapes_detector`) knows each object's colo
 classifier is needed. For real images, `Mask2FormerDetector` (transformers) and
 `clip_color_classifier` (open_clip, GenEval's CLIP step) load from local paths.
 
+This module registers the ``geneval`` benchmark (`GenEval`), which scores with these rules; its
+pocket instance ``pocket-geneval`` is in `distillbench.pocket.benchmarks.pocket_images`. An item is
+one image of one prompt (4 per prompt), id ``<prompt index:05>/<sample>`` as in GenEval's folder
+layout; its output is the path of the generated image (PNG), so the contract's "one output string
+per item" holds. Each item carries ``correct`` and its tag's value; ``overall`` is the macro mean
+over the tags (`macro_metrics`), GenEval's overall score. `predict` has the text-to-image kind's
+sampler make the images (`distillbench run` of a ``kind: text-to-image`` recipe); images made
+elsewhere are graded with `distillbench score`.
+
 Score-only use: ``python -m distillbench.benchmarks.geneval IMAGEDIR`` (``--detector pocket``,
 or ``mask2former --model-path DIR --clip-pretrained FILE``) on GenEval's folder layout
 (``<NNNNN>/metadata.jsonl``, ``<NNNNN>/samples/<k>.png``).
@@ -40,15 +49,22 @@ or ``mask2former --model-path DIR --clip-pretrained FILE``) on GenEval's folder 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import re
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Annotated, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
+from annotated_types import Ge, Gt
 
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
+from distillbench.core.errors import UserInputError
 from distillbench.core.registry import POCKET_NETWORKS
 
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -440,6 +456,96 @@ class ClipColorClassifier:
                 features = F.normalize(self.model.encode_image(batch), dim=-1)
                 predictions.extend((100.0 * features @ classifier).argmax(1).tolist())
         return [COLORS[index] for index in predictions]
+
+
+# --- the registered benchmark ------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretrained: str | None, device: str,
+              metadata: str | None = None):
+    if kind == "pocket":
+        return pocket_detector(), detection_colors
+    detector = Mask2FormerDetector(model_path, device)
+    try:
+        detector.require(json.loads(line) for line in Path(metadata).read_text().splitlines() if line.strip())
+    except ValueError as error:
+        raise UserInputError(f"geneval: {error}") from None
+    return detector, clip_color_classifier(clip_pretrained, clip_model, device)
+
+
+class _ScoredByGenEval(GeneratedImageOutputs, ABC):
+    """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
+
+    binary_metrics = ("correct", *TAGS)
+    macro_metrics = {"overall": TAGS}
+
+    @abstractmethod
+    def _prompts(self) -> list[dict]:
+        """GenEval prompt metadata records."""
+
+    @property
+    def rules(self):
+        return GenEvalRules(self.threshold, self.counting_threshold, self.max_objects, self.max_overlap,
+                            self.position_threshold)
+
+    def items(self):
+        return [{"id": f"{index:05}/{sample}", "metadata": metadata}
+                for index, metadata in enumerate(self._prompts()) for sample in range(self.samples_per_prompt)]
+
+    def score(self, item, output):
+        self.image_path(item, output)
+        detector, classify_colors = self._scorers()
+        image = load_image(output)
+        record = score_detections(detector(image), item["metadata"], image, classify_colors, self.rules, output)
+        correct = float(record["correct"])
+        return ItemScore({"correct": correct, record["tag"]: correct}, record["reason"] or "correct",
+                         {"details": json.loads(record["details"])})
+
+
+@register_benchmark("geneval", family="image", paper="Ghosh et al. 2023, arXiv:2310.11513",
+                    summary="GenEval: per-tag accuracy and overall (mean over the six tags) with GenEval's rules; "
+                            "Mask2Former + CLIP colours from local paths")
+@dataclass(frozen=True)
+class GenEval(_ScoredByGenEval, Benchmark):
+    """GenEval on its prompt metadata (``prompts/evaluation_metadata.jsonl``, a local path)."""
+
+    metadata: str
+    samples_per_prompt: Annotated[int, Gt(0)] = 4
+    detector: Literal["mask2former", "pocket"] = "mask2former"
+    model_path: str | None = None  # transformers Mask2Former folder
+    clip_model: str = "ViT-L-14"
+    clip_pretrained: str | None = None  # open_clip checkpoint file
+    device: str = "cpu"
+    threshold: Annotated[float, Ge(0)] = 0.3
+    counting_threshold: Annotated[float, Ge(0)] = 0.9
+    max_objects: Annotated[int, Gt(0)] = 16
+    max_overlap: Annotated[float, Ge(0)] = 1.0
+    position_threshold: Annotated[float, Ge(0)] = 0.1
+
+    def check(self):
+        problems = [] if Path(self.metadata).is_file() else [f"metadata: file not found: {self.metadata}"]
+        if self.detector == "mask2former":
+            for name in ("model_path", "clip_pretrained"):
+                value = getattr(self, name)
+                if not value or not Path(value).exists():
+                    problems.append(f"{name}: a local path is required with detector mask2former, got {value!r}")
+        return problems
+
+    def _prompts(self):
+        return [json.loads(line) for line in Path(self.metadata).read_text().splitlines() if line.strip()]
+
+    def _scorers(self):
+        return _detector(self.detector, self.model_path, self.clip_model, self.clip_pretrained, self.device,
+                         self.metadata)
+
+    def protocol(self):
+        extra = {} if self.detector == "pocket" else {"model_path": self.model_path, "clip_model": self.clip_model,
+                                                      "clip_pretrained": self.clip_pretrained,
+                                                      "detector_input_size": mask2former_input_size(
+                                                          self.model_path)}
+        colors = "detector" if self.detector == "pocket" else "open_clip zero-shot"
+        return {**protocol(self.detector, self.rules, colors, **extra), "scorer_version": self.scorer_version,
+                "samples_per_prompt": self.samples_per_prompt,
+                "metadata_hash": hashlib.sha256(Path(self.metadata).read_bytes()).hexdigest()[:16]}
 
 
 # --- command line -------------------------------------------------------------------------

@@ -1,20 +1,25 @@
-"""Publishing and checking pocket model builds (VLM zoo, text-to-image teacher, pocket CLIP).
+"""Publishing, checking and building pocket models from the command line (VLM zoo, text-to-image
+teacher, pocket CLIP, feature network, shapes classifiers).
 
 A build is written into a private staging folder next to its destination, gets a manifest with
 the sha256 of every file, and replaces the destination in one rename, so an interrupted build
-never leaves a half-written model where a loader would find it.
+never leaves a half-written model where a loader would find it. `command_line` is every build
+module's ``python -m`` command.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 def file_hashes(directory: Path, manifest: str) -> dict[str, str]:
@@ -53,3 +58,43 @@ def verify(directory: Path, manifest: str) -> list[str]:
     return [f"{directory / name}: sha256 mismatch" for name, digest in recorded.items()
             if found.get(name) != digest] + [f"{directory / name}: not in the manifest" for name in found
                                             if name not in recorded]
+
+
+def command_line(argv: Sequence[str] | None, *, module: str, description: str,
+                 build: Callable[[str | None, Path], dict], cache_directory: Callable[[str | None], Path],
+                 names: Sequence[str] = (), packaged: Path | None = None, output: bool = True) -> int:
+    """``python -m <module>``: train each of `names` (all by default) with `build(name, target)`, which
+    returns its report, into `cache_directory(name)`, the ``--output`` folder or, where the module ships
+    copies (`packaged`), with ``--export`` into them. A module of one model has no names (name None)."""
+    parser = _parser(module, description, names, packaged, output)
+    args = parser.parse_args(argv)
+    unknown = [name for name in getattr(args, "names", ()) if name not in names]
+    if unknown:
+        parser.error(f"not built here: {', '.join(unknown)} (known: {', '.join(names)})")
+    torch.set_num_threads(1)  # deterministic, and measured: two threads on two shared cores train slower
+    for name in getattr(args, "names", None) or names or [None]:
+        target = _target(args, name, packaged, cache_directory)
+        report = build(name, target)
+        print(json.dumps({**({"name": name} if name else {}), "directory": str(target), **report}, indent=1))
+    return 0
+
+
+def _parser(module: str, description: str, names: Sequence[str], packaged: Path | None,
+            output: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    copies, each = ("copies", "/<name>") if names else ("copy", "")
+    if names:
+        parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(names)}")
+    if packaged is not None:
+        parser.add_argument("--export", action="store_true", help=f"write the shipped {copies} ({packaged}{each})")
+    if output:
+        parser.add_argument("--output", type=Path, help=f"write <output>{each} instead")
+    return parser
+
+
+def _target(args: argparse.Namespace, name: str | None, packaged: Path | None,
+            cache_directory: Callable[[str | None], Path]) -> Path:
+    folder = packaged if getattr(args, "export", False) else getattr(args, "output", None)
+    if folder is None:
+        return cache_directory(name)
+    return folder / name if name else folder

@@ -23,7 +23,6 @@ CLIP instead (`shapes_clip_zeroshot`).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -43,6 +42,7 @@ from distillbench.core.train import train
 from distillbench.kinds.image_classifier.classifiers import initialised, save_atomic
 from distillbench.kinds.image_classifier.images import ImageBatching, ImageDataset
 from distillbench.methods.classify.ce import CE
+from distillbench.pocket import builds
 from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, Scene, generate
 from distillbench.pocket.zoo import cache_root
 
@@ -207,19 +207,10 @@ def test_accuracy(model: nn.Module, task: str, size: int | None = None) -> float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_classifiers",
-                                     description="Train the pocket-shapes teacher classifiers.")
-    parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(_FULL)}")
-    parser.add_argument("--export", action="store_true", help=f"write the shipped copies ({PACKAGED})")
-    args = parser.parse_args(argv)
-    unknown = [name for name in args.names if name not in _FULL]
-    if unknown:  # the zero-shot classifiers are built from the CLIP, not trained here
-        parser.error(f"not a trained pocket classifier: {', '.join(unknown)} (known: {', '.join(_FULL)})")
-    torch.set_num_threads(1)  # as the feature network: two threads on two shared cores train slower
-    for name in args.names or _FULL:
-        target = PACKAGED / name if args.export else cache_directory(name)
-        print(json.dumps({"name": name, "directory": str(target), **build(name, target)}, indent=1))
-    return 0
+    # the zero-shot classifiers are built from the CLIP, not trained here
+    return builds.command_line(argv, module="distillbench.pocket.shapes_classifiers",
+                               description="Train the pocket-shapes teacher classifiers.", build=build,
+                               cache_directory=cache_directory, names=list(_FULL), packaged=PACKAGED, output=False)
 
 
 if __name__ == "__main__":

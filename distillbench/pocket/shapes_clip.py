@@ -20,7 +20,6 @@ the model is trained into the user cache.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -208,19 +207,16 @@ def default_directory(spec: ClipSpec = ClipSpec()) -> Path:
     return directory
 
 
+def _build(_name: None, target: Path) -> dict:
+    model, tokenizer, report = train(ClipSpec())
+    save(model, tokenizer, ClipSpec(), report, target)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_clip",
-                                     description="Train the pocket CLIP (CLIP score on pocket-shapes).")
-    parser.add_argument("--export", action="store_true", help=f"write the shipped copy ({PACKAGED})")
-    parser.add_argument("--output", type=Path, help="write here instead")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # deterministic, and on two shared cores more threads are slower
-    spec = ClipSpec()
-    model, tokenizer, report = train(spec)
-    target = PACKAGED if args.export else (args.output or cache_directory(spec))
-    save(model, tokenizer, spec, report, target)
-    print(json.dumps({"directory": str(target), **report}, indent=1))
-    return 0
+    return builds.command_line(argv, module="distillbench.pocket.shapes_clip",
+                               description="Train the pocket CLIP (CLIP score on pocket-shapes).", build=_build,
+                               cache_directory=lambda _name: cache_directory(), packaged=PACKAGED)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ cache (1,500 steps: about 4 CPU-minutes, measured on one core).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from distillbench.core.registry import POCKET_NETWORKS
+from distillbench.pocket import builds
 from distillbench.pocket.shapes import COLORS, MAX_COUNT, SHAPES, generate
 from distillbench.pocket.zoo import cache_root
 
@@ -206,19 +206,16 @@ class PocketFeatureExtractor:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.identity["feature_dim"]))
 
 
+def _build(_name: None, target: Path) -> dict:
+    model, report = train(FeatureNetSpec())
+    save(model, FeatureNetSpec(), report, target)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.shapes_features",
-                                     description="Train the pocket-shapes feature network (FID/KID features).")
-    parser.add_argument("--export", action="store_true", help=f"write the shipped copy ({PACKAGED})")
-    parser.add_argument("--output", type=Path, help="write here instead")
-    args = parser.parse_args(argv)
-    spec = FeatureNetSpec()
-    torch.set_num_threads(1)  # measured: two threads on two shared cores train 6x slower
-    model, report = train(spec)
-    target = PACKAGED if args.export else (args.output or cache_directory(spec))
-    save(model, spec, report, target)
-    print(json.dumps({"directory": str(target), **report}, indent=1))
-    return 0
+    return builds.command_line(argv, module="distillbench.pocket.shapes_features",
+                               description="Train the pocket-shapes feature network (FID/KID features).",
+                               build=_build, cache_directory=lambda _name: cache_directory(), packaged=PACKAGED)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ than on shape.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -51,7 +50,7 @@ import numpy as np
 import torch
 
 from distillbench.core.registry import POCKET_MODELS
-from distillbench.kinds.text_to_image.sampling import POCKET_FAMILY, from_model_space, to_model_space
+from distillbench.kinds.text_to_image.sampling import POCKET_FAMILY, to_model_space
 from distillbench.pocket import builds, shapes_text
 from distillbench.pocket.shapes import generate
 from distillbench.pocket.zoo import cache_root
@@ -232,20 +231,18 @@ for _name in FULL_SPECS:  # `pocket:<name>` references resolve here
                            "text encoder, DDPM scheduler)")(model_dir)
 
 
+def _build(name: str, target: Path) -> dict:
+    spec = specs()[name]
+    unet, text_encoder, tokenizer, report = train(spec)
+    save(unet, text_encoder, tokenizer, spec, report, target)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.t2i_zoo",
-                                     description="Train the pocket text-to-image teacher into the user cache.")
-    parser.add_argument("names", nargs="*", help=f"zoo models (default: all of {', '.join(FULL_SPECS)})")
-    parser.add_argument("--output", type=Path, help="write <output>/<name> instead")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # deterministic, and on two shared cores more threads are slower
-    known = specs()
-    for name in args.names or list(known):
-        unet, text_encoder, tokenizer, report = train(known[name])
-        target = args.output / name if args.output else cache_directory(known[name])
-        save(unet, text_encoder, tokenizer, known[name], report, target)
-        print(json.dumps({"name": name, "directory": str(target), **report}))
-    return 0
+    return builds.command_line(argv, module="distillbench.pocket.t2i_zoo",
+                               description="Train the pocket text-to-image teacher into the user cache.",
+                               build=_build, cache_directory=lambda name: cache_directory(specs()[name]),
+                               names=list(FULL_SPECS))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ specs that train in seconds (tests).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -403,22 +402,18 @@ def model_dir(name: str) -> Path:
     return directory
 
 
+def _build(name: str, target: Path) -> dict:
+    spec = specs()[name]
+    model, processor, report = train(spec)
+    save(model, processor, spec, report, target)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.pocket.vlm_zoo",
-                                     description="Train the pocket VLM zoo (LLaVA teacher and student init).")
-    parser.add_argument("names", nargs="*", help=f"zoo models (default: all of {', '.join(FULL_SPECS)})")
-    parser.add_argument("--export", action="store_true", help=f"write the shipped copies ({PACKAGED}/<name>)")
-    parser.add_argument("--output", type=Path, help="write <output>/<name> instead")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # measured: two threads on two shared cores train several times slower
-    known = specs()
-    for name in args.names or list(known):
-        spec = known[name]
-        model, processor, report = train(spec)
-        target = PACKAGED / name if args.export else (args.output / name if args.output else cache_directory(spec))
-        save(model, processor, spec, report, target)
-        print(json.dumps({"name": name, "directory": str(target), **report}))
-    return 0
+    return builds.command_line(argv, module="distillbench.pocket.vlm_zoo",
+                               description="Train the pocket VLM zoo (LLaVA teacher and student init).",
+                               build=_build, cache_directory=lambda name: cache_directory(specs()[name]),
+                               names=list(FULL_SPECS), packaged=PACKAGED)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Their items are test-split pocket-shapes scenes (`distillbench.pocket.shapes`): 
 circles, squares and triangles, scored by the programmatic shapes detector; captions whose reference set is
 the same scenes rendered, for FID and KID with the pocket feature network (the COCO protocol in miniature);
 and the same captions for the CLIP score with the pocket CLIP (`distillbench.pocket.shapes_clip`, the
-open_clip architecture). Each scores as its real benchmark does (`distillbench.benchmarks.image_benchmarks`,
+open_clip architecture). Each scores as its real benchmark does (`distillbench.benchmarks.geneval`,
 `image_sets`, `clip_score`), with the same code.
 """
 
@@ -21,7 +21,7 @@ from annotated_types import Ge, Gt
 from distillbench.benchmarks import geneval
 from distillbench.benchmarks.base import Benchmark, register_benchmark
 from distillbench.benchmarks.clip_score import Convention, _ScoredByClip
-from distillbench.benchmarks.image_benchmarks import _detector, _ScoredByGenEval
+from distillbench.benchmarks.geneval import _detector, _ScoredByGenEval
 from distillbench.benchmarks.image_sets import _extractor, _ImageSetMetric
 from distillbench.pocket import shapes_clip, shapes_text
 from distillbench.pocket.shapes import WORLD_VERSION, evaluation_metadata, generate
