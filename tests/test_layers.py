@@ -22,8 +22,6 @@ PLUGIN_LIST = PACKAGE / "plugins.py"
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("cli/main.py", "*"): "the CLI imports a command's modules when the command runs: `distillbench --help` "
                           "takes 0.2 s, not 6 (importing every command's modules pulls in torch and transformers)",
-    ("methods/base.py", "distillbench.methods.llm.chunked"): "not done (issue #22): a cycle, chunked imports "
-                                                             "methods.base",
 }
 
 
