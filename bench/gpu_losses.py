@@ -59,7 +59,7 @@ def measure(variant: str, tokens: int, dtype: torch.dtype, device: str, repeats:
 
 def main() -> None:
     from distillbench.core.provenance import machine, package_versions
-    from distillbench.methods.llm.chunked import DEFAULT_CHUNK_SIZE
+    from distillbench.kinds.text_lm.chunked import DEFAULT_CHUNK_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2048)

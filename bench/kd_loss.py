@@ -10,7 +10,7 @@ LM head (hidden 896, vocabulary 151,936), fp32 on CPU, every token carrying a lo
     trl_jsd                          the same logits, then TRL's GKDTrainer.generalized_jsd_loss (β=0.5)
     chunked_forward_kl / chunked_jsd methods/llm/chunked.py from the hidden states; the teacher as logits (same inputs)
     chunked_forward_kl_recompute     the same through chunked_values: the logits recomputed in backward instead of
-                                     the gradients computed in forward (the design chunked.py does not use for losses)
+                                     the gradients computed in forward (the design chunked losses do not use)
     naive_forward_kl_teacher_head    the teacher given as hidden states + LM head: its logits computed in the step
     chunked_forward_kl_teacher_head  the same inputs, chunked on both sides (no teacher logits at all)
 
@@ -58,18 +58,19 @@ VARIANTS = tuple(BASELINE_OF)
 
 def _loss_fn(variant: str, chunk_size: int):
     """The variant as a function of (hidden, weight, teacher, labels), the teacher as logits or a TeacherHead."""
+    from distillbench.kinds.text_lm.chunked import TeacherHead, chunked_values
     from distillbench.methods.llm import chunked
     from distillbench.methods.llm.gkd import generalized_jsd_loss
     from distillbench.methods.llm.kd import forward_kl_loss
 
     def naive_teacher_logits(teacher):
-        if isinstance(teacher, chunked.TeacherHead):
+        if isinstance(teacher, TeacherHead):
             with torch.no_grad():
                 return teacher.hidden @ teacher.weight.T
         return teacher
 
     def recompute(h, w, t, labels):
-        values = chunked.chunked_values(chunked.forward_kl_chunk, h, w, t, labels, chunk_size=chunk_size)
+        values = chunked_values(chunked.forward_kl_chunk, h, w, t, labels, chunk_size=chunk_size)
         return values.sum() / (labels != -100).sum()
 
     if variant.startswith("naive_forward_kl"):
@@ -99,7 +100,7 @@ def _status_mib(field: str) -> float:
 
 def measure(variant: str, tokens: int, repeats: int, warmup: int, chunk_size: int) -> dict:
     """One variant in this process: peak memory beyond the inputs, the fastest step's CPU and wall time."""
-    from distillbench.methods.llm.chunked import TeacherHead
+    from distillbench.kinds.text_lm.chunked import TeacherHead
 
     # the naive variants need well over 10 GB at 2,048 tokens: if memory runs out, this process is the one to go
     Path("/proc/self/oom_score_adj").write_text("1000")
@@ -228,7 +229,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per variant (the fastest counts)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed steps before them")
-    parser.add_argument("--chunk-size", type=int, default=None, help="default: chunked.DEFAULT_CHUNK_SIZE")
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: DEFAULT_CHUNK_SIZE")
     parser.add_argument("--chunk-sizes", nargs="*", type=int, default=None,
                         help="also run chunked_forward_kl at these chunk sizes (bare flag: 128 256 512 1024)")
     parser.add_argument("--trl-tokens", type=int, default=None,
@@ -240,7 +241,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.trl_tokens = args.trl_tokens or args.tokens
-    from distillbench.methods.llm.chunked import DEFAULT_CHUNK_SIZE
+    from distillbench.kinds.text_lm.chunked import DEFAULT_CHUNK_SIZE
 
     chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
     if args.child:

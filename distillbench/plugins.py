@@ -174,6 +174,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "t2i-teacher": "distillbench.pocket.t2i_zoo:model_dir",
     },
     "pocket_data": {
+        "pocket:fair": "distillbench.pocket.fair_tabular:generate",
         "pocket:math": "distillbench.pocket.text_sources:math_records",
         "pocket:math-preference": "distillbench.pocket.text_sources:preference_pairs_file",
         "pocket:math-ranked": "distillbench.pocket.text_sources:ranked_lists_file",

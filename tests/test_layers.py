@@ -20,8 +20,6 @@ PLUGIN_LIST = PACKAGE / "plugins.py"
 # Imports of distillbench modules inside functions that remain, by file (relative to the package) and
 # imported module ("*": every one in that file), each with why.
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
-    ("methods/base.py", "distillbench.methods.llm.chunked"): "not done (issue #22): a cycle, chunked imports "
-                                                             "methods.base",
 }
 
 

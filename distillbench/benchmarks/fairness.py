@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from annotated_types import Ge, Gt
 
-from distillbench.pocket.fair_tabular import CATEGORICAL, LABEL, NUMERIC, SENSITIVE, TabularData, generate
-
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 from distillbench.benchmarks.linear_probe import fit_logistic_regression
+from distillbench.kinds.tabular.data import CATEGORICAL, LABEL, NUMERIC, SENSITIVE, TabularData, world_rows
 
 BOOTSTRAP_RESAMPLES = 1000
 COLUMNS = (*NUMERIC, *CATEGORICAL, SENSITIVE, LABEL)
@@ -116,7 +115,7 @@ class FairSynthetic(Benchmark):
 
     @cached_property
     def _test(self) -> TabularData:
-        return generate("test", self.n, self.world_seed)
+        return world_rows("test", self.n, self.world_seed)
 
     def items(self) -> list[dict[str, Any]]:
         test = self._test

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from distillbench.core.models import parse_model_ref, resolve_path
-from distillbench.kinds.text_lm.models import load_causal_lm
 from distillbench.core.progress import progress
 from distillbench.kinds.text_lm.data import _text, collate, tokenize_preferences
-from distillbench.methods.base import sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.kinds.text_lm.models import load_causal_lm
 
 
 @functools.lru_cache(maxsize=2)

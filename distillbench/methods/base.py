@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from distillbench.core.registry import METHODS
+from distillbench.core.tensors import upcast
 
 if TYPE_CHECKING:
     from distillbench.core.train import TrainRun
@@ -172,11 +173,6 @@ def mark_stage(batches: list[dict[str, Any]], stage: int) -> list[dict[str, Any]
     return batches
 
 
-def upcast(tensor: torch.Tensor) -> torch.Tensor:
-    """Half-precision logits to fp32 before softmax (fp32 and fp64 stay as they are)."""
-    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
-
-
 def sequence(batch: dict[str, Any], side: str) -> dict[str, Any]:
     """One sequence of a preference batch ('chosen', 'rejected', 'sample') as an SFT-style batch:
     input_ids, attention_mask, labels and whatever signals were computed on it."""
@@ -187,40 +183,6 @@ def sequence(batch: dict[str, Any], side: str) -> dict[str, Any]:
 def ranked_count(batch: dict[str, Any]) -> int:
     """How many ranked responses (sequences rank0_, rank1_, ...) a ranked-list batch holds."""
     return sum(1 for key in batch if key.startswith("rank") and key.endswith("_input_ids"))
-
-
-def response_logits(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-    """Logits that predict each next token: position t scores token t+1."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-
-
-def shifted_labels(batch: dict[str, Any]) -> torch.Tensor:
-    """Labels aligned with `response_logits`; -100 marks prompt and padding."""
-    return batch["labels"][:, 1:]
-
-
-def sequence_logps(model: torch.nn.Module, batch: dict[str, Any], side: str | None = None,
-                   average: bool = False, with_counts: bool = False):
-    """[B] summed (or, with `average`, per-token mean) log-probs of the response tokens;
-    `side` selects 'chosen'/'rejected' of a preference batch. With `with_counts`, also the
-    [B] number of response tokens (so one forward pass gives both the sum and the mean).
-    With batch["chunk_size"], computed from the LM head's inputs in chunks (same values)."""
-    prefix = f"{side}_" if side else ""
-    labels = batch[f"{prefix}labels"][:, 1:]
-    mask = labels != -100
-    if batch.get("chunk_size"):
-        from distillbench.methods.llm.chunked import chunked_token_logps, lm_head_inputs
-
-        hidden, weight, bias = lm_head_inputs(model, batch, side)
-        picked = chunked_token_logps(hidden, weight, labels, bias, chunk_size=batch["chunk_size"])
-    else:
-        logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
-        logps = torch.log_softmax(upcast(logits[:, :-1]), dim=-1)
-        picked = torch.gather(logps, 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    total = (picked * mask).sum(-1)
-    counts = mask.sum(-1).clamp(min=1)
-    result = total / counts if average else total
-    return (result, counts) if with_counts else result
 
 
 def token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -93,7 +93,7 @@ def _tiny_student():
 def test_implicit_reward_is_the_summed_log_ratio_and_batch_invariant():
     from distillbench.benchmarks.rewards import implicit_rewards
     from distillbench.kinds.text_lm.data import collate, tokenize_preferences
-    from distillbench.methods.base import sequence_logps
+    from distillbench.kinds.text_lm.logps import sequence_logps
 
     model, tokenizer = _tiny_student()
     items = PocketRewardBench(per_subset=3).items()

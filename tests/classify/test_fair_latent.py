@@ -246,7 +246,7 @@ def test_a_folder_without_a_saved_generator_is_refused(tmp_path):
 
 def test_reconstruction_loss_matches_a_loop_in_value_and_gradient():
     from distillbench.methods.classify.fair_latent import reconstruction_loss
-    from distillbench.pocket.fair_tabular import ROW_BLOCKS
+    from distillbench.kinds.tabular.data import ROW_BLOCKS
     from tests.conftest import assert_same_value_and_gradients, leaf_copies
 
     data = generate("train", 6)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from distillbench.kinds.text_lm.chunked import TeacherHead, chunked_divergence_loss, chunked_token_logps, chunked_values
 from distillbench.methods.llm import chunked
-from distillbench.methods.llm.chunked import TeacherHead
 from distillbench.methods.llm.distillm import skew_forward_kl, skew_reverse_kl
 from distillbench.methods.llm.gkd import generalized_jsd_loss
 from distillbench.methods.llm.kd import forward_kl_loss
@@ -61,7 +61,7 @@ CASES = {
         h, w, t, l, alpha, student_bias=b, chunk_size=c),
         lambda s, t, l, alpha=alpha: skew_reverse_kl(s, t, l, alpha)) for alpha in (0.1, 0.5)},
     # the skew divergences take no temperature in distillm.py; the shared engine still applies one
-    "skew_forward_t2": (lambda h, w, t, l, b, c: chunked.chunked_divergence_loss(
+    "skew_forward_t2": (lambda h, w, t, l, b, c: chunked_divergence_loss(
         chunked.skew_forward_chunk(0.1), h, w, t, l, 2.0, student_bias=b, chunk_size=c),
         lambda s, t, l: skew_forward_kl(s / 2.0, t / 2.0, l, 0.1)),
     "tvd_t1.5": (lambda h, w, t, l, b, c: chunked.chunked_tvd_loss(h, w, t, l, 1.5, student_bias=b, chunk_size=c),
@@ -115,8 +115,8 @@ def test_per_token_values_recomputed_in_backward_equal_naive(case):
     chunk_fn, temperature, scale, naive_fn = VALUES_CASES[case]
     student, teacher, labels = _setting(seed=5)
     fast, slow = _leaves(student), _leaves(student)
-    values = chunked.chunked_values(chunk_fn, fast["hidden"], fast["weight"], teacher, labels, temperature,
-                                    student_bias=fast["bias"], chunk_size=4)
+    values = chunked_values(chunk_fn, fast["hidden"], fast["weight"], teacher, labels, temperature,
+                            student_bias=fast["bias"], chunk_size=4)
     fast_loss = scale * values.sum() / (labels != -100).sum()
     slow_loss = naive_fn(F.linear(slow["hidden"], slow["weight"], slow["bias"]), F.linear(*teacher), labels)
     fast_loss.backward()
@@ -171,7 +171,7 @@ def test_frozen_weight_gets_no_gradient_and_hidden_still_does():
 def test_token_logps_equal_log_softmax_gather(chunk_size):
     student, _, labels = _setting(seed=11)
     fast, slow = _leaves(student), _leaves(student)
-    fast_logps = chunked.chunked_token_logps(fast["hidden"], fast["weight"], labels, fast["bias"], chunk_size)
+    fast_logps = chunked_token_logps(fast["hidden"], fast["weight"], labels, fast["bias"], chunk_size)
     logits = F.linear(slow["hidden"], slow["weight"], slow["bias"])
     mask = labels != -100
     slow_logps = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
@@ -257,8 +257,8 @@ def test_forward_keeps_no_tokens_by_vocab_tensor(teacher_kind):
     # the gradients of the hidden states and the weight, nothing vocabulary-by-tokens
     assert sorted(numel for numel, _ in loss) == sorted([TOKENS * HIDDEN, WIDE_VOCAB * HIDDEN])
 
-    values = _kept_for_backward(lambda: chunked.chunked_values(chunked.tvd_chunk, hidden, weight, teacher_input,
-                                                               labels, chunk_size=CHUNK))
+    values = _kept_for_backward(lambda: chunked_values(chunked.tvd_chunk, hidden, weight, teacher_input,
+                                                       labels, chunk_size=CHUNK))
     # the inputs; the only N × V tensor allowed is the caller's own teacher logits, kept by reference
     large = [pointer for numel, pointer in values if numel >= full]
     assert large == ([teacher_logits.data_ptr()] if teacher_kind == "logits" else [])
@@ -287,7 +287,7 @@ def test_no_operation_creates_a_tokens_by_vocab_tensor(loss):
         "jsd": lambda: chunked.chunked_generalized_jsd_loss(hidden, weight, teacher, labels, 0.5, chunk_size=CHUNK),
         "skew_reverse": lambda: chunked.chunked_skew_reverse_kl(hidden, weight, teacher, labels, chunk_size=CHUNK),
         "tvd": lambda: chunked.chunked_tvd_loss(hidden, weight, teacher, labels, chunk_size=CHUNK),
-        "token_logps": lambda: chunked.chunked_token_logps(hidden, weight, labels, chunk_size=CHUNK).sum(),
+        "token_logps": lambda: chunked_token_logps(hidden, weight, labels, chunk_size=CHUNK).sum(),
     }[loss]
     with _LargestTensor() as fast:
         run().backward()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.methods.base import sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.gkd import GKD
 from distillbench.methods.llm.kd import KD

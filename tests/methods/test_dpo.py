@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from distillbench.methods.base import sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
 from distillbench.methods.llm.dpo import dpo_loss
 from tests.conftest import assert_same_value_and_gradients, leaf_copies
 

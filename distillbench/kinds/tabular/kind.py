@@ -1,5 +1,5 @@
 """The tabular kind: synthetic-data generators (`fair-latent`) fitted on the pocket-fair world's train rows
-(`distillbench/pocket/fair_tabular.py`), saved as ``generator.json`` + ``model.safetensors``
+(`distillbench/pocket/fair_tabular.py`, read through `data.py`), saved as ``generator.json`` + ``model.safetensors``
 (`generators.py`), scored by what a classifier trained on their synthetic rows does on real test rows
 (``fair-synthetic``: utility, demographic parity, marginal fidelity).
 
@@ -27,8 +27,8 @@ from pydantic import Field
 from distillbench.core.kind import StudentKind, register_kind
 from distillbench.core.recipe import Budget, Recipe, _Strict, set_but_unused
 from distillbench.core.train import TrainResult, peak_memory_mb
+from distillbench.kinds.tabular.data import TabularData, world_rows
 from distillbench.kinds.tabular.generators import FittedGenerator, load_generator, save_generator
-from distillbench.pocket.fair_tabular import TabularData, generate
 
 
 class PocketFairWorld(_Strict):
@@ -65,7 +65,7 @@ class Tabular(StudentKind):
     def data(self) -> TabularData:
         """The world's train rows, generated once per run."""
         if self._data is None:
-            self._data = generate("train", self.recipe.data.train_size, self.recipe.data.seed)
+            self._data = world_rows("train", self.recipe.data.train_size, self.recipe.data.seed)
         return self._data
 
     # the cell key ------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import torch
 from distillbench.core.errors import UserInputError
 from distillbench.core.train import Batching, TrainRun, example_indices
 from distillbench.kinds.text_lm.data import collate, sequence_prefixes
+from distillbench.kinds.text_lm.logps import sequence_logps
 from distillbench.kinds.text_lm.topk_cache import ReferenceLogps, SignalCache, reference_sides
-from distillbench.methods.base import sequence_logps
 
 # Logit signals: the name a method lists in `needs` -> the frozen model (by role) that gives it.
 LOGIT_SIGNALS = {"teacher_logits": "teacher", "reference_teacher_logits": "reference_teacher"}

@@ -25,11 +25,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from distillbench.methods.base import sequence_logps
-
-from distillbench.kinds.text_lm.data import collate, sequence_prefixes
 from distillbench.core.files import temporary_name
 from distillbench.core.progress import progress
+from distillbench.kinds.text_lm.data import collate, sequence_prefixes
+from distillbench.kinds.text_lm.logps import sequence_logps
 
 CACHE_BATCH = 64
 

@@ -12,7 +12,8 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
-from distillbench.methods.base import Method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import Method
 
 
 class ClassifyMethod(Method):

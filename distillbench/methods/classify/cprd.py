@@ -39,7 +39,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.info_nce import RetrievalMethod, info_nce_loss
 
 

@@ -29,7 +29,8 @@ import torch
 from annotated_types import Ge, Gt
 from torch import nn
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 
 AUXILIARY_HIDDEN, AUXILIARY_DROPOUT = 200, 0.1  # models/classifier.py NonLinearClassifier

@@ -31,8 +31,9 @@ from annotated_types import Ge, Gt, MinLen
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.core.tensors import upcast
 from distillbench.kinds.image_classifier.classifiers import dataset_features, is_classifier_ref
-from distillbench.methods.base import register_method, upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 from distillbench.methods.classify.dhkd import DualHeadStudent
 

@@ -42,7 +42,8 @@ from annotated_types import Ge, Gt, Le
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_loss
 from distillbench.methods.classify.dhkd import DualHeadStudent
 

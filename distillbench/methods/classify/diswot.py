@@ -36,7 +36,8 @@ from annotated_types import Gt
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.hinton_kd import HintonKD
 
 

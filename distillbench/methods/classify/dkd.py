@@ -22,7 +22,8 @@ import torch
 from annotated_types import Ge, Gt
 from torch.nn import functional as F
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss
 
 # mdistiller masks the target class by subtracting this from its (temperature-scaled) logit.

@@ -35,8 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillbench.core.errors import NonFiniteError
-from distillbench.pocket.fair_tabular import ROW_BLOCKS, TabularData, decode_rows
-
+from distillbench.kinds.tabular.data import ROW_BLOCKS, TabularData, decode_rows
 from distillbench.methods.base import Method, register_method
 
 

@@ -17,7 +17,8 @@ import torch
 from annotated_types import Gt
 from torch.nn import functional as F
 
-from distillbench.methods.base import Method, register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import Method, register_method
 
 
 class RetrievalMethod(Method):

@@ -39,9 +39,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
+from distillbench.core.tensors import upcast
 from distillbench.kinds.image_classifier.classifiers import class_logits_of_subclasses, dataset_features, with_subclass_head
-
-from distillbench.methods.base import register_method, upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod, cross_entropy_loss, soft_kl_to_log_probs
 
 

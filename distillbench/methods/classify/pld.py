@@ -24,7 +24,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from distillbench.methods.base import register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.classify.common import ClassifyMethod
 
 

@@ -42,7 +42,8 @@ from annotated_types import Ge, Le
 from torch import nn
 from torch.nn import functional as F
 
-from distillbench.methods.base import Staged, register_method, upcast
+from distillbench.core.tensors import upcast
+from distillbench.methods.base import Staged, register_method
 from distillbench.methods.classify.common import ClassifyMethod
 
 

@@ -39,8 +39,9 @@ from annotated_types import Ge, Gt
 from torch import nn
 from torch.nn import functional as F
 
+from distillbench.core.tensors import upcast
 from distillbench.kinds.image_classifier.images import ImageDataset
-from distillbench.methods.base import register_method, upcast
+from distillbench.methods.base import register_method
 from distillbench.methods.dataset_distillation.common import CommitteeLabels, Expert
 
 

@@ -24,8 +24,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from distillbench.methods.base import (Method, log_probs, register_method, response_logits, sequence, shifted_labels,
-                                       token_mean)
+from distillbench.kinds.text_lm.logps import response_logits, shifted_labels
+from distillbench.methods.base import Method, log_probs, register_method, sequence, token_mean
 from distillbench.methods.llm.hooks import OnPolicy
 from distillbench.methods.llm.sft import sft_loss
 

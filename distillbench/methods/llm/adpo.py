@@ -32,7 +32,8 @@ import torch
 from annotated_types import Ge, Gt, Lt
 
 from distillbench.core.recipe import KEY_MARKER, WHEN_SET
-from distillbench.methods.base import Method, ranked_count, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, ranked_count, register_method
 from distillbench.methods.llm.hooks import MovesReference
 
 

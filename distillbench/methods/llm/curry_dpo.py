@@ -25,7 +25,8 @@ from annotated_types import Gt
 
 from distillbench.core.errors import UserInputError
 
-from distillbench.methods.base import Method, Staged, ranked_count, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, Staged, ranked_count, register_method
 from distillbench.methods.llm.dpo import dpo_loss
 from distillbench.methods.llm.hooks import MovesReference
 

@@ -21,7 +21,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt
 
-from distillbench.methods.base import Method, register_method, response_logits, sequence, shifted_labels, token_mean, upcast
+from distillbench.core.tensors import upcast
+from distillbench.kinds.text_lm.logps import response_logits, shifted_labels
+from distillbench.methods.base import Method, register_method, sequence, token_mean
 from distillbench.methods.llm.sft import sft_loss
 
 # Probabilities are floored here before the log, as the authors' code does (1e-7 there):

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Lt
 
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, register_method
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,

@@ -16,7 +16,8 @@ from typing import Annotated
 import torch
 from annotated_types import Gt
 
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, register_method
 
 
 def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,

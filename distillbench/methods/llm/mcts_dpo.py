@@ -30,8 +30,9 @@ from annotated_types import Gt
 
 from distillbench.kinds.text_lm import math_grading
 from distillbench.kinds.text_lm.generation import chat_prompt_ids
+from distillbench.kinds.text_lm.logps import sequence_logps
 from distillbench.kinds.text_lm.onpolicy import continue_ids
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.methods.base import Method, register_method
 from distillbench.methods.llm.dpo import dpo_loss
 from distillbench.methods.llm.hooks import MakesExamples
 

@@ -20,7 +20,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge
 
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, register_method
 
 
 def redi_loss(chosen_mean_logps: torch.Tensor, rejected_mean_logps: torch.Tensor, chosen_coef: float = 1.0,

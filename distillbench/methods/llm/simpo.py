@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt
 
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, register_method
 
 
 def simpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, beta: float = 2.0,

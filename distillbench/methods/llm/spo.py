@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch import nn
 
-from distillbench.methods.base import Method, register_method, sequence_logps
+from distillbench.kinds.text_lm.logps import sequence_logps
+from distillbench.methods.base import Method, register_method
 from distillbench.methods.llm.dpo import dpo_loss
 
 

@@ -32,7 +32,8 @@ from annotated_types import Gt
 
 from distillbench.kinds.text_lm.data import collate, tokenize_example, tokenize_records
 from distillbench.kinds.text_lm.generation import generate_responses
-from distillbench.methods.base import Method, register_method, response_logits, shifted_labels
+from distillbench.kinds.text_lm.logps import response_logits, shifted_labels
+from distillbench.methods.base import Method, register_method
 from distillbench.methods.llm.hooks import MakesExamples, OnPolicy
 from distillbench.methods.llm.kd import forward_kl_loss
 
