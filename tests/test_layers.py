@@ -17,12 +17,6 @@ PACKAGE = ROOT / "distillbench"
 # The one module that may import distillbench modules inside a function (it needs none today).
 PLUGIN_LIST = PACKAGE / "plugins.py"
 
-# Imports of distillbench modules inside functions that remain, by file (relative to the package) and
-# imported module ("*": every one in that file), each with why.
-FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
-}
-
-
 def test_the_import_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
     assert lint.is_file(), f"{lint} is missing: pip install -e '.[test]' (import-linter)"
@@ -76,20 +70,11 @@ def function_level_imports(text: str, module: str, package: bool = False) -> lis
 
 
 def test_distillbench_modules_are_imported_at_module_level():
-    found: dict[tuple[str, str], list[int]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path != PLUGIN_LIST:
-            text, module = path.read_text(encoding="utf-8"), _module_name(path)
-            for line, name in function_level_imports(text, module, path.name == "__init__.py"):
-                found.setdefault((path.relative_to(PACKAGE).as_posix(), name), []).append(line)
-    unlisted = [f"{file}:{lines[0]}: {name}" for (file, name), lines in sorted(found.items())
-                if (file, name) not in FUNCTION_LEVEL_ALLOWED and (file, "*") not in FUNCTION_LEVEL_ALLOWED]
-    assert not unlisted, ("import these at module level (a cycle is a sign of a misplaced function):\n"
-                          + "\n".join(unlisted))
-    files = {file for file, _ in found}
-    stale = [f"{file}: {name}" for file, name in FUNCTION_LEVEL_ALLOWED
-             if (file, name) not in found and not (name == "*" and file in files)]
-    assert not stale, "no longer imported inside a function; drop from FUNCTION_LEVEL_ALLOWED:\n" + "\n".join(stale)
+    found = [f"{path.relative_to(PACKAGE)}:{line}: {name}" for path in sorted(PACKAGE.rglob("*.py")) if path != PLUGIN_LIST
+             for line, name in function_level_imports(path.read_text(encoding="utf-8"), _module_name(path),
+                                                      path.name == "__init__.py")]
+    assert not found, ("import these at module level (a cycle is a sign of a misplaced function):\n"
+                       + "\n".join(found))
 
 
 def test_function_level_imports_are_found():
