@@ -4,20 +4,21 @@
 
 Checks BEFORE_REV out into a temporary git worktree, installs it into that worktree's own `.venv`
 (`make install`: the editable install of one checkout cannot serve the other's subprocesses), then
-times each checkout's own `bench/end_to_end.py --only <name>` in alternation (before, after, before,
-after, ...), so drift of the shared machine hits both sides alike. Records every figure and the
-ratio of the medians (after ÷ before) in bench/results/before_after.json. A timing, not a test: run
-it on an otherwise idle machine; the demo takes about 8.5 minutes a run on 2 cores.
+times what `make test` and `make demo` run (the commands of `bench/end_to_end.py`), each checkout its
+own, in alternation (before, after, before, after, ...), so drift of the shared machine hits both
+sides alike. The demo writes into a fresh folder each time (nothing resumed; the zoo is cached). A
+run that exits non-zero (a flaky test on one side) still counts as a timing, and its last line is
+recorded with it. Records every figure and the ratio of the medians (after ÷ before) in
+bench/results/before_after.json. A timing, not a test: run it on an otherwise idle machine; the demo
+takes about 8.5 minutes a run on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,17 +27,21 @@ from distillbench.core.provenance import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "before_after.json"
-SECONDS = re.compile(r"^(demo|test)\s+([0-9.]+) s", re.M)
+COMMANDS = {"test": [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+            "demo": [".venv/bin/distillbench", "run", "--out"]}  # + a fresh folder
 
 
-def timed(checkout: Path, name: str) -> float:
-    """Seconds of `name` as the checkout's own end_to_end.py measures it (its figure, not ours)."""
-    completed = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "bench/end_to_end.py", "--only", name],
-                               cwd=checkout, capture_output=True, text=True)
-    found = SECONDS.search(completed.stdout)
-    if completed.returncode != 0 or not found:
-        sys.exit(f"{checkout}: {name} failed:\n{completed.stdout[-2000:]}{completed.stderr[-2000:]}")
-    return float(found.group(2))
+def timed(checkout: Path, name: str, failures: list[str]) -> float:
+    """Wall seconds of `name` run in `checkout`; a non-zero exit appends its last line to `failures`."""
+    with tempfile.TemporaryDirectory(prefix="distillbench-demo-") as scratch:
+        words = COMMANDS[name] + ([str(Path(scratch) / "demo")] if name == "demo" else [])
+        started = time.perf_counter()
+        completed = subprocess.run(words, cwd=checkout, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        lines = (completed.stdout + completed.stderr).strip().splitlines()
+        failures.append(f"{checkout.name}: exit {completed.returncode}: {lines[-1] if lines else ''}")
+    return round(seconds, 1)
 
 
 def main() -> None:
@@ -53,12 +58,14 @@ def main() -> None:
         try:
             subprocess.run(["make", "install"], cwd=before, check=True, capture_output=True)
             for name in [args.only] if args.only else ["test", "demo"]:
-                figures = {"before": [], "after": []}
+                figures, failures = {"before": [], "after": []}, []
                 for _ in range(args.rounds):
-                    figures["before"].append(timed(before, name))
-                    figures["after"].append(timed(ROOT, name))
+                    figures["before"].append(timed(before, name, failures))
+                    figures["after"].append(timed(ROOT, name, failures))
                 ratio = statistics.median(figures["after"]) / statistics.median(figures["before"])
                 result["runs"][name] = {"before": args.before, "after": after, "seconds": figures,
+                                        "command": " ".join(COMMANDS[name] + (["<fresh folder>"] if name == "demo" else [])),
+                                        "failures": failures,
                                         "ratio_of_medians": round(ratio, 3), "within_10_percent": ratio <= 1.10,
                                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
                 print(f"{name}: before {figures['before']} s, after {figures['after']} s, after ÷ before {ratio:.3f}")
