@@ -172,6 +172,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-clip-zeroshot-shape": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
         "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
         "t2i-teacher": "distillbench.pocket.t2i_zoo:model_dir",
+        "shapes-cross-encoder": "distillbench.pocket.shapes_retrieval:ensure_teacher",
     },
     "pocket_data": {
         "pocket:fair": "distillbench.pocket.fair_tabular:generate",
@@ -181,6 +182,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "pocket:shapes-many": "distillbench.pocket.shapes_classifiers:pocket_dataset",
         "pocket:shapes-shape": "distillbench.pocket.shapes_classifiers:pocket_dataset",
         "pocket:shapes-binary": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-captions": "distillbench.pocket.shapes_retrieval:caption_pairs",
     },
     "pocket_networks": {
         "shapes-feature-map": "distillbench.pocket.shapes_vit:FeatureMapTeacher",

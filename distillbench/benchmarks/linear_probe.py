@@ -21,7 +21,8 @@ import torch
 from annotated_types import Ge, Gt
 
 from distillbench.benchmarks.base import Benchmark, register_benchmark
-from distillbench.benchmarks.top1 import _Top1, top_classes
+from distillbench.benchmarks.top1 import _Top1
+from distillbench.core.classes import top_classes
 from distillbench.kinds.image_classifier.classifiers import dataset_features
 from distillbench.kinds.image_classifier.images import image_source_problem, load_image_dataset
 

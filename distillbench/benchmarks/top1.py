@@ -12,7 +12,6 @@ predictions file of single indices gets no top-5). Both are per-item 0/1, so lea
 from __future__ import annotations
 
 import hashlib
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +20,7 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Gt
 
+from distillbench.core.classes import top_classes
 from distillbench.core.errors import UserInputError
 from distillbench.core.inputs import input_absent
 
@@ -114,13 +114,6 @@ def _ranked(output) -> list[int]:
         return [int(value) for value in output]
     except (TypeError, ValueError):
         raise UserInputError(f"a classifier output must be a class index or a list of them, got {output!r}") from None
-
-
-def top_classes(logits: torch.Tensor, k: int) -> list[list[int]]:
-    """The k best class indices per row, best first; exact ties to the lower index (a stable sort: torch.topk
-    orders ties differently by device and size) and NaN last."""
-    ranked = torch.sort(logits.float().nan_to_num(nan=-math.inf), dim=1, descending=True, stable=True).indices
-    return ranked[:, :k].tolist()
 
 
 @register_benchmark("top1", family="classify", paper="top-1 accuracy",

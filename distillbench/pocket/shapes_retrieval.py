@@ -1,16 +1,10 @@
-"""pocket-shapes image–caption retrieval: caption tokens, image–caption pairs, a dual-encoder student and a
-cross-encoder teacher (``pocket:shapes-cross-encoder``).
+"""pocket-shapes image–caption retrieval: the captions' vocabulary, the image–caption pairs of generated
+scenes (``pocket:shapes-captions``) and the cross-encoder teacher (``pocket:shapes-cross-encoder``); the models
+and the pairs' schema are the retrieval kind's (`distillbench.kinds.retrieval`).
 
 Captions are pocket-shapes' own (`Scene.caption`: every shape with its colour, left to right, or a
 position relation), tokenised by words over a fixed vocabulary. Many scenes share a caption (the caption
-does not say where the shapes are), which the retrieval benchmark and the losses treat as equivalent
-pairs, never as negatives of each other.
-
-* `DualEncoder` (the student): a small CNN embeds the image, a word CNN the caption; the
-  score is the cosine of the two embeddings, so a gallery is embedded once (efficient retrieval).
-* `CrossEncoder` (the teacher): every caption token attends over the image's patches (a CNN's 4×4
-  feature grid) and is compared with what it finds there, so the score can bind colours to shapes and
-  relations to objects — and must be computed for every (image, caption) pair.
+does not say where the shapes are).
 
 The teacher is trained here (listwise cross-entropy both ways over the in-batch score matrix, plus, for
 each image, perturbed copies of its caption: a colour or shape changed, two colours swapped, a relation
@@ -32,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 from torch.nn import functional as F
 
-from distillbench.core.errors import UserInputError
-from distillbench.core.files import replace_directory, temporary_name
+from distillbench.core.registry import POCKET_DATA, POCKET_MODELS
+from distillbench.kinds.retrieval.data import CAPTION_PAIRS, CaptionPairs
+from distillbench.kinds.retrieval.models import CrossEncoder, save_model
 from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, generate
 from distillbench.pocket.zoo import cache_root
 
@@ -47,7 +40,7 @@ TOKEN_IDS = {word: index for index, word in enumerate(VOCABULARY)}
 MAX_TOKENS = 20  # "a photo of" + four "a <colour> <shape>" + separators is 18
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 TEACHER_NAME = "shapes-cross-encoder"
-TEACHER_REF = f"pocket:{TEACHER_NAME}"
+PAIRS_SOURCE = "pocket:shapes-captions"
 # Part of every retrieval data fingerprint; bump when captions, tokens or scene selection change.
 RETRIEVAL_VERSION = f"retrieval1-world{WORLD_VERSION}"
 
@@ -61,194 +54,22 @@ def tokenize(caption: str) -> list[int]:
     return [TOKEN_IDS[w] for w in words] + [0] * (MAX_TOKENS - len(words))
 
 
-@dataclass(frozen=True, eq=False)
-class CaptionPairs:
-    """Scenes as (image, caption) pairs: uint8 images [N, 3, H, W], captions, tokens [N, L], ids."""
-
-    split: str
-    images: torch.Tensor
-    captions: tuple[str, ...]
-    tokens: torch.Tensor
-    ids: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def image_batch(self, indices) -> torch.Tensor:
-        images = self.images[torch.as_tensor(list(indices), dtype=torch.long)].float() / 255.0
-        return (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-
-    def same_caption(self, indices) -> torch.Tensor:
-        """[B, B] True where two pairs of the batch have the same caption (the diagonal included)."""
-        captions = [self.captions[i] for i in indices]
-        return torch.tensor([[a == b for b in captions] for a in captions])
-
-
 @lru_cache(maxsize=8)
 def caption_pairs(split: str, size: int, seed: int = 0) -> CaptionPairs:
     scenes = generate(split, size, seed=seed)
     images = torch.from_numpy(np.stack([s.render() for s in scenes])).permute(0, 3, 1, 2).contiguous()
     captions = tuple(s.caption for s in scenes)
     tokens = torch.tensor([tokenize(c) for c in captions], dtype=torch.long)
-    return CaptionPairs(split, images, captions, tokens, tuple(f"retrieval/{s.digest[:12]}" for s in scenes))
+    return CaptionPairs(split, images, captions, tokens, tuple(f"retrieval/{s.digest[:12]}" for s in scenes),
+                        VOCABULARY, MEAN, STD)
 
 
-# --- models ----------------------------------------------------------------------------------------------
-def _conv_stages(widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
-    layers: list[nn.Module] = []
-    channels = 3
-    for index, width in enumerate(widths):
-        if index:
-            layers.append(nn.MaxPool2d(2))
-        layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        channels = width
-    return nn.Sequential(*layers), channels
+def _version(source: str) -> str:
+    return RETRIEVAL_VERSION
 
 
-class WordConvolution(nn.Module):
-    """Contextual token states of a caption: word embeddings through two 1-D convolutions (kernel 3, so
-    each state sees five words: enough to bind "a red circle"); far cheaper than a recurrent net on CPU."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.words = nn.Embedding(len(VOCABULARY), width, padding_idx=0)
-        self.layers = nn.Sequential(nn.Conv1d(width, width, 3, padding=1), nn.ReLU(),
-                                    nn.Conv1d(width, width, 3, padding=1), nn.ReLU())
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[B, L, W] states; padding positions are zero."""
-        states = self.layers(self.words(tokens).transpose(1, 2)).transpose(1, 2)
-        return states * (tokens != 0).unsqueeze(-1)
-
-
-def masked_mean_max(states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """[B, 2W]: the mean and the max of token states over the non-padding positions."""
-    mask = (tokens != 0).unsqueeze(-1)
-    mean = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-    return torch.cat([mean, states.masked_fill(~mask, float("-inf")).amax(1)], dim=-1)
-
-
-class DualEncoder(nn.Module):
-    """Image CNN and caption word-CNN embedding into one space; scores are cosines."""
-
-    def __init__(self, image_widths: tuple[int, ...] = (8, 16, 32), embed_dim: int = 64, word_dim: int = 32):
-        super().__init__()
-        self.config = {"kind": "dual-encoder", "image_widths": list(image_widths), "embed_dim": embed_dim,
-                       "word_dim": word_dim}
-        self.trunk, channels = _conv_stages(tuple(image_widths))
-        self.image_head = nn.Linear(2 * channels, embed_dim)
-        self.text = WordConvolution(word_dim)
-        self.text_head = nn.Linear(2 * word_dim, embed_dim)
-
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        maps = self.trunk(images)
-        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
-        return F.normalize(self.image_head(pooled), dim=1)
-
-    def encode_texts(self, tokens: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_head(masked_mean_max(self.text(tokens), tokens)), dim=1)
-
-    def similarities(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """[B_images, B_texts] cosine scores."""
-        return self.encode_images(images) @ self.encode_texts(tokens).T
-
-    @torch.no_grad()
-    def score_matrix(self, images: torch.Tensor, tokens: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        image_embeddings = torch.cat([self.encode_images(images[i:i + batch_size])
-                                      for i in range(0, len(images), batch_size)])
-        text_embeddings = torch.cat([self.encode_texts(tokens[i:i + batch_size])
-                                     for i in range(0, len(tokens), batch_size)])
-        return image_embeddings @ text_embeddings.T
-
-
-class CrossEncoder(nn.Module):
-    """Caption tokens attend to image patches, pair by pair: a late-fusion cross-encoder.
-
-    The image becomes a 4×4 grid of patch features (with positions) and the caption a sequence of
-    contextual token states (`WordConvolution`); for each (image, caption) pair every token attends
-    over that image's patches, an MLP compares the token with what it found there, and the score is a
-    linear read-out of the mean and max over tokens. The score is not a dot product of separate
-    embeddings, so it can check that *this* colour sits on *that* shape — and it must run per pair."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        self.config = {"kind": "cross-encoder", "width": width}
-        self.trunk, channels = _conv_stages((16, 32, 32))  # 32 → 16 → 8; pooled to a 4×4 grid below
-        self.patch = nn.Conv2d(channels, width, 1)
-        self.patch_positions = nn.Parameter(torch.randn(1, 16, width) * 0.02)
-        self.text = WordConvolution(width)
-        self.query, self.key, self.value = (nn.Linear(width, width) for _ in range(3))
-        self.compare = nn.Sequential(nn.Linear(3 * width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
-        self.head = nn.Linear(2 * width, 1)
-
-    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 16, W] patch features of each image (computed once per image)."""
-        grid = self.patch(F.adaptive_avg_pool2d(self.trunk(images), 4))
-        return grid.flatten(2).transpose(1, 2) + self.patch_positions
-
-    def text_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[B, L, W] contextual token states of each caption (computed once per caption)."""
-        return self.text(tokens)
-
-    def pair_scores(self, patches: torch.Tensor, texts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """[P] scores of P pairs: patches [P, 16, W], text states [P, L, W], token ids [P, L] (for the mask)."""
-        attention = (self.query(texts) @ self.key(patches).transpose(1, 2)) / texts.shape[-1] ** 0.5
-        found = attention.softmax(-1) @ self.value(patches)  # [P, L, W]: what each token finds in the image
-        compared = self.compare(torch.cat([texts, found, texts * found], dim=-1))
-        return self.head(masked_mean_max(compared, tokens)).squeeze(-1)
-
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Scores of the aligned pairs (images[i], tokens[i])."""
-        return self.pair_scores(self.image_tokens(images), self.text_tokens(tokens), tokens)
-
-    def score_matrix(self, images: torch.Tensor, tokens: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """[N_images, N_texts]: every image with every caption (the cost a cross-encoder pays)."""
-        with torch.no_grad():
-            patches, texts = self.image_tokens(images), self.text_tokens(tokens)
-            rows, columns = torch.meshgrid(torch.arange(len(images)), torch.arange(len(tokens)), indexing="ij")
-            rows, columns = rows.flatten(), columns.flatten()
-            scores = torch.cat([self.pair_scores(patches[rows[i:i + batch_size]], texts[columns[i:i + batch_size]],
-                                                 tokens[columns[i:i + batch_size]])
-                                for i in range(0, len(rows), batch_size)])
-        return scores.view(len(images), len(tokens))
-
-
-# --- saving and loading ---------------------------------------------------------------------------------
-def save_model(model: nn.Module, directory: Path, extra: dict | None = None) -> Path:
-    staging = temporary_name(directory)
-    staging.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
-    digest = hashlib.sha256((staging / "model.safetensors").read_bytes()).hexdigest()
-    (staging / "config.json").write_text(json.dumps({**model.config, "weights_sha256": digest,
-                                                     "extra": extra or {}}, indent=1) + "\n")
-    replace_directory(staging, directory)
-    return directory
-
-
-def read_config(directory: Path) -> dict:
-    """The config.json `save_model` wrote: the architecture, the weights' sha256 and the build report."""
-    try:
-        return json.loads((directory / "config.json").read_text())
-    except FileNotFoundError:
-        raise UserInputError(f"{directory}: no config.json (not a retrieval model)") from None
-
-
-def load_model(directory: str | Path) -> nn.Module:
-    """A dual or cross encoder saved by `save_model` (weights from safetensors, checked against their sha256)."""
-    directory = Path(directory)
-    config = read_config(directory)
-    weights = directory / "model.safetensors"
-    if hashlib.sha256(weights.read_bytes()).hexdigest() != config.get("weights_sha256"):
-        raise UserInputError(f"{weights}: sha256 does not match config.json")
-    options = {k: v for k, v in config.items() if k not in ("kind", "weights_sha256", "extra")}
-    builders = {"dual-encoder": DualEncoder, "cross-encoder": CrossEncoder}
-    if config.get("kind") not in builders:
-        raise UserInputError(f"{directory}: unknown retrieval model kind {config.get('kind')!r}")
-    if "image_widths" in options:
-        options["image_widths"] = tuple(options["image_widths"])
-    model = builders[config["kind"]](**options)
-    model.load_state_dict(load_file(str(weights)))
-    return model.eval()
+POCKET_DATA.register(PAIRS_SOURCE, family=CAPTION_PAIRS, fingerprint=_version,
+                     summary="pocket-shapes scenes with their captions")(caption_pairs)
 
 
 # --- the teacher -------------------------------------------------------------------------------------------
@@ -332,7 +153,7 @@ def train_teacher(spec: TeacherSpec) -> tuple[CrossEncoder, dict]:
     torch.manual_seed(spec.seed)
     rng = random.Random(spec.seed)
     pairs = caption_pairs("train", spec.train_size, spec.seed)
-    model = CrossEncoder()
+    model = CrossEncoder(len(VOCABULARY))
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, spec.learning_rate, total_steps=spec.steps,
                                                    pct_start=0.1)
@@ -349,16 +170,13 @@ def train_teacher(spec: TeacherSpec) -> tuple[CrossEncoder, dict]:
                           "build_seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
 
 
-def ensure_teacher() -> Path:
+@POCKET_MODELS.register(TEACHER_NAME, family="retrieval", summary="pocket-shapes cross-encoder (image patches × "
+                        "caption words), the retrieval teacher")
+def ensure_teacher(name: str = TEACHER_NAME) -> Path:
     """The cached cross-encoder for the current spec, trained when missing."""
     spec = teacher_spec()
-    directory = cache_root() / f"{TEACHER_NAME}-{spec.spec_hash()}"
+    directory = cache_root() / f"{name}-{spec.spec_hash()}"
     if not (directory / "config.json").is_file():
         model, report = train_teacher(spec)
         save_model(model, directory, report)
     return directory
-
-
-def load_retrieval_model(ref: str) -> nn.Module:
-    """``pocket:shapes-cross-encoder`` or a directory saved by `save_model`."""
-    return load_model(ensure_teacher() if ref == TEACHER_REF else ref)

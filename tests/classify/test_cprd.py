@@ -15,10 +15,10 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.recipe import parse_recipe
 from distillbench.kinds.retrieval.batching import RetrievalBatching
 from distillbench.kinds.retrieval.kind import STUDENT, Retrieval, initial_student
+from distillbench.kinds.retrieval.models import CrossEncoder, DualEncoder, load_model, save_model
 from distillbench.methods.classify.cprd import CPRD, cprd_loss, partial_ranking_targets
 from distillbench.methods.classify.info_nce import InfoNCE, info_nce_loss
-from distillbench.pocket.shapes_retrieval import (VOCABULARY, CrossEncoder, DualEncoder, caption_pairs, load_model,
-                                                  perturbed, save_model, tokenize)
+from distillbench.pocket.shapes_retrieval import VOCABULARY, caption_pairs, perturbed, tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -196,13 +196,13 @@ def test_captions_tokenize_and_perturbations_change_them():
 
 def test_models_round_trip_through_safetensors(tmp_path):
     pairs = caption_pairs("train", 8)
-    for model in (DualEncoder(), CrossEncoder()):
+    for model in (DualEncoder(len(VOCABULARY)), CrossEncoder(len(VOCABULARY))):
         model.eval()
         save_model(model, tmp_path / model.config["kind"])
         loaded = load_model(tmp_path / model.config["kind"])
         images = pairs.image_batch(range(8))
         assert torch.allclose(model.score_matrix(images, pairs.tokens), loaded.score_matrix(images, pairs.tokens))
-    cross = CrossEncoder().eval()
+    cross = CrossEncoder(len(VOCABULARY)).eval()
     assert torch.allclose(cross.score_matrix(images, pairs.tokens).diagonal(), cross(images, pairs.tokens), atol=1e-5)
 
 
@@ -212,7 +212,7 @@ def test_retrieval_batches_carry_shared_captions_and_teacher_scores():
     batch = batching.collate(pairs, list(range(8)), 0, 0, 0, "cpu")
     assert batch["positives"].diagonal().all() and batch["captions"].shape == (8, 20)
     assert batching.add_signals(batch, InfoNCE(), {}) == 0 and "teacher_scores" not in batch
-    assert batching.add_signals(batch, CPRD(), {"teacher": CrossEncoder().eval()}) == 64
+    assert batching.add_signals(batch, CPRD(), {"teacher": CrossEncoder(len(VOCABULARY)).eval()}) == 64
     assert batch["teacher_scores"].shape == (8, 8)
 
 
@@ -270,7 +270,7 @@ def test_every_method_of_a_seed_starts_from_the_same_student(tmp_path):
     first, again, other = (kind.load(STUDENT, seed=seed)[0].state_dict() for seed in (1, 1, 2))
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
     assert all(torch.equal(first[k], again[k]) and torch.equal(first[k], v)
-               for k, v in initial_student(1, options).state_dict().items())
+               for k, v in initial_student(1, options, len(VOCABULARY)).state_dict().items())
     assert not all(torch.equal(first[k], other[k]) for k in first)
     # The student's options key its cells: another size is another student.
     bigger = Retrieval(parse_recipe(retrieval_recipe(student_options={**options, "embed_dim": 16})), tmp_path)
@@ -279,8 +279,8 @@ def test_every_method_of_a_seed_starts_from_the_same_student(tmp_path):
 
 @pytest.mark.parametrize("change, expected", [
     ({"student": "arch:shapes-cnn-small"}, "student: must be one of 'arch:dual-encoder'"),
-    ({"teacher": "pocket:teacher-sft"}, "teacher: pocket:teacher-sft is not pocket:shapes-cross-encoder or a folder "
-                                        "with a retrieval model's config.json"),
+    ({"teacher": "pocket:teacher-sft"}, "teacher: pocket:teacher-sft is not a pocket retrieval model "
+                                        "(pocket:shapes-cross-encoder) or a folder with a retrieval model's config.json"),
     ({"student_options": {"embed_dim": 0}}, "student_options.embed_dim: must be > 0"),
     ({"data": {"size": 32}}, "data.size: unknown field; did you mean 'train_size'?"),
     ({"reference_teacher": "pocket:shapes-cross-encoder"}, "reference_teacher: not used by dual encoders"),

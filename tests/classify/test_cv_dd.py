@@ -18,12 +18,10 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import make_plan
 from distillbench.core.recipe import load_recipe, parse_recipe
 from distillbench.core.store import Store
-from distillbench.kinds.dataset_distillation.committee import Committee
+from distillbench.kinds.dataset_distillation.committee import Committee, Expert, committee_logits, committee_weights
 from distillbench.kinds.image_classifier.classifiers import initialised
-from distillbench.methods.dataset_distillation.common import Expert
 from distillbench.methods.dataset_distillation.cv_dd import (CVDD, BatchNormInputs, bn_statistics_loss,
-                                                             committee_logits, committee_recovery_loss,
-                                                             committee_weights, recover_images)
+                                                             committee_recovery_loss, recover_images)
 from distillbench.methods.dataset_distillation.random_real import random_real_subset
 from distillbench.pocket.shapes_classifiers import pocket_dataset
 

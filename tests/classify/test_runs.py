@@ -289,7 +289,7 @@ def test_reported_cifar_numbers_sit_beside_the_row_of_the_same_student():
 
 def test_top_classes_break_exact_ties_to_the_lower_index_and_rank_nan_last():
     # torch.topk orders exact ties by size and device (all-equal logits over 100 classes gave 65, 68, …)
-    from distillbench.benchmarks.top1 import top_classes
+    from distillbench.core.classes import top_classes
 
     assert top_classes(torch.zeros(2, 100), 5) == [[0, 1, 2, 3, 4]] * 2
     logits = torch.tensor([[1.0, float("nan"), 3.0, 3.0, 0.5]])

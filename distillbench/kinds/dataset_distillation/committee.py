@@ -1,26 +1,49 @@
 """The committee of a dataset-distillation run: experts trained here with CE on the real training images
-(cached by content key) or read from the zoo or a folder, each with its prior, and their vote as a teacher."""
+(cached by content key) or read from the zoo or a folder, each with its prior, and their vote as a teacher.
+
+The committee's arithmetic (the prior-weighted vote, after CV-DD: see methods/dataset_distillation/cv_dd.py)
+is the kind's, as the committee is: the methods that recover or label a set with it import it from here."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from distillbench.benchmarks.top1 import top_classes
+from distillbench.core.classes import top_classes
 from distillbench.core.files import cell_lock
 from distillbench.core.recipe import Budget
+from distillbench.core.registry import METHODS
+from distillbench.core.tensors import upcast
 from distillbench.core.train import train
 from distillbench.kinds.image_classifier.classifiers import ImageClassifier, initialised, save_atomic
 from distillbench.kinds.image_classifier.images import ImageBatching, ImageDataset
-from distillbench.methods.classify.ce import CE
-from distillbench.methods.dataset_distillation.common import Expert
-from distillbench.methods.dataset_distillation.cv_dd import committee_logits, committee_weights
 
 # How experts and students see their training images: horizontal flips (p = 0.5), a function of (seed, step).
 AUGMENT = "flip"
+EXPERT_METHOD = "ce"  # how an expert is trained on the real images (looked up in METHODS: a kind imports no method)
+
+
+@dataclass(frozen=True)
+class Expert:
+    """A committee member: a trained classifier and its prior, its accuracy in percent on the real training
+    images (what the committee's weights are a softmax of)."""
+
+    model: ImageClassifier
+    prior: float
+
+
+def committee_weights(prior_accuracies: torch.Tensor, temperature: float = 5.0) -> torch.Tensor:
+    """w = softmax(prior / T): experts with better priors (accuracy in percent) get more say."""
+    return (upcast(prior_accuracies) / temperature).softmax(0)
+
+
+def committee_logits(voter_logits: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """The committee's vote: Σ_i w_i z_i over the experts' logits [B, C]."""
+    return sum(weight * upcast(logits) for weight, logits in zip(weights, voter_logits))
 
 
 class Committee(nn.Module):
@@ -64,7 +87,7 @@ def build_expert(architecture: str, seed: int, real: ImageDataset, budget: Budge
         work = target.with_name(target.name + ".build")
         # The one call of the train loop outside StudentKind.fit: an expert is no cell of the plan (its own
         # budget, the real images), so it has no fit to go through.
-        train(method=CE(), student=model, examples=real, budget=budget, seed=seed, checkpoint_dir=work,
+        train(method=METHODS.get(EXPERT_METHOD)(), student=model, examples=real, budget=budget, seed=seed, checkpoint_dir=work,
               batching=ImageBatching(real, AUGMENT, budget.batch_size), description=f"expert {architecture}")
         shutil.rmtree(work, ignore_errors=True)
         save_atomic(model, target)

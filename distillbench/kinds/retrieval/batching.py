@@ -17,7 +17,7 @@ class RetrievalBatching(Batching):
     unit = "pairs"
 
     def __init__(self, pairs, batch_size: int):
-        self.pairs = pairs  # a pocket-shapes `CaptionPairs`
+        self.pairs = pairs  # `data.CaptionPairs`
         self.steps_per_epoch = max(1, len(pairs) // batch_size)
 
     def lengths(self, examples) -> tuple[int, ...]:

@@ -3,10 +3,11 @@ pocket-shapes image–caption pairs, with a cross-encoder teacher's score matrix
 by Recall@K (`pocket-retrieval`).
 
 A recipe names the student as ``arch:dual-encoder`` (a `DualEncoder` initialised from each seed, so every
-method of a seed starts from the same weights) and its size under ``student_options``; the teacher is
-``pocket:shapes-cross-encoder`` (trained on first use and cached) or a folder a retrieval run saved. Its
-``data`` section says how many training scenes to generate, and from which seed. Models are saved as
-``model.safetensors`` + ``config.json``.
+method of a seed starts from the same weights) and its size under ``student_options``; the teacher is a pocket
+retrieval model (`POCKET_MODELS`, family ``retrieval``: ``pocket:shapes-cross-encoder``, trained on first use
+and cached) or a folder a retrieval run saved. Its ``data`` section says how many training pairs to generate
+(``pocket:shapes-captions``, read through `POCKET_DATA`), and from which seed. Models are saved as
+``model.safetensors`` + ``config.json`` (`models.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import torch
 from pydantic import Field, PositiveInt, field_validator
 
 from distillbench.core.kind import Reference, StudentKind, Training, register_kind
+from distillbench.core.models import parse_model_ref, resolve_path
 from distillbench.core.recipe import _Strict, Recipe, keyed_dump, set_but_unused, stable_hash
+from distillbench.core.registry import POCKET_DATA, POCKET_MODELS
 from distillbench.kinds.retrieval.batching import RetrievalBatching
-from distillbench.pocket.shapes_retrieval import (RETRIEVAL_VERSION, TEACHER_REF, DualEncoder,  # pocket: inverted later
-                                                  caption_pairs, ensure_teacher, load_model, read_config, save_model)
+from distillbench.kinds.retrieval.data import CaptionPairs
+from distillbench.kinds.retrieval.models import DualEncoder, load_model, read_config, save_model
 
 STUDENT = "arch:dual-encoder"
+PAIRS = "pocket:shapes-captions"  # the training pairs' source (`POCKET_DATA`, family caption-pairs)
+TEACHERS = "retrieval"  # the `POCKET_MODELS` family of pocket retrieval models
 
 
 class RetrievalData(_Strict):
@@ -47,8 +52,8 @@ class DualEncoderOptions(_Strict):
 
 
 class RetrievalRecipe(Recipe):
-    teacher: str = Field(description=f"{TEACHER_REF}, or a folder a retrieval run saved (model.safetensors + "
-                         "config.json)")
+    teacher: str = Field(description="a pocket retrieval model (pocket:shapes-cross-encoder), or a folder a "
+                         "retrieval run saved (model.safetensors + config.json)")
     student: Literal["arch:dual-encoder"] = Field(description="a DualEncoder initialised from each seed")
     student_options: DualEncoderOptions = Field(default_factory=DualEncoderOptions)
     data: RetrievalData
@@ -57,9 +62,18 @@ class RetrievalRecipe(Recipe):
     @field_validator("teacher")
     @classmethod
     def _retrieval_model(cls, value: str) -> str:
-        if value != TEACHER_REF and not (Path(value) / "config.json").is_file():
-            raise ValueError(f"{value} is not {TEACHER_REF} or a folder with a retrieval model's config.json")
+        if not (is_pocket_teacher(value) or (Path(value) / "config.json").is_file()):
+            raise ValueError(f"{value} is not a pocket retrieval model (pocket:shapes-cross-encoder) or a folder "
+                             "with a retrieval model's config.json")
         return value
+
+
+def is_pocket_teacher(ref: str) -> bool:
+    """Whether `ref` names a pocket retrieval model (imports its plug-in only)."""
+    parsed = parse_model_ref(ref)
+    if parsed.backend != "pocket" or parsed.name not in POCKET_MODELS:
+        return False
+    return POCKET_MODELS.entry(parsed.name).family == TEACHERS
 
 
 @contextlib.contextmanager
@@ -75,19 +89,20 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def initial_student(seed: int, options: dict[str, Any]) -> DualEncoder:
+def initial_student(seed: int, options: dict[str, Any], vocabulary_size: int) -> DualEncoder:
     """The student every method starts from for a seed (the global RNG is left alone)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DualEncoder(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        return DualEncoder(vocabulary_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 def model_directory(ref: str) -> Path:
-    """The folder of a saved retrieval model: the pocket teacher's (trained and cached on first use) or `ref`."""
-    if ref != TEACHER_REF:
+    """The folder of a saved retrieval model: a pocket teacher's (trained and cached on first use) or `ref`."""
+    parsed = parse_model_ref(ref)
+    if parsed.backend != "pocket":
         return Path(ref)
     with one_thread():  # the teacher's weights depend on the thread count too
-        return ensure_teacher()
+        return Path(resolve_path(parsed))
 
 
 @register_kind("retrieval", summary="dual encoders (image CNN + caption word-CNN) trained on pocket-shapes "
@@ -96,6 +111,10 @@ class Retrieval(StudentKind):
     recipe_model = RetrievalRecipe
     data_kinds = frozenset({"retrieval"})
     benchmark_families = frozenset({"retrieval"})
+
+    def __init__(self, recipe: RetrievalRecipe, out: Path):
+        super().__init__(recipe, out)
+        self._pairs: CaptionPairs | None = None
 
     @classmethod
     def recipe_problems(cls, recipe: RetrievalRecipe) -> list[str]:
@@ -124,22 +143,28 @@ class Retrieval(StudentKind):
         return models
 
     def data_key(self, method: Any) -> dict[str, Any]:
-        return {**keyed_dump(self.recipe.data), "version": RETRIEVAL_VERSION}
+        return {**keyed_dump(self.recipe.data), "version": POCKET_DATA.entry(PAIRS).extra["fingerprint"](PAIRS)}
 
     # models ------------------------------------------------------------------------------------
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
         """(model, None): ``arch:dual-encoder`` is `initial_student` of `seed`, anything else a saved model."""
         if ref == STUDENT:
-            return initial_student(seed, self.recipe.student_options.given()), None
+            return initial_student(seed, self.recipe.student_options.given(), len(self.pairs().vocabulary)), None
         return load_model(model_directory(ref)), None
 
     def save(self, model, processor, directory: Path) -> None:
         save_model(model, directory)
 
+    def pairs(self) -> CaptionPairs:
+        """The training pairs, read once per run (the student reads captions over their vocabulary)."""
+        if self._pairs is None:
+            data = self.recipe.data
+            self._pairs = POCKET_DATA.get(PAIRS)("train", data.train_size, data.data_seed)
+        return self._pairs
+
     # training ----------------------------------------------------------------------------------
     def training(self, cell, init_ref: str, processor) -> Training:
-        data = self.recipe.data
-        pairs = caption_pairs("train", data.train_size, data.data_seed)
+        pairs = self.pairs()
         frozen = {"teacher": self.frozen_model(self.recipe.teacher)} if "teacher_scores" in cell.method.needs else {}
         return Training(pairs, RetrievalBatching(pairs, self.recipe.budget.batch_size), frozen)
 

@@ -1,5 +1,5 @@
-"""What the dataset-distillation methods share: the experts they are given, and the two ways a student learns
-from a distilled set (its hard labels, or the committee's soft labels).
+"""What the dataset-distillation methods share: the two ways a student learns from a distilled set (its hard
+labels, or the committee's soft labels); the experts they are given are the kind's (`Expert`).
 
 A method of the ``dataset-distillation`` kind makes a small training set, `images_per_class` images of every
 class, from the real training images and (where it uses one) a committee of trained experts: `distil`. The
@@ -16,20 +16,11 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from annotated_types import Gt
 
+from distillbench.kinds.dataset_distillation.committee import Expert
 from distillbench.methods.classify.common import ClassifyMethod, soft_kl_loss
 
 if TYPE_CHECKING:
-    from distillbench.kinds.image_classifier.classifiers import ImageClassifier
     from distillbench.kinds.image_classifier.images import ImageDataset
-
-
-@dataclass(frozen=True)
-class Expert:
-    """A committee member: a trained classifier and its prior, its accuracy in percent on the real training
-    images (what the committee's weights are a softmax of)."""
-
-    model: ImageClassifier
-    prior: float
 
 
 class DistilledSetMethod(ClassifyMethod):

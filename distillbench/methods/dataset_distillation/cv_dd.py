@@ -40,14 +40,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillbench.core.tensors import upcast
+from distillbench.kinds.dataset_distillation.committee import Expert, committee_weights
 from distillbench.kinds.image_classifier.images import ImageDataset
 from distillbench.methods.base import register_method
-from distillbench.methods.dataset_distillation.common import CommitteeLabels, Expert
-
-
-def committee_weights(prior_accuracies: torch.Tensor, temperature: float = 5.0) -> torch.Tensor:
-    """w = softmax(prior / T): experts with better priors (accuracy in percent) get more say."""
-    return (upcast(prior_accuracies) / temperature).softmax(0)
+from distillbench.methods.dataset_distillation.common import CommitteeLabels
 
 
 def bn_statistics_loss(batch_means: list[torch.Tensor], batch_vars: list[torch.Tensor],
@@ -70,11 +66,6 @@ def committee_recovery_loss(voter_logits: list[torch.Tensor], labels: torch.Tens
     for weight, logits, bn_loss in zip(weights, voter_logits, voter_bn_losses):
         total = total + weight * (F.cross_entropy(upcast(logits), labels) + bn_weight * bn_loss)
     return total
-
-
-def committee_logits(voter_logits: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """The committee's vote: Σ_i w_i z_i over the experts' logits [B, C]."""
-    return sum(weight * upcast(logits) for weight, logits in zip(weights, voter_logits))
 
 
 @register_method("cv-dd", family="dataset-distillation", paper="Cui et al. 2025, arXiv:2501.07575",
