@@ -127,7 +127,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "pocket": "distillbench.core.models:_pocket_backend",
     },
     "kinds": {
-        "dataset-distillation": "distillbench.kinds.dataset_distillation.kind:DatasetDistillation",
+        "dataset-distillation": "distillbench.kinds.image_classifier.dataset_distillation.kind:DatasetDistillation",
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "retrieval": "distillbench.kinds.retrieval.kind:Retrieval",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",

@@ -4,7 +4,7 @@ trained on nothing but a distilled (synthetic) training set.
 The scorer is `top1`'s (one item per test image, 0/1 per item, ties to the lower class index); what
 makes the number a dataset-distillation number is how the scored model was trained, which the protocol
 records: a fresh student, trained only on the distilled images with the labels the method provides
-(the ``dataset-distillation`` kind, `distillbench.kinds.dataset_distillation`). Rows are comparable when
+(the ``dataset-distillation`` kind, `distillbench.kinds.image_classifier.dataset_distillation`). Rows are comparable when
 they share the student architecture, the number of images per class and the training budget, as the rows of
 one recipe do.
 """
@@ -25,4 +25,4 @@ class DDAccuracy(Top1):
 
     def protocol(self):
         return {**super().protocol(), "trained_on": "the distilled set alone (a fresh student; see "
-                                                     "distillbench.kinds.dataset_distillation)"}
+                                                     "distillbench.kinds.image_classifier.dataset_distillation)"}

@@ -18,7 +18,7 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import make_plan
 from distillbench.core.recipe import load_recipe, parse_recipe
 from distillbench.core.store import Store
-from distillbench.kinds.dataset_distillation.committee import Committee, Expert, committee_logits, committee_weights
+from distillbench.kinds.image_classifier.dataset_distillation.committee import Committee, Expert, committee_logits, committee_weights
 from distillbench.kinds.image_classifier.classifiers import initialised
 from distillbench.methods.dataset_distillation.cv_dd import (CVDD, BatchNormInputs, bn_statistics_loss,
                                                              committee_recovery_loss, recover_images)

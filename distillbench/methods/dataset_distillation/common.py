@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from annotated_types import Gt
 
-from distillbench.kinds.dataset_distillation.committee import Expert
+from distillbench.kinds.image_classifier.dataset_distillation.committee import Expert
 from distillbench.methods.classify.common import ClassifyMethod, soft_kl_loss
 
 if TYPE_CHECKING:

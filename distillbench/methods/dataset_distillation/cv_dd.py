@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillbench.core.tensors import upcast
-from distillbench.kinds.dataset_distillation.committee import Expert, committee_weights
+from distillbench.kinds.image_classifier.dataset_distillation.committee import Expert, committee_weights
 from distillbench.kinds.image_classifier.images import ImageDataset
 from distillbench.methods.base import register_method
 from distillbench.methods.dataset_distillation.common import CommitteeLabels

@@ -28,7 +28,7 @@ from distillbench.core.models import parse_model_ref, validate_model_ref
 from distillbench.core.recipe import (_Strict, Budget, Recipe, keyed_dump, model_refs_checked, option, path_field,
                                       set_but_unused, stable_hash)
 from distillbench.core.registry import ARCHITECTURES, BENCHMARKS
-from distillbench.kinds.dataset_distillation.committee import AUGMENT, Committee, Expert, accuracy_percent, build_expert
+from distillbench.kinds.image_classifier.dataset_distillation.committee import AUGMENT, Committee, Expert, accuracy_percent, build_expert
 from distillbench.kinds.image_classifier.classifiers import (classifier_spec, is_classifier_ref, load_classifier,
                                                             load_directory)
 from distillbench.kinds.image_classifier.images import (ImageBatching, ImageDataset, image_data_fingerprint,

@@ -1,1 +1,0 @@
-"""kinds/dataset_distillation"""
