@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -31,13 +32,18 @@ COMMANDS = {"test": [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cachepr
             "demo": [".venv/bin/distillbench", "run", "--out"]}  # + a fresh folder
 
 
-def timed(checkout: Path, name: str, failures: list[str]) -> float:
-    """Wall seconds of `name` run in `checkout`; a non-zero exit appends its last line to `failures`."""
+def timed(checkout: Path, name: str, failures: list[str], keep: Path | None = None) -> float:
+    """Wall seconds of `name` run in `checkout`; a non-zero exit appends its last line to `failures`. With
+    `keep`, the demo's leaderboard files are copied there (to compare its means with the committed board)."""
     with tempfile.TemporaryDirectory(prefix="distillbench-demo-") as scratch:
         words = COMMANDS[name] + ([str(Path(scratch) / "demo")] if name == "demo" else [])
         started = time.perf_counter()
         completed = subprocess.run(words, cwd=checkout, capture_output=True, text=True)
         seconds = time.perf_counter() - started
+        if keep is not None and name == "demo":
+            keep.mkdir(parents=True, exist_ok=True)
+            for board in (Path(scratch) / "demo").glob("leaderboard.*"):
+                shutil.copy(board, keep / board.name)
     if completed.returncode != 0:
         lines = (completed.stdout + completed.stderr).strip().splitlines()
         failures.append(f"{checkout.name}: exit {completed.returncode}: {lines[-1] if lines else ''}")
@@ -49,6 +55,8 @@ def main() -> None:
     parser.add_argument("before", help="the git revision to compare against (e.g. the last commit before the change)")
     parser.add_argument("--only", choices=["demo", "test"])
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (alternating)")
+    parser.add_argument("--keep-board", type=Path, metavar="DIR",
+                        help="copy the after side's demo leaderboard (leaderboard.json, .md, .csv) into DIR")
     args = parser.parse_args()
     after = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "before_after", "runs": {}}
@@ -61,7 +69,7 @@ def main() -> None:
                 figures, failures = {"before": [], "after": []}, []
                 for _ in range(args.rounds):
                     figures["before"].append(timed(before, name, failures))
-                    figures["after"].append(timed(ROOT, name, failures))
+                    figures["after"].append(timed(ROOT, name, failures, args.keep_board))
                 ratio = statistics.median(figures["after"]) / statistics.median(figures["before"])
                 result["runs"][name] = {"before": args.before, "after": after, "seconds": figures,
                                         "command": " ".join(COMMANDS[name] + (["<fresh folder>"] if name == "demo" else [])),
