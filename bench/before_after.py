@@ -34,7 +34,7 @@ COMMANDS = {"test": [".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cachepr
 
 def timed(checkout: Path, name: str, failures: list[str], keep: Path | None = None) -> float:
     """Wall seconds of `name` run in `checkout`; a non-zero exit appends its last line to `failures`. With
-    `keep`, the demo's leaderboard files are copied there (to compare its means with the committed board)."""
+    `keep`, the demo's leaderboard files are copied there (to compare its means with the other side's)."""
     with tempfile.TemporaryDirectory(prefix="distillbench-demo-") as scratch:
         words = COMMANDS[name] + ([str(Path(scratch) / "demo")] if name == "demo" else [])
         started = time.perf_counter()
@@ -55,8 +55,9 @@ def main() -> None:
     parser.add_argument("before", help="the git revision to compare against (e.g. the last commit before the change)")
     parser.add_argument("--only", choices=["demo", "test"])
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (alternating)")
-    parser.add_argument("--keep-board", type=Path, metavar="DIR",
-                        help="copy the after side's demo leaderboard (leaderboard.json, .md, .csv) into DIR")
+    parser.add_argument("--keep-boards", type=Path, metavar="DIR",
+                        help="copy each side's demo leaderboard (leaderboard.json, .md, .csv) into DIR/before and "
+                             "DIR/after (the last round's), to compare their means")
     args = parser.parse_args()
     after = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "before_after", "runs": {}}
@@ -68,8 +69,8 @@ def main() -> None:
             for name in [args.only] if args.only else ["test", "demo"]:
                 figures, failures = {"before": [], "after": []}, []
                 for _ in range(args.rounds):
-                    figures["before"].append(timed(before, name, failures))
-                    figures["after"].append(timed(ROOT, name, failures, args.keep_board))
+                    figures["before"].append(timed(before, name, failures, args.keep_boards and args.keep_boards / "before"))
+                    figures["after"].append(timed(ROOT, name, failures, args.keep_boards and args.keep_boards / "after"))
                 ratio = statistics.median(figures["after"]) / statistics.median(figures["before"])
                 result["runs"][name] = {"before": args.before, "after": after, "seconds": figures,
                                         "command": " ".join(COMMANDS[name] + (["<fresh folder>"] if name == "demo" else [])),
