@@ -31,9 +31,10 @@ shortcut, so an answer identical to the gold is never scored wrong.
 ``hendrycks``
     lm-evaluation-harness ``hendrycks_math`` (``lm_eval/tasks/hendrycks_math/utils.py``, same
     commit), whose ``is_equiv`` is a copy of the MATH release's (Hendrycks et al. 2021,
-    ``modeling/math_equivalence.py``) with two changes that we follow: only ``\\%`` is removed
-    (the release also drops a bare ``%``), and a non-integer ``a/b`` raises in ``fix_a_slash_b``
-    (the release left it unchanged), so such answers are compared as raw strings.
+    ``modeling/math_equivalence.py``) with one change that we follow: a non-integer ``a/b`` raises in
+    ``fix_a_slash_b`` (the release left it unchanged), so such answers are compared as raw strings.
+    Both remove only the escaped percent sign ``\\%``: their second ``replace("\\%", "")`` spells the
+    same two characters (``"\\%"`` equals ``"\\\\%"`` in Python), so a bare ``%`` stays in both.
 
     * extraction: lm-eval's ``process_results`` never looks for ``\\boxed{}`` in the output; it
       takes the text between the first and the last ``$`` when there are two or more, else the
@@ -189,7 +190,7 @@ def hendrycks_normalize(answer: str) -> str:
                      ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", "")):
         answer = answer.replace(old, new)
     answer = _drop_right_units(answer)
-    answer = answer.replace("\\%", "")  # lm-eval: only the escaped sign; a bare "%" stays
+    answer = answer.replace("\\%", "")  # as lm-eval and the MATH release: a bare "%" stays
     answer = answer.replace(" .", " 0.").replace("{.", "{0.")
     if not answer:
         return answer
