@@ -3,7 +3,10 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from distillbench.cli.main import main
+from distillbench.kinds.text_lm.math_grading import minerva_uses_sympy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -34,6 +37,22 @@ def test_gold_looked_up_by_id_in_the_real_math500(shared_data, tmp_path):
 
     results = score_predictions("math500", predictions, {"source": source})
     assert results["metrics"]["accuracy"]["mean"] == 1.0 and results["metrics"]["accuracy"]["n"] == 3
+
+
+@pytest.mark.skipif(not minerva_uses_sympy(), reason="sympy parse_latex needs antlr4-python3-runtime 4.11")
+def test_minerva_lm_eval_grader(tmp_path):
+    """--grader minerva-lm-eval scores an identical ordered pair 0, as lm-eval does; minerva scores it 1."""
+    line = "Final Answer: The final answer is ${}$. I hope it is correct."
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text(json.dumps({"id": "pair", "response": line.format("(2,4)"), "gold": "(2,4)"}) + "\n"
+                           + json.dumps({"id": "half", "response": line.format("0.5"), "gold": "\\frac{1}{2}"}) + "\n")
+    per_item = {}
+    for grader in ("minerva", "minerva-lm-eval"):
+        out = tmp_path / grader
+        assert main(["score", "math500", "--predictions", str(predictions), "--grader", grader, "--out", str(out)]) == 0
+        results = json.loads((out / "results.json").read_text())
+        per_item[grader] = {item["id"]: item["accuracy"] for item in results["per_item"]}
+    assert per_item == {"minerva": {"pair": 1.0, "half": 1.0}, "minerva-lm-eval": {"pair": 0.0, "half": 1.0}}
 
 
 def test_gsm8k_inline_gold(tmp_path):

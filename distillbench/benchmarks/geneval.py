@@ -4,7 +4,8 @@ The rules are those of djghosh13/geneval ``evaluation/evaluate_images.py`` (unch
 commit 16f1681 to af4902f, the newest) and ``evaluation/summary_scores.py``:
 
 * detections of a class are kept when their confidence is **strictly above** 0.3 (0.9 for
-  the ``counting`` tag), most confident first, at most 16 per class; overlap suppression
+  the ``counting`` tag), compared in float32 as mmdet's scores are (a score of float32(0.3) is
+  dropped), most confident first, at most 16 per class; overlap suppression
   (``max_overlap``) is off by default (1.0), and when on, drops a box whose IoU with a kept
   box is ≥ ``max_overlap`` (IoU with GenEval's inclusive +1 pixel convention);
 * each ``include`` clause takes the ``count`` most confident objects of its class and fails
@@ -71,7 +72,7 @@ COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown",
 # GenEval's three colour templates (evaluate_images.py color_classification), {c} the colour.
 COLOR_TEMPLATES = ("a photo of a {{c}} {classname}", "a photo of a {{c}}-colored {classname}", "a photo of a {{c}} object")
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-SCORER_VERSION = "1"
+SCORER_VERSION = "2"  # 2: scores compared with the thresholds in float32, as GenEval does
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,12 @@ def select_objects(detections: Iterable[Detection], tag: str, rules: GenEvalRule
     threshold = rules.threshold if tag != "counting" else rules.counting_threshold
     kept: dict[str, list[Detection]] = {}
     for label, candidates in by_class.items():
-        scores = np.array([d.score for d in candidates], dtype=np.float64)
+        # mmdet hands GenEval float32 scores, and NumPy compares them with the Python-float
+        # threshold in float32 (evaluate_images.py line 233 at af4902f), so a score that rounds to
+        # float32(0.3) is not above 0.3 there. Sorting float32 also ties the scores GenEval ties.
+        scores = np.array([d.score for d in candidates], dtype=np.float32)
         ordering = np.argsort(scores)[::-1]  # as GenEval: ties in reverse detector order
-        ordering = ordering[scores[ordering] > threshold]
+        ordering = ordering[scores[ordering] > np.float32(threshold)]
         ordering = ordering[:rules.max_objects].tolist()
         chosen = []
         while ordering:
@@ -475,6 +479,7 @@ def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretraine
 class _ScoredByGenEval(GeneratedImageOutputs, ABC):
     """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
 
+    scorer_version = SCORER_VERSION
     binary_metrics = ("correct", *TAGS)
     macro_metrics = {"overall": TAGS}
 

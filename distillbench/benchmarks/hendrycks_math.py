@@ -3,9 +3,10 @@
 Records in the MATH format (``problem``, ``solution`` ending in ``\\boxed{}``, optional
 ``answer``, ``level``, ``type``/``subject``, ``unique_id``). The gold is the ``answer``
 field, else the last ``\\boxed{}`` of the solution. Answers are generated greedily after
-the problem plus the usual instruction to box the final answer (with the minerva grader, an
+the problem plus the usual instruction to box the final answer (with the minerva graders, an
 instruction to end with Minerva's "Final Answer: …" line instead, the only thing it reads), and graded
-by the chosen grader (`math_grading`: math-verify, minerva or hendrycks, each with a string shortcut).
+by the chosen grader (`math_grading`: math-verify, minerva or hendrycks, each with a string shortcut, or
+minerva-lm-eval, minerva exactly as lm-eval scores it, without one).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from annotated_types import Gt
 from distillbench.kinds.text_lm.generation import generate_responses
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.kinds.text_lm.math_grading import answer_instruction, grade, grader_protocol, last_boxed_content
+from distillbench.kinds.text_lm.math_grading import (answer_instruction, grade, grader_problems, grader_protocol,
+                                                     last_boxed_content)
 from distillbench.benchmarks.sources import check_source, load_source, source_fingerprint
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -42,7 +44,7 @@ class MathBenchmark(Benchmark):
     source: str | None = None
     split: str = "test"
     n: Annotated[int, Gt(0)] | None = None
-    grader: Literal["math-verify", "minerva", "hendrycks"] = "math-verify"
+    grader: Literal["math-verify", "minerva", "hendrycks", "minerva-lm-eval"] = "math-verify"
     max_new_tokens: Annotated[int, Gt(0)] = 1024
 
     binary_metrics = ("accuracy",)
@@ -50,7 +52,7 @@ class MathBenchmark(Benchmark):
     def check(self):
         if self.source is None:
             return ["source: required: a MATH-format JSONL file, or hf:<id>[:<config>]@<revision>"]
-        return check_source(self.source)
+        return check_source(self.source) + grader_problems(self.grader)
 
     def items(self):
         records = load_source(self.source, self.split, ("problem", "solution"))[: self.n]
@@ -78,14 +80,14 @@ class MathBenchmark(Benchmark):
 
 
 @register_benchmark("math", family="llm", paper="Hendrycks et al. 2021, arXiv:2103.03874",
-                    summary="MATH accuracy; graders math-verify (default), minerva, hendrycks")
+                    summary="MATH accuracy; graders math-verify (default), minerva, hendrycks, minerva-lm-eval")
 @dataclass(frozen=True)
 class MATH(MathBenchmark):
     """MATH test problems (hub id with a pinned revision, or a local JSONL in the MATH format)."""
 
 
 @register_benchmark("math500", family="llm", paper="Lightman et al. 2023, arXiv:2305.20050",
-                    summary="MATH-500 accuracy; graders math-verify (default), minerva, hendrycks")
+                    summary="MATH-500 accuracy; graders math-verify (default), minerva, hendrycks, minerva-lm-eval")
 @dataclass(frozen=True)
 class MATH500(MathBenchmark):
     """The 500-problem MATH subset of PRM800K (hub id with a pinned revision, or the local test.jsonl)."""

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("benchmark", help="a registered benchmark, e.g. math500, gsm8k")
     score.add_argument("--predictions", required=True, metavar="FILE.jsonl",
                        help="one JSON object a line: id, response, and optionally gold")
-    score.add_argument("--grader", help="for MATH benchmarks: math-verify (default), minerva or hendrycks")
+    score.add_argument("--grader", help="for MATH benchmarks: math-verify (default), minerva, hendrycks, or "
+                       "minerva-lm-eval (minerva without its string shortcut: lm-eval's own numbers)")
     score.add_argument("--dataset", action="append", default=[], metavar="KEY=VALUE",
                        help="a benchmark option, as under benchmarks: in a recipe, e.g. questions=DIR for pope "
                        "(repeatable; lists in YAML: splits=[random,popular])")

@@ -1,4 +1,5 @@
-"""The three MATH graders on tricky cases from their official rules.
+"""The three MATH graders on tricky cases from their official rules, and minerva-lm-eval against a
+transcription of lm-eval's own minerva_math code.
 
 Disagreements between graders are the point: each row states what each rule decides, and the
 comment says which rule makes the difference. Rules: lm-eval ``hendrycks_math`` / ``minerva_math``
@@ -6,6 +7,8 @@ comment says which rule makes the difference. Rules: lm-eval ``hendrycks_math`` 
 """
 
 import json
+import re
+import signal
 
 import pytest
 
@@ -96,7 +99,7 @@ def test_graders_on_tricky_cases(output, gold, math_verify, minerva, hendrycks):
         assert result.correct is correct, f"{grader}: {result.reason}"
 
 
-@pytest.mark.parametrize("grader", GRADERS)
+@pytest.mark.parametrize("grader", [pytest.param(g, marks=needs_sympy) if g == "minerva-lm-eval" else g for g in GRADERS])
 def test_reason_names_grader_and_extraction(grader):
     result = grade(final("\\frac{3}{4}"), "\\frac{3}{4}", grader)
     assert result.correct and result.reason.startswith(f"{grader}: ")
@@ -171,7 +174,7 @@ def test_minerva_normalize(raw, normalized):
     ("k = 7", "7"),
     ("30^\\circ", "30"),
     ("50\\%", "50"),
-    ("50%", "50%"),  # lm-eval dropped the MATH release's removal of a bare %
+    ("50%", "50%"),  # a bare % stays, in lm-eval and the MATH release alike: their "\%" is "\\%"
     ("\\sqrt3", "\\sqrt{3}"),
     ("1,000", "1,000"),
 ])
@@ -269,3 +272,185 @@ def test_the_protocol_says_how_minerva_decided_equivalence_here():
     protocol = PocketMath(grader="minerva").protocol()
     assert protocol["minerva_equivalence"].endswith("then sympy") == minerva_uses_sympy()
     assert "instruction" in protocol and "minerva_equivalence" not in PocketMath().protocol()
+
+
+# ----------------------------------------------------------------------------- minerva-lm-eval
+# lm-eval's minerva_math as it stands at commit 4e7e0d4 (lm_eval/tasks/minerva_math/utils.py:
+# process_docs, process_results, last_boxed_only_string, remove_boxed, is_equiv,
+# get_unnormalized_answer, normalize_final_answer), transcribed here as the test's reference. The
+# lm-eval installed beside distillbench cannot serve: its is_equiv has the string shortcut (PR #4034)
+# and its normalize_final_answer was rewritten after that commit.
+
+LM_EVAL_SUBSTITUTIONS = [
+    ("an ", ""), ("a ", ""), (".$", "$"), ("\\$", ""), (r"\ ", ""), (" ", ""), ("mbox", "text"),
+    (",\\text{and}", ","), ("\\text{and}", ","), ("\\text{m}", "\\text{}"),
+]
+LM_EVAL_REMOVED_EXPRESSIONS = [
+    "square", "ways", "integers", "dollars", "mph", "inches", "ft", "hours", "km", "units", "\\ldots", "sue",
+    "points", "feet", "minutes", "digits", "cents", "degrees", "cm", "gm", "pounds", "meters", "meals", "edges",
+    "students", "childrentickets", "multiples", "\\text{s}", "\\text{.}", "\\text{\ns}", "\\text{}^2", "\\text{}^3",
+    "\\text{\n}", "\\text{}", r"\mathrm{th}", r"^\circ", r"^{\circ}", r"\;", r",\!", "{,}", '"', "\\dots",
+]
+
+
+def lm_eval_get_unnormalized_answer(text):
+    text += "I hope it is correct."
+    match = re.search(r"Final Answer: The final answer is(.*?). I hope it is correct.", text)
+    return match.group(1).strip() if match else "[invalidanswer]"
+
+
+def lm_eval_normalize_final_answer(final_answer):
+    final_answer = final_answer.split("=")[-1]
+    for before, after in LM_EVAL_SUBSTITUTIONS:
+        final_answer = final_answer.replace(before, after)
+    for expr in LM_EVAL_REMOVED_EXPRESSIONS:
+        final_answer = final_answer.replace(expr, "")
+    final_answer = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", final_answer)
+    final_answer = re.sub(r"(\\text\{)(.*?)(\})", "\\2", final_answer)
+    final_answer = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", final_answer)
+    final_answer = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", final_answer)
+    final_answer = re.sub(r"(\\boxed\{)(.*)(\})", "\\2", final_answer)
+    final_answer = re.sub(r"(frac)([^{])(.)", "frac{\\2}{\\3}", final_answer)
+    final_answer = re.sub(r"(sqrt)([^{])", "sqrt{\\2}", final_answer)
+    final_answer = final_answer.replace("$", "")
+    if final_answer.replace(",", "").isdigit():
+        final_answer = final_answer.replace(",", "")
+    return final_answer
+
+
+def lm_eval_last_boxed_only_string(string):
+    idx = string.rfind("\\boxed")
+    if "\\boxed " in string:
+        return "\\boxed " + string.split("\\boxed ")[-1].split("$")[0]
+    if idx < 0:
+        idx = string.rfind("\\fbox")
+        if idx < 0:
+            return None
+    depth = 0
+    for i in range(idx, len(string)):
+        depth += {"{": 1, "}": -1}.get(string[i], 0)
+        if string[i] == "}" and depth == 0:
+            return string[idx:i + 1]
+    return None
+
+
+def lm_eval_remove_boxed(s):
+    if "\\boxed " in s:
+        assert s.startswith("\\boxed ")
+        return s[len("\\boxed "):]
+    assert s.startswith("\\boxed{") and s[-1] == "}"
+    return s[len("\\boxed{"):-1]
+
+
+def lm_eval_is_equiv(x1, x2):
+    import sympy
+    from sympy.parsing.latex import parse_latex
+
+    def expire(signum, frame):
+        raise TimeoutError("Timeout")
+
+    previous = signal.getsignal(signal.SIGALRM)  # restored afterwards (lm-eval leaves its handler)
+    try:
+        signal.signal(signal.SIGALRM, expire)
+        signal.alarm(5)
+        try:
+            try:
+                parsed_x1, parsed_x2 = parse_latex(x1), parse_latex(x2)
+            except (sympy.parsing.latex.errors.LaTeXParsingError, sympy.SympifyError, TypeError):
+                return False
+            try:
+                diff = parsed_x1 - parsed_x2
+            except TypeError:
+                return False
+            try:
+                return sympy.simplify(diff) == 0
+            except ValueError:
+                return None  # lm-eval logs and falls through: None, scored 0
+        finally:
+            signal.alarm(0)
+    except TimeoutError:
+        return False
+    except ImportError:
+        raise
+    except Exception:
+        return False
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def lm_eval_exact_match(output, gold_answer):
+    """process_results' exact_match; the gold as process_docs makes it from an answer string."""
+    answer = lm_eval_normalize_final_answer(lm_eval_get_unnormalized_answer(output))
+    return 1 if lm_eval_is_equiv(answer, lm_eval_normalize_final_answer(gold_answer)) else 0
+
+
+@needs_sympy
+@pytest.mark.parametrize("output, gold", [(output, gold) for output, gold, *_ in CASES])
+def test_minerva_lm_eval_agrees_with_lm_eval_on_the_tricky_cases(output, gold):
+    assert float(grade(output, gold, "minerva-lm-eval").correct) == lm_eval_exact_match(output, gold)
+
+
+@needs_sympy
+@pytest.mark.parametrize("answer", ["(2,4)", "[2,5)", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", TUPLE])
+def test_minerva_lm_eval_scores_identical_unparsable_answers_wrong(answer):
+    """lm-eval #4030 at 4e7e0d4: is_equiv is sympy alone, so an answer identical to the gold that
+    sympy cannot parse scores 0; the default minerva's string shortcut scores it right."""
+    lm_eval = grade(final(answer), answer, "minerva-lm-eval")
+    assert not lm_eval.correct and lm_eval_exact_match(final(answer), answer) == 0
+    assert "identical" in lm_eval.reason and lm_eval.reason.startswith("minerva-lm-eval: ")
+    assert grade(final(answer), answer, "minerva").correct
+
+
+@needs_sympy
+def test_minerva_lm_eval_compares_a_missing_answer_line_as_lm_eval_does():
+    result = grade("\\boxed{7}", "7", "minerva-lm-eval")
+    assert not result.correct and result.extracted is None and "[invalidanswer]" in result.reason
+    assert grade(final("\\frac{6}{8}"), "\\frac34", "minerva-lm-eval").correct  # sympy still decides
+
+
+def test_minerva_lm_eval_is_refused_without_sympys_parser(monkeypatch):
+    from distillbench.benchmarks.hendrycks_math import MATH500
+    from distillbench.kinds.text_lm import math_grading
+    from distillbench.pocket.benchmarks.pocket_math import PocketMath
+
+    missing = "sympy parse_latex needs antlr4-python3-runtime 4.11, found 4.13.2"
+    monkeypatch.setattr(math_grading, "_sympy_latex_parser", lambda: (None, missing))
+    assert PocketMath(grader="minerva-lm-eval").check() == [
+        f"grader: minerva-lm-eval reproduces lm-eval only with sympy's LaTeX parser: {missing}"]
+    assert PocketMath(grader="minerva").check() == []  # minerva compares strings there and says so
+    assert missing in MATH500(source="unused.jsonl", grader="minerva-lm-eval").check()[-1]
+    with pytest.raises(RuntimeError, match="antlr4"):
+        grade(final("7"), "7", "minerva-lm-eval")
+
+
+def test_minerva_lm_eval_asks_for_the_minerva_line():
+    from distillbench.kinds.text_lm.math_grading import MINERVA_INSTRUCTION, answer_instruction, grader_protocol
+
+    assert answer_instruction("minerva-lm-eval") == MINERVA_INSTRUCTION
+    assert grader_protocol("minerva-lm-eval")["instruction"] == MINERVA_INSTRUCTION
+
+
+def _math500(shared_data):
+    return [json.loads(line) for line in (shared_data / "math500" / "test.jsonl").read_text().splitlines()]
+
+
+def test_math500_answers_are_lm_evals_gold(shared_data):
+    """lm-eval's process_docs takes the gold from the solution's last box; on MATH-500 that is the
+    `answer` field, record for record, so grading against `answer` gives lm-eval's numbers."""
+    records = _math500(shared_data)
+    assert len(records) == 500
+    differ = [r["unique_id"] for r in records
+              if lm_eval_remove_boxed(lm_eval_last_boxed_only_string(r["solution"])) != r["answer"]]
+    assert differ == []
+
+
+@needs_sympy
+def test_math500_gold_against_itself_28_wrong_with_lm_eval(shared_data):
+    """Each gold answer, given back in the Minerva answer line: lm-eval (and minerva-lm-eval) scores
+    28 of the 500 wrong, the default minerva none."""
+    records = _math500(shared_data)
+    ours = [grade(final(r["answer"]), r["answer"], "minerva-lm-eval").correct for r in records]
+    reference = [lm_eval_exact_match(final(r["answer"]), r["answer"]) for r in records]
+    assert [float(x) for x in ours] == reference
+    assert ours.count(False) == 28
+    assert all(grade(final(r["answer"]), r["answer"], "minerva").correct for r in records)

@@ -105,6 +105,32 @@ def test_official_files_end_to_end():
     assert old["per_question"]["458752000"] == 1.0 and old["per_question"]["524291000"] == pytest.approx(0.6)
 
 
+def test_aggregates_round_as_the_python_2_script():
+    """vqaEval.py (Python 2.7) rounds with 2.7's round: the float's exact value, halves away from zero.
+
+    One question right out of 32 is 100/32 = 3.125 exactly: the official figure is 3.13, where
+    Python 3's round (halves to even) prints 3.12.
+    """
+    items = [{"id": str(i), "answers": ["yes"] * 10, "answer_type": "yes/no", "question_type": "is the"}
+             for i in range(32)]
+    predictions = {str(i): "yes" if i == 0 else "no" for i in range(32)}
+    result = vqa.evaluate(items, predictions)
+    assert round(3.125, 2) == 3.12
+    assert result["overall"] == 3.13 and result["per_answer_type"] == {"yes/no": 3.13}
+    assert result["per_question_type"] == {"is the": 3.13}
+    assert vqa.evaluate(items, predictions, digits=1)["overall"] == 3.1
+
+
+def test_python_2_round_and_sum():
+    assert vqa.python2_round(0.125, 2) == 0.13 and vqa.python2_round(-0.125, 2) == -0.13
+    assert vqa.python2_round(2.5, 0) == 3.0 and vqa.python2_round(37.5, 2) == 37.5
+    # 2.675 is 2.67499999999999982236431605997495353221893310546875 in binary: 2.7 rounds it down too
+    assert vqa.python2_round(2.675, 2) == 2.67
+    # Python 2's sum adds left to right: 1e16 + 1.0 rounds back to 1e16 (3.12's compensated sum gives 1.0)
+    assert vqa.python2_sum([1e16, 1.0, -1e16]) == 0.0
+    assert vqa.percent([1.0] + [0.0] * 7) == 12.5 and vqa.percent([1.0] + [0.0] * 15) == 6.25
+
+
 def test_predictions_must_cover_the_questions_exactly():
     items = vqa.load_vqa(*vqa.find_vqa_files(FIXTURES))
     predictions = {item["id"]: "yes" for item in items[1:]}

@@ -32,6 +32,27 @@ def test_confidence_must_be_strictly_above_the_threshold():
         (False, "expected cup>=1, found 0")
 
 
+def test_scores_are_compared_with_the_threshold_in_float32():
+    """mmdet gives GenEval float32 scores and NumPy compares them with the Python-float threshold in
+    float32 (evaluate_images.py line 233 at af4902f): a score of float32(0.3) is not above 0.3 there,
+    though as a Python float (0.30000001...) it is."""
+    at_threshold = float(np.float32(0.3))
+    assert at_threshold > 0.3
+    assert select_objects([det("cup", box(0, 0), at_threshold)], "single_object") == {}
+    just_above = float(np.nextafter(np.float32(0.3), np.float32(1)))
+    assert [d.score for d in select_objects([det("cup", box(0, 0), just_above)], "single_object")["cup"]] == [just_above]
+    # 0.9000000001 > 0.9 in float64, but it rounds to float32(0.9): not above the counting threshold
+    assert select_objects([det("clock", box(0, 0), 0.9000000001)], "counting") == {}
+    assert len(select_objects([det("clock", box(0, 0), 0.9000000001)], "two_object")["clock"]) == 1
+    # GenEval's own expression on a float32 score column, as mmdet returns it
+    scores = [0.29, at_threshold, just_above, 0.3000000001, 0.31]
+    column = np.array(scores, dtype=np.float32)
+    official = sorted(float(s) for s in column[column > 0.3])
+    kept = select_objects([det("cup", box(20 * i, 0), s) for i, s in enumerate(scores)], "single_object")["cup"]
+    assert sorted(float(np.float32(d.score)) for d in kept) == official == [float(np.float32(just_above)),
+                                                                             float(np.float32(0.31))]
+
+
 def test_counting_uses_the_0_9_threshold_and_exclude_means_exactly_n():
     two_sure_one_unsure = [det("clock", box(0, 0), 0.95), det("clock", box(20, 0), 0.92), det("clock", box(0, 20), 0.85)]
     # 0.85 is dropped for counting (threshold 0.9): exactly two clocks

@@ -16,8 +16,10 @@ Per question, with the 10 human answers ``a_1..a_10`` and the prediction ``p``:
 * accuracy = mean over i of min(1, #{j != i : a_j == p} / 3) (leave one human out, ten times);
   two agreeing humans give 0.6, three give 0.9, four or more 1.0.
 
-Overall, per answer type and per question type: round(100 * mean, 2) (Python 3's ``round``; the
-script's Python 2 rounded exact halves away from zero, which can move the last digit).
+Overall, per answer type and per question type: round(100 * mean, 2) as the script (Python 2.7) computes
+it: the sum left to right (Python 3.12+ compensates float sums), and Python 2.7's ``round``, which
+rounds the exact binary value half away from zero (Python 3's rounds halves to even: 3.125 gives 3.12
+there, 3.13 in the official figures).
 
 Quirks kept on purpose, since they change numbers: punctuation is deleted (not spaced) everywhere in
 an answer as soon as it has a digit-comma-digit run anywhere; the period pattern's ``(?!<=\d)`` is a
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -137,6 +140,35 @@ def comparable_answers(prediction: str, human_answers: Iterable[str], *, rules: 
     return prediction, answers
 
 
+def python2_sum(values: Iterable[float]) -> float:
+    """``sum`` as Python 2 (and Python 3 before 3.12) adds floats: left to right, uncompensated.
+
+    Python 3.12's ``sum`` compensates rounding errors, which can move a mean by an ulp and so the
+    last printed digit; the official script is Python 2.
+    """
+    total = 0
+    for value in values:
+        total = total + value
+    return total
+
+
+def python2_round(value: float, digits: int) -> float:
+    """Python 2.7's ``round(value, digits)``: the float's exact binary value rounded half away from
+    zero (CPython 2.7 ``Objects/floatobject.c``, ``_Py_double_round``), not Python 3's half to even.
+
+    ``Decimal(value)`` is that exact value, so 2.675 (really 2.67499...) still gives 2.67, as in 2.7.
+    """
+    quantum = Decimal(1).scaleb(-digits)
+    return float(Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def percent(accuracies: Iterable[float], digits: int = 2) -> float:
+    """``VQAEval.setAccuracy``'s ``round(100*float(sum(acc))/len(acc), n)`` (vqaEval.py lines 158-160 at
+    a013f00), with Python 2.7's sum and round."""
+    accuracies = list(accuracies)
+    return python2_round(100 * python2_sum(accuracies) / len(accuracies), digits)
+
+
 def question_accuracy(prediction: str, human_answers: Iterable[str], *, rules: str = "2021") -> float:
     """Leave-one-out VQA accuracy of one prediction (0..1): the mean over each human answer left out
     of min(1, matches among the others / 3).
@@ -149,7 +181,7 @@ def question_accuracy(prediction: str, human_answers: Iterable[str], *, rules: s
         raise ValueError("a VQA question needs human answers")
     matches = sum(answer == prediction for answer in answers)
     per_left_out = [min(1.0, (matches - (answer == prediction)) / 3) for answer in answers]
-    return sum(per_left_out) / len(per_left_out)
+    return python2_sum(per_left_out) / len(per_left_out)  # vqaEval.py line 112: float(sum(gtAcc))/len(gtAcc)
 
 
 def evaluate(items: Iterable[Mapping[str, Any]], predictions: Mapping[Any, str], *, rules: str = "2021",
@@ -177,12 +209,9 @@ def evaluate(items: Iterable[Mapping[str, Any]], predictions: Mapping[Any, str],
         by_answer_type[item["answer_type"]].append(accuracy)
         by_question_type[item["question_type"]].append(accuracy)
 
-    def percent(values: list[float]) -> float:
-        return round(100 * sum(values) / len(values), digits)
-
-    return {"overall": percent(list(per_question.values())),
-            "per_answer_type": {name: percent(values) for name, values in by_answer_type.items()},
-            "per_question_type": {name: percent(values) for name, values in by_question_type.items()},
+    return {"overall": percent(per_question.values(), digits),
+            "per_answer_type": {name: percent(values, digits) for name, values in by_answer_type.items()},
+            "per_question_type": {name: percent(values, digits) for name, values in by_question_type.items()},
             "per_question": per_question, "rules": rules}
 
 

@@ -1,8 +1,10 @@
-"""Graders for MATH-format answers: ``math-verify`` (the default), ``minerva`` and ``hendrycks``.
+"""Graders for MATH-format answers: ``math-verify`` (the default), ``minerva``, ``hendrycks`` and
+``minerva-lm-eval``.
 
-The three disagree on purpose: they are the three rules published MATH numbers were scored with,
-and a leaderboard has to say which one it used. Every grader first tries a string-equality
-shortcut, so an answer identical to the gold is never scored wrong.
+The first three disagree on purpose: they are the three rules published MATH numbers were scored
+with, and a leaderboard has to say which one it used. Each of them first tries a string-equality
+shortcut, so an answer identical to the gold is never scored wrong. ``minerva-lm-eval`` is
+``minerva`` without that shortcut, to reproduce lm-eval's own numbers.
 
 ``math-verify``
     Hugging Face's Math-Verify: it extracts the last answer that parses (``\\boxed{}`` first, then
@@ -28,12 +30,24 @@ shortcut, so an answer identical to the gold is never scored wrong.
       installs math-verify with that runtime); where another version is installed the grader
       compares normalised strings only and says so in the reason and the protocol.
 
+``minerva-lm-eval``
+    lm-eval's ``minerva_math`` ``exact_match`` as that commit computes it: ``minerva`` without our
+    shortcut, so an answer sympy cannot parse (a tuple, an interval, a matrix, a set, ...) scores 0
+    even when it is identical to the gold; 28 of MATH-500's 500 gold answers score 0 against
+    themselves. An output without the answer line is compared as lm-eval compares it, as the text
+    ``[invalidanswer]``. lm-eval's ``process_docs`` takes the gold from the solution's last box;
+    MATH-500's ``answer`` field is that box's content for all 500 records, so grading against the
+    item's gold gives its numbers. lm-eval's task does not load without antlr4-python3-runtime
+    4.11, and without sympy's parser these numbers cannot be had, so the benchmarks refuse this
+    grader there (:func:`grader_problems`) instead of scoring it another way.
+
 ``hendrycks``
     lm-evaluation-harness ``hendrycks_math`` (``lm_eval/tasks/hendrycks_math/utils.py``, same
     commit), whose ``is_equiv`` is a copy of the MATH release's (Hendrycks et al. 2021,
-    ``modeling/math_equivalence.py``) with two changes that we follow: only ``\\%`` is removed
-    (the release also drops a bare ``%``), and a non-integer ``a/b`` raises in ``fix_a_slash_b``
-    (the release left it unchanged), so such answers are compared as raw strings.
+    ``modeling/math_equivalence.py``) with one change that we follow: a non-integer ``a/b`` raises in
+    ``fix_a_slash_b`` (the release left it unchanged), so such answers are compared as raw strings.
+    Both remove only the escaped percent sign ``\\%``: their second ``replace("\\%", "")`` spells the
+    same two characters (``"\\%"`` equals ``"\\\\%"`` in Python), so a bare ``%`` stays in both.
 
     * extraction: lm-eval's ``process_results`` never looks for ``\\boxed{}`` in the output; it
       takes the text between the first and the last ``$`` when there are two or more, else the
@@ -62,7 +76,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-GRADERS = ("math-verify", "minerva", "hendrycks")
+GRADERS = ("math-verify", "minerva", "hendrycks", "minerva-lm-eval")
+# The graders that read Minerva's "Final Answer: ..." line, and so need the prompt to ask for it.
+MINERVA_GRADERS = ("minerva", "minerva-lm-eval")
 
 
 @dataclass(frozen=True)
@@ -189,7 +205,7 @@ def hendrycks_normalize(answer: str) -> str:
                      ("\\left", ""), ("\\right", ""), ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", "")):
         answer = answer.replace(old, new)
     answer = _drop_right_units(answer)
-    answer = answer.replace("\\%", "")  # lm-eval: only the escaped sign; a bare "%" stays
+    answer = answer.replace("\\%", "")  # as lm-eval and the MATH release: a bare "%" stays
     answer = answer.replace(" .", " 0.").replace("{.", "{0.")
     if not answer:
         return answer
@@ -239,8 +255,8 @@ MINERVA_INSTRUCTION = ('End your solution with the line "Final Answer: The final
 
 
 def answer_instruction(grader: str) -> str | None:
-    """The answer format a grader needs the prompt to ask for (only minerva needs one)."""
-    return MINERVA_INSTRUCTION if grader == "minerva" else None
+    """The answer format a grader needs the prompt to ask for (only the minerva graders need one)."""
+    return MINERVA_INSTRUCTION if grader in MINERVA_GRADERS else None
 
 
 def grader_protocol(grader: str) -> dict[str, str]:
@@ -248,11 +264,23 @@ def grader_protocol(grader: str) -> dict[str, str]:
     equivalence step ran sympy here or compared normalised strings only (sympy's LaTeX parser needs
     antlr4-python3-runtime 4.11; an environment with math-verify's default 4.13 lacks it), since the two give
     different numbers."""
-    if grader != "minerva":
+    if grader not in MINERVA_GRADERS:
         return {}
     _, unavailable = _sympy_latex_parser()
     equivalence = f"normalised strings only ({unavailable})" if unavailable else "normalised strings, then sympy"
     return {"instruction": MINERVA_INSTRUCTION, "minerva_equivalence": equivalence}
+
+
+def grader_problems(grader: str) -> list[str]:
+    """Why `grader` cannot give its numbers here (for a benchmark's ``check``): minerva-lm-eval needs
+    sympy's LaTeX parser, as lm-eval's task does (it refuses to load without antlr4-python3-runtime 4.11)."""
+    if grader != "minerva-lm-eval":
+        return []  # and sympy is not imported for the others
+    _, unavailable = _sympy_latex_parser()
+    return [f"grader: minerva-lm-eval reproduces lm-eval only with sympy's LaTeX parser: {unavailable}"] \
+        if unavailable else []
+
+
 # The dots are unescaped in lm-eval: "(.*?)." eats the full stop after the answer, and "."
 # does not cross newlines, so a line break inside the answer means no match.
 _MINERVA_ANSWER = re.compile(r"Final Answer: The final answer is(.*?). I hope it is correct.")
@@ -371,9 +399,28 @@ def grade_minerva(output: str, gold_answer: str) -> Grade:
     return Grade(False, extracted, f"{said}: sympy finds them different or cannot parse them")
 
 
+def grade_minerva_lm_eval(output: str, gold_answer: str) -> Grade:
+    """lm-eval's minerva_math ``process_results`` at 4e7e0d4 (``exact_match``): extract, normalise,
+    then ``is_equiv``, which is sympy alone, with no string shortcut and no special case for
+    ``[invalidanswer]`` (lm_eval/tasks/minerva_math/utils.py, process_results and is_equiv)."""
+    problems = grader_problems("minerva-lm-eval")
+    if problems:
+        raise RuntimeError(problems[0])
+    extracted = minerva_extract(output)
+    prediction, gold = minerva_normalize(extracted), minerva_normalize(gold_answer)
+    found = None if extracted == MINERVA_INVALID else extracted
+    said = f"minerva-lm-eval: {extracted!r} normalised to {prediction!r} vs {gold!r}"
+    if minerva_sympy_equal(prediction, gold):
+        return Grade(True, found, f"{said}: sympy finds them equal")
+    if prediction == gold:  # lm-eval #4030: no string shortcut at that commit
+        return Grade(False, found, f"{said}: identical, but sympy does not find them equal, so lm-eval scores 0")
+    return Grade(False, found, f"{said}: sympy finds them different or cannot parse them")
+
+
 # ----------------------------------------------------------------------------- dispatch
 
-_GRADE = {"math-verify": grade_math_verify, "minerva": grade_minerva, "hendrycks": grade_hendrycks}
+_GRADE = {"math-verify": grade_math_verify, "minerva": grade_minerva, "hendrycks": grade_hendrycks,
+          "minerva-lm-eval": grade_minerva_lm_eval}
 
 
 def grade(output: str, gold_answer: str, grader: str = "math-verify") -> Grade:

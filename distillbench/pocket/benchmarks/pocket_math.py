@@ -9,7 +9,7 @@ from annotated_types import Gt
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 from distillbench.kinds.text_lm.generation import generate_responses
-from distillbench.kinds.text_lm.math_grading import answer_instruction, grade, grader_protocol
+from distillbench.kinds.text_lm.math_grading import answer_instruction, grade, grader_problems, grader_protocol
 from distillbench.pocket.math_world import generate
 
 
@@ -23,9 +23,12 @@ class PocketMath(Benchmark):
     n: Annotated[int, Gt(0)] = 200
     seed: int = 0
     max_new_tokens: Annotated[int, Gt(0)] = 160
-    grader: Literal["math-verify", "minerva", "hendrycks"] = "math-verify"
+    grader: Literal["math-verify", "minerva", "hendrycks", "minerva-lm-eval"] = "math-verify"
 
     binary_metrics = ("accuracy",)
+
+    def check(self):
+        return grader_problems(self.grader)
 
     def items(self):
         return [{"id": r["unique_id"], **r} for r in generate(self.split, self.n, seed=self.seed)]
