@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from distillbench.benchmarks.vlm import chair
+from distillbench.benchmarks.vlm import chair_words
 from distillbench.benchmarks.vlm.chair_words import singularize, word_tokenize
 from distillbench.core.errors import UserInputError
 
@@ -32,9 +33,23 @@ def test_synonym_table():
     # pattern's quirks, which decide what CHAIR sees
     ("bus", "bu"), ("glass", "glas"), ("ties", "ty"), ("doggies", "doggies"), ("cookies", "cookies"), ("ice", "ice"),
     ("shelves", "shelve"),  # the irregular entry "helves" -> "helve" matches the ending
+    # a hyphenated word before a preposition singularizes its first part, "by", "but" and "beyond" included
+    ("passers-by", "passer-by"), ("lookers-on", "looker-on"), ("boats-beyond", "boat-beyond"),
+    ("dogs-but", "dog-but"), ("hot-dogs", "hot-dog"),
 ])
 def test_singularize(word, singular):
     assert singularize(word) == singular
+
+
+def test_plural_prepositions_are_patterns():
+    # pattern/text/en/inflect.py plural_prepositions (pattern 3.6, unchanged since 2.6), transcribed.
+    pattern_list = {
+        "about", "before", "during", "of", "till", "above", "behind", "except", "off", "to",
+        "across", "below", "for", "on", "under", "after", "beneath", "from", "onto", "until",
+        "among", "beside", "in", "out", "unto", "around", "besides", "into", "over", "upon",
+        "at", "between", "near", "since", "with", "athwart", "betwixt", "beyond", "but", "by",
+    }
+    assert chair_words._PLURAL_PREPOSITIONS == pattern_list
 
 
 @pytest.mark.parametrize("text, tokens", [

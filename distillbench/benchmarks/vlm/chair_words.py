@@ -92,10 +92,13 @@ def word_tokenize(text: str) -> list[str]:
 
 # -- pattern 3.6 pattern.en.singularize ---------------------------------------------------------------
 
+# pattern/text/en/inflect.py ``plural_prepositions``, all 40 (the same in pattern 2.6 and 3.6): a
+# hyphenated word whose second part is one of them singularizes its first part ("passers-by").
 _PLURAL_PREPOSITIONS = {
     "about", "before", "during", "of", "till", "above", "behind", "except", "off", "to", "across", "below", "for",
     "on", "under", "after", "beneath", "from", "onto", "until", "among", "beside", "in", "out", "unto", "around",
     "besides", "into", "over", "upon", "at", "between", "near", "since", "with", "athwart", "betwixt",
+    "beyond", "but", "by",
 }
 _SINGULAR_RULES = [(re.compile(pattern), replacement) for pattern, replacement in (
     (r"(?i)(.)ae$", "\\1a"), (r"(?i)(.)itis$", "\\1itis"), (r"(?i)(.)eaux$", "\\1eau"),
