@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from distillbench.benchmarks.vlm import chair
-from distillbench.benchmarks.vlm.chair_words import singularize, word_tokenize
+from distillbench.benchmarks.vlm import chair_words
+from distillbench.benchmarks.vlm.chair_words import sentences, singularize, word_tokenize
 from distillbench.core.errors import UserInputError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "vlm" / "chair"
@@ -32,9 +33,23 @@ def test_synonym_table():
     # pattern's quirks, which decide what CHAIR sees
     ("bus", "bu"), ("glass", "glas"), ("ties", "ty"), ("doggies", "doggies"), ("cookies", "cookies"), ("ice", "ice"),
     ("shelves", "shelve"),  # the irregular entry "helves" -> "helve" matches the ending
+    # a hyphenated word before a preposition singularizes its first part, "by", "but" and "beyond" included
+    ("passers-by", "passer-by"), ("lookers-on", "looker-on"), ("boats-beyond", "boat-beyond"),
+    ("dogs-but", "dog-but"), ("hot-dogs", "hot-dog"),
 ])
 def test_singularize(word, singular):
     assert singularize(word) == singular
+
+
+def test_plural_prepositions_are_patterns():
+    # pattern/text/en/inflect.py plural_prepositions (pattern 3.6, unchanged since 2.6), transcribed.
+    pattern_list = {
+        "about", "before", "during", "of", "till", "above", "behind", "except", "off", "to",
+        "across", "below", "for", "on", "under", "after", "beneath", "from", "onto", "until",
+        "among", "beside", "in", "out", "unto", "around", "besides", "into", "over", "upon",
+        "at", "between", "near", "since", "with", "athwart", "betwixt", "beyond", "but", "by",
+    }
+    assert chair_words._PLURAL_PREPOSITIONS == pattern_list
 
 
 @pytest.mark.parametrize("text, tokens", [
@@ -47,9 +62,44 @@ def test_singularize(word, singular):
     ('a "red" car (left)', ["a", "``", "red", "''", "car", "(", "left", ")"]),
     ("a dog.the cat", ["a", "dog.the", "cat"]),  # no space after the period: no sentence end
     ("wait... a bird!", ["wait", "...", "a", "bird", "!"]),
+    # Punkt keeps a sentence's own whitespace, and the Treebank rules for ' and 's need a literal space
+    ("vessels'\nseat) ...", ["vessels'", "seat", ")", "..."]),
+    ("a dog's\nbowl.", ["a", "dog's", "bowl", "."]),
+    ('he said "a dog." then', ["he", "said", "``", "a", "dog", ".", "''", "then"]),
+    ("a dog.\u201d the cat.", ["a", "dog.", "\u201d", "the", "cat", "."]),  # no sentence end before a curly quote
+    ("there are 2. dogs.", ["there", "are", "2.", "dogs", "."]),
 ])
 def test_word_tokenize(text, tokens):
     assert word_tokenize(text) == tokens
+
+
+# Punkt (nltk 3.2.5 nltk/tokenize/punkt.py) as sent_tokenize runs it, with no trained tables.
+SENTENCES = [
+    ("a dog's\nbowl. the  cat.", ["a dog's\nbowl.", "the  cat."]),  # cut from the text, whitespace kept
+    ("  a dog.\n\n the cat.  ", ["  a dog.", "the cat."]),
+    ("a dog? a cat! ok", ["a dog?", "a cat!", "ok"]),
+    ('he said "a dog." then (a cat.) ok', ['he said "a dog."', "then (a cat.)", "ok"]),  # realigned
+    ("there are 2. dogs. plan b. the end.", ["there are 2. dogs.", "plan b. the end."]),  # number, initial
+    ("in 1990. The dog. see j. Bach.", ["in 1990.", "The dog.", "see j. Bach."]),
+    ("wait... a bird. wait... The bird.", ["wait... a bird.", "wait... The bird."]),  # an ellipsis never ends
+    ("a dog.the cat", ["a dog.the cat"]),
+    ("", []),
+]
+
+
+@pytest.mark.parametrize("text, expected", SENTENCES + [
+    # nltk 3.2.5 does not take a curly quote for punctuation after the period (later nltk does)
+    ("a dog.\u201d the cat.", ["a dog.\u201d the cat."]),
+])
+def test_sentences(text, expected):
+    assert sentences(text) == expected
+
+
+def test_sentences_match_untrained_nltk_punkt():
+    punkt = pytest.importorskip("nltk.tokenize.punkt")
+    tokenizer = punkt.PunktSentenceTokenizer()  # no trained parameters, as `sentences`
+    for text, expected in SENTENCES:
+        assert tokenizer.tokenize(text) == expected, text
 
 
 @pytest.mark.parametrize("caption, words, categories", [
@@ -76,6 +126,10 @@ def test_word_tokenize(text, tokens):
     ("A man's ties.", ("man",), ("person",)),  # "ties" singularizes to "ty"
     ("An iPhone.", (), ()),
     ("A dog.The cat.", ("cat",), ("cat",)),
+    # across a newline "vessels'" and "dog's" stay whole, so no boat and no dog (issue #23 item 7)
+    ("Vessels'\nseat) ...", ("seat",), ("chair",)),
+    ("A dog's\nbowl.", ("bowl",), ("bowl",)),
+    ("A dog.\u201d The cat.", ("cat",), ("cat",)),  # "dog." stays whole: no sentence ends at the curly quote
 ])
 def test_caption_objects(caption, words, categories):
     found = chair.caption_objects(caption)

@@ -349,7 +349,7 @@ def protocol(*, max_new_tokens: int, prompt: str = "Please describe this image i
     """What a CHAIR number depends on besides the model; store it beside the number."""
     return {"scorer": "CHAIR, LisaAnne/Hallucination utils/chair.py rules",
             "synonyms": "data/synonyms.txt (80 COCO categories)",
-            "tokenizer": "nltk 3.2.5 word_tokenize (Treebank port; period sentence split in place of Punkt)",
+            "tokenizer": "nltk 3.2.5 word_tokenize (Treebank and Punkt ports, Punkt without its English tables)",
             "singularizer": "pattern 3.6 singularize (port)", "recall": "micro, as OPERA and lmms-eval",
             "max_new_tokens": max_new_tokens, "prompt": prompt, "decoding": decoding, "images": images,
             "drop_incomplete_sentence": drop_incomplete}

@@ -3,13 +3,15 @@
 ``utils/chair.py`` (LisaAnne/Hallucination, whose requirements pin nltk 3.2.5 and pattern 3.6) runs
 ``nltk.word_tokenize(caption.lower())`` and then ``pattern.en.singularize`` on every token.
 
-* `word_tokenize`: nltk 3.2.5's ``word_tokenize`` is the Punkt sentence splitter (a trained English
-  model that nltk downloads at run time) followed by the Treebank word tokenizer with nltk's Unicode
-  quote additions. The Treebank rules are ported here as they were. Punkt is not: its only effect on
-  the words is that the Treebank tokenizer splits a period off the *last* word of each sentence, and
-  Punkt ends a sentence after every period-final word that is not a known abbreviation, a number or
-  an initial. `sentences` splits after every period-final chunk, which differs from Punkt only on
-  such tokens ("dr.", "2."), none of which is a COCO object word.
+* `word_tokenize`: nltk 3.2.5's ``word_tokenize`` is ``sent_tokenize`` (Punkt with a trained English
+  model that nltk downloads at run time), then the Treebank word tokenizer with nltk's Unicode quote
+  additions on each sentence. The sentences decide words twice: the Treebank tokenizer splits a
+  period off the *last* word of a sentence only, and Punkt cuts each sentence from the text as it
+  stands, so the Treebank rules that need a literal space (a trailing ``'``, ``'s``) do not fire
+  across a newline ("vessels'\\nseat" keeps "vessels'" whole, and no boat is seen). Both are ported
+  with their rules; `sentences` is Punkt without the model's tables: every period-final word ends a
+  sentence unless it is an ellipsis, or a number or an initial before a lower-case word. The model
+  also knows abbreviations ("dr.", "st.") that continue a sentence; that list is not ported.
 * `singularize`: pattern 3.6's rule list, ported with its quirks, because they decide which
   mentions count: "bus" becomes "bu" (so a singular "bus" is not seen, "buses" is), "glass" becomes
   "glas" (hence the official "wine glas" merge), "ties" becomes "ty", "doggies" stays "doggies".
@@ -54,7 +56,6 @@ _CONTRACTIONS = [re.compile(pattern) for pattern in (
     r"(?i)\b(got)(?#X)(ta)\b", r"(?i)\b(lem)(?#X)(me)\b", r"(?i)\b(mor)(?#X)('n)\b", r"(?i)\b(wan)(?#X)(na)\s",
     r"(?i) ('t)(?#X)(is)\b", r"(?i) ('t)(?#X)(was)\b",
 )]
-_SENTENCE_END = re.compile(r"\.[\]\)}>\"'»”’]*$")
 
 
 def treebank_tokenize(sentence: str) -> list[str]:
@@ -72,18 +73,89 @@ def treebank_tokenize(sentence: str) -> list[str]:
     return text.split()
 
 
-def sentences(text: str) -> list[str]:
-    """Sentences, ended after each whitespace-separated chunk that ends in a period (closing quotes
-    and brackets after it stay with it): Punkt's decision for every word that is not an abbreviation."""
-    found, current = [], []
-    for chunk in text.split():
-        current.append(chunk)
-        if _SENTENCE_END.search(chunk):
-            found.append(" ".join(current))
-            current = []
-    if current:
-        found.append(" ".join(current))
+# -- nltk 3.2.5 Punkt sentence splitter (nltk/tokenize/punkt.py), with no trained parameters ---------
+
+# PunktLanguageVars: characters that cannot be inside a word, multi-character punctuation, and the
+# characters a word may not start with.
+_NON_WORD = r"(?:[?!)\";}\]\*:@\'\({\[])"
+_MULTI_CHAR = r"(?:\-{2,}|\.{2,}|(?:\.\s){2,}\.)"
+_WORD_START = r"[^\(\"\`{\[:;&\#\*@\)}\]\-,]"
+_PUNKT_WORD = re.compile(
+    rf"{_MULTI_CHAR}|(?={_WORD_START})\S+?(?=\s|$|{_NON_WORD}|{_MULTI_CHAR}|,(?=$|\s|{_NON_WORD}|{_MULTI_CHAR}))|\S")
+# A candidate end: a word ending in . ? or !, then punctuation or whitespace and a next token.
+_PERIOD_CONTEXT = re.compile(rf"\S*[.?!](?=(?P<after_tok>{_NON_WORD}|\s+(?P<next_tok>\S+)))")
+# Closing quotes and brackets after the end go back to the sentence they close.
+_BOUNDARY_REALIGNMENT = re.compile(r"[\"')\]}]+?(?:\s+|(?=--)|$)", re.MULTILINE)
+_ELLIPSIS = re.compile(r"\.\.+$")
+_INITIAL = re.compile(r"[^\W\d]\.$")
+_NUMBER = re.compile(r"^-?[\.,]?\d[\d,\.-]*\.?$")
+
+
+def _punkt_words(text: str) -> list[str]:
+    """``PunktBaseClass._tokenize_words``: Punkt's own word split, line by line."""
+    return [word for line in text.split("\n") for word in _PUNKT_WORD.findall(line)]
+
+
+def _not_a_sentence_start(word: str) -> bool:
+    """``_ortho_heuristic`` is False: with no orthographic statistics, punctuation or a lower-case word."""
+    return word in (";", ":", ",", ".", "!", "?") or word[0].islower()
+
+
+def _is_sentence_break(word: str, following: str) -> bool:
+    """Punkt's first and second annotation passes for `word`, given the word after it.
+
+    With no trained tables no word is an abbreviation or a collocation, so a period-final word ends
+    the sentence, unless it is an ellipsis, or an initial or a number followed by a word that is
+    not a sentence start (an initial also before a capital: "j. Bach")."""
+    if word in (".", "?", "!"):
+        return True
+    if _ELLIPSIS.match(word) or not word.endswith(".") or word.endswith(".."):
+        return False
+    initial, number = bool(_INITIAL.match(word)), bool(_NUMBER.match(word.lower()))
+    if (initial or number) and _not_a_sentence_start(following):
+        return False
+    return not (initial and following[0].isupper())
+
+
+def _contains_sentence_break(context: str) -> bool:
+    """``text_contains_sentbreak``: a break on some word of `context` other than its last."""
+    words = _punkt_words(context)
+    return any(_is_sentence_break(word, following) for word, following in zip(words, words[1:]))
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``_slices_from_text``: the next sentence starts at the next token (or at the punctuation right
+    after the end); the last one stops before trailing whitespace."""
+    spans, start = [], 0
+    for match in _PERIOD_CONTEXT.finditer(text):
+        if _contains_sentence_break(match.group() + match.group("after_tok")):
+            spans.append((start, match.end()))
+            start = match.start("next_tok") if match.group("next_tok") else match.end()
+    spans.append((start, len(text.rstrip())))
+    return spans
+
+
+def _realign(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    """``_realign_boundaries``: closing quotes and brackets (and the whitespace after them) that open
+    the next span end the previous sentence instead."""
+    found, shift = [], 0
+    for (start, end), following in zip(spans, spans[1:] + [None]):
+        start += shift
+        closing = following and _BOUNDARY_REALIGNMENT.match(text[following[0]:following[1]])
+        if closing:
+            found.append(text[start:following[0] + len(closing.group().rstrip())])
+            shift = closing.end()
+        else:
+            shift = 0
+            if text[start:end]:
+                found.append(text[start:end])
     return found
+
+
+def sentences(text: str) -> list[str]:
+    """nltk 3.2.5 ``sent_tokenize(text)`` without the English model's tables: each sentence is cut
+    from `text` as it stands, inner whitespace kept (a newline stays a newline)."""
+    return _realign(text, _sentence_spans(text))
 
 
 def word_tokenize(text: str) -> list[str]:
@@ -92,10 +164,13 @@ def word_tokenize(text: str) -> list[str]:
 
 # -- pattern 3.6 pattern.en.singularize ---------------------------------------------------------------
 
+# pattern/text/en/inflect.py ``plural_prepositions``, all 40 (the same in pattern 2.6 and 3.6): a
+# hyphenated word whose second part is one of them singularizes its first part ("passers-by").
 _PLURAL_PREPOSITIONS = {
     "about", "before", "during", "of", "till", "above", "behind", "except", "off", "to", "across", "below", "for",
     "on", "under", "after", "beneath", "from", "onto", "until", "among", "beside", "in", "out", "unto", "around",
     "besides", "into", "over", "upon", "at", "between", "near", "since", "with", "athwart", "betwixt",
+    "beyond", "but", "by",
 }
 _SINGULAR_RULES = [(re.compile(pattern), replacement) for pattern, replacement in (
     (r"(?i)(.)ae$", "\\1a"), (r"(?i)(.)itis$", "\\1itis"), (r"(?i)(.)eaux$", "\\1eau"),
