@@ -75,23 +75,26 @@ def _parts(num, den) -> tuple[np.ndarray, np.ndarray]:
     return num, den
 
 
-def _chunks(resamples: int, items: int, budget: int = 4_000_000):
+def chunk_sizes(resamples: int, items: int, budget: int = 4_000_000):
     """Resamples per chunk, so a [chunk, items] matrix stays within `budget` numbers."""
     step = max(1, budget // max(1, items))
     for start in range(0, resamples, step):
         yield min(step, resamples - start)
 
 
+def resample_counts(rng, items: int, size: int) -> np.ndarray:
+    """How often each of `items` units is drawn in each of `size` bootstrap resamples (n draws with
+    replacement from n), [size, items] as floats: a bincount of the drawn indices."""
+    index = rng.integers(0, items, size=(size, items))
+    counts = np.bincount((index + items * np.arange(size)[:, None]).ravel(), minlength=size * items)
+    return counts.reshape(size, items).astype(np.float64)
+
+
 def _resampled_sums(rng, parts: np.ndarray, resamples: int):
     """Column sums of `parts` [items, width] over bootstrap resamples of its rows, [resamples, width]:
-    each resample's draw counts per item (a bincount of the drawn indices) times the parts."""
+    each resample's draw counts per item times the parts."""
     items = parts.shape[0]
-    sums = []
-    for size in _chunks(resamples, items):
-        index = rng.integers(0, items, size=(size, items))
-        counts = np.bincount((index + items * np.arange(size)[:, None]).ravel(), minlength=size * items)
-        sums.append(counts.reshape(size, items).astype(np.float64) @ parts)
-    return np.concatenate(sums)
+    return np.concatenate([resample_counts(rng, items, size) @ parts for size in chunk_sizes(resamples, items)])
 
 
 def pooled_summary(num, den, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict:
@@ -134,7 +137,7 @@ def paired_pooled_difference(num_a, den_a, num_b, den_b, resamples: int = 10_000
     sums = [part.sum(0) for part in (num_a, den_a, num_b, den_b)]
     moved_num, moved_den = num_b - num_a, den_b - den_a
     exceed = 0
-    for size in _chunks(resamples, items):
+    for size in chunk_sizes(resamples, items):
         swap = rng.integers(0, 2, size=(size, items)).astype(np.float64)
         shift_num, shift_den = swap @ moved_num, swap @ moved_den
         null = statistic(sums[0] + shift_num, sums[1] + shift_den, sums[2] - shift_num, sums[3] - shift_den)
