@@ -7,17 +7,62 @@ from distillbench.leaderboards import claims
 from distillbench.leaderboards.claims import Claim, check_claims
 
 
-@pytest.mark.parametrize("lower_is_better, diff, held", [
-    ([], +0.1, "holds"), ([], -0.1, "does not hold"),
-    (["gap"], -0.1, "holds"), (["gap"], +0.1, "does not hold"),
+@pytest.mark.parametrize("lower_is_better, diff, seeds, held", [
+    ([], +0.1, 3, "holds"), ([], -0.1, 3, "does not hold"),
+    (["gap"], -0.1, 3, "holds"), (["gap"], +0.1, 3, "does not hold"),
+    ([], +0.1, 2, "insufficient seeds"), ([], +0.1, 1, "insufficient seeds"),
 ])
-def test_a_claim_on_a_lower_is_better_metric_holds_when_the_better_row_is_lower(monkeypatch, lower_is_better, diff,
-                                                                                 held):
+def test_a_claim_holds_when_the_better_row_is_ahead_with_three_seeds_each(monkeypatch, lower_is_better, diff, seeds,
+                                                                           held):
     monkeypatch.setattr(claims, "item_values", lambda store, cells, key: {})
-    monkeypatch.setattr(claims, "paired_test", lambda *args: {"diff": diff, "p": 0.001, "n": 100, "test": "t"})
+    monkeypatch.setattr(claims, "paired_test", lambda *args: {"diff": diff, "p": 0.001, "n": 100, "test": "t",
+                                                              "seeds": [seeds, 3]})
     rows = [{"row": name, "kind": "method", "method": name, "status": "complete", "cells": ["c"], "metrics": {}}
             for name in ("a", "b")]
     board = {"rows": rows, "protocols": {"bench": {"key": "k", "lower_is_better": lower_is_better}}}
     claim = Claim("a", "paper", "a beats b", better="a", worse="b", metric="bench/gap")
     (result,) = check_claims(None, board, (claim,))
     assert result["status"] == held
+
+
+class _Cells:
+    """A store stand-in that holds each cell's final golden distance."""
+
+    def __init__(self, distances: dict[str, float]):
+        self.distances = distances
+
+    def cell(self, key):
+        return {"cost": {"final_measures": {"golden_distance": self.distances[key]}}}
+
+
+def _distance_board(online: list[str], offline: list[str]) -> dict:
+    rows = [{"row": f"teacher-hacking[data={data}]", "kind": "method", "method": "teacher-hacking",
+             "status": "complete", "cells": cells, "metrics": {}} for data, cells in (("online", online),
+                                                                                      ("offline", offline))]
+    return {"rows": rows, "protocols": {}}
+
+
+def test_the_teacher_hacking_claim_is_a_welch_test_over_seeds():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    (claim,) = [c for c in claims.CLAIMS if c.method == "teacher-hacking"]
+    distances = {"on0": 0.10, "on1": 0.12, "on2": 0.11, "off0": 0.20, "off1": 0.25, "off2": 0.22}
+    (result,) = check_claims(_Cells(distances), _distance_board(["on0", "on1", "on2"], ["off0", "off1", "off2"]),
+                             (claim,))
+    expected = scipy_stats.ttest_ind([0.10, 0.12, 0.11], [0.20, 0.25, 0.22], equal_var=False).pvalue
+    assert result["p"] == pytest.approx(expected) and result["p"] < 0.05 and result["status"] == "holds"
+    assert result["diff"] == pytest.approx(0.11 - 0.2233333) and result["seeds"] == [3, 3]
+    # a lower distance by the sign of the means alone is no verdict
+    noisy = {"on0": 0.10, "on1": 0.30, "on2": 0.05, "off0": 0.20, "off1": 0.10, "off2": 0.25}
+    (result,) = check_claims(_Cells(noisy), _distance_board(["on0", "on1", "on2"], ["off0", "off1", "off2"]), (claim,))
+    assert result["diff"] < 0 and result["status"] == "does not hold"
+
+
+def test_the_claims_table_shows_each_test_its_p_value_and_its_seeds():
+    claim = Claim("a", "paper", "a beats b", better="a", worse="b", metric="bench/m")
+    results = [{"claim": claim, "status": "holds", "diff": 0.2, "ci95": [0.1, 0.3], "p": 1 / 401, "p_floor": 1 / 401,
+                "p_at_floor": True, "seeds": [3, 3], "test": "two-level t"},
+               {"claim": claim, "status": "insufficient seeds", "diff": 0.2, "ci95": [0.1, 0.3], "p": 0.01,
+                "seeds": [1, 1], "test": "exact McNemar"}]
+    table = claims.claims_markdown(results)
+    assert "| two-level t | < 0.0025 | 3 vs 3 | holds |" in table
+    assert "| exact McNemar | 0.01 | 1 vs 1 | insufficient seeds |" in table

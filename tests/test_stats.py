@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from distillbench.core.stats import bootstrap_ci, mcnemar_exact, paired_difference, summarize
+from distillbench.leaderboards.aggregate import holm
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
@@ -32,22 +33,33 @@ def test_paired_difference_detects_a_shift_and_not_noise():
 
 
 def test_holm_adjustment():
-    from distillbench.leaderboards.aggregate import holm
-
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.01, 0.04, 0.03])[0] == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9])[0] == pytest.approx([1.0, 1.0])
 
 
-def test_a_rows_items_are_averaged_over_seeds_before_the_ci():
-    # the same test item under three seeds is one sample, not three: n and the CI are those of the items
+def test_a_holm_p_set_by_a_p_at_its_floor_is_a_bound():
+    floor = 1 / 401
+    adjusted, bounds = holm([floor, 0.2, floor / 2], [True, False, False])
+    assert adjusted == pytest.approx([2 * floor, 0.2, 3 * floor / 2])
+    # 3·(floor/2) is exact; 2·floor, set by the p at its floor, is only a bound; 0.2 sets its own value
+    assert bounds == [True, False, False]
+
+
+def test_a_rows_interval_spans_its_seeds_and_its_items():
+    # the same test item under three seeds is one item, not three (n), and the interval is the two-level
+    # one of the [seeds, items] table: it carries the seeds' spread, which averaging items over seeds hides
     from distillbench.core.item_metrics import per_cell_values, summarize_metrics
+    from distillbench.core.two_level import SEEDS_AND_ITEMS, two_level_summary
 
     rng = np.random.default_rng(0)
     items = rng.integers(0, 2, 200).astype(float).tolist()
     flipped = [1.0 - v if i % 10 == 0 else v for i, v in enumerate(items)]
     values = {"m": {str(i): np.array(seeds) for i, seeds in enumerate(zip(items, items, flipped))}}
     row = summarize_metrics(values, {})["m"]
-    expected = summarize(np.mean([items, items, flipped], axis=0))
+    expected = two_level_summary(np.array([items, items, flipped]))
     assert row["n"] == 200 and row["ci95"] == expected["ci95"] and row["mean"] == pytest.approx(expected["mean"])
+    assert row["variance_from"] == SEEDS_AND_ITEMS and row["mean"] == pytest.approx(np.mean([items, items, flipped]))
+    item_only = summarize(np.mean([items, items, flipped], axis=0))
+    assert row["ci95"][1] - row["ci95"][0] > item_only["ci95"][1] - item_only["ci95"][0]
     per_seed = per_cell_values(values, {})["m"]
     assert per_seed[2] != per_seed[0]

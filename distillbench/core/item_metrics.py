@@ -13,8 +13,9 @@ computes them from the whole set of outputs (`Benchmark.score_set`) and a row re
 the store (`set_metric_summary`); they have no per-item records and no paired tests.
 
 `values` everywhere is what `aggregate.item_values` returns: metric → item id → that item's values
-in each cell (one per seed); seeds are averaged per item before anything is pooled. The components
-stay in the per-item records and never become metrics of their own.
+in each cell (one per seed). Intervals and paired tests of several seeds carry the seed-to-seed
+variance as well as the items' (`two_level`); a one-seed row's are over items, conditional on its
+trained model. The components stay in the per-item records and never become metrics of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from distillbench.core.stats import paired_pooled_difference, pooled_summary, pooled_value, summarize
+from distillbench.core.stats import pooled_value
+from distillbench.core.two_level import two_level_difference, two_level_summary
 
 Values = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -91,16 +93,31 @@ def metric_names(values: Values, protocol: Mapping[str, Any]) -> list[str]:
 
 
 def summarize_metrics(values: Values, protocol: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """metric → {"mean", "ci95", "n"}: the value over items (each item first averaged over cells) and its
-    95% percentile-bootstrap CI over items; n is the number of items the metric covers."""
+    """metric → {"mean", "ci95", "n", "variance_from"(, "df")}: the value over cells × items and its 95%
+    interval (`two_level.two_level_summary`: over seeds and items with several cells, Student's t at
+    Satterthwaite's df; a percentile bootstrap over items with one); n is the number of items."""
     metrics = {}
     for name in metric_names(values, protocol):
         if is_pooled(name, protocol):
             _, num, den = pooled_parts(values, name, protocol)
-            metrics[name] = pooled_summary(num.mean(axis=-1), den.mean(axis=-1))
+            summary = two_level_summary(np.moveaxis(num, -1, 0), np.moveaxis(den, -1, 0))
         else:
-            metrics[name] = summarize([value.mean() for value in values[name].values()])
+            summary = two_level_summary(cells_by_items(values, name, list(values[name])))
+        metrics[name] = _row_fields(summary)
     return metrics
+
+
+def _row_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What a leaderboard row keeps of a summary: the df only when finite and present (JSON has no ∞)."""
+    row = {key: summary[key] for key in ("mean", "ci95", "n", "variance_from")}
+    if summary.get("df") is not None and np.isfinite(summary["df"]):
+        row["df"] = round(float(summary["df"]), 2)
+    return row
+
+
+def cells_by_items(values: Values, metric: str, items: list[str]) -> np.ndarray:
+    """[cells, items] of a plain metric's values (the layout of `two_level`)."""
+    return np.array([values[metric][item] for item in items]).T
 
 
 def per_cell_values(values: Values, protocol: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -115,8 +132,9 @@ def per_cell_values(values: Values, protocol: Mapping[str, Any]) -> dict[str, li
     return result
 
 
-def paired_pooled(values_a: Values, values_b: Values, metric: str, protocol: Mapping[str, Any]) -> dict | None:
-    """`stats.paired_pooled_difference` of a pooled metric over the items both rows scored (None without any)."""
+def paired_pooled(values_a: Values, values_b: Values, metric: str, protocol: Mapping[str, Any],
+                  resamples: int) -> dict | None:
+    """`two_level.two_level_difference` of a pooled metric over the items both rows scored (None without any)."""
     columns_a, columns_b = _columns(values_a, metric, protocol), _columns(values_b, metric, protocol)
     names = [name for name in columns_a if name in columns_b]
     if not names:
@@ -125,7 +143,8 @@ def paired_pooled(values_a: Values, values_b: Values, metric: str, protocol: Map
     if not items:
         return None
     (num_a, den_a), (num_b, den_b) = (_arrays(columns, names, items) for columns in (columns_a, columns_b))
-    return paired_pooled_difference(num_a.mean(-1), den_a.mean(-1), num_b.mean(-1), den_b.mean(-1))
+    num_a, den_a, num_b, den_b = (np.moveaxis(array, -1, 0) for array in (num_a, den_a, num_b, den_b))
+    return two_level_difference(num_a, num_b, den_a, den_b, resamples=resamples)
 
 
 def set_metric_summary(per_cell: list[Mapping[str, Any]]) -> dict[str, Any]:

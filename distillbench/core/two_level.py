@@ -20,9 +20,9 @@ the ANOVA estimator (for balanced data the REML estimate where it is non-negativ
 referred to Student's t with Satterthwaite's (1946) degrees of freedom for a combination of mean
 squares, as lmerTest does for a fitted mixed model (Kuznetsova, Brockhoff & Christensen 2017). With
 three seeds that is about 2 to 5 degrees of freedom, and the t quantile (4.30 at 2) rather than the
-normal 1.96 is what keeps a 95% interval at 95%. The closed form needs no model fitting: statsmodels
-is no dependency of distillbench, and its MixedLM would fit these crossed effects iteratively, as
-variance components of a single group, to the same estimates.
+normal 1.96 is what keeps a 95% interval at 95% (scipy's Student t). The closed form needs no model
+fitting: statsmodels' MixedLM would fit these crossed effects iteratively, as variance components of
+a single group, to the same estimates.
 
 Why not resampling seeds. A percentile bootstrap that resamples three seeds cannot reach 95%: its
 resampled means lie within [min, max] of the seed means, which misses the true mean with probability
@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from distillbench.core.stats import (BOOTSTRAP_RESAMPLES, bootstrap_ci, chunk_sizes, mcnemar_exact,
                                      paired_difference, paired_pooled_difference, pooled_summary, pooled_value,
@@ -77,58 +78,6 @@ def p_bound(p: float, resamples: int | None) -> dict:
         return {"p_floor": 0.0, "p_at_floor": False}
     floor = 1.0 / (resamples + 1)
     return {"p_floor": floor, "p_at_floor": bool(p <= floor * (1 + 1e-9))}
-
-
-# Student's t without scipy (not a core dependency): the two-sided tail is an incomplete beta function.
-
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b), by the modified Lentz method (Numerical Recipes §6.4)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _beta_regularized(a: float, b: float, x: float, y: float) -> float:
-    """I_x(a, b), the regularized incomplete beta function, given x and y = 1 − x (each exact)."""
-    if x <= 0.0 or y <= 0.0:
-        return 0.0 if x <= 0.0 else 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
-    if x < (a + 1) / (a + b + 2):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, y) / b
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| ≥ |t|) for Student's t with `df` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
-    if df > 1e7:
-        return math.erfc(abs(t) / math.sqrt(2))
-    return _beta_regularized(df / 2, 0.5, df / (df + t * t), t * t / (df + t * t))
-
-
-def t_quantile(level: float, df: float) -> float:
-    """The q with P(|T| ≤ q) = level for Student's t with `df` degrees of freedom, by Newton's method
-    from 0: the two-sided tail is convex in q > 0, so the steps rise to q without overshooting."""
-    log_scale = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    q = 0.0
-    for _ in range(500):
-        density = math.exp(log_scale - (df + 1) / 2 * math.log1p(q * q / df))
-        step = (t_two_sided_p(q, df) - (1 - level)) / (2 * density)
-        q += step
-        if step <= 1e-13 * max(q, 1.0):
-            break
-    return q
 
 
 # The table of a row and the variance of its mean.
@@ -190,7 +139,7 @@ def _satterthwaite(terms: list[Term]) -> tuple[float, float]:
 
 
 def _interval(center: float, variance: float, df: float, level: float) -> list[float]:
-    half = t_quantile(level, df) * math.sqrt(variance) if variance > 0 else 0.0
+    half = student_t.ppf((1 + level) / 2, df) * math.sqrt(variance) if variance > 0 else 0.0
     return [center - half, center + half]
 
 
@@ -303,7 +252,7 @@ def two_level_difference(num_a, num_b, den_a=None, den_b=None, *, binary: bool =
                   else _seed_terms(cells_a) + _seed_terms(cells_b))
     variance, df = _satterthwaite(seed_terms + _item_terms(item_means))
     diff = value_a - value_b
-    p = t_two_sided_p(diff / math.sqrt(variance), df) if variance > 0 else float(diff == 0)
+    p = float(2 * student_t.sf(abs(diff) / math.sqrt(variance), df)) if variance > 0 else float(diff == 0)
     return {"diff": diff, "ci95": _interval(diff, variance, df, level), "p": p, "n": int(items),
             "seeds": [int(seeds_a), int(seeds_b)], "se": math.sqrt(variance), "df": df,
             "variance_from": SEEDS_AND_ITEMS if min(seeds_a, seeds_b) > 1 else MIXED,

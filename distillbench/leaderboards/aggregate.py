@@ -1,8 +1,9 @@
 """Build the leaderboard (results schema version 1) from the results store.
 
-A row is a reference model or a method; a method row pools its seeds: each
-item's score is first averaged over seeds, then the mean and its 95% bootstrap
-CI are taken over items. The per-seed means and their spread are kept beside it.
+A row is a reference model or a method; a method row pools its seeds: its mean is over
+seeds × items, and its 95% interval carries the seed-to-seed variance as well as the
+items' (`core.two_level`; one seed: a bootstrap over items, conditional on that model).
+The per-seed means and their spread are kept beside it.
 Ratio-of-sums and macro-mean metrics a benchmark declares are pooled over items the
 same way (`corpus`); their per-item components stay in the store, out of the rows.
 """
@@ -17,8 +18,9 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import Plan
 from distillbench.core.store import Store
 
-from distillbench.core.item_metrics import is_pooled, metric_names, paired_pooled, per_cell_values, set_metric_summary, summarize_metrics
-from distillbench.core.stats import mcnemar_exact, paired_difference
+from distillbench.core.item_metrics import (cells_by_items, is_pooled, metric_names, paired_pooled, per_cell_values,
+                                            set_metric_summary, summarize_metrics)
+from distillbench.core.two_level import resamples_for, two_level_difference
 
 SCHEMA_VERSION = 1
 
@@ -101,56 +103,62 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
     return {"schema_version": SCHEMA_VERSION, "recipe": recipe, "protocols": protocols, "rows": rows}
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
+def holm(p_values: list[float], at_floor: list[bool] | None = None) -> tuple[list[float], list[bool]]:
+    """Holm–Bonferroni adjusted p-values (same order as given), and whether each is only a bound: the
+    running maximum that sets it came from a p-value at its resampling floor (`at_floor`)."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
+    at_floor = at_floor or [False] * len(p_values)
+    adjusted, bounds, running, bound = [0.0] * len(p_values), [False] * len(p_values), 0.0, False
     for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+        term = min(1.0, (len(p_values) - rank) * p_values[index])
+        if term > running:
+            running, bound = term, at_floor[index] and term < 1.0
+        adjusted[index], bounds[index] = running, bound
+    return adjusted, bounds
 
 
-def paired_test(values_a: dict, values_b: dict, metric: str, protocol: dict, cells_a: int, cells_b: int
+def paired_test(values_a: dict, values_b: dict, metric: str, protocol: dict, resamples: int
                 ) -> dict[str, Any] | None:
-    """a − b on `metric` over the items both rows scored (None when they share none): the exact
-    McNemar test for a binary metric of single-seed rows, the paired permutation test that swaps the
-    rows' (numerator, denominator) per item for a ratio-of-sums or macro metric, else the paired
-    permutation (sign-flip) test."""
+    """a − b on `metric` over the items both rows scored (None when they share none), by
+    `two_level.two_level_difference`: over seeds and items when a row has several seeds (a t-test of
+    the crossed model), else over items: the exact McNemar test for a binary metric, the paired
+    permutation test that swaps the rows' (numerator, denominator) per item for a ratio-of-sums or
+    macro metric, the paired sign-flip test otherwise, each with `resamples`."""
     if is_pooled(metric, protocol):
-        return paired_pooled(values_a, values_b, metric, protocol)
+        return paired_pooled(values_a, values_b, metric, protocol, resamples)
     shared = sorted(set(values_a.get(metric, {})) & set(values_b.get(metric, {})))
     if not shared:
         return None
-    a = np.array([values_a[metric][i].mean() for i in shared])
-    b = np.array([values_b[metric][i].mean() for i in shared])
-    binary = metric in protocol["binary_metrics"] and cells_a == cells_b == 1
-    return mcnemar_exact(a, b) if binary else paired_difference(a, b)
+    a, b = cells_by_items(values_a, metric, shared), cells_by_items(values_b, metric, shared)
+    return two_level_difference(a, b, binary=metric in protocol["binary_metrics"], resamples=resamples)
 
 
 def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float = 0.05) -> list[dict[str, Any]]:
-    """Paired differences of every row against row `versus`, per metric, over the items both have.
-
-    Binary metrics use the exact McNemar test, others the paired permutation test; the CI is a
-    paired bootstrap. p-values are Holm-corrected over all comparisons of the table.
+    """Paired differences of every row against row `versus`, per metric, over the items both have
+    (`paired_test`). Resampling tests draw 20·m/α resamples for the table's m comparisons, so the
+    smallest p they can give stays below Holm's smallest threshold; p-values are Holm-corrected over
+    all comparisons of the table.
     """
     rows = {row["row"]: row for row in board["rows"]}
     if versus not in rows:
         raise UserInputError(f"--versus {versus}: no such row; rows: {', '.join(rows)}")
-    comparisons = []
+    pairs = []
     for bench, protocol in board["protocols"].items():
         baseline = item_values(store, rows[versus]["cells"], protocol["key"])
         for row in board["rows"]:
             if row["row"] == versus or row["status"] == "failed":
                 continue
             other = item_values(store, row["cells"], protocol["key"])
-            for metric in metric_names(other, protocol):
-                result = paired_test(other, baseline, metric, protocol, len(row["cells"]), len(rows[versus]["cells"]))
-                if result is not None:
-                    comparisons.append({"row": row["row"], "versus": versus, "metric": f"{bench}/{metric}", **result})
-    for comparison, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
-        comparison["p_holm"] = adjusted
-        comparison["significant"] = adjusted < alpha
+            pairs += [(row["row"], bench, metric, other, baseline, protocol) for metric in metric_names(other, protocol)]
+    resamples = resamples_for(len(pairs), alpha)
+    comparisons = []
+    for label, bench, metric, other, baseline, protocol in pairs:
+        result = paired_test(other, baseline, metric, protocol, resamples)
+        if result is not None:
+            comparisons.append({"row": label, "versus": versus, "metric": f"{bench}/{metric}", **result})
+    adjusted, bounds = holm([c["p"] for c in comparisons], [c["p_at_floor"] for c in comparisons])
+    for comparison, p_holm, bound in zip(comparisons, adjusted, bounds):
+        comparison.update(p_holm=p_holm, p_holm_is_bound=bound, significant=p_holm < alpha)
     return comparisons
 
 

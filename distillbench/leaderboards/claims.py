@@ -1,8 +1,10 @@
 """The qualitative claim of each seed paper that the pocket sweep checks, with a paired test.
 
-A claim holds when its better row is ahead of its worse row on the metric with p < 0.05
-(paired over items, averaged over seeds); it does not hold otherwise, and is reported
-either way. Claims whose rows a leaderboard lacks are reported as not run.
+A claim holds when its better row is ahead of its worse row on the metric with p < 0.05 by a
+test that carries the seed-to-seed variance (`aggregate.paired_test`: seeds × items), and both
+rows have at least three seeds; with fewer it reads "insufficient seeds" whatever the test says,
+and otherwise "does not hold". Every claim shows its test, its p-value and the seeds behind it.
+Claims whose rows a leaderboard lacks are reported as not run.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scipy.stats import ttest_ind
+
+from distillbench.core.two_level import resamples_for
 from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
 from distillbench.leaderboards.reported import _families
+from distillbench.leaderboards.render import format_p
 
 ALPHA = 0.05
+MIN_SEEDS = 3  # fewer trained models per row cannot estimate the seed-to-seed variance a verdict needs
 
 
 @dataclass(frozen=True)
@@ -82,50 +89,62 @@ def check_claims(store, board: dict[str, Any], claims: tuple[Claim, ...] = CLAIM
     """Every claim of the board's method families (all claims when the board has no method rows)."""
     rows = {row["row"]: row for row in board["rows"]}
     families = _families(board)
-    return [{"claim": claim, **_check(store, board, rows, claim)} for claim in claims
-            if not families or claim.family in families]
+    checked = [claim for claim in claims if not families or claim.family in families]
+    resamples = resamples_for(len(checked), ALPHA)
+    return [{"claim": claim, **_check(store, board, rows, claim, resamples)} for claim in checked]
 
 
-def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim) -> dict[str, Any]:
+def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, resamples: int) -> dict[str, Any]:
     not_run = {"status": "not run"}
     if any(name not in rows or rows[name]["status"] == "failed" for name in (claim.better, claim.worse)):
         return not_run
     if claim.metric == "golden_distance":
-        return _distance_claim(rows[claim.better], rows[claim.worse])
+        test = _distance_test(store, rows[claim.better], rows[claim.worse])
+        return _verdict(test, -test["diff"]) if test else not_run
     bench, metric = claim.metric.split("/")
     if bench not in board["protocols"]:
         return not_run
     protocol = board["protocols"][bench]
     better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
-    test = paired_test(better, worse, metric, protocol, len(rows[claim.better]["cells"]),
-                       len(rows[claim.worse]["cells"]))
+    test = paired_test(better, worse, metric, protocol, resamples)
     if test is None:
         return not_run
-    better_by = -test["diff"] if lower_is_better(board, claim.metric) else test["diff"]
+    return _verdict(test, -test["diff"] if lower_is_better(board, claim.metric) else test["diff"])
+
+
+def _verdict(test: dict[str, Any], better_by: float) -> dict[str, Any]:
+    if min(test["seeds"]) < MIN_SEEDS:
+        return {**test, "status": "insufficient seeds"}
     return {**test, "status": "holds" if better_by > 0 and test["p"] < ALPHA else "does not hold"}
 
 
-def _distance_claim(better: dict, worse: dict) -> dict[str, Any]:
-    """Lower final golden distance is better; there is one value per run, so no item-level test."""
-    distance = {name: row["cost"].get("final_measures", {}).get("golden_distance") for name, row in
-                (("better", better), ("worse", worse))}
-    if None in distance.values():
-        return {"status": "not run"}
-    diff = distance["worse"] - distance["better"]
-    return {"diff": diff, "p": None, "n": len(better["cells"]), "test": "final golden distance (lower is better)",
-            "status": "holds" if diff > 0 else "does not hold"}
+def _distance_test(store, better: dict, worse: dict) -> dict[str, Any] | None:
+    """better − worse final golden distance (lower is better): one value per trained model, so Welch's
+    t-test over the rows' seeds (None when a run has no distance)."""
+    distances = []
+    for row in (better, worse):
+        values = [((store.cell(key) or {}).get("cost") or {}).get("final_measures", {}).get("golden_distance")
+                  for key in row["cells"]]
+        if not values or None in values:
+            return None
+        distances.append(values)
+    p = float(ttest_ind(*distances, equal_var=False).pvalue) if min(map(len, distances)) > 1 else None
+    return {"diff": sum(distances[0]) / len(distances[0]) - sum(distances[1]) / len(distances[1]), "p": p,
+            "n": None, "seeds": [len(values) for values in distances],
+            "test": "Welch t over seeds, final golden distance (lower is better)"}
 
 
 def claims_markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| method | paper | claim checked | metric | difference [95% CI] | p | held |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | paper | claim checked | metric | difference [95% CI] | test | p | seeds | held |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         claim = result["claim"]
         if result["status"] == "not run":
-            measured, p = "—", "—"
+            measured, test, p, seeds = "—", "—", "—", "—"
         else:
             ci = result.get("ci95")
             measured = f"{result['diff']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
-            p = "—" if result["p"] is None else f"{result['p']:.3g}"
+            test, p, seeds = result["test"], format_p(result), " vs ".join(map(str, result["seeds"]))
         lines.append(f"| `{claim.method}` | {claim.paper} | {claim.text} (`{claim.better}` vs `{claim.worse}`) | "
-                     f"{claim.metric} | {measured} | {p} | {result['status']} |")
+                     f"{claim.metric} | {measured} | {test} | {p} | {seeds} | {result['status']} |")
     return "\n".join(lines) + "\n"

@@ -3,8 +3,9 @@
 For every row and metric present in both, a drop is a regression when
   * per-item scores of both runs are at hand (each is a run directory holding
     ``results.sqlite``) and the paired test over the shared items says the drop is
-    significant (p < 0.05: exact McNemar for binary metrics, for ratio-of-sums and
-    macro metrics the permutation test that swaps the runs' (numerator, denominator)
+    significant (p < 0.05, `aggregate.paired_test`: over seeds and items when a row has
+    several seeds; for one-seed rows exact McNemar for binary metrics, for ratio-of-sums
+    and macro metrics the permutation test that swaps the runs' (numerator, denominator)
     per item, paired permutation otherwise) and larger than the metric's tolerance
     (default 0);
   * otherwise, when the mean fell by more than the tolerance, whose default is the
@@ -19,14 +20,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.store import Store
 
-from distillbench.leaderboards.aggregate import item_values, lower_is_better
-from distillbench.core.item_metrics import is_pooled, paired_pooled
-from distillbench.core.stats import mcnemar_exact, paired_difference
+from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+
+# The gate's permutation tests of one-seed rows: p no lower than 1/10,001, far below its α of 0.05.
+GATE_RESAMPLES = 10_000
 
 ALPHA = 0.05
 
@@ -75,17 +76,8 @@ def _paired(new_dir: Path, base_dir: Path, new_board, base_board, new_row, base_
     finally:
         for store in stores:
             store.close()
-    protocol = new_board["protocols"][bench]
-    if is_pooled(name, protocol):
-        return paired_pooled(new_values, base_values, name, protocol)
-    new_items, base_items = new_values.get(name, {}), base_values.get(name, {})
-    shared = sorted(set(new_items) & set(base_items))
-    if not shared:
-        return None
-    a = np.array([new_items[i].mean() for i in shared])
-    b = np.array([base_items[i].mean() for i in shared])
-    binary = name in new_board["protocols"][bench].get("binary_metrics", []) and set(np.unique(np.r_[a, b])) <= {0, 1}
-    return mcnemar_exact(a, b) if binary else paired_difference(a, b)
+    protocol = {"binary_metrics": [], **new_board["protocols"][bench]}
+    return paired_test(new_values, base_values, name, protocol, GATE_RESAMPLES)
 
 
 def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None) -> list[dict[str, Any]]:

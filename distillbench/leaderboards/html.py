@@ -28,7 +28,7 @@ from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS
 from distillbench.core.store import Store
 from distillbench.leaderboards.aggregate import lower_is_better
-from distillbench.leaderboards.render import format_metric, metric_names
+from distillbench.leaderboards.render import format_metric, format_p, metric_names
 from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
 
 ITEMS_PER_ROW = 20
@@ -373,11 +373,13 @@ def _versus(comparisons: list[dict[str, Any]], versus: str) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in ("row", "metric", f"Δ vs {versus}", "95% CI", "p", "p (Holm)",
                                                     "test", "n", "significant"))
     rows = "".join(f'<tr><td>{esc(c["row"])}</td><td>{esc(c["metric"])}</td><td>{c["diff"]:+.3f}</td>'
-                   f'<td>[{c["ci95"][0]:+.3f}, {c["ci95"][1]:+.3f}]</td><td>{c["p"]:.3g}</td><td>{c["p_holm"]:.3g}</td>'
+                   f'<td>[{c["ci95"][0]:+.3f}, {c["ci95"][1]:+.3f}]</td><td>{esc(format_p(c))}</td>'
+                   f'<td>{"≤ " if c.get("p_holm_is_bound") else ""}{c["p_holm"]:.3g}</td>'
                    f'<td>{esc(c["test"])}</td><td>{c["n"]}</td><td>{"yes" if c["significant"] else ""}</td></tr>'
                    for c in comparisons)
-    return (f"<h2>Head to head against {esc(versus)}</h2><p>Paired over the items both rows scored; significant at "
-            f"0.05 after Holm correction.</p><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    return (f"<h2>Head to head against {esc(versus)}</h2><p>Paired over the items both rows scored, and over seeds "
+            f"where a row has several; significant at 0.05 after Holm correction; &lt; x: a resampling test's floor "
+            f"1/(R+1), a bound.</p><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _reported_section(entries: list[dict[str, Any]]) -> str:

@@ -172,15 +172,27 @@ _VERSUS_HEADER = ["row", "metric", "Δ vs {versus}", "95% CI", "p", "p (Holm)", 
 
 def _versus_cells(c: dict[str, Any]) -> list[str]:
     low, high = c["ci95"]
-    return [c["row"], c["metric"], f"{c['diff']:+.3f}", f"[{low:+.3f}, {high:+.3f}]", f"{c['p']:.3g}",
-            f"{c['p_holm']:.3g}", c["test"], str(c["n"]), "*" if c["significant"] else ""]
+    return [c["row"], c["metric"], f"{c['diff']:+.3f}", f"[{low:+.3f}, {high:+.3f}]", format_p(c),
+            ("≤ " if c.get("p_holm_is_bound") else "") + f"{c['p_holm']:.3g}", c["test"], str(c["n"]),
+            "*" if c["significant"] else ""]
+
+
+def format_p(result: dict[str, Any]) -> str:
+    """A p-value, or "p < 1/(R+1)" where a resampling test found no resample as extreme (its floor)."""
+    if result.get("p") is None:
+        return "—"
+    if result.get("p_at_floor"):
+        return f"< {result['p_floor']:.2g}"
+    return f"{result['p']:.3g}"
 
 
 def versus_markdown(comparisons: list[dict[str, Any]], versus: str) -> str:
     header = [h.format(versus=versus) for h in _VERSUS_HEADER]
     lines = [f"## Head to head against `{versus}`", "", markdown_row(header), "|" + "---|" * len(header)]
     lines += [markdown_row(_versus_cells(c)) for c in comparisons]
-    lines += ["", "Paired over the items both rows scored; * = significant at 0.05 after Holm correction."]
+    lines += ["", "Paired over the items both rows scored, and over seeds where a row has several (a t-test of "
+              "seeds × items); * = significant at 0.05 after Holm correction; \"< x\": the resampling test's "
+              "floor 1/(R+1), a bound."]
     return "\n".join(lines) + "\n"
 
 
