@@ -206,8 +206,9 @@ def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys
     capsys.readouterr()
     assert main(["leaderboard", str(tmp_path / "out"), "--claims"]) == 0
     claims = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
-    assert claims["`redi`"].rstrip(" |").endswith(("holds", "does not hold"))  # redi and dpo both ran
-    assert claims["`redi`"].split("|")[6].strip() != "—"  # with a p-value
+    # redi and dpo both ran, one seed each: tested, but too few seeds for a verdict
+    assert claims["`redi`"].rstrip(" |").endswith("insufficient seeds")
+    assert claims["`redi`"].split("|")[7].strip() != "—" and claims["`redi`"].split("|")[8].strip() == "1 vs 1"
     assert claims["`dckd`"].rstrip(" |").endswith("not run")  # its claim is on the judge, not scored here
     assert claims["`gkd`"].rstrip(" |").endswith("not run")  # no gkd row in this recipe
 
