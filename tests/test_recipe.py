@@ -166,3 +166,33 @@ def test_a_top_k_cache_smaller_than_a_methods_teacher_top_k_is_refused():
         "r.yaml: methods[0]: dckd reads the teacher's top 50 tokens, but budget.teacher_top_k caches 5: "
         "raise it or lower top_k"]
     parse_recipe(base(budget=budget, data=data, methods=[{"name": "dckd", "top_k": 5}]), "r.yaml")
+
+
+def _plan(raw):
+    from distillbench.core.plan import make_plan
+
+    return make_plan(parse_recipe(raw), identify=lambda ref: ref)
+
+
+def test_a_recipe_entry_may_continue_another_methods_student():
+    """`starts_from` on any method entry: the control for a method that continues another's student."""
+    data = {"source": "pocket:math", "size": 10, "preferences": "pocket:math-preference"}
+    controlled = base(data=data, seeds=[0, 1], methods=["sft", "dpo", {"name": "dpo", "starts_from": "sft"}, "redi"])
+    plan = _plan(controlled)
+    cells = {(cell.label, cell.seed): cell for cell in plan.cells if cell.kind == "method"}
+    for seed in (0, 1):
+        control, sft = cells[("dpo[starts_from=sft]", seed)], cells[("sft", seed)]
+        assert control.starts_from == sft.key == cells[("redi", seed)].starts_from
+        assert cells[("dpo", seed)].starts_from is None and cells[("dpo", seed)].key != control.key
+    # adding the control leaves the plain row's cells (and their stored results) as they were
+    plain = _plan(base(data=data, seeds=[0, 1], methods=["sft", "dpo", "redi"]))
+    assert {c.key for c in plain.cells} < {c.key for c in plan.cells}
+
+
+def test_a_start_must_name_another_method_of_the_recipe():
+    assert problems(base(methods=["sft", {"name": "kd", "starts_from": "kd"}])) == [
+        "r.yaml: methods[1].starts_from: the name of another method of the recipe"]
+    assert problems(base(methods=["sft", {"name": "kd", "starts_from": "rkl"}])) == [
+        "r.yaml: methods[1]: kd continues from the rkl student; add rkl to the methods"]
+    with pytest.raises(UserInputError, match="continue from each other's students"):
+        _plan(base(methods=[{"name": "sft", "starts_from": "kd"}, {"name": "kd", "starts_from": "sft"}]))

@@ -38,7 +38,7 @@ def print_check(path: str, recipe: Recipe, absent: list[str]) -> None:
     for label in dict.fromkeys(cell.label for cell in methods):
         cells = [cell for cell in methods if cell.label == label]
         seeds = ",".join(str(cell.seed) for cell in cells)
-        table.add_row(escape(label), seeds, escape(recipe.student or ""), escape(_needs(kind, cells[0])))
+        table.add_row(escape(label), seeds, escape(recipe.student or ""), escape(_needs(kind, cells[0], plan)))
     console.print(table)
     for bench in plan.benchmarks:
         console.print(escape(f"benchmark {bench.name}: {_options(bench.benchmark)}".rstrip(": ")))
@@ -59,7 +59,7 @@ def _default(field: dataclasses.Field):
     return field.default
 
 
-def _needs(kind, cell) -> str:
+def _needs(kind, cell, plan) -> str:
     """A method cell's models by role, the signals it draws, the data it reads, and what it continues."""
     models = [f"{role} {ref}" for role, ref in kind.method_models(cell.method).items() if role != "student"]
     signals = list(getattr(cell.method, "needs", ()))
@@ -68,5 +68,5 @@ def _needs(kind, cell) -> str:
     parts = [("models: " + ", ".join(models)) if models else "",
              ("signals: " + ", ".join(signals)) if signals else "",
              ("data: " + ", ".join(data)) if data else "",
-             f"continues: {cell.method.starts_from}" if getattr(cell.method, "starts_from", None) else ""]
+             f"continues: {plan.cell(cell.starts_from).label}" if cell.starts_from else ""]
     return "; ".join(part for part in parts if part) or "the data alone"

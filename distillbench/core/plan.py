@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.recipe import KEY_MARKER, WHEN_SET, Recipe, keyed_dump, stable_hash, validate_options
+from distillbench.core.recipe import (KEY_MARKER, WHEN_SET, ComponentSpec, Recipe, keyed_dump, method_params,
+                                      stable_hash, start_of, validate_options)
 from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 
 
@@ -90,15 +91,15 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
                   stable_hash({"kind": "reference", "model": fp(row.model_ref), **row.options}), options=row.options)
              for row in kind.reference_rows()]
     budget = None if recipe.budget is None else keyed_dump(recipe.budget)  # a kind may fit without one
-    methods = [(spec, validate_options(METHODS.get(spec.name), spec.params, spec.name)[0]) for spec in recipe.methods]
-    keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first recipe entry
-    # Methods that continue from another method's student come after it.
-    for spec, method in sorted(methods, key=lambda pair: _starts_from(pair[1]) is not None):
+    methods = [(spec, validate_options(METHODS.get(spec.name), method_params(spec), spec.name)[0])
+               for spec in recipe.methods]
+    keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first entry in start order
+    for spec, method in _in_start_order(methods):
         models = {role: fp(ref) for role, ref in kind.method_models(method).items()}
         data = kind.data_key(method)
         version = getattr(method, "loss_version", 1)
         for seed in recipe.seeds:
-            start = _start_key(method, spec.name, seed, keys)
+            start = _start_key(spec, method, seed, keys)
             loss = {"loss_version": version} if version != 1 else {}
             key = stable_hash({"kind": "method", "method": spec.name, "params": method_options(method),
                                "seed": seed, "models": models, "data": data, "budget": budget,
@@ -122,8 +123,22 @@ def _check_versus(recipe: Recipe, plan: Plan) -> None:
         raise UserInputError(f"leaderboard.versus: no row {versus!r}; rows: {', '.join(plan.rows())}")
 
 
-def _starts_from(method: Any) -> str | None:
-    return getattr(method, "starts_from", None)
+def _in_start_order(methods: list[tuple[ComponentSpec, Any]]) -> list[tuple[ComponentSpec, Any]]:
+    """The recipe's (entry, method) pairs, each after the method whose student it continues (entries that start
+    from the init first, in recipe order; then those that continue them, and so on)."""
+    names = {spec.name for spec, _ in methods}
+    ordered: list[tuple[ComponentSpec, Any]] = []
+    pending = list(methods)
+    while pending:
+        placed = {spec.name for spec, _ in ordered}
+        ready = [(spec, method) for spec, method in pending
+                 if start_of(spec, type(method)) in placed or start_of(spec, type(method)) not in names]
+        if not ready:
+            raise UserInputError(f"methods: {', '.join(spec.label for spec, _ in pending)} continue from each "
+                                 "other's students")
+        ordered += ready
+        pending = [pair for pair in pending if pair not in ready]
+    return ordered
 
 
 def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
@@ -139,10 +154,12 @@ def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
     return BenchmarkRun(label, benchmark, key)
 
 
-def _start_key(method: Any, name: str, seed: int, keys: dict[tuple[str, int], str]) -> str | None:
-    if _starts_from(method) is None:
+def _start_key(spec: ComponentSpec, method: Any, seed: int, keys: dict[tuple[str, int], str]) -> str | None:
+    """The key of the cell (same seed) whose trained student the entry's cell starts from; None: the init."""
+    start = start_of(spec, type(method))
+    if start is None:
         return None
-    if (method.starts_from, seed) not in keys:
-        raise UserInputError(f"methods: {name} continues from the {method.starts_from} student; "
-                             f"add {method.starts_from} to the recipe's methods")
-    return keys[(method.starts_from, seed)]
+    if (start, seed) not in keys:
+        raise UserInputError(f"methods: {spec.name} continues from the {start} student; "
+                             f"add {start} to the recipe's methods")
+    return keys[(start, seed)]

@@ -33,6 +33,10 @@ KEY_MARKER = "key"
 WHEN_SET, NEVER = "when-set", "never"
 # Fields holding a file or folder path: relative ones are read relative to the recipe's folder.
 PATH_MARKER = "path"
+# The one option of a method entry that no method declares: the harness's, not the loss's. It names another
+# method of the recipe whose student (same seed) the entry continues, in place of the class's `starts_from`,
+# so a baseline can start where a method that continues another's student starts (its control).
+START = "starts_from"
 
 
 def when_set(**field: Any) -> Any:
@@ -245,7 +249,8 @@ def _check_components(recipe: Recipe, kind: type) -> list[str]:
             if spec.name not in registry:
                 problems.append(f"{path}.name: {registry.unknown_message(spec.name)}")
                 continue
-            problems += validate_options(registry.get(spec.name), spec.params, path)[1]
+            params = method_params(spec) if registry is METHODS else spec.params
+            problems += validate_options(registry.get(spec.name), params, path)[1]
             problems += _kind_mismatch(path, spec.name, registry, kind)
         labels = [s.label for s in specs]
         for label in {l for l in labels if labels.count(l) > 1}:
@@ -274,13 +279,28 @@ def _kinds_for(suits) -> str:
     return f"{' or '.join(names)} students" if names else "no kind of student here"
 
 
+def method_params(spec: ComponentSpec) -> dict[str, Any]:
+    """A method entry's hyperparameters: its options less the harness's `starts_from`."""
+    return {key: value for key, value in spec.params.items() if key != START}
+
+
+def start_of(spec: ComponentSpec, cls: type) -> str | None:
+    """The method whose student a method entry continues: the recipe's `starts_from`, else its class's."""
+    return spec.params.get(START, getattr(cls, "starts_from", None))
+
+
 def _check_continuations(recipe: Recipe) -> list[str]:
-    """A method that continues another method's student needs that method in the recipe."""
-    methods = [(index, s.name, METHODS.get(s.name)) for index, s in enumerate(recipe.methods) if s.name in METHODS]
-    names = [name for _, name, _ in methods]
-    return [f"methods[{index}]: {name} continues from the {cls.starts_from} student; add {cls.starts_from} to the "
-            "methods" for index, name, cls in methods
-            if getattr(cls, "starts_from", None) is not None and cls.starts_from not in names]
+    """A method that continues another method's student names another method of the recipe."""
+    names = [spec.name for spec in recipe.methods]
+    problems = []
+    for index, spec in enumerate(recipe.methods):
+        start = start_of(spec, METHODS.get(spec.name)) if spec.name in METHODS else None
+        if start is not None and (not isinstance(start, str) or start == spec.name):
+            problems.append(f"methods[{index}].{START}: the name of another method of the recipe")
+        elif start is not None and start not in names:
+            problems.append(f"methods[{index}]: {spec.name} continues from the {start} student; add {start} to "
+                            "the methods")
+    return problems
 
 
 def set_but_unused(recipe: BaseModel, reasons: dict[str, str]) -> list[str]:
