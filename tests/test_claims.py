@@ -25,6 +25,64 @@ def test_a_claim_holds_when_the_better_row_is_ahead_with_three_seeds_each(monkey
     assert result["status"] == held
 
 
+class _Costs:
+    """A store stand-in that holds each cell's cost."""
+
+    def __init__(self, costs: dict[str, dict]):
+        self.costs = costs
+
+    def cell(self, key):
+        return {"cost": self.costs[key]}
+
+
+def _checked(monkeypatch, better: dict, worse: dict, store=None) -> str:
+    """The status of 'a beats b' when a is well ahead (p = 0.001, three seeds each), with the rows' declarations."""
+    monkeypatch.setattr(claims, "item_values", lambda store, cells, key: {})
+    monkeypatch.setattr(claims, "paired_test", lambda *args: {"diff": 0.1, "p": 0.001, "n": 100, "test": "t",
+                                                              "seeds": [3, 3]})
+    rows = [{"row": name, "kind": "method", "method": name, "status": "complete", "cells": [f"{name}{seed}" for seed
+                                                                                           in range(3)],
+             "metrics": {}, **declared} for name, declared in (("a", better), ("b", worse))]
+    board = {"rows": rows, "protocols": {"bench": {"key": "k", "lower_is_better": []}}}
+    (result,) = check_claims(store, board, (Claim("a", "paper", "a beats b", better="a", worse="b",
+                                                  metric="bench/m"),))
+    return result["status"]
+
+
+@pytest.mark.parametrize("better, worse, held", [
+    ({"starts_from": "sft"}, {"starts_from": None}, "no control (starts from sft)"),
+    ({"starts_from": "sft"}, {"starts_from": "dckd"}, "no control (starts from sft)"),
+    ({"starts_from": "sft"}, {"starts_from": "sft"}, "holds"),  # the control: the same start
+    ({"starts_from": None}, {"starts_from": "sft"}, "holds"),  # a baseline trained longer only makes it harder
+])
+def test_a_row_that_continues_another_needs_a_baseline_from_the_same_student(monkeypatch, better, worse, held):
+    assert _checked(monkeypatch, better, worse) == held
+
+
+@pytest.mark.parametrize("steps, held", [
+    ([0, 0, 0], "mechanism inactive (on_policy_steps 0 in 3 of 3 seeds)"),
+    ([5, 0, 2], "mechanism inactive (on_policy_steps 0 in 1 of 3 seeds)"),
+    ([5, 1, 2], "holds"),
+])
+def test_a_claim_whose_mechanism_never_engaged_is_no_verdict(monkeypatch, steps, held):
+    store = _Costs({**{f"a{seed}": {"on_policy_steps": n} for seed, n in enumerate(steps)},
+                    **{f"b{seed}": {} for seed in range(3)}})
+    assert _checked(monkeypatch, {"engaged_by": "on_policy_steps"}, {"engaged_by": None}, store) == held
+
+
+def test_boards_without_the_declarations_read_them_from_the_method_classes():
+    rows = {"redi": {"method": "redi"}, "dpo": {"method": "dpo"}, "distillm": {"method": "distillm"}}
+    assert claims._declared(rows["redi"], "starts_from") == "sft"
+    assert claims._declared(rows["dpo"], "starts_from") is None
+    assert claims._declared(rows["distillm"], "engaged_by") == "on_policy_steps"
+    assert claims._declared({"method": None}, "engaged_by") is None  # a reference row
+
+
+def test_redis_claim_is_checked_against_dpo_from_the_sft_student():
+    (claim,) = [c for c in claims.CLAIMS if c.method == "redi"]
+    assert claim.worse == "dpo[starts_from=sft]"
+
+
 class _Cells:
     """A store stand-in that holds each cell's final golden distance."""
 

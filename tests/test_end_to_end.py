@@ -187,14 +187,17 @@ output_dir: {out}
 def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys):
     recipe = tmp_path / "seed.yaml"
     methods = ("[{name: adpa+, max_new_tokens: 8}, sft, dckd, {name: adpa, max_new_tokens: 8}, redi, dpo, "
-               "teacher-ref-dpo, "
+               "{name: dpo, starts_from: sft}, teacher-ref-dpo, "
                "{name: distillm, initial_probability: 0.5, max_new_tokens: 8}, {name: curry-dpo, iterations: 2}, "
                "adpo, {name: adpo, anchor: ema}, spo]")
     recipe.write_text(SEED_PAPERS.format(methods=methods, out=tmp_path / "out"))
     assert main(["run", str(recipe)]) == 0
     board_rows = [r for r in _board(recipe)["rows"] if r["kind"] == "method"]
-    assert len(board_rows) == 12 and all(row["status"] == "complete" for row in board_rows), board_rows
+    assert len(board_rows) == 13 and all(row["status"] == "complete" for row in board_rows), board_rows
+    starts = {r["row"]: r["starts_from"] for r in board_rows if r["starts_from"]}
+    assert starts == {"adpa+[max_new_tokens=8]": "dckd", "redi": "sft", "dpo[starts_from=sft]": "sft"}
     rows = {r["method"]: r for r in board_rows}
+    assert rows["distillm"]["engaged_by"] == "on_policy_steps" and rows["dckd"]["engaged_by"] is None
     # ADPA scores only its samples, with the teacher and the reference teacher: 2 models x 4 rows x 2 steps.
     assert rows["adpa"]["cost"]["teacher_forwards"] == 16
     assert rows["adpa"]["cost"]["on_policy_steps"] == 2
@@ -206,7 +209,7 @@ def test_seed_paper_methods_train_with_their_signals_and_starts(tmp_path, capsys
     capsys.readouterr()
     assert main(["leaderboard", str(tmp_path / "out"), "--claims"]) == 0
     claims = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
-    # redi and dpo both ran, one seed each: tested, but too few seeds for a verdict
+    # redi and its control (dpo from the sft student) both ran, one seed each: tested, but too few seeds for a verdict
     assert claims["`redi`"].rstrip(" |").endswith("insufficient seeds")
     assert claims["`redi`"].split("|")[7].strip() != "—" and claims["`redi`"].split("|")[8].strip() == "1 vs 1"
     assert claims["`dckd`"].rstrip(" |").endswith("not run")  # its claim is on the judge, not scored here

@@ -82,6 +82,13 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
     return cost
 
 
+def _declarations(cell, plan: Plan) -> dict[str, Any]:
+    """What the claims read of a row's method: the row whose student it continues (its label; None: the init)
+    and the cost field that shows its mechanism engaged (`Method.engaged_by`)."""
+    return {"starts_from": plan.cell(cell.starts_from).label if cell.starts_from else None,
+            "engaged_by": getattr(cell.method, "engaged_by", None)}
+
+
 def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for label in plan.rows():
@@ -91,6 +98,7 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
         metrics, seeds = _row_metrics(store, [c for c, r in zip(cells, records) if r.get("status") != "failed"], plan)
         first = cells[0]
         row = {"row": label, "kind": first.kind, "method": first.method_name, "model": first.model_ref,
+               **_declarations(first, plan),
                "seeds": [c.seed for c in cells if c.seed is not None], "metrics": metrics, "seed_spread": seeds,
                "cost": _row_cost(store, cells, plan), "cells": [c.key for c in cells],
                "status": "failed" if failed else ("complete" if metrics else "incomplete")}

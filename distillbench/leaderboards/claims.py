@@ -3,8 +3,12 @@
 A claim holds when its better row is ahead of its worse row on the metric with p < 0.05 by a
 test that carries the seed-to-seed variance (`aggregate.paired_test`: seeds × items), and both
 rows have at least three seeds; with fewer it reads "insufficient seeds" whatever the test says,
-and otherwise "does not hold". Every claim shows its test, its p-value and the seeds behind it.
-Claims whose rows a leaderboard lacks are reported as not run.
+and otherwise "does not hold". Two comparisons are no verdict whatever their test says either:
+a better row that continues another row's student against a worse row that does not start from
+the same student ("no control (starts from sft)"), and a better row whose method's mechanism never
+engaged in a seed (its `Method.engaged_by` cost field at 0: "mechanism inactive"). Every claim shows
+its test, its p-value and the seeds behind it. Claims whose rows a leaderboard lacks are reported
+as not run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from scipy.stats import ttest_ind
 
+from distillbench.core.registry import METHODS
 from distillbench.core.two_level import resamples_for
 from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
 from distillbench.leaderboards.reported import _families
@@ -43,10 +48,14 @@ CLAIMS = (
     Claim("distillm", "Ko et al. 2024", "DistiLLM beats KD", "distillm", "kd[temperature=1.0]", JUDGE),
     Claim("dckd", "Gao et al. 2025", "DCKD beats SFT on the judge score", "dckd", "sft", JUDGE),
     Claim("adpa", "Gao et al. 2025", "ADPA beats DCKD on the judge score", "adpa", "dckd", JUDGE),
+    # adpa+ continues the dckd student and adpa starts from the init: it reads "no control" until a row from the
+    # dckd student is its baseline.
     Claim("adpa+", "Gao et al. 2025", "ADPA+ beats ADPA on the judge score", "adpa+", "adpa", JUDGE),
     Claim("adpo", "ADPO 2025", "listwise anchored ADPO beats pairwise DPO", "adpo", "dpo", JUDGE),
     Claim("curry-dpo", "Pattnaik et al. 2024", "the ranked curriculum beats plain DPO", "curry-dpo", "dpo", JUDGE),
-    Claim("redi", "Xu et al. 2025", "REDI beats DPO on accuracy", "redi", "dpo", ACCURACY),
+    # REDI continues the sft student, so its control is DPO continued from it (recipes/pocket/llm-sweep.yaml).
+    Claim("redi", "Xu et al. 2025", "REDI beats DPO on accuracy, both after SFT", "redi", "dpo[starts_from=sft]",
+          ACCURACY),
     Claim("spo", "Li et al. 2024", "the degree loss added to DPO beats DPO on the judge score", "spo", "dpo", JUDGE),
     Claim("mcts-dpo", "Xie et al. 2024", "step-level preference learning improves the starting policy's accuracy",
           "mcts-dpo", "student-init", ACCURACY),
@@ -98,9 +107,10 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
     not_run = {"status": "not run"}
     if any(name not in rows or rows[name]["status"] == "failed" for name in (claim.better, claim.worse)):
         return not_run
+    reason = _no_verdict(store, rows[claim.better], rows[claim.worse])
     if claim.metric == "golden_distance":
         test = _distance_test(store, rows[claim.better], rows[claim.worse])
-        return _verdict(test, -test["diff"]) if test else not_run
+        return _verdict(test, -test["diff"], reason) if test else not_run
     bench, metric = claim.metric.split("/")
     if bench not in board["protocols"]:
         return not_run
@@ -109,13 +119,45 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
     test = paired_test(better, worse, metric, protocol, resamples)
     if test is None:
         return not_run
-    return _verdict(test, -test["diff"] if lower_is_better(board, claim.metric) else test["diff"])
+    return _verdict(test, -test["diff"] if lower_is_better(board, claim.metric) else test["diff"], reason)
 
 
-def _verdict(test: dict[str, Any], better_by: float) -> dict[str, Any]:
+def _verdict(test: dict[str, Any], better_by: float, reason: str | None) -> dict[str, Any]:
+    """The claim's status from its test, unless `reason` says why the comparison is no verdict."""
+    if reason is not None:
+        return {**test, "status": reason}
     if min(test["seeds"]) < MIN_SEEDS:
         return {**test, "status": "insufficient seeds"}
     return {**test, "status": "holds" if better_by > 0 and test["p"] < ALPHA else "does not hold"}
+
+
+def _no_verdict(store, better: dict, worse: dict) -> str | None:
+    """Why comparing the rows says nothing of the claim, or None. A better row that continues another row's
+    student is ahead of a baseline from elsewhere by that training alone, so it needs a worse row from the same
+    start; a mechanism that never engaged left the better row its base loss."""
+    start = _declared(better, "starts_from")
+    if start is not None and _declared(worse, "starts_from") != start:
+        return f"no control (starts from {start})"
+    return _inactive(store, better)
+
+
+def _inactive(store, row: dict) -> str | None:
+    """'mechanism inactive (...)' when the row's engagement figure is 0 in any of its seeds' cells."""
+    field = _declared(row, "engaged_by")
+    if field is None:
+        return None
+    figures = [((store.cell(key) or {}).get("cost") or {}).get(field) for key in row["cells"]]
+    idle = figures.count(0)
+    return f"mechanism inactive ({field} 0 in {idle} of {len(figures)} seeds)" if idle else None
+
+
+def _declared(row: dict, name: str) -> str | None:
+    """A row's `starts_from` or `engaged_by`, as its board records it; boards built before they did fall back
+    on the method class (its start named by method, which is the start's row label for a plain entry)."""
+    if name in row:
+        return row[name]
+    value = getattr(METHODS.get(row["method"]), name, None) if row.get("method") in METHODS else None
+    return value if isinstance(value, str) else None
 
 
 def _distance_test(store, better: dict, worse: dict) -> dict[str, Any] | None:

@@ -66,8 +66,13 @@ class Method(ABC):
     logit_sequences: ClassVar[tuple[str, ...] | None] = None
     # Where reference_logps come from: the student's own initialisation, or the teacher.
     reference_model: ClassVar[str] = "init"
-    # A method that continues from another method's student (same seed), or None for the student init.
+    # A method that continues from another method's student (same seed), or None for the student init; a recipe
+    # entry's `starts_from` option sets it for any method (core/recipe.py START), to give such a method a control.
     starts_from: ClassVar[str | None] = None
+    # The cell cost field (a count, core/train.py TrainResult) that is 0 when the mechanism the method's claim is
+    # about never engaged: on_policy_steps for a schedule of student samples that may never fire. A claim whose
+    # better row has it at 0 in a seed is no verdict (leaderboards/claims.py); None: nothing can stay off.
+    engaged_by: ClassVar[str | None] = None
     # Bumped when the loss changes for the same hyperparameters, so cells trained with the old loss are
     # not reused (part of the cell key from 2 on; version 1 keeps the keys cells had before it existed).
     loss_version: ClassVar[int] = 1

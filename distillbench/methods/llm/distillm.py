@@ -11,8 +11,13 @@ in jongwooko/distillm ``losses.py``). We report the true KL; the authors' code d
 teacher-entropy constant of SKL (same gradient). α = 0.1 (``--skew-alpha``). Training
 data follow the adaptive off-policy schedule (`AdaptiveOffPolicy`): the probability of
 student samples starts at 0 and rises by 0.1 whenever the validation NLL rises by
-``loss_eps`` = 0.1; a replay buffer of 1000 samples, replay ratio "decreasing"; the
-validation loss is measured once per epoch; samples at temperature 1.
+``loss_eps`` = 0.1; a replay buffer of 1000 samples, replay ratio "decreasing"; samples at
+temperature 1. The validation loss is measured before the first step and once per epoch of the
+training data, as in the authors' ``finetune.py`` (``--eval-interval -1``: every epoch; their GPT-2
+runs train 20 epochs, so the loss has 19 chances to rise). A run of under two epochs compares one
+measure with the first (the pocket sweep: 5,000 examples, batch 32, 300 steps, so step 156 only),
+and a student still learning lowers its validation loss: the schedule never fires there, and
+`engaged_by` (on_policy_steps 0) marks its claim "mechanism inactive".
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class DistiLLM(AdaptiveSampling, Method):
     max_new_tokens: Annotated[int, Gt(0)] = 128
 
     needs = ("teacher_logits", "validation")
+    engaged_by = "on_policy_steps"  # the schedule fires only once the validation loss rises: it may never
 
     def off_policy_schedule(self):
         return AdaptiveOffPolicy(self.initial_probability, self.loss_eps, capacity=self.capacity,

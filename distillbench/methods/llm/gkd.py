@@ -61,6 +61,7 @@ class GKD(OnPolicy, Method):
     max_new_tokens: Annotated[int, Gt(0)] = 128
 
     needs = ("teacher_logits",)
+    engaged_by = "on_policy_steps"  # each step is on-policy with probability λ: with a small λ, maybe none
 
     def on_policy_probability(self, step):
         return self.lmbda
