@@ -7,13 +7,18 @@ import json
 import random
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from distillbench.cli.main import main
+from distillbench.core.item_metrics import summarize_metrics
 from distillbench.core.provenance import git_commit
 from distillbench.core.store import Store
+from distillbench.leaderboards.aggregate import item_values
 from distillbench.leaderboards.records import COLUMNS, Records
+
+COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards"
 
 RECIPE = """
 name: records
@@ -175,3 +180,20 @@ def test_a_board_without_records_or_store_says_so(run, copies, capsys):
     assert main(["leaderboard", str(bare), "--versus", "dpo"]) == 2
     assert "no per-item records beside it" in capsys.readouterr().err
     assert main(["leaderboard", str(bare)]) == 0  # the table itself needs none
+
+
+@pytest.mark.parametrize("path", sorted(COMMITTED.glob("*.items.csv.gz")), ids=lambda path: path.name)
+def test_a_committed_records_file_belongs_to_the_board_beside_it(path):
+    """Every cell of the board is in its records, whose values give back the board's per-item means: a
+    board regenerated without its records copied beside it fails here instead of losing its tests."""
+    board = json.loads(path.with_name(path.name.replace(".items.csv.gz", ".json")).read_text())
+    records, checked = Records(path), 0
+    for row in board["rows"]:
+        assert all(records.cell(cell) for cell in row["cells"]), row["row"]
+        for bench, protocol in board["protocols"].items():
+            for metric, summary in summarize_metrics(item_values(records, row["cells"], protocol["key"]),
+                                                     protocol).items():
+                if f"{bench}/{metric}" in row["metrics"]:
+                    assert summary["mean"] == pytest.approx(row["metrics"][f"{bench}/{metric}"]["mean"], abs=1e-12)
+                    checked += 1
+    assert checked >= len(board["rows"])
