@@ -2,12 +2,12 @@
 
 For every row and metric present in both, a drop is a regression when
   * per-item scores of both runs are at hand (each is a run directory holding
-    ``results.sqlite``, or a board with its ``<name>.items.csv.gz`` beside it) and the paired test over the shared items says the drop is
-    significant (p < 0.05, `aggregate.paired_test`: over seeds and items when a row has
-    several seeds; for one-seed rows exact McNemar for binary metrics, for ratio-of-sums
-    and macro metrics the permutation test that swaps the runs' (numerator, denominator)
-    per item, paired permutation otherwise) and larger than the metric's tolerance
-    (default 0);
+    ``results.sqlite``, or a board with its ``<name>.items.csv.gz`` beside it) and the
+    paired test over the shared items says the drop is significant (p < 0.05,
+    `aggregate.paired_test`: over seeds and items when a row has several seeds; for
+    one-seed rows exact McNemar for binary metrics, for ratio-of-sums and macro metrics
+    the permutation test that swaps the runs' (numerator, denominator) per item, paired
+    permutation otherwise) and larger than the metric's tolerance (default 0);
   * otherwise, when the mean fell by more than the tolerance, whose default is the
     half-width of the baseline's 95% CI.
 Metrics are higher-is-better unless the benchmark's protocol lists them under

@@ -56,11 +56,11 @@ def _lines(store: Store, board: dict[str, Any]) -> Iterator[list]:
     for row in board["rows"]:
         for cell in row.get("cells", []):
             yield from _cost_lines(cell, (store.cell(cell) or {}).get("cost") or {})
-            for protocol in board["protocols"].values():
-                for item, scores in sorted(store.item_scores(cell, protocol["key"]).items()):
-                    yield from ([cell, protocol["key"], item, metric, value] for metric, value in sorted(scores.items()))
+            for bench in (protocol["key"] for protocol in board["protocols"].values()):
+                for item, scores in sorted(store.item_scores(cell, bench).items()):
+                    yield from ([cell, bench, item, metric, value] for metric, value in sorted(scores.items()))
                     if not scores:
-                        yield [cell, protocol["key"], item, "", ""]
+                        yield [cell, bench, item, "", ""]
 
 
 def write_records(store: Store, board: dict[str, Any], path: Path) -> None:
