@@ -1,4 +1,5 @@
-"""`distillbench leaderboard DIR`: print a run directory's leaderboard, its head-to-head or its claims."""
+"""`distillbench leaderboard PATH`: print a leaderboard (a run directory's, or a leaderboard JSON such as a
+committed board), its head-to-head or its claims."""
 
 from __future__ import annotations
 
@@ -6,25 +7,26 @@ import json
 from pathlib import Path
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.store import Store
 from distillbench.leaderboards.aggregate import head_to_head
 from distillbench.leaderboards.claims import check_claims, claims_markdown
 from distillbench.leaderboards.html import write_html
+from distillbench.leaderboards.records import board_file, item_source, records_path
 from distillbench.leaderboards.render import print_table, print_versus, to_csv, to_markdown, versus_markdown
 from distillbench.leaderboards.reported import with_reported
 
 
 def leaderboard_command(args) -> int:
     _check_options(args)
-    board = _read_board(Path(args.directory) / "leaderboard.json")
+    file = board_file(Path(args.directory))
+    board = _read_board(file)
     if args.claims:
-        print(claims_markdown(_from_store(args.directory, lambda store: check_claims(store, board))), end="")
+        print(claims_markdown(_from_items(file, lambda items: check_claims(items, board))), end="")
         return 0
-    comparisons = (_from_store(args.directory, lambda store: head_to_head(store, board, args.versus))
+    comparisons = (_from_items(file, lambda items: head_to_head(items, board, args.versus))
                    if args.versus else None)
     if args.reported:
         board = with_reported(board)
-    _print_board(args, board, comparisons)
+    _print_board(args, file, board, comparisons)
     return 0
 
 
@@ -47,18 +49,19 @@ def _read_board(path: Path) -> dict:
     return board
 
 
-def _from_store(directory: str, read):
-    """`read(store)` over the run directory's per-item records (the head-to-head and claims pair items)."""
-    store = Store(Path(directory) / "results.sqlite")
-    try:
-        return read(store)
-    finally:
-        store.close()
+def _from_items(file: Path, read):
+    """`read(items)` over the board's per-item records (the head-to-head and claims pair items): its run's
+    results store, or the records file beside it."""
+    with item_source(file) as items:
+        if items is None:
+            raise UserInputError(f"{file}: no per-item records beside it (results.sqlite or "
+                                 f"{records_path(file).name}); boards published before records were kept have none")
+        return read(items)
 
 
-def _print_board(args, board: dict, comparisons: list | None) -> None:
+def _print_board(args, file: Path, board: dict, comparisons: list | None) -> None:
     if args.format == "html":
-        print(f"wrote {write_html(Path(args.directory), board, comparisons, args.versus)}")
+        print(f"wrote {write_html(file.parent, board, comparisons, args.versus, file.with_suffix('.html').name)}")
     elif args.format == "csv":
         print(to_csv(board), end="")
     elif args.format == "json":

@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--family", help="only this family (llm, diffusion, classify, vlm, image)")
     listing
 
-    board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory")
-    board.add_argument("directory")
+    board = commands.add_parser("leaderboard", help="print the leaderboard of a run directory or a leaderboard JSON")
+    board.add_argument("directory", metavar="PATH", help="a run directory, or a leaderboard JSON (--versus and "
+                       "--claims read its run's results.sqlite, else the <name>.items.csv.gz beside it)")
     board.add_argument("--format", choices=["table", "markdown", "json", "csv", "html"], default="table",
-                       help="html writes DIR/leaderboard.html, one self-contained page")
+                       help="html writes leaderboard.html (a board file's <name>.html) beside the board, "
+                       "one self-contained page")
     board.add_argument("--versus", metavar="ROW", help="paired differences of every row against ROW, with CIs, "
                        "p-values (McNemar for binary metrics) and Holm correction")
     board.add_argument("--claims", action="store_true", help="the seed papers' claims this leaderboard can check, "

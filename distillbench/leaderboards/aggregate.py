@@ -89,6 +89,12 @@ def _declarations(cell, plan: Plan) -> dict[str, Any]:
             "engaged_by": getattr(cell.method, "engaged_by", None)}
 
 
+def _commits(records: list[dict[str, Any]]) -> list[str]:
+    """The git commits of the checkouts that trained or loaded the row's cells, from their provenance
+    ('+dirty': with uncommitted changes); usually one, several when the row's seeds ran from different code."""
+    return sorted({(record.get("provenance") or {}).get("git_commit") for record in records} - {None})
+
+
 def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for label in plan.rows():
@@ -100,7 +106,7 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
         row = {"row": label, "kind": first.kind, "method": first.method_name, "model": first.model_ref,
                **_declarations(first, plan),
                "seeds": [c.seed for c in cells if c.seed is not None], "metrics": metrics, "seed_spread": seeds,
-               "cost": _row_cost(store, cells, plan), "cells": [c.key for c in cells],
+               "cost": _row_cost(store, cells, plan), "cells": [c.key for c in cells], "commits": _commits(records),
                "status": "failed" if failed else ("complete" if metrics else "incomplete")}
         if failed:
             row["errors"] = [f"seed {r['seed']}: {r['error']}" + (f" (step {r['failed_step']})" if r["failed_step"]

@@ -2,12 +2,12 @@
 
 For every row and metric present in both, a drop is a regression when
   * per-item scores of both runs are at hand (each is a run directory holding
-    ``results.sqlite``) and the paired test over the shared items says the drop is
-    significant (p < 0.05, `aggregate.paired_test`: over seeds and items when a row has
-    several seeds; for one-seed rows exact McNemar for binary metrics, for ratio-of-sums
-    and macro metrics the permutation test that swaps the runs' (numerator, denominator)
-    per item, paired permutation otherwise) and larger than the metric's tolerance
-    (default 0);
+    ``results.sqlite``, or a board with its ``<name>.items.csv.gz`` beside it) and the
+    paired test over the shared items says the drop is significant (p < 0.05,
+    `aggregate.paired_test`: over seeds and items when a row has several seeds; for
+    one-seed rows exact McNemar for binary metrics, for ratio-of-sums and macro metrics
+    the permutation test that swaps the runs' (numerator, denominator) per item, paired
+    permutation otherwise) and larger than the metric's tolerance (default 0);
   * otherwise, when the mean fell by more than the tolerance, whose default is the
     half-width of the baseline's 95% CI.
 Metrics are higher-is-better unless the benchmark's protocol lists them under
@@ -22,9 +22,9 @@ from typing import Any
 
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.store import Store
 
 from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.records import board_file, item_source
 
 # The gate's permutation tests of one-seed rows: p no lower than 1/10,001, far below its α of 0.05.
 GATE_RESAMPLES = 10_000
@@ -32,10 +32,10 @@ GATE_RESAMPLES = 10_000
 ALPHA = 0.05
 
 
-def load_board(path: str | Path) -> tuple[dict[str, Any], Path | None]:
-    """(leaderboard, run directory with results.sqlite or None) from a leaderboard.json or a run directory."""
+def load_board(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """(leaderboard, its file) from a leaderboard JSON or a run directory."""
     path = Path(path)
-    file = path / "leaderboard.json" if path.is_dir() else path
+    file = board_file(path)
     if not file.is_file():
         raise UserInputError(f"{path}: no leaderboard.json here")
     try:
@@ -47,8 +47,7 @@ def load_board(path: str | Path) -> tuple[dict[str, Any], Path | None]:
     for index, row in enumerate(board["rows"]):
         if not isinstance(row, dict) or "row" not in row or not isinstance(row.get("metrics"), dict):
             raise UserInputError(f"{file}: rows[{index}] lacks 'row' or 'metrics'")
-    store = file.parent / "results.sqlite"
-    return board, (file.parent if store.is_file() else None)
+    return board, file
 
 
 def parse_tolerances(pairs: list[str]) -> dict[str, float]:
@@ -64,26 +63,32 @@ def parse_tolerances(pairs: list[str]) -> dict[str, float]:
     return tolerances
 
 
-def _paired(new_dir: Path, base_dir: Path, new_board, base_board, new_row, base_row, metric: str):
+def _paired(items: tuple, new_board, base_board, new_row, base_row, metric: str):
+    """The paired test of `metric` between the rows, from (new, baseline) per-item records."""
     bench, _, name = metric.partition("/")
     keys = [board.get("protocols", {}).get(bench, {}).get("key") for board in (new_board, base_board)]
     if None in keys:
         return None
-    stores = [Store(new_dir / "results.sqlite"), Store(base_dir / "results.sqlite")]
-    try:
-        new_values = item_values(stores[0], new_row.get("cells", []), keys[0])
-        base_values = item_values(stores[1], base_row.get("cells", []), keys[1])
-    finally:
-        for store in stores:
-            store.close()
+    new_values = item_values(items[0], new_row.get("cells", []), keys[0])
+    base_values = item_values(items[1], base_row.get("cells", []), keys[1])
     protocol = {"binary_metrics": [], **new_board["protocols"][bench]}
     return paired_test(new_values, base_values, name, protocol, GATE_RESAMPLES)
 
 
 def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None) -> list[dict[str, Any]]:
     tolerances = tolerances or {}
-    new_board, new_dir = load_board(new)
-    base_board, base_dir = load_board(baseline)
+    new_board, new_file = load_board(new)
+    base_board, base_file = load_board(baseline)
+    with item_source(new_file) as new_items, item_source(base_file) as base_items:
+        items = (new_items, base_items) if new_items is not None and base_items is not None else None
+        results = _compare_rows(new_board, base_board, items, tolerances)
+    if not results:
+        raise UserInputError(f"{new} and {baseline} share no row and metric to compare")
+    return results
+
+
+def _compare_rows(new_board, base_board, items: tuple | None, tolerances: dict[str, float]) -> list[dict[str, Any]]:
+    """Every shared row and metric, by the paired test when `items` holds both boards' records."""
     base_rows = {row["row"]: row for row in base_board["rows"]}
     results = []
     for row in new_board["rows"]:
@@ -96,7 +101,7 @@ def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] 
                 continue
             sign = -1.0 if lower_is_better(base_board, metric) else 1.0
             delta = row["metrics"][metric]["mean"] - base_value["mean"]
-            test = _paired(new_dir, base_dir, new_board, base_board, row, base_row, metric) if new_dir and base_dir else None
+            test = _paired(items, new_board, base_board, row, base_row, metric) if items else None
             if test is not None:
                 delta = test["diff"]  # over the shared items, from the per-item records
                 tolerance = tolerances.get(metric, 0.0)
@@ -110,6 +115,4 @@ def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] 
             results.append({"row": row["row"], "metric": metric, "new": row["metrics"][metric]["mean"],
                             "baseline": base_value["mean"], "delta": delta, "tolerance": tolerance, "basis": basis,
                             "status": "regression" if regression else "ok", "regression": regression})
-    if not results:
-        raise UserInputError(f"{new} and {baseline} share no row and metric to compare")
     return results

@@ -489,7 +489,8 @@ def render_html(board: dict[str, Any], samples: dict[str, dict[str, Any]] | None
 
 
 def write_html(run_dir: Path, board: dict[str, Any], comparisons: list[dict[str, Any]] | None = None,
-               versus: str | None = None) -> Path:
-    path = Path(run_dir) / "leaderboard.html"
+               versus: str | None = None, name: str = "leaderboard.html") -> Path:
+    """Write the page as `name` in `run_dir` (a committed board's page beside it, under the board's name)."""
+    path = Path(run_dir) / name
     write_text_atomic(path, render_html(board, item_samples(run_dir, board), comparisons, versus))
     return path
