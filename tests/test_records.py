@@ -29,7 +29,7 @@ student: pocket:student-init
 data: {{source: "pocket:math", size: 32, preferences: "pocket:math-preference"}}
 budget: {{steps: 2, batch_size: 4, learning_rate: 1.0e-3, max_length: 96, checkpoint_every: 1}}
 seeds: [0, 1]
-methods: [sft, redi, dpo, {{name: teacher-hacking, data: offline, offline_prompts: 8, max_new_tokens: 8, every: 1}},
+methods: [sft, redi, dpo, {{name: dpo, starts_from: sft}}, {{name: teacher-hacking, data: offline, offline_prompts: 8, max_new_tokens: 8, every: 1}},
           {{name: teacher-hacking, data: online, max_new_tokens: 8, every: 1}}]
 benchmarks: [{{name: pocket-math, n: 12, max_new_tokens: 8}}]
 output_dir: {out}
@@ -40,7 +40,7 @@ CLAIM_LABELS = {"teacher-hacking[data=offline,every=1,max_new_tokens=8,offline_p
                 "teacher-hacking[data=online,every=1,max_new_tokens=8]": "teacher-hacking[data=online]"}
 RECORDS = "leaderboard.items.csv.gz"
 # The tiny models solve nothing; scores drawn at these rates per row give the paired tests something to find.
-RATES = {"teacher": 0.9, "reference-teacher": 0.8, "student-init": 0.1, "redi": 0.7, "dpo": 0.3}
+RATES = {"teacher": 0.9, "reference-teacher": 0.8, "student-init": 0.1, "redi": 0.7, "dpo": 0.3, "dpo[starts_from=sft]": 0.3}
 
 
 def _vary_scores(store_path) -> None:
@@ -56,7 +56,7 @@ def _vary_scores(store_path) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A tiny run (two seeds; redi and dpo on pocket-math, the two teacher-hacking runs with their distances),
+    """A tiny run (two seeds; redi, dpo and its control from sft on pocket-math, the two teacher-hacking runs with their distances),
     its item scores redrawn and the board published again, its rows relabelled as the claims name them."""
     directory = tmp_path_factory.mktemp("records")
     recipe = directory / "records.yaml"
