@@ -4,7 +4,8 @@ A claim holds when its better row is ahead of its worse row on the metric with p
 test that carries the seed-to-seed variance (`aggregate.paired_test`: seeds × items), and both
 rows have at least three seeds; with fewer it reads "insufficient seeds" whatever the test says,
 and otherwise "does not hold". Every claim shows its test, its p-value and the seeds behind it.
-Claims whose rows a leaderboard lacks are reported as not run.
+Claims whose rows a leaderboard lacks are reported as not run; one on a metric with no better
+direction (a bias measure such as POPE's yes-ratio) as "no better direction".
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from scipy.stats import ttest_ind
 
 from distillbench.core.two_level import resamples_for
-from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.aggregate import direction, item_values, paired_test
 from distillbench.leaderboards.reported import _families
 from distillbench.leaderboards.render import format_p
 
@@ -101,15 +102,17 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
     if claim.metric == "golden_distance":
         test = _distance_test(store, rows[claim.better], rows[claim.worse])
         return _verdict(test, -test["diff"]) if test else not_run
-    bench, metric = claim.metric.split("/")
+    bench, _, metric = claim.metric.partition("/")  # a metric name may hold "/" itself (POPE's random/f1)
     if bench not in board["protocols"]:
         return not_run
+    if direction(board, claim.metric) == "none":  # "beats" means nothing on a bias measure
+        return {"status": "no better direction"}
     protocol = board["protocols"][bench]
     better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
     test = paired_test(better, worse, metric, protocol, resamples)
     if test is None:
         return not_run
-    return _verdict(test, -test["diff"] if lower_is_better(board, claim.metric) else test["diff"])
+    return _verdict(test, -test["diff"] if direction(board, claim.metric) == "lower" else test["diff"])
 
 
 def _verdict(test: dict[str, Any], better_by: float) -> dict[str, Any]:
