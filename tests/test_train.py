@@ -18,6 +18,7 @@ from distillbench.methods.llm.curry_dpo import CurryDPO
 from distillbench.methods.llm.distillm import DistiLLM
 from distillbench.methods.llm.dpo import DPO
 from distillbench.methods.llm.sft import SFT
+from distillbench.methods.llm.teacher_hacking import TeacherHacking
 from distillbench.pocket.math_world import generate
 
 BUDGET = Budget(steps=4, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=1)
@@ -315,3 +316,23 @@ def test_every_schedule_warms_up_alike():
             scheduler.step()
     assert rates["constant"] == rates["multistep"] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     assert rates["cosine"][:5] == rates["constant"][:5]
+
+
+def _teacher_hacking_forwards(data: str, tmp_path) -> int:
+    teacher, tokenizer = load_causal_lm("pocket:teacher-sft")
+    student, _ = load_causal_lm("pocket:student-init")
+    budget = Budget(steps=2, batch_size=4, learning_rate=1e-2, max_length=96, checkpoint_every=2)
+    validation = tokenize_records(tokenizer, generate("dev", 2), 96)
+    method = TeacherHacking(data=data, offline_prompts=4, max_new_tokens=3, every=2)
+    result = train(method, student, generate("train", 8), budget, seed=0, checkpoint_dir=tmp_path / data,
+                   batching=TokenBatching(tokenizer, validation=validation), frozen={"teacher": teacher})
+    return result.teacher_forwards
+
+
+def test_teacher_samples_count_one_forward_per_generated_token_per_sequence(tmp_path):
+    # Both arms: the teacher's logits of 2 steps x 4 sequences (8). Offline adds its pool, sampled once:
+    # 4 prompts x 3 tokens (12); online samples every step's batch: 2 steps x 4 prompts x 3 tokens (24).
+    # Before teacher samples were counted both read 8.
+    offline, online = (_teacher_hacking_forwards(data, tmp_path) for data in ("offline", "online"))
+    assert offline == 8 + 12
+    assert online == 8 + 24

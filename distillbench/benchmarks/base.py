@@ -33,8 +33,13 @@ class Benchmark(ABC):
     scorer_version: ClassVar[str] = "1"
     # Metrics that are 0/1 per item (McNemar applies); others are continuous.
     binary_metrics: ClassVar[tuple[str, ...]] = ()
-    # Metrics where a drop is an improvement (the regression gate and the plots read this).
+    # Every metric has a direction: higher is better unless it is listed here. Metrics where a drop is an
+    # improvement (the regression gate, the claims and the plots read this):
     lower_is_better: ClassVar[tuple[str, ...]] = ()
+    # Metrics with no better direction (POPE's yes-ratio, VideoHallucer's yes/no differences): a bias
+    # measure, good when near the value a perfect model gives (`ideal_values`), not when high or low.
+    # The gate reads them two-sided, as the distance from that value where there is one.
+    no_direction: ClassVar[tuple[str, ...]] = ()
     # Corpus metrics that are a ratio of sums over items, not a mean of per-item values (POPE
     # precision = ΣTP/Σ(TP+FP), CHAIRi = Σhallucinated/Σmentions): metric -> (numerator, denominator),
     # two components each item carries in its values, named as parts (``f1.num``, ``f1.den``). The
@@ -72,10 +77,16 @@ class Benchmark(ABC):
     def check(self) -> list[str]:
         return []
 
+    def ideal_values(self) -> dict[str, float]:
+        """The value of each `no_direction` metric that has one: what a model answering every item
+        correctly would score (computed from the items where it depends on them)."""
+        return {}
+
     @classmethod
     def metric_definitions(cls) -> dict[str, Any]:
         """How per-item values become the leaderboard's metrics (the non-empty declarations above)."""
         declared = {"binary_metrics": list(cls.binary_metrics), "lower_is_better": list(cls.lower_is_better),
+                    "no_direction": list(cls.no_direction),
                     "ratio_metrics": {name: list(parts) for name, parts in cls.ratio_metrics.items()},
                     "macro_metrics": {name: list(parts) for name, parts in cls.macro_metrics.items()},
                     "set_metrics": list(cls.set_metrics)}

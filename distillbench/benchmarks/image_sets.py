@@ -5,11 +5,14 @@ it (PNG), as for GenEval, so `distillbench score` grades a folder made elsewhere
 there is nothing to score but the file; the metric is a statistic of the whole set of
 features against a reference set (`Benchmark.score_set`, `image_metrics.fid` / `kid`).
 
-CI: a percentile bootstrap over the generated samples, the reference statistics held fixed
-(`ci_resamples` resamples; 0 gives no CI, stored as ``ci95: null``). It measures the sampling
-noise of the generated set only, and resampling with replacement duplicates images, which
-biases both metrics upwards a little (the interval can sit above the point value); read it
-as the spread a new draw of prompts' samples would give, not as a test against the reference.
+CI (`subsample_interval`): half-sampling without replacement, the reference statistics held fixed
+(`ci_resamples` subsamples; 0 gives no CI, stored as ``ci95: null``). A with-replacement bootstrap
+duplicates images, and FID grows as its sample shrinks in effect (FID_N ≈ FID_∞ + k/N, Chong &
+Forsyth 2020, arXiv:1911.07023), so its percentile interval sat above the point value. It measures
+the sampling noise of the generated set only: read it as the spread a new draw of the prompts'
+samples (as many) would give, not as a test against the reference. It assumes the statistic is
+asymptotically normal, which FID and KID are when the two distributions differ; at a true distance
+of 0 (a perfect model) they converge faster and the interval is only indicative.
 
 * ``fid`` / ``kid``: a JSONL of prompts (``id``, ``prompt``: e.g. 30k COCO-2014 val captions for
   the GigaGAN/DMD2 protocol) and a folder of reference images; clean-fid's Inception from a local
@@ -39,16 +42,30 @@ from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmar
 from distillbench.benchmarks.image_metrics import GeneratedImageOutputs
 
 
-def bootstrap_interval(statistic, features: np.ndarray, resamples: int, seed: int = 0,
+def subsample_interval(statistic, features: np.ndarray, point: float, resamples: int, seed: int = 0,
                        level: float = 0.95) -> list[float] | None:
-    """Percentile bootstrap of `statistic(features)` over the rows of `features`; None when `resamples` is 0."""
+    """Subsampling interval for the full-sample value `point` of `statistic(features)`; None when
+    `resamples` is 0.
+
+    `resamples` subsets of b = ⌊n/2⌋ rows, drawn without replacement (Politis & Romano 1994, "Large
+    sample confidence regions based on subsamples under minimal assumptions", Ann. Statist. 22(4)):
+    the spread of θ_b − θ̄_b, scaled by √(b/(n−b)), estimates that of θ_n − E θ_n; the interval is
+    [point − q_hi, point − q_lo] of those scaled deviations. √(b/(n−b)) is the delete-d jackknife's
+    finite-population factor (Shao & Wu 1989, Ann. Statist. 17(3)), exact for a mean; with b = n/2 it
+    is 1. Deviations are taken from the subsamples' own mean θ̄_b, not from θ_n, because FID is biased
+    by O(1/size) and every half-sample shares the larger bias of size b: centring at θ_n would carry
+    that shift into the interval.
+    """
     if resamples == 0:
         return None
+    n = len(features)
+    size = n // 2
     rng = np.random.default_rng(seed)
-    values = [statistic(features[rng.integers(0, len(features), len(features))]) for _ in range(resamples)]
+    values = np.array([statistic(features[rng.choice(n, size, replace=False)]) for _ in range(resamples)])
+    deviations = (values - values.mean()) * np.sqrt(size / (n - size))
     tail = (1 - level) / 2
-    low, high = np.quantile(values, [tail, 1 - tail])
-    return [float(low), float(high)]
+    low, high = np.quantile(deviations, [tail, 1 - tail])
+    return [float(point - high), float(point - low)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,6 +86,7 @@ class _ImageSetMetric(GeneratedImageOutputs, ABC):
     """Items, per-item checks, set scoring and protocol shared by the FID and KID benchmarks."""
 
     metric = ""  # "fid" or "kid"
+    scorer_version = "2"  # 2: the CI is a half-sampling interval (was a with-replacement bootstrap)
 
     @abstractmethod
     def items(self):
@@ -89,7 +107,7 @@ class _ImageSetMetric(GeneratedImageOutputs, ABC):
     def _statistic(self, reference):
         if self.metric == "fid":
             return lambda features: image_metrics.fid(features, reference)["value"]
-        # A tenth of the subsets per resample keeps the bootstrap affordable; with equal-sized sets of at
+        # A tenth of the subsets per resample keeps the interval affordable; with equal-sized sets of at
         # most subset_size samples every subset is the whole set, so the count does not matter there.
         subsets = max(1, self.kid_subsets // 10)
         return lambda features: image_metrics.kid(features, reference, subsets, self.kid_subset_size, self.seed)["value"]
@@ -104,13 +122,14 @@ class _ImageSetMetric(GeneratedImageOutputs, ABC):
         else:
             result = image_metrics.kid(features, reference, self.kid_subsets, self.kid_subset_size, self.seed)
             extra = {"std": result["std"]}
-        interval = bootstrap_interval(self._statistic(reference), features, self.ci_resamples, self.seed)
+        interval = subsample_interval(self._statistic(reference), features, result["value"], self.ci_resamples,
+                                      self.seed)
         return {self.metric: {"mean": result["value"], "ci95": interval, "n": len(features), **extra}}
 
     def protocol(self):
         settings = {"subsets": self.kid_subsets, "subset_size": self.kid_subset_size} if self.metric == "kid" else {}
-        ci = (f"percentile bootstrap over generated samples, {self.ci_resamples} resamples, reference fixed"
-              if self.ci_resamples else "none")
+        ci = (f"half-sampling without replacement over generated samples (Politis & Romano 1994), "
+              f"{self.ci_resamples} subsamples of n/2, reference fixed" if self.ci_resamples else "none")
         return {**image_metrics.protocol(self.metric, _reference(self), len(self.items()), **settings),
                 "scorer_version": self.scorer_version, "ci": ci, "seed": self.seed}
 

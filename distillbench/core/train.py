@@ -165,6 +165,30 @@ class TrainRun:
                 for part, part_indices in enumerate(self.batching.split_step(indices, budget))]
 
 
+@contextlib.contextmanager
+def counting_forwards(models):
+    """While open, counts the sequences of every forward call of `models` (yields a one-item list).
+
+    A forward over B sequences counts B, as `add_signals` counts its passes. `generate` calls the
+    model once per decoding step (the prompt's prefill yields the first token, each later call one
+    more), so sampling T tokens for B sequences counts B·T: one per generated token per sequence,
+    finished sequences still in the batch included, since their rows are computed too.
+    """
+    count = [0]
+
+    def hook(module, args, kwargs):
+        inputs = next((v for v in (kwargs.get("input_ids"), kwargs.get("inputs_embeds"), *args) if v is not None), ())
+        count[0] += len(inputs)
+
+    unique = {id(model): model for model in models}.values()  # a model serving two roles runs once per call
+    handles = [model.register_forward_pre_hook(hook, with_kwargs=True) for model in unique]
+    try:
+        yield count
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _micro_batch_weights(batches: list[dict], normalize_by: str, batching: Batching) -> list[float]:
     """Weights that make accumulated micro-batch means equal the mean over the whole step.
 
@@ -312,7 +336,9 @@ def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: 
         bar.advance(state["step"])
         for step in range(state["step"], budget.steps):
             run.step, run.on_policy = step, False
-            batches = method.before_step(run)
+            with counting_forwards(run.frozen.values()) as sampled:  # a frozen model's samples (teacher data)
+                batches = method.before_step(run)
+            state["teacher_forwards"] += sampled[0]
             state["on_policy_steps"] = state.get("on_policy_steps", 0) + run.on_policy
             terms = _accumulate_gradients(accelerator, method, run, batches, state)
             grad_norm, used_lr = _optimizer_step(accelerator, run, optimizer, scheduler, budget)

@@ -95,6 +95,14 @@ def _commits(records: list[dict[str, Any]]) -> list[str]:
     return sorted({(record.get("provenance") or {}).get("git_commit") for record in records} - {None})
 
 
+def _protocol(bench) -> dict[str, Any]:
+    """A planned benchmark's entry in the board: its protocol, key, metric declarations and, for
+    no-direction metrics, their ideal values (`Benchmark.ideal_values`)."""
+    ideals = bench.benchmark.ideal_values()
+    return {**bench.benchmark.protocol(), "key": bench.key, **bench.benchmark.metric_definitions(),
+            **({"ideal": ideals} if ideals else {})}
+
+
 def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for label in plan.rows():
@@ -112,8 +120,7 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
             row["errors"] = [f"seed {r['seed']}: {r['error']}" + (f" (step {r['failed_step']})" if r["failed_step"]
                                                                   else "") for r in failed]
         rows.append(row)
-    protocols = {b.name: {**b.benchmark.protocol(), "key": b.key, **b.benchmark.metric_definitions()}
-                 for b in plan.benchmarks}
+    protocols = {b.name: _protocol(b) for b in plan.benchmarks}
     return {"schema_version": SCHEMA_VERSION, "recipe": recipe, "protocols": protocols, "rows": rows}
 
 
@@ -176,7 +183,17 @@ def head_to_head(store: Store, board: dict[str, Any], versus: str, alpha: float 
     return comparisons
 
 
-def lower_is_better(board: dict[str, Any], metric: str) -> bool:
-    """Whether `<benchmark>/<metric>` is better lower, as the board's protocol for the benchmark says."""
+def direction(board: dict[str, Any], metric: str) -> str:
+    """Which way `<benchmark>/<metric>` is better, as the board's protocol for the benchmark declares it:
+    "lower", "none" (a bias measure: see `ideal`) or "higher" (the default)."""
     bench, _, name = metric.partition("/")
-    return name in board.get("protocols", {}).get(bench, {}).get("lower_is_better", [])
+    protocol = board.get("protocols", {}).get(bench, {})
+    if name in protocol.get("lower_is_better", []):
+        return "lower"
+    return "none" if name in protocol.get("no_direction", []) else "higher"
+
+
+def ideal(board: dict[str, Any], metric: str) -> float | None:
+    """The value a no-direction metric should have (a perfect model's), or None where none is declared."""
+    bench, _, name = metric.partition("/")
+    return board.get("protocols", {}).get(bench, {}).get("ideal", {}).get(name)

@@ -8,7 +8,8 @@ a better row that continues another row's student against a worse row that does 
 the same student ("no control (starts from sft)"), and a better row whose method's mechanism never
 engaged in a seed (its `Method.engaged_by` cost field at 0: "mechanism inactive"). Every claim shows
 its test, its p-value and the seeds behind it. Claims whose rows a leaderboard lacks are reported
-as not run.
+as not run; one on a metric with no better direction (a bias measure such as POPE's yes-ratio) as
+"no better direction".
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scipy.stats import ttest_ind
 
 from distillbench.core.registry import METHODS
 from distillbench.core.two_level import resamples_for
-from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.aggregate import direction, item_values, paired_test
 from distillbench.leaderboards.reported import _families
 from distillbench.leaderboards.render import format_p
 
@@ -111,15 +112,17 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
     if claim.metric == "golden_distance":
         test = _distance_test(store, rows[claim.better], rows[claim.worse])
         return _verdict(test, -test["diff"], reason) if test else not_run
-    bench, metric = claim.metric.split("/")
+    bench, _, metric = claim.metric.partition("/")  # a metric name may hold "/" itself (POPE's random/f1)
     if bench not in board["protocols"]:
         return not_run
+    if direction(board, claim.metric) == "none":  # "beats" means nothing on a bias measure
+        return {"status": "no better direction"}
     protocol = board["protocols"][bench]
     better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
     test = paired_test(better, worse, metric, protocol, resamples)
     if test is None:
         return not_run
-    return _verdict(test, -test["diff"] if lower_is_better(board, claim.metric) else test["diff"], reason)
+    return _verdict(test, -test["diff"] if direction(board, claim.metric) == "lower" else test["diff"], reason)
 
 
 def _verdict(test: dict[str, Any], better_by: float, reason: str | None) -> dict[str, Any]:

@@ -10,8 +10,15 @@ For every row and metric present in both, a drop is a regression when
     permutation otherwise) and larger than the metric's tolerance (default 0);
   * otherwise, when the mean fell by more than the tolerance, whose default is the
     half-width of the baseline's 95% CI.
-Metrics are higher-is-better unless the benchmark's protocol lists them under
-``lower_is_better``. Exit status: 0 no regression, 1 a regression, 2 unusable input.
+Metrics are higher-is-better unless the benchmark's protocol (the new board's, else the
+baseline's) lists them under ``lower_is_better`` or ``no_direction``. A no-direction metric
+(POPE's yes-ratio, VideoHallucer's yes/no differences) is gated two-sided: with an ``ideal`` value
+in the protocol, "fell" above reads "moved further from the ideal" (|new − ideal| − |baseline −
+ideal| beyond the tolerance; with per-item scores the paired test must also find the runs
+different, p < 0.05: a two-sided test of that move when both sit on one side of the ideal, a test
+of the change itself when they straddle it); without one, any change beyond the tolerance (and
+significant, with per-item scores) is a regression.
+Exit status: 0 no regression, 1 a regression, 2 unusable input.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 
 from distillbench.core.errors import UserInputError
 
-from distillbench.leaderboards.aggregate import item_values, lower_is_better, paired_test
+from distillbench.leaderboards.aggregate import direction, ideal, item_values, paired_test
 from distillbench.leaderboards.records import board_file, item_source
 
 # The gate's permutation tests of one-seed rows: p no lower than 1/10,001, far below its α of 0.05.
@@ -75,6 +82,27 @@ def _paired(items: tuple, new_board, base_board, new_row, base_row, metric: str)
     return paired_test(new_values, base_values, name, protocol, GATE_RESAMPLES)
 
 
+def _worsening(board: dict[str, Any], metric: str, baseline: float, delta: float) -> float:
+    """How much worse a change of `delta` from `baseline` leaves `metric`, by its declared direction:
+    the drop (higher is better), the rise (lower is better), the growth of the distance from the
+    ideal (no direction, with an ideal) or the size of the change (no direction, no ideal)."""
+    kind = direction(board, metric)
+    if kind != "none":
+        return -delta if kind == "higher" else delta
+    target = ideal(board, metric)
+    if target is None:
+        return abs(delta)
+    return abs(baseline + delta - target) - abs(baseline - target)
+
+
+def _direction_note(board: dict[str, Any], metric: str) -> str:
+    """What the row's verdict measured, for a metric without a better direction."""
+    if direction(board, metric) != "none":
+        return ""
+    target = ideal(board, metric)
+    return "; two-sided" if target is None else f"; distance from ideal {target:.4g}"
+
+
 def compare(new: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None) -> list[dict[str, Any]]:
     tolerances = tolerances or {}
     new_board, new_file = load_board(new)
@@ -99,19 +127,23 @@ def _compare_rows(new_board, base_board, items: tuple | None, tolerances: dict[s
             if metric not in row["metrics"]:
                 results.append({"row": row["row"], "metric": metric, "status": "missing", "regression": True})
                 continue
-            sign = -1.0 if lower_is_better(base_board, metric) else 1.0
+            # The new run's declarations, where it has them: a baseline made before a metric's direction
+            # was declared (POPE's yes-ratio, once read as higher-is-better) is gated by today's reading.
+            declared = new_board if metric.partition("/")[0] in new_board.get("protocols", {}) else base_board
             delta = row["metrics"][metric]["mean"] - base_value["mean"]
             test = _paired(items, new_board, base_board, row, base_row, metric) if items else None
             if test is not None:
                 delta = test["diff"]  # over the shared items, from the per-item records
                 tolerance = tolerances.get(metric, 0.0)
-                regression = sign * delta < -tolerance and test["p"] < ALPHA
+                worse = _worsening(declared, metric, base_value["mean"], delta)
+                regression = worse > tolerance and test["p"] < ALPHA
                 basis = f"{test['test']} p={test['p']:.3g}"
             else:
                 low, high = base_value["ci95"] or (base_value["mean"],) * 2  # a set metric may have no CI
                 tolerance = tolerances.get(metric, (high - low) / 2)
-                regression = sign * delta < -tolerance
+                regression = _worsening(declared, metric, base_value["mean"], delta) > tolerance
                 basis = "mean vs tolerance"
+            basis += _direction_note(declared, metric)
             results.append({"row": row["row"], "metric": metric, "new": row["metrics"][metric]["mean"],
                             "baseline": base_value["mean"], "delta": delta, "tolerance": tolerance, "basis": basis,
                             "status": "regression" if regression else "ok", "regression": regression})

@@ -27,7 +27,7 @@ from distillbench.core.files import write_text_atomic
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS
 from distillbench.core.store import Store
-from distillbench.leaderboards.aggregate import lower_is_better
+from distillbench.leaderboards.aggregate import direction, ideal
 from distillbench.leaderboards.render import format_metric, format_p, metric_names
 from distillbench.leaderboards.reported import SECTION_HEADER, reported_cells
 
@@ -252,7 +252,7 @@ def _tick_label(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def _plot(board: dict[str, Any], metric: str, cost: str, cost_label: str, lower_is_better: bool) -> str | None:
+def _plot(board: dict[str, Any], metric: str, cost: str, cost_label: str, reading: str) -> str | None:
     """The metric against one cost column: method rows as points with CI whiskers, references as lines."""
     points = [(row["row"], row["cost"][cost], row["metrics"][metric]) for row in board["rows"]
               if row["kind"] == "method" and cost in row["cost"] and metric in row["metrics"]]
@@ -292,11 +292,10 @@ def _plot(board: dict[str, Any], metric: str, cost: str, cost_label: str, lower_
         parts += [f'<circle cx="{px(x)}" cy="{py(m["mean"])}" r="4" class="point">'
                   f"<title>{esc(name)}: {esc(format_metric(m))} at {x:,.0f}</title></circle>",
                   _text(px(x) + 6, py(m["mean"]) - 6, name, css="label")]
-    direction = " (lower is better)" if lower_is_better else ""
     middle = top + plot_height / 2
     parts += [_text(left + plot_width / 2, height - 6, cost_label, anchor="middle"),
               f'<text x="12" y="{middle}" text-anchor="middle" transform="rotate(-90 12 {middle})">'
-              f"{esc(metric + direction)}</text></svg>"]
+              f"{esc(metric + reading)}</text></svg>"]
     return "".join(parts)
 
 
@@ -309,6 +308,17 @@ def _text(x: float, y: float, text: str, anchor: str = "start", css: str = "") -
     return f'<text x="{x}" y="{y}" text-anchor="{anchor}"{css_attribute}>{esc(text)}</text>'
 
 
+def _reading(board: dict[str, Any], metric: str) -> str:
+    """The axis label's note on which way is better: none for higher (the default)."""
+    kind = direction(board, metric)
+    if kind == "lower":
+        return " (lower is better)"
+    if kind == "higher":
+        return ""
+    target = ideal(board, metric)
+    return " (no better direction)" if target is None else f" (best near {target:.4g})"
+
+
 def _plots(board: dict[str, Any]) -> str:
     names = metric_names(board)
     sections = []
@@ -316,8 +326,8 @@ def _plots(board: dict[str, Any]) -> str:
         metric = next((n for n in names if n.startswith(f"{bench}/")), None)
         if metric is None:
             continue
-        lower = lower_is_better(board, metric)
-        plots = [p for cost, label in COST_AXES if (p := _plot(board, metric, cost, label, lower))]
+        reading = _reading(board, metric)
+        plots = [p for cost, label in COST_AXES if (p := _plot(board, metric, cost, label, reading))]
         body = "".join(plots) or '<p class="sub">no method row has a training cost yet</p>'
         sections.append(f'<figure><figcaption>{esc(bench)}: {esc(metric)} (mean, 95% CI) against cost; '
                         f'dashed lines are reference models</figcaption>{body}</figure>')

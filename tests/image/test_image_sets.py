@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distillbench.benchmarks.image_sets import bootstrap_interval
+from distillbench.benchmarks import image_metrics
+from distillbench.benchmarks.image_sets import subsample_interval
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS
 from distillbench.core.score_only import score_predictions
@@ -63,7 +64,7 @@ def test_pocket_set_metric_through_score_only(name, oracle_and_blank):
     protocol = perfect["protocol"]
     assert protocol["metric"] == metric and protocol["samples"] == SAMPLES == protocol["reference_samples"]
     assert len(protocol["reference_hash"]) == 64 and protocol["extractor"] == "pocket-shapes-feature-net"
-    assert "bootstrap" in protocol["ci"] and protocol["resize"].startswith("none at 32x32")
+    assert "half-sampling without replacement" in protocol["ci"] and protocol["resize"].startswith("none at 32x32")
     assert all(row.keys() == {"id", "reason"} for row in perfect["per_item"])  # nothing per item
 
 
@@ -94,12 +95,53 @@ def test_fid_on_a_prompt_file_and_reference_folder(tmp_path, oracle_and_blank):
     assert any("inception-2015-12-05.pt" in problem for problem in problems)
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_a_mean():
+def test_subsample_interval_is_seeded_and_brackets_a_mean():
     values = np.random.default_rng(0).normal(size=(200, 1))
-    interval = bootstrap_interval(lambda rows: float(rows.mean()), values, 500, seed=3)
-    assert interval == bootstrap_interval(lambda rows: float(rows.mean()), values, 500, seed=3)
-    assert interval[0] < values.mean() < interval[1] and interval[1] - interval[0] < 0.4
-    assert bootstrap_interval(lambda rows: 0.0, values, 0) is None
+    point = float(values.mean())
+    interval = subsample_interval(lambda rows: float(rows.mean()), values, point, 500, seed=3)
+    assert interval == subsample_interval(lambda rows: float(rows.mean()), values, point, 500, seed=3)
+    # a mean's standard error is 1/√200 ≈ 0.071: the interval's half-width is about 1.96 of it
+    assert interval[0] < point < interval[1] and 0.22 < interval[1] - interval[0] < 0.34
+    assert subsample_interval(lambda rows: 0.0, values, 0.0, 0) is None
+
+
+def _gaussian_fid_world(dimension=8):
+    """A fixed reference sample's statistics and a generator N(0.3·1, diag(0.5..2)) whose FID against
+    them is known in closed form (the Fréchet distance of two Gaussians)."""
+    rng = np.random.default_rng(0)
+    mu_r, sigma_r = image_metrics.feature_statistics(rng.normal(size=(5000, dimension)))
+    mu_g, sigma_g = np.full(dimension, 0.3), np.diag(np.linspace(0.5, 2.0, dimension))
+    true = image_metrics.frechet_distance(mu_g, sigma_g, mu_r, sigma_r)
+    statistic = lambda rows: image_metrics.frechet_distance(*image_metrics.feature_statistics(rows), mu_r, sigma_r)
+    return rng, (mu_g, sigma_g), true, statistic
+
+
+def _with_replacement(statistic, features, resamples, seed):
+    """The interval the image benchmarks used before: a percentile bootstrap with replacement."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(features[rng.integers(0, len(features), len(features))]) for _ in range(resamples)]
+    return np.quantile(values, [0.025, 0.975]), float(np.mean(values))
+
+
+def test_fid_half_sampling_interval_is_centred_where_the_bootstrap_was_shifted_up():
+    rng, (mu_g, sigma_g), true, statistic = _gaussian_fid_world()
+    trials, old_shift, new_shift, old_covers, new_covers, points = 40, [], [], 0, 0, []
+    for trial in range(trials):
+        features = rng.multivariate_normal(mu_g, sigma_g, 200)
+        point = statistic(features)
+        low, high = subsample_interval(statistic, features, point, 100, seed=trial)
+        (old_low, old_high), duplicated_mean = _with_replacement(statistic, features, 100, trial)
+        assert low < point < high
+        assert duplicated_mean > point  # duplicates inflate FID: every resample's mean sits above the sample's
+        old_shift.append((old_low + old_high) / 2 - point)
+        new_shift.append((low + high) / 2 - point)
+        old_covers += old_low <= true <= old_high
+        new_covers += low <= true <= high
+        points.append(point)
+    spread = np.std(points)  # the point estimate's own sampling spread
+    assert np.mean(old_shift) > 0.5 * spread  # the bootstrap interval sat above the point estimate
+    assert abs(np.mean(new_shift)) < 0.2 * spread
+    assert new_covers >= 0.85 * trials > old_covers  # and covered the true FID far less often
 
 
 def test_set_metric_summaries_round_trip_the_store_and_pool_over_seeds(tmp_path):

@@ -145,6 +145,16 @@ def score_pope_item(item: dict[str, Any], output: str) -> ItemScore:
                      f"{split}: parsed {predicted!r}, label {item['label']!r}")
 
 
+def pope_yes_shares(items: list[dict[str, Any]]) -> dict[str, float]:
+    """The yes-ratio a model answering every question correctly gets: the share of gold "yes" per split,
+    and their mean for the average (a mean over the splits, as the metric is)."""
+    shares = {}
+    for split in dict.fromkeys(item["split"] for item in items):
+        labels = [item["label"] == "yes" for item in items if item["split"] == split]
+        shares[f"{split}/yes_ratio"] = sum(labels) / len(labels)
+    return {**shares, "average/yes_ratio": sum(shares.values()) / len(shares)} if shares else {}
+
+
 @register_benchmark("pope", family="vlm", paper="Li et al. 2023, arXiv:2305.10355",
                     summary="POPE object hallucination: accuracy, precision, recall, F1, yes-ratio per split "
                             "and their average (official evaluate.py parsing)")
@@ -164,6 +174,11 @@ class POPE(VisionBenchmark):
     ratio_metrics = {f"{split}/{name}": (f"{split}/{name}.num", f"{split}/{name}.den")
                      for split in pope.SPLITS for name in POPE_RATIOS}
     macro_metrics = {f"average/{name}": tuple(f"{split}/{name}" for split in pope.SPLITS) for name in pope.METRICS}
+    # Saying yes more (or less) often is neither better nor worse: near the data's yes share is.
+    no_direction = (*(f"{split}/yes_ratio" for split in pope.SPLITS), "average/yes_ratio")
+
+    def ideal_values(self):
+        return pope_yes_shares(self.items())
 
     def check(self):
         if not Path(self.questions).is_dir():
@@ -324,10 +339,16 @@ class VideoHallucer(VideoPairBenchmark):
     binary_metrics = tuple(f"{category}/{name}" for category in ALL_CATEGORIES for name in
                            ("basic_accuracy", "halluc_accuracy", "accuracy"))
     lower_is_better = tuple(f"bias/{name}" for name in BIAS_RATIOS)
+    # A lean towards yes (or no) is bad either way: a model answering every pair right says yes and no
+    # once each per pair (the basic answer is always yes, the hallucinated one no), so both are 0.
+    no_direction = ("bias/yes_difference", "bias/no_difference")
     ratio_metrics = {f"bias/{name}": (f"bias/{name}.num", f"bias/{name}.den") for name in BIAS_RATIOS}
     # The leaderboard's overall: the mean over the five main categories (those scored).
     macro_metrics = {f"overall/{name}": tuple(f"{category}/{name}" for category in videohallucer.CATEGORIES)
                      for name in videohallucer.METRICS}
+
+    def ideal_values(self):
+        return dict.fromkeys(self.no_direction, 0.0)
 
     def _file(self, category: str) -> Path:
         return Path(self.data) / ALL_CATEGORIES[category]

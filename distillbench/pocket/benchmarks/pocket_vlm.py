@@ -18,7 +18,8 @@ from annotated_types import Gt
 
 from distillbench.benchmarks.base import register_benchmark
 from distillbench.benchmarks.vlm.benchmarks import (CHAIR, POPE, VideoHallucer, VideoPairBenchmark, VisionBenchmark,
-                                                    VQAv2, score_chair_item, score_pope_item, score_vqa_item)
+                                                    VQAv2, pope_yes_shares, score_chair_item, score_pope_item,
+                                                    score_vqa_item)
 from distillbench.benchmarks.vlm.videohallucer import INSTRUCTION, prompt as video_prompt
 from distillbench.core.recipe import stable_hash
 from distillbench.kinds.vlm.models import VisionRequest
@@ -87,9 +88,13 @@ class PocketPOPE(VisionBenchmark):
     binary_metrics = POPE.binary_metrics
     ratio_metrics = POPE.ratio_metrics
     macro_metrics = POPE.macro_metrics
+    no_direction = POPE.no_direction
 
     def items(self):
         return shapes_vlm.pope_items(self.n, self.seed, tuple(self.splits), self.per_image)
+
+    def ideal_values(self):
+        return pope_yes_shares(self.items())
 
     def requests(self, items):
         return [VisionRequest((_image(item["scene"]),), self.prompt.format(question=item["text"])) for item in items]
@@ -156,8 +161,10 @@ class PocketVideoHallucer(VideoPairBenchmark):
 
     binary_metrics = VideoHallucer.binary_metrics
     lower_is_better = VideoHallucer.lower_is_better
+    no_direction = VideoHallucer.no_direction
     ratio_metrics = VideoHallucer.ratio_metrics
     macro_metrics = VideoHallucer.macro_metrics
+    ideal_values = VideoHallucer.ideal_values
 
     def items(self):
         return shapes_vlm.videohallucer_items(self.n, self.seed, tuple(self.categories))
