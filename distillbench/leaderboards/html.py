@@ -482,8 +482,8 @@ def render_html(board: dict[str, Any], samples: dict[str, dict[str, Any]] | None
         f'<meta http-equiv="Content-Security-Policy" content="{esc(policy)}">',
         f"<title>distillbench leaderboard: {esc(name)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Leaderboard: {esc(name)}</h1>",
-        "<p>Mean over items with a 95% percentile-bootstrap CI (bars share a scale per column); method rows "
-        "average each item over seeds first. Click a column header to sort.</p>",
+        "<p>Mean over items (and seeds) with a 95% CI (bars share a scale per column): over seeds and items for a "
+        "row with several seeds, a percentile bootstrap over items for one. Click a column header to sort.</p>",
         _table(board), f"<ul>{protocols}{errors}</ul>",
     ]
     if comparisons is not None and versus is not None:

@@ -68,7 +68,8 @@ def to_markdown(board: dict[str, Any]) -> str:
     lines = [f"# Leaderboard: {board['recipe']['name']}", "", *_presentation(board),
              markdown_row(_header(names)), "|" + "---|" * len(_header(names))]
     lines += [markdown_row(_cells(row, names)) for row in board["rows"]]
-    lines += ["", "Mean over items with a 95% percentile-bootstrap CI; method rows average each item over seeds first."]
+    lines += ["", "Mean over items (and seeds) with a 95% CI: over seeds and items for a row with several seeds (t at "
+              "Satterthwaite's df), a percentile bootstrap over items, conditional on the trained model, for one."]
     if any(p.get("ratio_metrics") or p.get("macro_metrics") for p in board.get("protocols", {}).values()):
         lines.append("Pooled metrics (listed per benchmark below) are ratios of sums over items (Σnumerator / "
                      "Σdenominator) or macro means of such figures; their CI resamples items and recomputes them.")
