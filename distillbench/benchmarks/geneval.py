@@ -476,8 +476,17 @@ def _detector(kind: str, model_path: str | None, clip_model: str, clip_pretraine
     return detector, clip_color_classifier(clip_pretrained, clip_model, device)
 
 
+@dataclass(frozen=True, kw_only=True)
 class _ScoredByGenEval(GeneratedImageOutputs, ABC):
-    """Items, scoring and protocol shared by the GenEval benchmarks (the fields live on each class)."""
+    """Items, scoring and the rule options shared by the GenEval benchmarks, at GenEval's defaults
+    (keyword-only, so a benchmark's own required fields may come first)."""
+
+    samples_per_prompt: Annotated[int, Gt(0)] = 4
+    threshold: Annotated[float, Ge(0)] = 0.3
+    counting_threshold: Annotated[float, Ge(0)] = 0.9
+    max_objects: Annotated[int, Gt(0)] = 16
+    max_overlap: Annotated[float, Ge(0)] = 1.0
+    position_threshold: Annotated[float, Ge(0)] = 0.1
 
     scorer_version = SCORER_VERSION
     binary_metrics = ("correct", *TAGS)
@@ -514,17 +523,11 @@ class GenEval(_ScoredByGenEval, Benchmark):
     """GenEval on its prompt metadata (``prompts/evaluation_metadata.jsonl``, a local path)."""
 
     metadata: str
-    samples_per_prompt: Annotated[int, Gt(0)] = 4
     detector: Literal["mask2former", "pocket"] = "mask2former"
     model_path: str | None = None  # transformers Mask2Former folder
     clip_model: str = "ViT-L-14"
     clip_pretrained: str | None = None  # open_clip checkpoint file
     device: str = "cpu"
-    threshold: Annotated[float, Ge(0)] = 0.3
-    counting_threshold: Annotated[float, Ge(0)] = 0.9
-    max_objects: Annotated[int, Gt(0)] = 16
-    max_overlap: Annotated[float, Ge(0)] = 1.0
-    position_threshold: Annotated[float, Ge(0)] = 0.1
 
     def check(self):
         problems = [] if Path(self.metadata).is_file() else [f"metadata: file not found: {self.metadata}"]

@@ -37,12 +37,6 @@ class PocketGenEval(_ScoredByGenEval, Benchmark):
 
     per_tag: Annotated[int, Gt(0)] = 24
     seed: int = 0
-    samples_per_prompt: Annotated[int, Gt(0)] = 4
-    threshold: Annotated[float, Ge(0)] = 0.3
-    counting_threshold: Annotated[float, Ge(0)] = 0.9
-    max_objects: Annotated[int, Gt(0)] = 16
-    max_overlap: Annotated[float, Ge(0)] = 1.0
-    position_threshold: Annotated[float, Ge(0)] = 0.1
 
     def _prompts(self):
         return evaluation_metadata(self.per_tag, self.seed)
