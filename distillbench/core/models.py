@@ -18,6 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.inputs import absent_allowed
@@ -138,3 +139,26 @@ def fingerprint(text: str) -> str:
         digest.update(file.name.encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def load_pretrained(text: str, model_class: Any, processor_class: Any, what: str, *, trust_remote_code: bool,
+                    dtype: Any) -> tuple[Any, Any]:
+    """(model, processor) of a model reference through a transformers auto class pair's `from_pretrained`
+    (weights from safetensors only, at the reference's revision); a failure is one line naming `what`."""
+    ref = parse_model_ref(text)
+    location = resolve_path(ref)
+    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
+    try:
+        processor = processor_class.from_pretrained(location, **common)
+        model = model_class.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{text}: cannot load {what} ({str(exc).splitlines()[0]})") from None
+    return model, processor
+
+
+def pad_on_the_left(tokenizer: Any) -> None:
+    """Batched generation continues every prompt from its last token: pad on the left, with EOS where the
+    tokenizer has no pad token."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token

@@ -7,24 +7,16 @@ from __future__ import annotations
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.models import parse_model_ref, resolve_path
+from distillbench.core.models import load_pretrained, pad_on_the_left, parse_model_ref, resolve_path
 
 
 def load_causal_lm(text: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32):
     """Load (model, tokenizer) for a model reference, ready for training or generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ref = parse_model_ref(text)
-    location = resolve_path(ref)
-    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **common)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{text}: cannot load model ({str(exc).splitlines()[0]})") from None
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model, tokenizer = load_pretrained(text, AutoModelForCausalLM, AutoTokenizer, "model",
+                                       trust_remote_code=trust_remote_code, dtype=dtype)
+    pad_on_the_left(tokenizer)
     return model, tokenizer
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.models import parse_model_ref, resolve_path
+from distillbench.core.models import load_pretrained, pad_on_the_left
 from distillbench.core.progress import progress
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -39,20 +39,12 @@ def load_vlm(text: str, *, trust_remote_code: bool = False, dtype: torch.dtype =
     """(model, processor) for a model reference, ready for generation (the tokenizer pads on the left)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    ref = parse_model_ref(text)
-    location = resolve_path(ref)
-    common = {"revision": ref.revision, "trust_remote_code": trust_remote_code}
-    try:
-        processor = AutoProcessor.from_pretrained(location, **common)
-        model = AutoModelForImageTextToText.from_pretrained(location, dtype=dtype, use_safetensors=True, **common)
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{text}: cannot load a vision-language model ({str(exc).splitlines()[0]})") from None
+    model, processor = load_pretrained(text, AutoModelForImageTextToText, AutoProcessor, "a vision-language model",
+                                       trust_remote_code=trust_remote_code, dtype=dtype)
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None or getattr(processor, "image_processor", None) is None:
         raise UserInputError(f"{text}: its processor lacks a tokenizer or an image processor")
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_on_the_left(tokenizer)
     return model.eval(), processor
 
 

@@ -11,6 +11,7 @@ They reach the language model's tokenizer and validation examples through the ru
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -64,15 +65,15 @@ class OnPolicy(SamplingFields):
         return [self.sampled(sampler, run, batch) for batch in batches]
 
 
-class AdaptiveSampling(SamplingFields):
+class AdaptiveSampling(SamplingFields, ABC):
     """Mixin for a stateful schedule of sampled steps (DistiLLM's `AdaptiveOffPolicy`, built by
     `off_policy_schedule`): it watches the student's validation loss, measured once per epoch of
     the training data, and chooses each step's data: the dataset, fresh student samples (which
     enter its replay buffer), or replayed ones. Its state travels in the checkpoint."""
 
+    @abstractmethod
     def off_policy_schedule(self) -> AdaptiveOffPolicy:
         """A fresh schedule, from the method's fields."""
-        raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -103,7 +104,7 @@ class AdaptiveSampling(SamplingFields):
         return {k: v.to(batch["input_ids"].device) for k, v in collate(replayed, run.batching.pad_id).items()}
 
 
-class MakesExamples(Staged):
+class MakesExamples(Staged, ABC):
     """Mixin for methods that train on examples they make from their data (problems) with the current
     models at the start of every stage (`make_examples`: MCTS-DPO's search, teacher hacking's teacher
     samples), in place of the data. The examples travel in the checkpoint, so a resumed run trains
@@ -111,10 +112,10 @@ class MakesExamples(Staged):
 
     generates_examples: ClassVar[bool] = True
 
+    @abstractmethod
     def make_examples(self, student, tokenizer, problems: list[dict], seed: int, stage: int,
                       frozen: dict[str, torch.nn.Module]) -> list[dict]:
         """Stage `stage`'s training examples, made from `problems` with the current `student`."""
-        raise NotImplementedError
 
     def on_stage(self, run: TrainRun, stage: int) -> None:
         if self._examples_stage == stage:  # restored from the checkpoint of a run resumed mid-stage
@@ -137,17 +138,17 @@ class MakesExamples(Staged):
         return {**super().state_dict(), "examples": self._examples, "examples_stage": self._examples_stage}
 
 
-class MovesReference:
+class MovesReference(ABC):
     """Mixin for methods that move their reference while training (Curry-DPO's iterations, ADPO's
     anchor): while `updates_reference` holds, `update_reference` runs after every optimizer step,
     and the reference is checkpointed with the student."""
 
     updates_reference: ClassVar[bool] = True
 
+    @abstractmethod
     def update_reference(self, reference: torch.nn.Module, student: torch.nn.Module, steps_done: int,
                          total_steps: int) -> None:
         """Move `reference` (in place) once `steps_done` of `total_steps` optimizer steps are done."""
-        raise NotImplementedError
 
     def moving_models(self, run: TrainRun) -> dict[str, torch.nn.Module]:
         moving = super().moving_models(run)
