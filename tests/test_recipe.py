@@ -91,7 +91,7 @@ def test_every_problem_gets_its_own_line():
     ({"methods": []}, "methods: list should have at least 1 item after validation, not 0"),
     ({"data": {"source": "/no/file.jsonl"}}, "data.source: file not found: /no/file.jsonl"),
     ({"colour": "red"}, "colour: unknown field (known: name, kind, teacher, reference_teacher, student, data, "
-                        "budget, seeds, methods, benchmarks, output_dir, trust_remote_code, leaderboard, generation)"),
+                        "budget, seeds, methods, benchmarks, output_dir, trust_remote_code, leaderboard, tune, generation)"),
     # a nested field is matched against its own model's fields, not the recipe's
     ({"budget": {"steps": 2, "batch_size": 2, "learning_rate": 1e-4, "warmup": 3}},
      "budget.warmup: unknown field; did you mean 'warmup_steps'?"),

@@ -13,6 +13,7 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import make_plan
 from distillbench.core.recipe import Recipe
 from distillbench.core.registry import KINDS
+from distillbench.core.tune import grid_size, search_space
 
 
 def print_check(path: str, recipe: Recipe, absent: list[str]) -> None:
@@ -42,9 +43,29 @@ def print_check(path: str, recipe: Recipe, absent: list[str]) -> None:
     console.print(table)
     for bench in plan.benchmarks:
         console.print(escape(f"benchmark {bench.name}: {_options(bench.benchmark)}".rstrip(": ")))
+    for line in _tuning(recipe):
+        console.print(escape(line))
     if absent:
         console.print(escape(f"absent here, needed by a run: {', '.join(absent)}"))
     console.print("ok: the recipe validates and plans")
+
+
+def _tuning(recipe: Recipe) -> list[str]:
+    """What a tune block will search: per tuned row, its space and the trainings it gets."""
+    tune = recipe.tune
+    if tune is None:
+        return []
+    rows = tune.methods or [spec.label for spec in recipe.methods]
+    lines = [f"tune: {tune.trials} trial(s) per method ({tune.sampler}, seed {tune.seed}) on "
+             f"{', '.join(spec.label for spec in tune.benchmarks)}, objective {tune.objective}"]
+    for spec in recipe.methods:
+        space = search_space(spec, recipe)
+        if spec.label not in rows:
+            lines.append(f"  {spec.label}: untuned")
+            continue
+        searched = "; ".join(f"{name} in {choices}" for name, choices in space.items()) or "nothing to search"
+        lines.append(f"  {spec.label}: {min(tune.trials, grid_size(space)) if space else 0} training(s) over {searched}")
+    return lines
 
 
 def _options(benchmark) -> str:

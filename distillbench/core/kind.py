@@ -66,6 +66,9 @@ class StudentKind(ABC):
     # The `data_kind`s of the methods this kind trains, and the families of the benchmarks it scores.
     data_kinds: ClassVar[frozenset[str]] = frozenset()
     benchmark_families: ClassVar[frozenset[str]] = frozenset()
+    # Whether `fit` trains each method cell with its own budget (`Cell.budget`: the recipe's, with the method
+    # entry's optimiser settings), so methods may set their own learning rate and the recipe may tune them.
+    per_method_budget: ClassVar[bool] = True
 
     def __init__(self, recipe: Recipe, out: Path):
         self.recipe = recipe
@@ -142,7 +145,7 @@ class StudentKind(ABC):
         """Train a method cell's model: the core train loop on `training`'s inputs. Returns the model to
         save and score, the loop's result and the kind's extra cost figures."""
         inputs = self.training(cell, init_ref, processor)
-        result = train(method=cell.method, student=model, examples=inputs.examples, budget=self.recipe.budget,
+        result = train(method=cell.method, student=model, examples=inputs.examples, budget=cell.budget,
                        seed=cell.seed, checkpoint_dir=folder / "checkpoint", batching=inputs.batching,
                        frozen=inputs.frozen, log_path=folder / "train_log.jsonl", description=description)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # the saved model supersedes it

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.recipe import (KEY_MARKER, WHEN_SET, ComponentSpec, Recipe, keyed_dump, method_params,
-                                      stable_hash, start_of, validate_options)
+from distillbench.core.recipe import (KEY_MARKER, WHEN_SET, ComponentSpec, Recipe, keyed_dump, method_budget,
+                                      method_params, stable_hash, start_of, validate_options)
 from distillbench.core.registry import BENCHMARKS, KINDS, METHODS
 
 
@@ -28,6 +28,8 @@ class Cell:
     seed: int | None = None
     starts_from: str | None = None  # key of the cell whose trained student this cell starts from
     options: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)  # a reference row's (its kind's) options
+    budget: Any = dataclasses.field(default=None, hash=False, compare=False)  # the Budget it trains with
+    tuning: dict[str, Any] | None = dataclasses.field(default=None, hash=False, compare=False)  # core/tune.py
 
     @property
     def folder(self) -> str:
@@ -75,10 +77,13 @@ def method_options(method: Any) -> dict[str, Any]:
     return options
 
 
-def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] | None = None) -> Plan:
+def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] | None = None,
+              tuned: dict[str, dict[str, Any]] | None = None) -> Plan:
     """The cells and benchmark runs of `recipe`, keyed with what `kind` (its `StudentKind`, by default a
     fresh one of the recipe's kind) says a result depends on. `identify` replaces the models' fingerprints
-    (`--check` plans without building a model)."""
+    (`--check` plans without building a model). `tuned` maps a method row to its tuning (core/tune.py): the
+    row's cells train with the chosen options in place of the recipe entry's, under the same label."""
+    tuned = tuned or {}
     kind = kind or KINDS.get(recipe.kind)(recipe, recipe.output_path())
     fingerprints: dict[str, str] = {}
 
@@ -90,30 +95,37 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
     cells = [Cell(row.label, "reference", row.model_ref,
                   stable_hash({"kind": "reference", "model": fp(row.model_ref), **row.options}), options=row.options)
              for row in kind.reference_rows()]
-    budget = None if recipe.budget is None else keyed_dump(recipe.budget)  # a kind may fit without one
+    entries = [(spec.label, _tuned_entry(spec, tuned.get(spec.label))) for spec in recipe.methods]
     methods = [(spec, validate_options(METHODS.get(spec.name), method_params(spec), spec.name)[0])
-               for spec in recipe.methods]
+               for _, spec in entries]
+    labels = {id(spec): label for label, spec in entries}
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first entry in start order
     for spec, method in _in_start_order(methods):
+        label = labels[id(spec)]
         models = {role: fp(ref) for role, ref in kind.method_models(method).items()}
         data = kind.data_key(method)
         version = getattr(method, "loss_version", 1)
+        budget = method_budget(recipe.budget, spec)
+        keyed_budget = None if budget is None else keyed_dump(budget)  # a kind may fit without one
         for seed in recipe.seeds:
             start = _start_key(spec, method, seed, keys)
             loss = {"loss_version": version} if version != 1 else {}
             key = stable_hash({"kind": "method", "method": spec.name, "params": method_options(method),
-                               "seed": seed, "models": models, "data": data, "budget": budget,
+                               "seed": seed, "models": models, "data": data, "budget": keyed_budget,
                                "starts_from": start, **loss})
             keys.setdefault((spec.name, seed), key)
-            cells.append(Cell(spec.label, "method", recipe.student, key, spec.name, method, seed, start))
-    names = [spec.name for spec in recipe.benchmarks]
-    # A benchmark listed once is named plainly; listed with several option sets, by its label.
-    keyed_with = kind.benchmark_key()
-    benchmarks = [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
-                                keyed_with) for spec in recipe.benchmarks]
-    plan = Plan(cells, benchmarks)
+            cells.append(Cell(label, "method", recipe.student, key, spec.name, method, seed, start, budget=budget,
+                              tuning=tuned.get(label)))
+    plan = Plan(cells, benchmark_runs(recipe.benchmarks, kind.benchmark_key()))
     _check_versus(recipe, plan)
     return plan
+
+
+def _tuned_entry(spec: ComponentSpec, tuning: dict[str, Any] | None) -> ComponentSpec:
+    """A method entry with its tuned options (when tuning chose any) in place of the recipe's."""
+    if not tuning or tuning.get("chosen") is None:
+        return spec
+    return ComponentSpec(name=spec.name, params={**spec.params, **tuning["chosen"]})
 
 
 def _check_versus(recipe: Recipe, plan: Plan) -> None:
@@ -139,6 +151,14 @@ def _in_start_order(methods: list[tuple[ComponentSpec, Any]]) -> list[tuple[Comp
         ordered += ready
         pending = [pair for pair in pending if pair not in ready]
     return ordered
+
+
+def benchmark_runs(specs: list[ComponentSpec], keyed_with: dict[str, Any]) -> list[BenchmarkRun]:
+    """A recipe's benchmark entries as runs: a benchmark listed once is named plainly; listed with several
+    option sets, by its label."""
+    names = [spec.name for spec in specs]
+    return [benchmark_run(spec.name, spec.params, spec.name if names.count(spec.name) == 1 else spec.label,
+                          keyed_with) for spec in specs]
 
 
 def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,

@@ -33,10 +33,16 @@ KEY_MARKER = "key"
 WHEN_SET, NEVER = "when-set", "never"
 # Fields holding a file or folder path: relative ones are read relative to the recipe's folder.
 PATH_MARKER = "path"
-# The one option of a method entry that no method declares: the harness's, not the loss's. It names another
-# method of the recipe whose student (same seed) the entry continues, in place of the class's `starts_from`,
-# so a baseline can start where a method that continues another's student starts (its control).
+# The options of a method entry that no method declares: the harness's, not the loss's.
+# `starts_from` names another method of the recipe whose student (same seed) the entry continues, in place of
+# the class's `starts_from`, so a baseline can start where a method that continues another's student starts
+# (its control).
 START = "starts_from"
+# `budget` sets the method's own optimiser settings over the recipe's budget (its tuned learning rate, say);
+# steps and batch size stay the budget's, the same for every method.
+BUDGET = "budget"
+HARNESS_OPTIONS = (START, BUDGET)
+PER_METHOD_BUDGET = ("learning_rate", "weight_decay", "momentum", "warmup_steps", "max_grad_norm")
 
 
 def when_set(**field: Any) -> Any:
@@ -125,8 +131,19 @@ class ComponentSpec(_Strict):
     def label(self) -> str:
         if not self.params:
             return self.name
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        inner = ",".join(f"{k}={v}" for k, v in sorted(_flat(self.params).items()))
         return f"{self.name}[{inner}]"
+
+
+def _flat(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested options as dotted names: {'budget': {'learning_rate': 0.001}} → {'budget.learning_rate': 0.001}."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _component(value: Any) -> Any:
@@ -148,6 +165,50 @@ class LeaderboardSpec(_Strict):
                                "against it are appended (as `distillbench leaderboard --versus` prints them)")
 
 
+class TuneSpec(_Strict):
+    """An equal tuning budget: every tuned method gets `trials` trainings (seed `seed`) over the search space
+    its method file declares (`Method.search_space`) and the learning rates below, scored on `benchmarks` (a
+    dev split); the trial with the best `objective` is then trained with the recipe's seeds and scored on
+    its test benchmarks. The search is Optuna's (core/tune.py)."""
+
+    trials: int = Field(gt=0, description="trainings per tuned method (a grid smaller than this is run whole)")
+    sampler: Literal["tpe", "grid"] = Field(default="tpe", description="Optuna's TPE sampler, or its grid sampler "
+                                            "(points in a seeded random order)")
+    seed: int = Field(default=0, description="the training seed of every trial, and the sampler's seed")
+    learning_rate: list[float] = Field(min_length=1, description="the learning rates searched for every method "
+                                       "(the budget's own is what an untuned method trains with)")
+    objective: str | dict[str, float] = Field(description="'<benchmark>/<metric>' of `benchmarks` to optimise, "
+                                              "or a mapping of such metrics to positive weights (a weighted sum; "
+                                              "all of one direction)")
+    benchmarks: list[ComponentSpec] = Field(min_length=1, description="the benchmarks trials are scored on: "
+                                            "their dev split, never the test split the board reports")
+    methods: list[str] | None = Field(default=None, description="row labels to tune (default: every method); the "
+                                      "others are untuned rows, labelled so")
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _components(cls, value: Any) -> Any:
+        return [_component(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(rate <= 0 for rate in value) or len(set(value)) != len(value):
+            raise ValueError("distinct positive learning rates")
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _weights(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(value, dict) and (not value or any(weight <= 0 for weight in value.values())):
+            raise ValueError("one or more metrics with positive weights")
+        return value
+
+    def weights(self) -> dict[str, float]:
+        """The objective as metric → weight."""
+        return {self.objective: 1.0} if isinstance(self.objective, str) else dict(self.objective)
+
+
 class Recipe(_Strict):
     """The sections every recipe has; a kind of student subclasses it (`StudentKind.recipe_model`) with its
     own ``data`` section and whatever other fields its students need, and may make models required (or the
@@ -167,6 +228,7 @@ class Recipe(_Strict):
     # Run code shipped with a hub model (its modeling files). Off: weights are data, code is not.
     trust_remote_code: bool = False
     leaderboard: LeaderboardSpec | None = None
+    tune: TuneSpec | None = None
 
     @field_validator("methods", "benchmarks", mode="before")
     @classmethod
@@ -255,7 +317,14 @@ def _check_components(recipe: Recipe, kind: type) -> list[str]:
         labels = [s.label for s in specs]
         for label in {l for l in labels if labels.count(l) > 1}:
             problems.append(f"{section}: {label!r} is listed twice")
-    return problems + _check_continuations(recipe)
+    for index, spec in enumerate(recipe.tune.benchmarks if recipe.tune else []):
+        path = f"tune.benchmarks[{index}]"
+        if spec.name not in BENCHMARKS:
+            problems.append(f"{path}.name: {BENCHMARKS.unknown_message(spec.name)}")
+            continue
+        problems += validate_options(BENCHMARKS.get(spec.name), spec.params, path)[1]
+        problems += _kind_mismatch(path, spec.name, BENCHMARKS, kind)
+    return problems + _check_continuations(recipe) + _check_method_budget(recipe) + _check_tune(recipe)
 
 
 def _kind_mismatch(path: str, name: str, registry, kind: type) -> list[str]:
@@ -280,8 +349,64 @@ def _kinds_for(suits) -> str:
 
 
 def method_params(spec: ComponentSpec) -> dict[str, Any]:
-    """A method entry's hyperparameters: its options less the harness's `starts_from`."""
-    return {key: value for key, value in spec.params.items() if key != START}
+    """A method entry's hyperparameters: its options less the harness's (`starts_from`, `budget`)."""
+    return {key: value for key, value in spec.params.items() if key not in HARNESS_OPTIONS}
+
+
+def method_budget(budget: Budget | None, spec: ComponentSpec) -> Budget | None:
+    """The budget a method entry trains with: the recipe's, with the entry's own optimiser settings."""
+    own = spec.params.get(BUDGET)
+    return budget if budget is None or not own else Budget.model_validate({**budget.model_dump(), **own})
+
+
+def _check_method_budget(recipe: Recipe) -> list[str]:
+    """A method's own `budget` sets optimiser settings only, to values the budget takes."""
+    problems = []
+    for index, spec in enumerate(recipe.methods):
+        own, path = spec.params.get(BUDGET), f"methods[{index}].{BUDGET}"
+        if own is None:
+            continue
+        if not isinstance(own, dict) or recipe.budget is None:
+            problems.append(f"{path}: a mapping of optimiser settings over the recipe's budget")
+            continue
+        shared = [key for key in own if key not in PER_METHOD_BUDGET]
+        problems += [f"{path}.{key}: the same for every method (a method may set "
+                     f"{', '.join(PER_METHOD_BUDGET)})" for key in shared]
+        if not shared:
+            try:
+                method_budget(recipe.budget, spec)
+            except ValidationError as exc:
+                problems += problems_from(exc, prefix=path)
+    return problems
+
+
+def _budget_unused(recipe: Recipe, kind: type) -> list[str]:
+    """Per-method budgets (and tuning, which sets them) on a kind that trains every cell with its own settings."""
+    if getattr(kind, "per_method_budget", True):
+        return []
+    why = f"{kind.name} students train with the kind's own settings, not a per-method budget"
+    own = [f"methods[{i}].{BUDGET}: {why}" for i, spec in enumerate(recipe.methods) if BUDGET in spec.params]
+    return own + ([f"tune: {why}"] if recipe.tune else [])
+
+
+def _check_tune(recipe: Recipe) -> list[str]:
+    """The tune block names benchmarks of the recipe's kind, metrics of its own benchmarks, and method rows."""
+    tune = recipe.tune
+    if tune is None:
+        return []
+    problems = []
+    labels = [spec.label for spec in tune.benchmarks]
+    for metric in tune.weights():
+        benchmark = metric.split("/", 1)[0]
+        if "/" not in metric or benchmark not in labels + [spec.name for spec in tune.benchmarks]:
+            problems.append(f"tune.objective: {metric!r} is not '<benchmark>/<metric>' of tune.benchmarks "
+                            f"({', '.join(labels)})")
+    rows = [spec.label for spec in recipe.methods]
+    problems += [f"tune.methods: no method row {label!r}; rows: {', '.join(rows)}"
+                 for label in tune.methods or [] if label not in rows]
+    if recipe.budget is None:
+        problems.append("tune: tuning searches the budget's learning rate: add budget")
+    return problems
 
 
 def start_of(spec: ComponentSpec, cls: type) -> str | None:
@@ -368,7 +493,7 @@ def parse_recipe(raw: Any, source: str = "recipe", base: Path | None = None) -> 
         recipe = model.model_validate(raw)
     except ValidationError as exc:
         raise UserInputError([f"{source}: {line}" for line in problems_from(exc, model=model)]) from None
-    problems = _check_components(recipe, kind) + kind.recipe_problems(recipe)
+    problems = _check_components(recipe, kind) + kind.recipe_problems(recipe) + _budget_unused(recipe, kind)
     if problems:
         raise UserInputError([f"{source}: {line}" for line in problems])
     return recipe

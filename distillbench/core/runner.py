@@ -30,6 +30,7 @@ from distillbench.core.provenance import run_provenance
 from distillbench.core.recipe import Recipe
 from distillbench.core.registry import KINDS
 from distillbench.core.store import Store
+from distillbench.core.tune import Tuner
 
 EVAL_BATCH_SIZE = 64
 
@@ -42,16 +43,19 @@ class Runner:
         self.out = Path(output_dir) if output_dir else recipe.output_path()
         self.console = console or Console(stderr=True)
         self.kind = KINDS.get(recipe.kind)(recipe, self.out)  # the kind of student: everything modal is its
+        self.tuned: dict[str, dict[str, Any]] = {}  # row label -> its tuning (core/tune.py), once tuned
 
     def check(self) -> Plan:
-        """The plan, once what it needs (data files, compatible models, a backend) is checked."""
-        plan = make_plan(self.recipe, self.kind)
+        """The plan (with the tuned options, once tuned), once what it needs (data files, compatible models, a
+        backend) is checked."""
+        plan = make_plan(self.recipe, self.kind, tuned=self.tuned)
         self.kind.preflight(plan)
         return plan
 
     def run(self) -> Plan:
-        """Train and score every cell of the plan into <out>/results.sqlite; returns the plan (the
-        leaderboard is built from the store by `distillbench.leaderboards`)."""
+        """Tune the methods (when the recipe has a tune block), then train and score every cell of the plan into
+        <out>/results.sqlite; returns the plan (the leaderboard is built from the store by
+        `distillbench.leaderboards`)."""
         plan = self.check()  # bad data fails here, before anything is written
         store = Store(self.out / "results.sqlite")
         # one id for all the processes of one `--jobs` run, so none retries a cell another saw fail
@@ -59,21 +63,39 @@ class Runner:
         provenance = run_provenance(self.recipe.content_hash())
         store.start_run(run_id, self.recipe.name, self.recipe.content_hash(), self.recipe.canonical(), provenance)
         try:
-            # A cell another process is working on is skipped at first and waited for at the
-            # end, so concurrent runs on one output directory share the work.
-            busy = [cell for cell in plan.cells if not self._run_locked(store, run_id, plan, cell, provenance, wait=False)]
-            for cell in busy:
-                self._run_locked(store, run_id, plan, cell, provenance, wait=True)
+            if self.recipe.tune is not None:
+                plan = self._tune(store, run_id, provenance)
+            self._execute(store, run_id, plan, provenance)
             store.finish_run(run_id)
         finally:
             store.close()
         return plan
 
+    def _tune(self, store: Store, run_id: str, provenance: dict) -> Plan:
+        """Tune the recipe's methods (trials found in the store are not trained again); the tuned plan."""
+        execute = lambda trials: self._execute(store, run_id, trials, provenance)  # noqa: E731
+        self.tuned = Tuner(self.recipe, self.kind, store, execute, self.console).run()
+        return self.check()
+
+    def _execute(self, store: Store, run_id: str, plan: Plan, provenance: dict) -> None:
+        """Train and score the plan's cells. A cell another process is working on is skipped at first and
+        waited for at the end, so concurrent runs on one output directory share the work."""
+        busy = [cell for cell in plan.cells if not self._run_locked(store, run_id, plan, cell, provenance, wait=False)]
+        for cell in busy:
+            self._run_locked(store, run_id, plan, cell, provenance, wait=True)
+
     def forget(self, rows: list[str]) -> list[str]:
         """Make the next run train and score again the cells of `rows` (row labels as the leaderboard shows
         them, or method names) and the cells that start from them: their store records are dropped and
-        their folders moved under <out>/replaced/ (nothing is deleted). Returns the folders moved."""
+        their folders moved under <out>/replaced/ (nothing is deleted). A tuned recipe's rows are the tuned
+        ones, so its tuning runs first (the trials done are found in the store). Returns the folders moved."""
         plan = self.check()
+        if self.recipe.tune is not None and not self.tuned:
+            store = Store(self.out / "results.sqlite")
+            try:
+                plan = self._tune(store, uuid.uuid4().hex[:12], run_provenance(self.recipe.content_hash()))
+            finally:
+                store.close()
         known = {cell.label for cell in plan.cells} | {cell.method_name for cell in plan.cells if cell.method_name}
         unknown = [row for row in rows if row not in known]
         if unknown:

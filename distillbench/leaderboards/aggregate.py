@@ -10,6 +10,7 @@ same way (`corpus`); their per-item components stay in the store, out of the row
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,18 @@ def _declarations(cell, plan: Plan) -> dict[str, Any]:
             "engaged_by": getattr(cell.method, "engaged_by", None)}
 
 
+def _hyperparameters(cell, plan: Plan) -> dict[str, Any]:
+    """A method row's options as trained (its method's, and the learning rate it trained with) and its tuning:
+    the trials, the objective chosen on the dev split and their cost (core/tune.py); "untuned" when the
+    recipe set its options. Reference rows have neither."""
+    if cell.kind != "method":
+        return {}
+    options = dataclasses.asdict(cell.method) if dataclasses.is_dataclass(cell.method) else {}
+    if cell.budget is not None:
+        options["learning_rate"] = cell.budget.learning_rate
+    return {"hyperparameters": options, "tuning": cell.tuning or "untuned"}
+
+
 def _commits(records: list[dict[str, Any]]) -> list[str]:
     """The git commits of the checkouts that trained or loaded the row's cells, from their provenance
     ('+dirty': with uncommitted changes); usually one, several when the row's seeds ran from different code."""
@@ -112,7 +125,7 @@ def build_leaderboard(store: Store, plan: Plan, recipe: dict[str, Any]) -> dict[
         metrics, seeds = _row_metrics(store, [c for c, r in zip(cells, records) if r.get("status") != "failed"], plan)
         first = cells[0]
         row = {"row": label, "kind": first.kind, "method": first.method_name, "model": first.model_ref,
-               **_declarations(first, plan),
+               **_declarations(first, plan), **_hyperparameters(first, plan),
                "seeds": [c.seed for c in cells if c.seed is not None], "metrics": metrics, "seed_spread": seeds,
                "cost": _row_cost(store, cells, plan), "cells": [c.key for c in cells], "commits": _commits(records),
                "status": "failed" if failed else ("complete" if metrics else "incomplete")}

@@ -85,7 +85,44 @@ def to_markdown(board: dict[str, Any]) -> str:
             lines.append(f"- `{row['row']}` failed: {error}")
     if board.get("reported_elsewhere"):
         lines += ["", reported_markdown(board["reported_elsewhere"]).rstrip("\n")]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tuning_markdown(board)) + "\n"
+
+
+def tuning_markdown(board: dict[str, Any]) -> list[str]:
+    """The tuning table of a recipe with a tune block: each method row's chosen options, its trials (distinct
+    trainings each), best dev objective and tuning train seconds; rows the recipe set by hand read 'untuned'."""
+    tune = board["recipe"].get("tune")
+    if not tune:
+        return []
+    objective = tune["objective"] if isinstance(tune["objective"], str) else " + ".join(
+        f"{weight}·{metric}" for metric, weight in tune["objective"].items())
+    dev = ", ".join(f"{spec['name']}" + "".join(f" {k}={v}" for k, v in spec.get("params", {}).items())
+                    for spec in tune["benchmarks"])
+    lines = ["", "## Tuning", "",
+             f"Each tuned row got {tune['trials']} trial(s) ({tune['sampler']} sampler, seed {tune['seed']}) over its "
+             f"method's search space and learning rates {tune['learning_rate']}, chosen on {objective} on the dev "
+             f"benchmarks ({dev}); the chosen options were then trained with the recipe's seeds and scored on test.",
+             "", "| row | chosen | trials | best dev objective | tuning train s |", "|---|---|---|---|---|"]
+    for row in board["rows"]:
+        tuning = row.get("tuning")
+        if tuning is None:
+            continue
+        if tuning == "untuned":
+            lines.append(markdown_row([row["row"], "untuned: the recipe's options", "", "", ""]))
+            continue
+        chosen = ", ".join(f"{k}={v}" for k, v in _flat_options(tuning["chosen"] or {}).items()) or tuning.get("note", "")
+        lines.append(markdown_row([row["row"], chosen, tuning["trials"],
+                                   "" if tuning["best_dev"] is None else f"{tuning['best_dev']:.4g}",
+                                   f"{tuning['train_seconds']:.0f}"]))
+    return lines
+
+
+def _flat_options(options: dict[str, Any]) -> dict[str, Any]:
+    """{'beta': 0.1, 'budget': {'learning_rate': 0.001}} → {'beta': 0.1, 'learning_rate': 0.001}."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        flat.update(value if isinstance(value, dict) else {key: value})
+    return flat
 
 
 def _presentation(board: dict[str, Any]) -> list[str]:

@@ -82,6 +82,10 @@ class Method(ABC):
     # Methods that train on examples they make themselves from their data (methods/llm/hooks.py
     # `MakesExamples`): signals cached or precomputed for the given data do not apply to them.
     generates_examples: ClassVar[bool] = False
+    # The options a recipe's `tune:` block searches for this method besides the learning rate (core/tune.py),
+    # each with its choices: the hyperparameters the paper tunes, around its default. Empty: the learning
+    # rate alone.
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     @property
     def uses_teacher(self) -> bool:

@@ -50,6 +50,7 @@ class Tabular(StudentKind):
     recipe_model = TabularRecipe
     data_kinds = frozenset({"tabular"})
     benchmark_families = frozenset({"tabular"})
+    per_method_budget = False  # a method's own options set how it trains
 
     def __init__(self, recipe: TabularRecipe, out: Path):
         super().__init__(recipe, out)

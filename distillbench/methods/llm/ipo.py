@@ -36,6 +36,8 @@ class IPO(Method):
     supports_chunked_loss = True  # its log-probs come from sequence_logps
 
     beta: Annotated[float, Gt(0)] = 0.1
+    # τ (here beta), the regularisation strength, around TRL's default 0.1; the grid is ours.
+    search_space = {"beta": (0.01, 0.1, 0.5)}
 
     needs = ("reference_logps",)
     data_kind = "preference"

@@ -54,6 +54,7 @@ class MCTSDPO(MakesExamples, Method):
     supports_chunked_loss = True  # its log-probs come from sequence_logps
 
     beta: Annotated[float, Gt(0)] = 0.1
+    search_space = {"beta": (0.05, 0.1, 0.5)}  # DPO's β grid (methods/llm/dpo.py)
     iterations: Annotated[int, Gt(0)] = 2
     prompts: Annotated[int, Gt(0)] = 64
     depth: Annotated[int, Gt(0)] = 3

@@ -35,6 +35,8 @@ class SimPO(Method):
 
     beta: Annotated[float, Gt(0)] = 2.0
     gamma: Annotated[float, Ge(0)] = 1.6
+    # β and the margin γ, which the authors name (with the learning rate) as the settings to tune; the grid is ours.
+    search_space = {"beta": (2.0, 2.5), "gamma": (0.5, 1.0, 1.6)}
 
     data_kind = "preference"
     normalize_by = "examples"

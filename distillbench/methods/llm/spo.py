@@ -96,6 +96,7 @@ class SPO(Method):
     supports_chunked_loss = True  # log-probs through sequence_logps; the degree task reads hidden states only
 
     beta: Annotated[float, Gt(0)] = 0.1  # DPO's β
+    search_space = {"beta": (0.05, 0.1, 0.5)}  # DPO's β grid (methods/llm/dpo.py)
     degree_weight: Annotated[float, Ge(0)] = 0.1  # λ (unverified)
     degrees: Annotated[int, Ge(2)] = 4  # K removal degrees 0, 1/(K−1), …, 1 (unverified)
     key_pattern: str = r"[0-9]"

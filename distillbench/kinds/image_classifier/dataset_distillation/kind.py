@@ -104,6 +104,7 @@ class DatasetDistillation(StudentKind):
     recipe_model = DatasetDistillationRecipe
     data_kinds = frozenset({"distilled-set"})
     benchmark_families = frozenset({"dataset-distillation"})
+    per_method_budget = False  # every distilled set is judged by a fresh student trained the same way
 
     def __init__(self, recipe: DatasetDistillationRecipe, out: Path):
         super().__init__(recipe, out)

@@ -1,0 +1,208 @@
+"""An equal tuning budget: every tuned method gets the same number of trials, chosen on a dev split.
+
+A recipe's ``tune:`` block (`core.recipe.TuneSpec`) names the trials per method, the learning rates searched
+for every method, the dev benchmarks and the objective. A method file declares what else the paper tunes
+(`Method.search_space`: option → choices, β for DPO, say). For each tuned row, in start order (a method that
+continues another's student continues the tuned one), Optuna's sampler proposes option sets; each trial is an
+ordinary keyed cell (the recipe's method with those options, trained with seed `tune.seed`) scored on the dev
+benchmarks, so an interrupted tuning resumes from the store: the seeded sampler proposes the same points again
+and finds their cells done. The best trial's options are the row's: `make_plan(..., tuned=...)` trains them
+with the recipe's seeds and scores them on its test benchmarks (the trial with the tuning seed is the same
+cell, and is not trained twice).
+
+Optuna's samplers, not a search of our own (the samplers are its well-kept part); its study lives in memory,
+since the store already holds every trial's result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import optuna
+from rich.console import Console
+from rich.markup import escape
+
+from distillbench.core.errors import UserInputError
+from distillbench.core.plan import BenchmarkRun, Plan, benchmark_runs, make_plan
+from distillbench.core.recipe import BUDGET, ComponentSpec, Recipe, start_of
+from distillbench.core.registry import METHODS
+from distillbench.core.store import Store
+
+LEARNING_RATE = "learning_rate"
+# A sampler may propose a point already trained (TPE over few choices does): it is told that point's value
+# again and asked for another, up to this many proposals per trial, so that every method gets `trials`
+# distinct trainings where its space has them.
+REPEATS_PER_TRIAL = 20
+
+
+def search_space(spec: ComponentSpec, recipe: Recipe) -> dict[str, list[Any]]:
+    """The choices a method entry is tuned over: the tune block's learning rates and its method's declared
+    space, less the options the recipe entry fixes (those stay as set)."""
+    declared = getattr(METHODS.get(spec.name), "search_space", {})
+    own = {name: list(choices) for name, choices in declared.items() if name not in spec.params}
+    fixed_rate = LEARNING_RATE in (spec.params.get(BUDGET) or {})
+    return {**({} if fixed_rate else {LEARNING_RATE: list(recipe.tune.learning_rate)}), **own}
+
+
+def grid_size(space: dict[str, list[Any]]) -> int:
+    return math.prod(len(choices) for choices in space.values())
+
+
+def chosen_options(spec: ComponentSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as method-entry options: the learning rate goes into the entry's own budget."""
+    options = {name: value for name, value in values.items() if name != LEARNING_RATE}
+    if LEARNING_RATE in values:
+        options[BUDGET] = {**(spec.params.get(BUDGET) or {}), LEARNING_RATE: values[LEARNING_RATE]}
+    return options
+
+
+class Tuner:
+    """Tunes a recipe's method rows; `execute(plan)` trains and scores a plan's cells into `store`."""
+
+    def __init__(self, recipe: Recipe, kind: Any, store: Store, execute: Callable[[Plan], None],
+                 console: Console | None = None):
+        self.recipe, self.kind, self.store, self.execute = recipe, kind, store, execute
+        self.tune = recipe.tune
+        self.console = console or Console(stderr=True)
+        self.tuned: dict[str, dict[str, Any]] = {}
+        self.direction = _direction(benchmark_runs(self.tune.benchmarks, kind.benchmark_key()), self.tune.weights())
+
+    def run(self) -> dict[str, dict[str, Any]]:
+        """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        rows = self.tune.methods or [spec.label for spec in self.recipe.methods]
+        for spec in _start_order(self.recipe.methods):
+            if spec.label in rows:
+                self.tuned[spec.label] = self._tune_row(spec)
+        return self.tuned
+
+    def _tune_row(self, spec: ComponentSpec) -> dict[str, Any]:
+        space = search_space(spec, self.recipe)
+        if not space:
+            return {"trials": 0, "sampler": None, "chosen": None, "best_dev": None, "train_seconds": 0.0,
+                    "history": [], "note": "nothing to search: the recipe entry sets every tuned option"}
+        trials = min(self.tune.trials, grid_size(space))  # a grid no larger than the budget is run whole
+        sampler = "grid" if self.tune.sampler == "grid" or trials == grid_size(space) else "tpe"
+        study = optuna.create_study(direction=self.direction, sampler=self._sampler(sampler, space, trials))
+        done: dict[tuple, dict[str, Any]] = {}  # point → its trial: a repeated point is told again, not trained
+
+        def objective(trial: optuna.Trial) -> float:
+            values = {name: trial.suggest_categorical(name, choices) for name, choices in space.items()}
+            point = tuple(values.values())
+            if point not in done:
+                done[point] = self._trial(spec, values, len(done), trials)
+            value = done[point]["value"]
+            return math.nan if value is None else value  # NaN: Optuna records a failed trial
+
+        def enough(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+            if len(done) == trials:
+                study.stop()
+
+        study.optimize(objective, n_trials=trials * REPEATS_PER_TRIAL, callbacks=[enough])
+        history = list(done.values())
+        return self._summary(spec, sampler, space, history)
+
+    def _sampler(self, name: str, space: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
+        if name == "grid":
+            return optuna.samplers.GridSampler(space, seed=self.tune.seed)
+        # TPE after a third of the trials drawn at random (Optuna's default of 10 would be random search here)
+        return optuna.samplers.TPESampler(seed=self.tune.seed, n_startup_trials=max(1, trials // 3))
+
+    def _trial(self, spec: ComponentSpec, values: dict[str, Any], number: int, trials: int) -> dict[str, Any]:
+        """Train and score one trial cell (or find it in the store); its objective on the dev benchmarks."""
+        plan = self._trial_plan(spec, chosen_options(spec, values))
+        cell = next(c for c in plan.cells if c.label == spec.label)
+        self.console.print(escape(f"tune {spec.label}: trial {number + 1}/{trials}: {_shown(values)}"))
+        self.execute(plan)
+        record = self.store.cell(cell.key) or {}
+        value = None if record.get("status") != "ready" else self._objective(cell.key, plan)
+        cost = record.get("cost") or {}
+        return {"values": values, "value": value, "cell": cell.key, "train_seconds": cost.get("train_seconds", 0.0),
+                **({"error": record.get("error")} if record.get("status") == "failed" else {})}
+
+    def _trial_plan(self, spec: ComponentSpec, options: dict[str, Any]) -> Plan:
+        """The trial's cell (the row's, with `options`, seed `tune.seed`) and the cells it continues, scored on
+        the dev benchmarks. Its cell is the one the row's tuning seed trains when `options` win."""
+        recipe = self.recipe.model_copy(update={"methods": _continued(spec, self.recipe.methods) + [spec],
+                                                "seeds": [self.tune.seed], "benchmarks": self.tune.benchmarks,
+                                                "tune": None, "leaderboard": None})
+        plan = make_plan(recipe, self.kind, tuned={**self.tuned, spec.label: {"chosen": options}})
+        return Plan([cell for cell in plan.cells if cell.kind == "method"], plan.benchmarks)
+
+    def _objective(self, cell_key: str, plan: Plan) -> float | None:
+        """The weighted sum of the objective's dev metrics (None when one is missing)."""
+        total = 0.0
+        for metric, weight in self.tune.weights().items():
+            name, _, measure = metric.partition("/")
+            bench = next(b for b in plan.benchmarks if b.name == name)
+            summary = self.store.metric_summaries(cell_key, bench.key).get(measure)
+            if summary is None or summary["mean"] is None or not math.isfinite(summary["mean"]):
+                return None
+            total += weight * summary["mean"]
+        return total
+
+    def _summary(self, spec: ComponentSpec, sampler: str, space: dict[str, list[Any]], history: list[dict]
+                 ) -> dict[str, Any]:
+        scored = [trial for trial in history if trial["value"] is not None]
+        best = (max if self.direction == "maximize" else min)(scored, key=lambda t: t["value"]) if scored else None
+        summary = {"trials": len(history), "sampler": sampler,
+                   "space": space, "objective": self.tune.weights(), "seed": self.tune.seed,
+                   "chosen": None if best is None else chosen_options(spec, best["values"]),
+                   "best_dev": None if best is None else round(best["value"], 6),
+                   "train_seconds": round(sum(trial["train_seconds"] for trial in history), 2),
+                   "history": [{"values": t["values"], "dev": t["value"], "cell": t["cell"]} for t in history]}
+        if best is None:
+            summary["note"] = "every trial failed: the row trains with the recipe's options"
+        self.console.print(escape(f"tune {spec.label}: chose {_shown(best['values']) if best else 'nothing'}"
+                                  f" (dev objective {summary['best_dev']}) after {len(history)} trial(s)"))
+        return summary
+
+
+def _direction(benchmarks: list[BenchmarkRun], weights: dict[str, float]) -> str:
+    """'maximize' or 'minimize': the objective's metrics are metrics of the dev benchmarks, of one direction."""
+    directions = set()
+    for metric in weights:
+        name, _, measure = metric.partition("/")
+        bench = next((b for b in benchmarks if b.name == name), None)
+        if bench is None:
+            raise UserInputError(f"tune.objective: {metric}: no tune benchmark {name!r} "
+                                 f"({', '.join(b.name for b in benchmarks)})")
+        definitions = bench.benchmark.metric_definitions()
+        if measure in definitions.get("no_direction", []):
+            raise UserInputError(f"tune.objective: {metric} has no better direction; optimise another metric")
+        directions.add("minimize" if measure in definitions.get("lower_is_better", []) else "maximize")
+    if len(directions) > 1:
+        raise UserInputError("tune.objective: its metrics mix higher- and lower-is-better ones")
+    return directions.pop()
+
+
+def _shown(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in values.items())
+
+
+def _start_order(specs: list[ComponentSpec]) -> list[ComponentSpec]:
+    """Entries after the entries whose students they continue (a continuation tunes from the tuned start)."""
+    names = {spec.name for spec in specs}
+
+    def depth(spec: ComponentSpec) -> int:
+        start = start_of(spec, METHODS.get(spec.name))
+        first = next((s for s in specs if s.name == start), None) if start in names else None
+        return 0 if first is None else 1 + depth(first)
+
+    return sorted(specs, key=depth)
+
+
+def _continued(spec: ComponentSpec, specs: list[ComponentSpec]) -> list[ComponentSpec]:
+    """The recipe entries whose students `spec` continues, first to last (the first entry of each name, as
+    the plan keys continuations)."""
+    chain: list[ComponentSpec] = []
+    start = start_of(spec, METHODS.get(spec.name))
+    while start is not None:
+        entry = next((s for s in specs if s.name == start), None)
+        if entry is None:
+            break
+        chain.insert(0, entry)
+        start = start_of(entry, METHODS.get(entry.name))
+    return chain
+

@@ -1,0 +1,155 @@
+"""An equal tuning budget (issue #23, item 2): a recipe's tune block, per-method budgets, Optuna trials as keyed
+cells scored on a dev split, and boards that record each row's choice and cost."""
+
+import json
+import sqlite3
+
+import pytest
+import yaml
+
+from distillbench.cli.main import main
+from distillbench.core.errors import UserInputError
+from distillbench.core.plan import make_plan
+from distillbench.core.recipe import load_recipe, validate_options
+from distillbench.core.registry import METHODS
+from distillbench.core.tune import chosen_options, grid_size, search_space
+
+TUNE = {"trials": 2, "learning_rate": [1.0e-3, 3.0e-2], "objective": "pocket-math/accuracy",
+        "benchmarks": [{"name": "pocket-math", "split": "dev", "n": 8, "max_new_tokens": 16}]}
+
+
+def _recipe(tiny_recipe, methods="[sft, kd]", **changes):
+    path = tiny_recipe(methods)
+    raw = yaml.safe_load(path.read_text())
+    raw.update(changes)
+    raw["data"]["preferences"] = "pocket:math-preference"  # for the DPO-family entries
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _board(path):
+    return json.loads((path.parent / "out" / "leaderboard.json").read_text())
+
+
+def _problems(path) -> str:
+    with pytest.raises(UserInputError) as caught:
+        load_recipe(path)
+    return str(caught.value)
+
+
+def test_every_declared_search_choice_is_a_valid_option_of_its_method():
+    declared = {name: METHODS.get(name).search_space for name in METHODS.names() if METHODS.get(name).search_space}
+    assert {"dpo", "ipo", "simpo"} <= set(declared)
+    for name, space in declared.items():
+        for option, choices in space.items():
+            assert len(set(choices)) == len(choices) > 1
+            for choice in choices:
+                assert validate_options(METHODS.get(name), {option: choice}, name)[1] == []
+
+
+def test_a_method_may_train_with_its_own_learning_rate_and_keys_apart(tiny_recipe):
+    path = tiny_recipe("[sft, {name: sft, budget: {learning_rate: 0.02}}]")
+    recipe = load_recipe(path)
+    plan = make_plan(recipe, identify=str)
+    shared, own = [c for c in plan.cells if c.kind == "method"]
+    assert own.label == "sft[budget.learning_rate=0.02]" and own.key != shared.key
+    assert (shared.budget.learning_rate, own.budget.learning_rate) == (1.0e-3, 0.02)
+    assert own.budget.steps == shared.budget.steps  # the rest of the budget stays the recipe's
+    assert main(["run", str(path)]) == 0
+    logs = {cell.label: cell for cell in make_plan(recipe).cells}
+    first_lr = [json.loads((path.parent / "out" / "cells" / logs[label].folder / "train_log.jsonl")
+                           .read_text().splitlines()[0])["lr"] for label in ("sft", own.label)]
+    assert first_lr[1] / first_lr[0] == pytest.approx(20.0)  # same schedule, the method's own peak rate
+    rows = {row["row"]: row for row in _board(path)["rows"]}
+    assert rows[own.label]["hyperparameters"]["learning_rate"] == 0.02 and rows["sft"]["tuning"] == "untuned"
+
+
+def test_a_method_budget_may_not_change_the_shared_budget(tiny_recipe):
+    problems = _problems(tiny_recipe("[sft, {name: kd, budget: {steps: 9, learning_rate: -1}}]"))
+    assert "methods[1].budget.steps: the same for every method" in problems
+
+
+def test_tune_block_problems_are_reported_by_field(tiny_recipe):
+    bad = {**TUNE, "objective": "pocket-mtbench/score", "methods": ["dpo"],
+           "benchmarks": [{"name": "pocket-math", "split": "dev"}, {"name": "vqav2"}], "learning_rate": [0.1, 0.1]}
+    problems = _problems(_recipe(tiny_recipe, tune=bad))
+    assert "tune.learning_rate" in problems
+    bad["learning_rate"] = [0.1]
+    problems = _problems(_recipe(tiny_recipe, tune=bad))
+    assert "tune.objective: 'pocket-mtbench/score' is not '<benchmark>/<metric>' of tune.benchmarks" in problems
+    assert "tune.methods: no method row 'dpo'" in problems
+    assert "tune.benchmarks[1]: vqav2 scores vlm students" in problems
+
+
+def test_tuning_picks_the_best_dev_trial_and_trains_it_with_the_recipe_seeds(tiny_recipe, capsys):
+    path = _recipe(tiny_recipe, seeds=[0, 1], tune={**TUNE, "methods": ["kd"], "learning_rate": [1.0e-3, 1.0e-2, 3.0e-2]})
+    assert main(["run", str(path)]) == 0
+    board = _board(path)
+    rows = {row["row"]: row for row in board["rows"]}
+    tuning = rows["kd"]["tuning"]
+    assert rows["sft"]["tuning"] == "untuned"
+    assert tuning["trials"] == 2 and tuning["sampler"] == "tpe"
+    assert len({trial["values"]["learning_rate"] for trial in tuning["history"]}) == 2  # two distinct trainings
+    best = max(tuning["history"], key=lambda trial: trial["dev"])
+    assert tuning["best_dev"] == pytest.approx(best["dev"])
+    assert tuning["chosen"] == {"budget": {"learning_rate": best["values"]["learning_rate"]}}
+    assert rows["kd"]["hyperparameters"]["learning_rate"] == best["values"]["learning_rate"]
+    assert tuning["train_seconds"] > 0
+    # the test board scores the test split; the trials were scored on the dev split only
+    assert board["protocols"]["pocket-math"]["split"] == "test"
+    db = sqlite3.connect(path.parent / "out" / "results.sqlite")
+    dev_cells = {key for key, protocol in db.execute("SELECT cell_key, protocol_json FROM evaluations")
+                 if json.loads(protocol)["split"] == "dev"}
+    assert dev_cells == {trial["cell"] for trial in tuning["history"]}
+    # the best trial is the final row's seed-0 cell: trained once, not again
+    assert best["cell"] in rows["kd"]["cells"]
+    trained = db.execute("SELECT COUNT(*) FROM cells WHERE kind='method'").fetchone()[0]
+    assert trained == 2 + 2 + 1  # sft × 2 seeds, kd's 2 trials (distinct learning rates), kd's seed 1
+    markdown = (path.parent / "out" / "leaderboard.md").read_text()
+    assert "## Tuning" in markdown and "| sft | untuned: the recipe's options |" in markdown
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 0  # a rerun replays the seeded search from the store
+    assert "training " not in capsys.readouterr().err
+    assert _board(path)["rows"] == board["rows"]
+
+
+def test_a_grid_no_larger_than_the_trials_is_run_whole(tiny_recipe):
+    path = _recipe(tiny_recipe, "[{name: dpo, label_smoothing: 0.1}]",
+                   tune={**TUNE, "trials": 50, "sampler": "grid", "learning_rate": [1.0e-3]})
+    recipe = load_recipe(path)
+    spec = recipe.methods[0]
+    space = search_space(spec, recipe)
+    assert space == {"learning_rate": [1.0e-3], "beta": [0.05, 0.1, 0.5]} and grid_size(space) == 3
+    assert chosen_options(spec, {"learning_rate": 1.0e-3, "beta": 0.5}) == {"beta": 0.5,
+                                                                            "budget": {"learning_rate": 1.0e-3}}
+    assert main(["run", str(path)]) == 0
+    row = _board(path)["rows"][-1]
+    tuning = row["tuning"]
+    assert tuning["trials"] == 3 and tuning["sampler"] == "grid"
+    assert sorted(trial["values"]["beta"] for trial in tuning["history"]) == [0.05, 0.1, 0.5]
+    assert row["hyperparameters"]["beta"] == tuning["chosen"]["beta"]
+    assert row["hyperparameters"]["label_smoothing"] == 0.1  # the entry's own option is kept, not searched
+
+
+def test_options_a_recipe_entry_sets_are_not_searched(tiny_recipe):
+    path = _recipe(tiny_recipe, "[{name: dpo, beta: 0.2, budget: {learning_rate: 0.01}}]", tune=TUNE)
+    recipe = load_recipe(path)
+    assert search_space(recipe.methods[0], recipe) == {}
+
+
+def test_kinds_that_train_with_their_own_settings_refuse_tuning():
+    recipe = load_recipe("recipes/pocket/fair-latent.yaml").model_dump(mode="json")
+    recipe["tune"] = TUNE
+    from distillbench.core.recipe import parse_recipe
+    with pytest.raises(UserInputError, match="tune: tabular students train with the kind's own settings"):
+        parse_recipe(recipe)
+
+
+def test_check_prints_what_each_method_is_tuned_over(tiny_recipe, capsys):
+    path = _recipe(tiny_recipe, "[sft, dpo, {name: ipo, beta: 0.2}]", tune={**TUNE, "methods": ["dpo", "ipo[beta=0.2]"]})
+    assert main(["run", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "tune: 2 trial(s) per method (tpe, seed 0) on pocket-math[max_new_tokens=16,n=8,split=dev]" in out.replace("\n", "")
+    assert "sft: untuned" in out
+    assert "dpo: 2 training(s) over learning_rate in [0.001, 0.03]; beta in [0.05, 0.1, 0.5]" in out
+    assert "ipo[beta=0.2]: 2 training(s) over learning_rate in [0.001, 0.03]" in out
