@@ -302,10 +302,13 @@ def validate_options(cls: type, params: dict[str, Any], path: str) -> tuple[Any 
 
 
 def _check_components(recipe: Recipe, kind: type) -> list[str]:
-    """Every method and benchmark is registered, takes its options, and suits the recipe's kind."""
+    """Every method and benchmark (the tune block's too) is registered, takes its options, and suits the
+    recipe's kind."""
+    sections = [("methods", recipe.methods, METHODS), ("benchmarks", recipe.benchmarks, BENCHMARKS)]
+    if recipe.tune is not None:
+        sections.append(("tune.benchmarks", recipe.tune.benchmarks, BENCHMARKS))
     problems = []
-    for section, registry in (("methods", METHODS), ("benchmarks", BENCHMARKS)):
-        specs = getattr(recipe, section)
+    for section, specs, registry in sections:
         for index, spec in enumerate(specs):
             path = f"{section}[{index}]"
             if spec.name not in registry:
@@ -317,13 +320,6 @@ def _check_components(recipe: Recipe, kind: type) -> list[str]:
         labels = [s.label for s in specs]
         for label in {l for l in labels if labels.count(l) > 1}:
             problems.append(f"{section}: {label!r} is listed twice")
-    for index, spec in enumerate(recipe.tune.benchmarks if recipe.tune else []):
-        path = f"tune.benchmarks[{index}]"
-        if spec.name not in BENCHMARKS:
-            problems.append(f"{path}.name: {BENCHMARKS.unknown_message(spec.name)}")
-            continue
-        problems += validate_options(BENCHMARKS.get(spec.name), spec.params, path)[1]
-        problems += _kind_mismatch(path, spec.name, BENCHMARKS, kind)
     return problems + _check_continuations(recipe) + _check_method_budget(recipe) + _check_tune(recipe)
 
 
