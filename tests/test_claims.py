@@ -70,6 +70,20 @@ def test_a_claim_whose_mechanism_never_engaged_is_no_verdict(monkeypatch, steps,
     assert _checked(monkeypatch, {"engaged_by": "on_policy_steps"}, {"engaged_by": None}, store) == held
 
 
+TUNED = {"trials": 3, "chosen": {"budget": {"learning_rate": 1e-3}}}
+
+
+@pytest.mark.parametrize("better, worse, held", [
+    ({"tuning": TUNED}, {"tuning": "untuned"}, "unequal tuning (a tuned, b not)"),
+    ({"tuning": TUNED}, {"tuning": TUNED}, "holds"),
+    ({"tuning": "untuned"}, {"tuning": TUNED}, "holds"),  # a search only the baseline got makes it harder
+    ({"tuning": "untuned"}, {"tuning": "untuned"}, "holds"),
+    ({"tuning": {"trials": 0, "note": "nothing to search"}}, {"tuning": "untuned"}, "holds"),
+])
+def test_a_tuned_row_against_an_untuned_baseline_is_no_verdict(monkeypatch, better, worse, held):
+    assert _checked(monkeypatch, {"engaged_by": None, **better}, {"engaged_by": None, **worse}) == held
+
+
 def test_boards_without_the_declarations_read_them_from_the_method_classes():
     rows = {"redi": {"method": "redi"}, "dpo": {"method": "dpo"}, "distillm": {"method": "distillm"}}
     assert claims._declared(rows["redi"], "starts_from") == "sft"

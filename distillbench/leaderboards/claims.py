@@ -6,7 +6,8 @@ rows have at least three seeds; with fewer it reads "insufficient seeds" whateve
 and otherwise "does not hold". Two comparisons are no verdict whatever their test says either:
 a better row that continues another row's student against a worse row that does not start from
 the same student ("no control (starts from sft)"), and a better row whose method's mechanism never
-engaged in a seed (its `Method.engaged_by` cost field at 0: "mechanism inactive"). Every claim shows
+engaged in a seed (its `Method.engaged_by` cost field at 0: "mechanism inactive"), and a tuned better row
+against an untuned baseline ("unequal tuning"). Every claim shows
 its test, its p-value and the seeds behind it. Claims whose rows a leaderboard lacks are reported
 as not run; one on a metric with no better direction (a bias measure such as POPE's yes-ratio) as
 "no better direction".
@@ -141,7 +142,15 @@ def _no_verdict(store, better: dict, worse: dict) -> str | None:
     start = _declared(better, "starts_from")
     if start is not None and _declared(worse, "starts_from") != start:
         return f"no control (starts from {start})"
+    if _tuned(better) and not _tuned(worse):  # a search the baseline did not get
+        return f"unequal tuning ({better['row']} tuned, {worse['row']} not)"
     return _inactive(store, better)
+
+
+def _tuned(row: dict) -> bool:
+    """Whether the row's options were chosen by a tuning search on the dev split (core/tune.py)."""
+    tuning = row.get("tuning")
+    return isinstance(tuning, dict) and tuning.get("trials", 0) > 0
 
 
 def _inactive(store, row: dict) -> str | None:
