@@ -1,0 +1,186 @@
+"""The 2-D pocket world: a mixture of Gaussians with a known density, and a small diffusion teacher of it.
+
+Mode-seeking against mode-covering claims (f-distill's forward KL or JS against reverse KL, diversity
+distillation's recall at equal precision) need a target whose modes and density are known exactly; on the
+plane they are checkable in seconds (`distillbench.benchmarks.sample_metrics`).
+
+* **The world.** ``grid``: 16 equally weighted isotropic Gaussians on a 4 × 4 grid of spacing 2 (the
+  mode-collapse benchmark of the GAN literature, with an even side so that no mode sits at the mixture's
+  mean, where a one-step sampler's posterior mean lands), standard deviation 0.2. Each mode's class, the
+  pocket analogue of a prompt, is its row: 4 classes of 4 modes. Models see the points divided by
+  `Mixture.scale` (3: the outer means at ±1), as diffusion models expect data of unit range.
+* **The teacher.** `distillbench.kinds.diffusion.points.PointDenoiser` trained with diffusers' DDPM
+  scheduler (1,000 steps, cosine schedule, v-prediction), the class dropped 10% of the time for
+  classifier-free guidance; sampled with DDIM. Many steps cover every mode; one step predicts the mean of
+  the posterior from pure noise, which lies between modes.
+
+Built on first use into the user cache (``pocket:gaussians2d-teacher``; tiny under
+``DISTILLBENCH_ZOO_SCALE=tiny``), deterministic for a spec on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+
+from distillbench.benchmarks.sample_metrics import mixture_log_density
+from distillbench.core.registry import POCKET_MODELS
+from distillbench.kinds.diffusion.points import PointDenoiser
+from distillbench.pocket import builds
+from distillbench.pocket.zoo import cache_root
+
+MANIFEST, WORLD = "zoo.json", "world.json"
+FORMAT_VERSION = 1  # part of every spec hash: bump when the world or the loop change what a spec builds
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """An isotropic Gaussian mixture in the plane: mode means, one standard deviation, weights, classes."""
+
+    means: tuple[tuple[float, float], ...]
+    std: float
+    weights: tuple[float, ...]
+    classes: tuple[int, ...]  # each mode's class
+    scale: float = 1.0  # models see points / scale
+
+    @property
+    def class_count(self) -> int:
+        return max(self.classes) + 1
+
+    def sample(self, n: int, seed: int, class_label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`n` points and their modes (of class `class_label` only, its modes reweighted, when given)."""
+        rng = np.random.default_rng(seed)
+        weights = np.asarray(self.weights, dtype=float)
+        if class_label is not None:
+            weights = weights * (np.asarray(self.classes) == class_label)
+        modes = rng.choice(len(self.means), size=n, p=weights / weights.sum())
+        points = np.asarray(self.means)[modes] + self.std * rng.standard_normal((n, 2))
+        return points, modes
+
+    def log_density(self, points: np.ndarray) -> np.ndarray:
+        return mixture_log_density(points, np.asarray(self.means), np.asarray(self.weights), self.std)
+
+
+def grid(side: int = 4, spacing: float = 2.0, std: float = 0.2) -> Mixture:
+    """`side`² equal modes on a square grid centred on the origin; a mode's class is its row."""
+    offsets = [spacing * (i - (side - 1) / 2) for i in range(side)]
+    means = tuple((x, y) for y in offsets for x in offsets)
+    return Mixture(means, std, tuple([1 / side**2] * side**2), tuple(i // side for i in range(side**2)),
+                   scale=max(offsets))
+
+
+WORLDS = {"grid": grid}
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    name: str
+    world: str = "grid"
+    hidden: int = 256
+    layers: int = 3
+    steps: int = 4000
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    uncond_fraction: float = 0.1
+    seed: int = 0
+
+    def spec_hash(self) -> str:
+        text = json.dumps({**asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+FULL_SPECS = {"gaussians2d-teacher": TeacherSpec("gaussians2d-teacher")}
+TINY_SPECS = {"gaussians2d-teacher": TeacherSpec("gaussians2d-teacher", hidden=32, layers=1, steps=50, batch_size=64)}
+
+
+def specs() -> dict[str, TeacherSpec]:
+    return TINY_SPECS if os.environ.get("DISTILLBENCH_ZOO_SCALE") == "tiny" else FULL_SPECS
+
+
+def training_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                         clip_sample=False)
+
+
+def train(spec: TeacherSpec, log=print) -> tuple[PointDenoiser, dict]:
+    """The teacher of `spec`, trained from scratch on fresh samples of its world each step."""
+    started = time.perf_counter()
+    torch.manual_seed(spec.seed)
+    world = WORLDS[spec.world]()
+    model = PointDenoiser(dimension=2, classes=world.class_count, hidden=spec.hidden, layers=spec.layers)
+    scheduler = training_scheduler()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
+    cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / spec.steps)))
+    generator = torch.Generator().manual_seed(spec.seed)
+    losses = []
+    for step in range(spec.steps):
+        points, modes = world.sample(spec.batch_size, seed=spec.seed * 1_000_003 + step)
+        clean = torch.as_tensor(points / world.scale, dtype=torch.float32)
+        labels = torch.as_tensor(np.asarray(world.classes)[modes])
+        labels[torch.rand(spec.batch_size, generator=generator) < spec.uncond_fraction] = world.class_count
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(scheduler.config.num_train_timesteps, (spec.batch_size,), generator=generator)
+        prediction = model(scheduler.add_noise(clean, noise, timesteps), timesteps, labels)
+        loss = torch.nn.functional.mse_loss(prediction, scheduler.get_velocity(clean, noise, timesteps))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        cosine.step()
+        losses.append(float(loss.detach()))
+        if log and (step + 1) % 500 == 0:
+            log(f"{spec.name}: step {step + 1}/{spec.steps}, loss {np.mean(losses[-500:]):.4f}")
+    model.eval()
+    report = {"train_seconds": round(time.perf_counter() - started, 1),
+              "final_loss": round(float(np.mean(losses[-min(200, len(losses)):])), 4),
+              "parameters": sum(p.numel() for p in model.parameters())}
+    return model, report
+
+
+def save(model: PointDenoiser, spec: TeacherSpec, report: dict, directory: Path) -> Path:
+    """The teacher as a diffusers model folder (``save_pretrained``, safetensors), its scheduler, its world."""
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging / "denoiser", safe_serialization=True)
+        training_scheduler().save_pretrained(staging / "scheduler")
+        (staging / WORLD).write_text(json.dumps({"world": spec.world, **asdict(WORLDS[spec.world]())}) + "\n")
+
+    return builds.publish(directory, write, MANIFEST, {"name": spec.name, "spec": asdict(spec),
+                                                       "spec_hash": spec.spec_hash(), **report})
+
+
+def cache_directory(spec: TeacherSpec) -> Path:
+    return cache_root() / f"{spec.name}-{spec.spec_hash()}"
+
+
+def model_dir(name: str = "gaussians2d-teacher") -> Path:
+    """The user-cache build of `name` (trained when missing or failing verification)."""
+    known = specs()
+    if name not in known:
+        raise ValueError(f"unknown pocket 2-D diffusion model {name!r}; known: {', '.join(known)}")
+    directory = cache_directory(known[name])
+    if builds.verify(directory, MANIFEST):
+        model, report = train(known[name], log=None)
+        save(model, known[name], report, directory)
+    return directory
+
+
+def load(directory: Path) -> tuple[PointDenoiser, dict, Mixture]:
+    """(denoiser, scheduler config, world) of a saved 2-D diffusion model."""
+    model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
+    config = DDPMScheduler.from_pretrained(directory / "scheduler").config
+    world = json.loads((directory / WORLD).read_text())
+    return model, dict(config), WORLDS[world["world"]]()
+
+
+for _name in FULL_SPECS:  # `pocket:<name>` references resolve here
+    POCKET_MODELS.register(_name, family="diffusion-2d", summary="pocket 2-D diffusion teacher (a diffusers point "
+                           "denoiser on a 16-mode Gaussian grid)")(model_dir)

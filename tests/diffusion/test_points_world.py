@@ -1,0 +1,57 @@
+"""The 2-D pocket world's teacher: a diffusers model that saves and loads the diffusers way, samples
+deterministically, and separates many-step from one-step sampling even when small."""
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+
+from distillbench.benchmarks.sample_metrics import mode_coverage, precision_recall, sliced_wasserstein
+from distillbench.kinds.diffusion.points import PointDenoiser, guided, sample_points
+from distillbench.pocket import gaussians2d
+from distillbench.pocket.gaussians2d import TeacherSpec, grid, load, train
+
+WORLD = grid()
+
+
+def test_the_pocket_teacher_builds_into_the_cache_and_loads_with_diffusers():
+    directory = gaussians2d.model_dir()
+    model, scheduler, world = load(directory)
+    assert isinstance(model, PointDenoiser) and world == WORLD
+    assert DDPMScheduler.from_pretrained(directory / "scheduler").config.prediction_type == "v_prediction"
+    again = PointDenoiser.from_pretrained(directory / "denoiser")
+    x, t = torch.randn(5, 2), torch.tensor([0, 10, 500, 900, 999])
+    assert torch.equal(model(x, t), again(x, t))
+    first, second = (sample_points(model, scheduler, 64, steps=4, seed=7) for _ in range(2))
+    assert torch.equal(first, second) and not torch.equal(first, sample_points(model, scheduler, 64, 4, seed=8))
+    assert gaussians2d.builds.verify(directory, gaussians2d.MANIFEST) == []
+
+
+def test_guidance_is_the_unconditional_output_moved_towards_the_conditional_one():
+    model = PointDenoiser(classes=4, hidden=16, layers=1)
+    x, t, labels = torch.randn(3, 2), torch.tensor(400), torch.tensor([0, 1, 3])
+    unconditional, conditional = model(x, t), model(x, t, labels)
+    assert torch.allclose(guided(model, x, t, labels, 3.0), unconditional + 3.0 * (conditional - unconditional))
+    assert torch.equal(guided(model, x, t, labels, 1.0), conditional)
+    assert torch.equal(model(x, t), model(x, t, torch.full((3,), 4)))  # no class is the null label
+
+
+def test_many_steps_cover_the_modes_that_one_step_misses():
+    torch.set_num_threads(1)
+    model, report = train(TeacherSpec("small", hidden=64, layers=2, steps=800, batch_size=256), log=None)
+    scheduler = dict(gaussians2d.training_scheduler().config)
+    real, _ = WORLD.sample(1000, seed=1)
+    means, weights = np.asarray(WORLD.means), np.asarray(WORLD.weights)
+    scores = {}
+    for steps in (1, 32):
+        points = sample_points(model, scheduler, 1000, steps, seed=3).numpy() * WORLD.scale
+        scores[steps] = (*precision_recall(real, points), mode_coverage(points, means, weights, WORLD.std)["modes"],
+                         sliced_wasserstein(real, points))
+    (precision_1, recall_1, modes_1, swd_1), (precision_32, recall_32, modes_32, swd_32) = scores[1], scores[32]
+    assert modes_32 > modes_1 + 0.3 and recall_32 > recall_1 + 0.5, scores
+    assert precision_32 > precision_1 and swd_32 < swd_1 / 3, scores
+
+
+def test_the_teacher_is_a_pocket_model_reference():
+    from distillbench.core.models import parse_model_ref, resolve_path
+
+    assert resolve_path(parse_model_ref("pocket:gaussians2d-teacher")) == str(gaussians2d.model_dir())
