@@ -10,6 +10,7 @@ module's ``python -m`` command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -44,6 +45,18 @@ def publish(directory: Path, write: Callable[[Path], None], manifest: str | None
     staging.chmod(0o755)  # mkdtemp makes it private
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(staging, directory)
+    return directory
+
+
+def spec_hash(spec: Any) -> str:
+    """A build spec dataclass's content hash (12 hex digits), the suffix of its cache folder."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached(directory: Path, manifest: str, build: Callable[[Path], Any]) -> Path:
+    """`directory`, built first by `build(directory)` when it is missing or fails verification."""
+    if verify(directory, manifest):
+        build(directory)
     return directory
 
 

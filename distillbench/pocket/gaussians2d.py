@@ -20,7 +20,6 @@ Built on first use into the user cache (``pocket:gaussians2d-teacher``; tiny und
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -92,10 +91,10 @@ class TeacherSpec:
     learning_rate: float = 2e-3
     uncond_fraction: float = 0.1
     seed: int = 0
+    format_version: int = FORMAT_VERSION
 
     def spec_hash(self) -> str:
-        text = json.dumps({**asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return builds.spec_hash(self)
 
 
 FULL_SPECS = {"gaussians2d-teacher": TeacherSpec("gaussians2d-teacher")}
@@ -166,11 +165,14 @@ def model_dir(name: str = "gaussians2d-teacher") -> Path:
     known = specs()
     if name not in known:
         raise ValueError(f"unknown pocket 2-D diffusion model {name!r}; known: {', '.join(known)}")
-    directory = cache_directory(known[name])
-    if builds.verify(directory, MANIFEST):
-        model, report = train(known[name], log=None)
-        save(model, known[name], report, directory)
-    return directory
+    return builds.cached(cache_directory(known[name]), MANIFEST, lambda target: _build(name, target, log=None))
+
+
+def _build(name: str, target: Path, log=print) -> dict:
+    spec = specs()[name]
+    model, report = train(spec, log=log)
+    save(model, spec, report, target)
+    return report
 
 
 def load(directory: Path) -> tuple[PointDenoiser, dict, Mixture]:

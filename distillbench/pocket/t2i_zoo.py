@@ -38,7 +38,6 @@ than on shape.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -87,7 +86,7 @@ class T2ISpec:
     format_version: int = FORMAT_VERSION
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return builds.spec_hash(self)
 
 
 FULL_SPECS = {"t2i-teacher": T2ISpec("t2i-teacher")}
@@ -219,11 +218,7 @@ def model_dir(name: str = "t2i-teacher") -> Path:
     known = specs()
     if name not in known:
         raise ValueError(f"unknown pocket text-to-image model {name!r}; known: {', '.join(known)}")
-    directory = cache_directory(known[name])
-    if verify(directory):
-        unet, text_encoder, tokenizer, report = train(known[name], log=None)
-        save(unet, text_encoder, tokenizer, known[name], report, directory)
-    return directory
+    return builds.cached(cache_directory(known[name]), MANIFEST, lambda target: _build(name, target, log=None))
 
 
 for _name in FULL_SPECS:  # `pocket:<name>` references resolve here
@@ -231,9 +226,9 @@ for _name in FULL_SPECS:  # `pocket:<name>` references resolve here
                            "text encoder, DDPM scheduler)")(model_dir)
 
 
-def _build(name: str, target: Path) -> dict:
+def _build(name: str, target: Path, log=print) -> dict:
     spec = specs()[name]
-    unet, text_encoder, tokenizer, report = train(spec)
+    unet, text_encoder, tokenizer, report = train(spec, log=log)
     save(unet, text_encoder, tokenizer, spec, report, target)
     return report
 
