@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/points_world.py
 
-Builds `pocket:gaussians2d-teacher` into the user cache when it is missing (about two minutes on one thread),
+Builds `pocket:gaussians2d-teacher` into the user cache when it is missing (about three minutes on one thread),
 samples 2,000 unconditional points per row (sampler seed 3) and scores them against 2,000 real points (seed 1)
 with the world's metrics (`distillbench.benchmarks.sample_metrics`). It writes bench/results/points_world.json
 and prints the Markdown table of docs/pocket-worlds.md ("The 2-D pocket diffusion world").

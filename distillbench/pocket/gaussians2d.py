@@ -86,9 +86,9 @@ class TeacherSpec:
     world: str = "grid"
     hidden: int = 256
     layers: int = 3
-    steps: int = 4000
+    steps: int = 8000
     batch_size: int = 512
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     uncond_fraction: float = 0.1
     seed: int = 0
     format_version: int = FORMAT_VERSION
