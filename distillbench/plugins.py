@@ -61,6 +61,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "cv-dd": "distillbench.methods.dataset_distillation.cv_dd:CVDD",
         "random-real": "distillbench.methods.dataset_distillation.random_real:RandomReal",
         "random-real-committee": "distillbench.methods.dataset_distillation.random_real_committee:RandomRealCommittee",
+        "dmd2": "distillbench.methods.diffusion.dmd2:DMD2",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",
@@ -82,6 +83,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "tvd": "distillbench.methods.llm.tvd:TVD",
     },
     "benchmarks": {
+        "points-2d": "distillbench.benchmarks.points:Points2D",
         "clip-score": "distillbench.benchmarks.clip_score:ClipScore",
         "clipscore": "distillbench.benchmarks.clip_score:ClipScore",
         "pocket-clip-score": "distillbench.pocket.benchmarks.pocket_images:PocketClipScore",
@@ -128,6 +130,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     },
     "kinds": {
         "dataset-distillation": "distillbench.kinds.image_classifier.dataset_distillation.kind:DatasetDistillation",
+        "diffusion": "distillbench.kinds.diffusion.kind:Diffusion",
         "image-classifier": "distillbench.kinds.image_classifier.kind:ImageClassifier",
         "retrieval": "distillbench.kinds.retrieval.kind:Retrieval",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",

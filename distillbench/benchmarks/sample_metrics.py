@@ -24,7 +24,8 @@ import numpy as np
 import ot
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
-from scipy.special import logsumexp
+
+from distillbench.kinds.diffusion.points import mixture_log_density
 
 
 def knn_radii(points: np.ndarray, k: int) -> np.ndarray:
@@ -56,14 +57,6 @@ def mode_coverage(points: np.ndarray, means: np.ndarray, weights: np.ndarray, st
     counts = np.bincount(nearest[close], minlength=len(means))
     expected = np.asarray(weights) * len(points)
     return {"modes": float((counts >= min_share * expected).mean()), "high_quality": float(close.mean())}
-
-
-def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
-    """log p(x) under an isotropic Gaussian mixture with one standard deviation `std`."""
-    dimension = points.shape[1]
-    squared = ((points[:, None, :] - means[None, :, :]) ** 2).sum(axis=-1)
-    log_normal = -0.5 * squared / std**2 - dimension * np.log(std) - 0.5 * dimension * np.log(2 * np.pi)
-    return logsumexp(log_normal + np.log(np.asarray(weights))[None, :], axis=1)
 
 
 def true_nll(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> float:

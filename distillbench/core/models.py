@@ -123,6 +123,15 @@ def defining_files(directory: Path) -> list[Path]:
     return sorted((file for file in files if file.name not in NOT_DEFINING), key=lambda file: file.name)
 
 
+def tree_fingerprint(directory: Path, ignore: tuple[str, ...] = ("zoo.json",)) -> str:
+    """sha256 over every file of a model folder tree (a pipeline's or a point model's sub-folders), by relative
+    path; `ignore` leaves out files that differ between identical builds (a zoo manifest's training time)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name not in ignore):
+        digest.update(str(path.relative_to(directory)).encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def fingerprint(text: str) -> str:
     """Identity of a model: a hash of its weights, config, tokenizer and chat template files, or hub
     id@revision. An edited chat template or tokenizer changes what a model is scored on, so it

@@ -31,42 +31,13 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from distillbench.benchmarks.sample_metrics import mixture_log_density
 from distillbench.core.registry import POCKET_MODELS
-from distillbench.kinds.diffusion.points import PointDenoiser
+from distillbench.kinds.diffusion.points import Mixture, PointDenoiser, PointModel, load_point_model, save_point_model
 from distillbench.pocket import builds
 from distillbench.pocket.zoo import cache_root
 
-MANIFEST, WORLD = "zoo.json", "world.json"
-FORMAT_VERSION = 1  # part of every spec hash: bump when the world or the loop change what a spec builds
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """An isotropic Gaussian mixture in the plane: mode means, one standard deviation, weights, classes."""
-
-    means: tuple[tuple[float, float], ...]
-    std: float
-    weights: tuple[float, ...]
-    classes: tuple[int, ...]  # each mode's class
-    scale: float = 1.0  # models see points / scale
-
-    @property
-    def class_count(self) -> int:
-        return max(self.classes) + 1
-
-    def sample(self, n: int, seed: int, class_label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """`n` points and their modes (of class `class_label` only, its modes reweighted, when given)."""
-        rng = np.random.default_rng(seed)
-        weights = np.asarray(self.weights, dtype=float)
-        if class_label is not None:
-            weights = weights * (np.asarray(self.classes) == class_label)
-        modes = rng.choice(len(self.means), size=n, p=weights / weights.sum())
-        points = np.asarray(self.means)[modes] + self.std * rng.standard_normal((n, 2))
-        return points, modes
-
-    def log_density(self, points: np.ndarray) -> np.ndarray:
-        return mixture_log_density(points, np.asarray(self.means), np.asarray(self.weights), self.std)
+MANIFEST = "zoo.json"
+FORMAT_VERSION = 2  # part of every spec hash: bump when the world or the loop change what a spec builds
 
 
 def grid(side: int = 4, spacing: float = 2.0, std: float = 0.2) -> Mixture:
@@ -145,15 +116,10 @@ def train(spec: TeacherSpec, log=print) -> tuple[PointDenoiser, dict]:
 
 
 def save(model: PointDenoiser, spec: TeacherSpec, report: dict, directory: Path) -> Path:
-    """The teacher as a diffusers model folder (``save_pretrained``, safetensors), its scheduler, its world."""
-
-    def write(staging: Path) -> None:
-        model.save_pretrained(staging / "denoiser", safe_serialization=True)
-        training_scheduler().save_pretrained(staging / "scheduler")
-        (staging / WORLD).write_text(json.dumps({"world": spec.world, **asdict(WORLDS[spec.world]())}) + "\n")
-
-    return builds.publish(directory, write, MANIFEST, {"name": spec.name, "spec": asdict(spec),
-                                                       "spec_hash": spec.spec_hash(), **report})
+    """The teacher as a point model folder (`save_point_model`) with its manifest."""
+    processor = PointModel(dict(training_scheduler().config), WORLDS[spec.world]())
+    return builds.publish(directory, lambda staging: save_point_model(model, processor, staging), MANIFEST,
+                          {"name": spec.name, "spec": asdict(spec), "spec_hash": spec.spec_hash(), **report})
 
 
 def cache_directory(spec: TeacherSpec) -> Path:
@@ -176,11 +142,9 @@ def _build(name: str, target: Path, log=print) -> dict:
 
 
 def load(directory: Path) -> tuple[PointDenoiser, dict, Mixture]:
-    """(denoiser, scheduler config, world) of a saved 2-D diffusion model."""
-    model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
-    config = DDPMScheduler.from_pretrained(directory / "scheduler").config
-    world = json.loads((directory / WORLD).read_text())
-    return model, dict(config), WORLDS[world["world"]]()
+    """(denoiser, scheduler config, world) of a saved point model."""
+    model, processor = load_point_model(directory)
+    return model, processor.scheduler_config, processor.world
 
 
 for _name in FULL_SPECS:  # `pocket:<name>` references resolve here

@@ -5,8 +5,9 @@ import ot
 import pytest
 from scipy.stats import multivariate_normal
 
-from distillbench.benchmarks.sample_metrics import (inside_manifold, knn_radii, mixture_log_density, mode_coverage,
+from distillbench.benchmarks.sample_metrics import (inside_manifold, knn_radii, mode_coverage,
                                                     precision_recall, sliced_wasserstein, true_nll)
+from distillbench.kinds.diffusion.points import mixture_log_density
 from distillbench.pocket.gaussians2d import grid
 
 WORLD = grid()

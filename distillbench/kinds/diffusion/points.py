@@ -9,11 +9,89 @@ label, the pocket analogue of a prompt; label ``classes`` is the empty prompt, f
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
-from diffusers import ConfigMixin, DDIMScheduler, ModelMixin
+from diffusers import ConfigMixin, DDIMScheduler, DDPMScheduler, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from scipy.special import logsumexp
 from torch import nn
+
+WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ (its training schedule), world.json
+
+
+def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
+    """log p(x) under an isotropic Gaussian mixture with one standard deviation `std`."""
+    dimension = points.shape[1]
+    squared = ((points[:, None, :] - means[None, :, :]) ** 2).sum(axis=-1)
+    log_normal = -0.5 * squared / std**2 - dimension * np.log(std) - 0.5 * dimension * np.log(2 * np.pi)
+    return logsumexp(log_normal + np.log(np.asarray(weights))[None, :], axis=1)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """An isotropic Gaussian mixture in the plane, the target of a point model: mode means, one standard
+    deviation, weights, each mode's class (the pocket analogue of a prompt), and the scale models see
+    points divided by."""
+
+    means: tuple[tuple[float, float], ...]
+    std: float
+    weights: tuple[float, ...]
+    classes: tuple[int, ...]
+    scale: float = 1.0
+
+    @property
+    def class_count(self) -> int:
+        return max(self.classes) + 1
+
+    def sample(self, n: int, seed: int, class_label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`n` points and their modes (of class `class_label` only, its modes reweighted, when given)."""
+        rng = np.random.default_rng(seed)
+        weights = np.asarray(self.weights, dtype=float)
+        if class_label is not None:
+            weights = weights * (np.asarray(self.classes) == class_label)
+        modes = rng.choice(len(self.means), size=n, p=weights / weights.sum())
+        points = np.asarray(self.means)[modes] + self.std * rng.standard_normal((n, 2))
+        return points, modes
+
+    def log_density(self, points: np.ndarray) -> np.ndarray:
+        return mixture_log_density(points, np.asarray(self.means), np.asarray(self.weights), self.std)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Mixture":
+        return cls(tuple(tuple(mean) for mean in data["means"]), data["std"], tuple(data["weights"]),
+                   tuple(data["classes"]), data.get("scale", 1.0))
+
+
+@dataclass
+class PointModel:
+    """What a point model folder holds besides the denoiser: its training schedule and its world."""
+
+    scheduler_config: dict
+    world: Mixture
+
+
+def save_point_model(model: "PointDenoiser", processor: PointModel, directory: Path) -> None:
+    """A point model folder: the denoiser (``save_pretrained``, safetensors), its scheduler, its world."""
+    model.save_pretrained(Path(directory) / "denoiser", safe_serialization=True)
+    DDPMScheduler.from_config(processor.scheduler_config).save_pretrained(Path(directory) / "scheduler")
+    (Path(directory) / WORLD).write_text(json.dumps(asdict(processor.world)) + "\n")
+
+
+def load_point_model(directory: Path) -> tuple["PointDenoiser", PointModel]:
+    """(denoiser, its schedule and world) of a point model folder."""
+    directory = Path(directory)
+    model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
+    config = dict(DDPMScheduler.from_pretrained(directory / "scheduler").config)
+    return model, PointModel(config, Mixture.from_json(json.loads((directory / WORLD).read_text())))
+
+
+def is_point_model(directory: Path) -> bool:
+    return (Path(directory) / WORLD).is_file() and (Path(directory) / "denoiser").is_dir()
 
 
 class PointDenoiser(ModelMixin, ConfigMixin):

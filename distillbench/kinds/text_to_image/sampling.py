@@ -23,7 +23,6 @@ depends only on (seed, i), so a prompt set's images do not change with the batch
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.models import parse_model_ref, resolve_path
+from distillbench.core.models import parse_model_ref, resolve_path, tree_fingerprint
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS, POCKET_MODELS
 from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
@@ -83,10 +82,7 @@ def from_model_space(samples: torch.Tensor, factor: int) -> np.ndarray:
 def fingerprint(directory: Path) -> str:
     """sha256 over a pipeline folder's weights and configs (every file but the zoo manifest, whose
     training time differs between identical builds)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file() and p.name != "zoo.json"):
-        digest.update(str(path.relative_to(directory)).encode() + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    return tree_fingerprint(directory)
 
 
 class TextToImage:

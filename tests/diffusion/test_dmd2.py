@@ -1,0 +1,103 @@
+"""DMD2 (methods/diffusion/dmd2.py): its loss against a naive form, its gradients, the two time scales, and a
+cell of the diffusion kind end to end on the 2-D pocket world."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from diffusers import DDPMScheduler
+
+from distillbench.cli.main import main
+from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model
+from distillbench.methods.diffusion.dmd2 import DMD2, distribution_matching_loss, x0_from_velocity
+
+SCHEDULER = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+
+
+def _naive_matching_loss(sample, real, fake):
+    """½·mean((x − sg(x − g))²), g per sample from loops: (fake − real) / mean |x − real|."""
+    total = 0.0
+    for x, r, f in zip(sample, real, fake):
+        normaliser = sum(abs(float(a) - float(b)) for a, b in zip(x, r)) / len(x)
+        for a, rr, ff in zip(x, r, f):
+            g = (float(ff) - float(rr)) / normaliser
+            total += 0.5 * (a - (float(a) - g)) ** 2
+    return total / sample.numel()
+
+
+def test_the_matching_loss_matches_its_naive_form_and_its_gradient_is_the_normalised_difference():
+    torch.manual_seed(0)
+    sample, real, fake = torch.randn(5, 2, requires_grad=True), torch.randn(5, 2), torch.randn(5, 2)
+    loss = distribution_matching_loss(sample, real, fake)
+    assert loss.item() == pytest.approx(float(_naive_matching_loss(sample.detach(), real, fake)), rel=1e-5)
+    (gradient,) = torch.autograd.grad(loss, sample)
+    normaliser = (sample.detach() - real).abs().mean(dim=1, keepdim=True)
+    assert torch.allclose(gradient, (fake - real) / normaliser / sample.numel())
+    # a sample on the real score's prediction (a zero normaliser) gets no NaN: nan_to_num, as the authors'
+    sample = real.clone().requires_grad_()
+    assert torch.isfinite(torch.autograd.grad(distribution_matching_loss(sample, real, fake), sample)[0]).all()
+
+
+def test_x0_from_velocity_inverts_the_schedule():
+    clean, noise, timesteps = torch.randn(6, 2), torch.randn(6, 2), torch.tensor([0, 10, 200, 500, 900, 999])
+    noisy = SCHEDULER.add_noise(clean, noise, timesteps)
+    velocity = SCHEDULER.get_velocity(clean, noise, timesteps)
+    assert torch.allclose(x0_from_velocity(SCHEDULER, noisy, velocity, timesteps), clean, atol=1e-5)
+
+
+def _batch(step: int, teacher) -> dict:
+    return {"class_labels": torch.tensor([0, 1, 4, 4]), "noise": torch.randn(4, 2), "step": step,
+            "scheduler": SCHEDULER, "null_class": 4, "generator": torch.Generator().manual_seed(step),
+            "teacher": teacher}
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_the_generator_gets_a_nonzero_gradient_on_its_steps_and_none_between(guidance):
+    torch.manual_seed(0)
+    teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
+    method = DMD2(real_guidance=guidance, generator_every=3)
+    # a student (and so a critic, its copy) unlike the teacher: the fake and real scores differ (a critic equal to
+    # the teacher, as at DMD2's first step, gives g = 0 until it has fitted the generator's samples)
+    module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+    for step, generator_step in ((0, True), (1, False), (3, True)):
+        module.zero_grad(set_to_none=True)
+        terms = method.loss(module, _batch(step, teacher))
+        assert set(terms) == ({"critic", "distribution_matching"} if generator_step else {"critic"})
+        sum(terms.values()).backward()
+        generator_grads = [p.grad for p in module.generator.parameters()]
+        if generator_step:
+            assert all(g is not None for g in generator_grads)
+            assert sum(float(g.abs().sum()) for g in generator_grads) > 0  # the DistillationDPO caution
+        else:
+            assert all(g is None for g in generator_grads)  # the optimiser leaves the generator alone
+        assert all(p.grad is not None for p in module.critic.parameters())
+        assert all(p.grad is None for p in teacher.parameters())
+    assert method.teacher_forwards(_batch(0, teacher)) == 4 * (2 if guidance != 1.0 else 1)
+    assert method.teacher_forwards(_batch(1, teacher)) == 0
+
+
+def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps(tmp_path, capsys):
+    recipe = yaml.safe_load(open("recipes/pocket/points-dmd2.yaml"))
+    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
+                  budget={**recipe["budget"], "steps": 6, "batch_size": 32, "checkpoint_every": 2},
+                  benchmarks=[{"name": "points-2d", "steps": 1, "n": 64}, {"name": "points-2d", "steps": 2, "n": 64}])
+    recipe["methods"] = [{"name": "dmd2", "generator_every": 2}]
+    path = tmp_path / "points.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["run", str(path)]) == 0
+    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    rows = {row["row"]: row for row in board["rows"]}
+    assert set(rows) == {"teacher", "dmd2[generator_every=2]"}
+    student = rows["dmd2[generator_every=2]"]
+    for bench in ("points-2d[n=64,steps=1]", "points-2d[n=64,steps=2]"):
+        for metric in ("nll", "high_quality", "precision", "recall", "modes", "sliced_w2"):
+            assert f"{bench}/{metric}" in student["metrics"]
+    assert student["cost"]["steps"] == 6 and student["cost"]["teacher_forwards"] == 3 * 32  # steps 0, 2, 4
+    folder = next((tmp_path / "out" / "cells").glob("dmd2*"))
+    model, processor = load_point_model(folder / "model")
+    assert isinstance(PointDenoiser.from_pretrained(folder / "model" / "denoiser"), PointDenoiser)
+    assert processor.world.class_count == 4
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 0  # complete in the store: nothing trains again
+    assert "training " not in capsys.readouterr().err
