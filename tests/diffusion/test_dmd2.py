@@ -10,7 +10,8 @@ from diffusers import DDPMScheduler
 
 from distillbench.cli.main import main
 from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model
-from distillbench.methods.diffusion.dmd2 import DMD2, distribution_matching_loss, x0_from_velocity
+from distillbench.methods.diffusion.critic import x0_from_velocity
+from distillbench.methods.diffusion.dmd2 import DMD2, distribution_matching_loss
 
 SCHEDULER = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
 
@@ -78,7 +79,7 @@ def test_the_generator_gets_a_nonzero_gradient_on_its_steps_and_none_between(gui
 
 
 def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps(tmp_path, capsys):
-    recipe = yaml.safe_load(open("recipes/pocket/points-dmd2.yaml"))
+    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
     recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
                   budget={**recipe["budget"], "steps": 6, "batch_size": 32, "checkpoint_every": 2},
                   benchmarks=[{"name": "points-2d", "steps": 1, "n": 64}, {"name": "points-2d", "steps": 2, "n": 64}])

@@ -25,24 +25,16 @@ network's gradient separately (the loop clips their joint norm).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
-from torch import nn
 
 from distillbench.kinds.diffusion.points import guided
-from distillbench.methods.base import Method, register_method
-
-
-def x0_from_velocity(scheduler, sample: torch.Tensor, velocity: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """x̂₀ = α_t x_t − σ_t v for a v-prediction model (α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t))."""
-    alphas = scheduler.alphas_cumprod.to(sample.device, sample.dtype)[timesteps]
-    shape = (-1,) + (1,) * (sample.dim() - 1)
-    return alphas.sqrt().view(shape) * sample - (1 - alphas).sqrt().view(shape) * velocity
+from distillbench.methods.base import register_method
+from distillbench.methods.diffusion.critic import CriticDistillation, x0_from_velocity
 
 
 def distribution_matching_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor) -> torch.Tensor:
@@ -53,59 +45,21 @@ def distribution_matching_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake
     return 0.5 * F.mse_loss(sample, (sample - gradient).detach())
 
 
-class GeneratorAndCritic(nn.Module):
-    """What DMD2 trains: the generator (the student, saved at the end) and its fake-score critic."""
-
-    def __init__(self, generator: nn.Module):
-        super().__init__()
-        self.generator = generator
-        self.critic = copy.deepcopy(generator)
-
-
 @register_method("dmd2", family="diffusion", paper="Yin et al. 2024, arXiv:2405.14867",
                  summary="distribution matching with a trained fake-score critic, regression-free, two time scales")
 @dataclass
-class DMD2(Method):
+class DMD2(CriticDistillation):
     real_guidance: Annotated[float, Ge(1)] = 1.0
     generator_every: Annotated[int, Gt(0)] = 5
     min_timestep: Annotated[float, Ge(0), Le(1)] = 0.02
     max_timestep: Annotated[float, Ge(0), Le(1)] = 0.98
 
-    data_kind = "diffusion"
-    normalize_by = "examples"
+    generator_term = "distribution_matching"
 
     def check(self) -> list[str]:
         return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
 
-    def training_module(self, student: nn.Module) -> nn.Module:
-        return GeneratorAndCritic(student)
-
-    def trained_model(self, module: nn.Module) -> nn.Module:
-        return module.generator
-
-    def generator_step(self, step: int) -> bool:
-        return step % self.generator_every == 0
-
-    def teacher_forwards(self, batch: dict) -> int:
-        """Teacher evaluations a batch costs: one per sample (two with guidance) on generator steps."""
-        if not self.generator_step(batch["step"]):
-            return 0
-        return len(batch["class_labels"]) * (2 if self.real_guidance != 1.0 else 1)
-
-    def loss(self, student: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        scheduler, labels, generator = batch["scheduler"], batch["class_labels"], batch["generator"]
-        last = scheduler.config.num_train_timesteps - 1
-        update_generator = self.generator_step(batch["step"])
-        with torch.set_grad_enabled(update_generator and torch.is_grad_enabled()):
-            start = torch.full((len(labels),), last, device=labels.device)
-            sample = x0_from_velocity(scheduler, batch["noise"], student.generator(batch["noise"], start, labels), start)
-        terms = {"critic": self._critic_loss(student.critic, scheduler, sample.detach(), labels, generator)}
-        if update_generator:
-            terms["distribution_matching"] = self._matching_loss(student.critic, batch["teacher"], scheduler, sample,
-                                                                 labels, generator)
-        return terms
-
-    def _matching_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
+    def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
         total = scheduler.config.num_train_timesteps
         timesteps = torch.randint(int(self.min_timestep * total), int(self.max_timestep * total), (len(sample),),
                                   generator=generator).to(sample.device)
@@ -116,11 +70,3 @@ class DMD2(Method):
             real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
                                     timesteps)
         return distribution_matching_loss(sample, real, fake)
-
-    @staticmethod
-    def _critic_loss(critic, scheduler, sample, labels, generator) -> torch.Tensor:
-        timesteps = torch.randint(scheduler.config.num_train_timesteps, (len(sample),), generator=generator)
-        noise = torch.randn(sample.shape, generator=generator)
-        timesteps, noise = timesteps.to(sample.device), noise.to(sample.device)
-        prediction = critic(scheduler.add_noise(sample, noise, timesteps), timesteps, labels)
-        return F.mse_loss(prediction, scheduler.get_velocity(sample, noise, timesteps))
