@@ -63,6 +63,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "random-real-committee": "distillbench.methods.dataset_distillation.random_real_committee:RandomRealCommittee",
         "dmd2": "distillbench.methods.diffusion.dmd2:DMD2",
         "sid": "distillbench.methods.diffusion.sid:SiD",
+        "lcm": "distillbench.methods.diffusion.lcm:LCM",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

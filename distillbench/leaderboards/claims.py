@@ -94,6 +94,8 @@ CLAIMS = (
     Claim("dmjd", "Ma et al. 2023", "joint distillation of teacher targets beats disjoint masking on pixels", "dmjd",
           "dmjd[target=pixels]", PROBE, "classify"),
     # recipes/pocket/points.yaml: one-step generators of the 2-D pocket world, scored at the step they train for.
+    Claim("dmd2", "Yin et al. 2024", "DMD2's one-step generator beats consistency distillation (LCM) at one step",
+          "dmd2", "lcm", "points-2d[steps=1]/high_quality", "diffusion"),
     Claim("sid", "Zhou et al. 2024", "SiD's one-step generator beats DMD's (more samples on the modes)", "sid", "dmd2",
           "points-2d[steps=1]/high_quality", "diffusion"),
 )

@@ -32,8 +32,8 @@ class DiffusionData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompts: int = Field(default=4096, gt=0, description="the pool of prompts (class labels drawn from the "
-                         "world's classes with its weights, seed data_seed) the steps draw their batches from")
+    prompts: int = Field(default=4096, gt=0, description="the pool the steps draw their batches from: samples of "
+                         "the world (seed data_seed), each a data point and its class (its prompt)")
     null_fraction: float = Field(default=0.0, ge=0, le=1, description="share of a batch's prompts replaced by the "
                                  "empty prompt (an unconditional student: 1)")
     data_seed: int = Field(default=0, description="the seed of the prompt pool")
@@ -55,13 +55,15 @@ def model_directory(ref: str) -> Path:
 
 
 class PromptBatching(Batching):
-    """A step's prompts (drawn from the pool like any examples) and the generator's input noise."""
+    """A step's prompts (drawn from the pool like any examples), the generator's input noise, and the pool's
+    data points for the methods that distil on data (consistency distillation noises real samples)."""
 
     unit = "samples"
 
-    def __init__(self, prompts: torch.Tensor, null_class: int, null_fraction: float, dimension: int,
+    def __init__(self, prompts: torch.Tensor, clean: torch.Tensor, null_class: int, null_fraction: float,
                  scheduler: DDPMScheduler):
-        self.prompts, self.null_class, self.null_fraction, self.dimension = prompts, null_class, null_fraction, dimension
+        self.prompts, self.clean, self.null_class, self.null_fraction = prompts, clean, null_class, null_fraction
+        self.dimension = clean.shape[1]
         self.scheduler = scheduler  # the teacher's training schedule: methods noise and denoise with it
 
     def lengths(self, examples) -> tuple[int, ...]:
@@ -73,7 +75,7 @@ class PromptBatching(Batching):
         labels[torch.rand(len(indices), generator=generator) < self.null_fraction] = self.null_class
         noise = torch.randn((len(indices), self.dimension), generator=generator)
         return {"class_labels": labels.to(device), "noise": noise.to(device), "step": step, "scheduler": self.scheduler,
-                "null_class": self.null_class,
+                "null_class": self.null_class, "clean": self.clean[indices].to(device),
                 "generator": torch.Generator().manual_seed((seed * 1_000_003 + step) * 101 + part + 50)}
 
     def add_signals(self, batch: dict, method, frozen: dict) -> int:
@@ -123,8 +125,9 @@ class Diffusion(StudentKind):
 
     def training(self, cell, init_ref: str, processor) -> Training:
         data, world = self.recipe.data, processor.world
-        pool = torch.as_tensor(world.sample(data.prompts, seed=data.data_seed)[1])  # modes, then their classes
-        prompts = torch.as_tensor(world.classes)[pool]
-        batching = PromptBatching(prompts, world.class_count, data.null_fraction, len(world.means[0]),
+        points, modes = world.sample(data.prompts, seed=data.data_seed)
+        prompts = torch.as_tensor(world.classes)[torch.as_tensor(modes)]
+        clean = torch.as_tensor(points / world.scale, dtype=torch.float32)  # in model space
+        batching = PromptBatching(prompts, clean, world.class_count, data.null_fraction,
                                   DDPMScheduler.from_config(processor.scheduler_config))
         return Training(prompts, batching, {"teacher": self.frozen_model(self.recipe.teacher)})
