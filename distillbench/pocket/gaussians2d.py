@@ -20,7 +20,6 @@ Built on first use into the user cache (``pocket:gaussians2d-teacher``; tiny und
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time

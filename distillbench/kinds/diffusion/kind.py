@@ -100,13 +100,14 @@ class Diffusion(StudentKind):
 
     @classmethod
     def recipe_problems(cls, recipe: DiffusionRecipe) -> list[str]:
-        problems = set_but_unused(recipe, {"reference_teacher": "the teacher is the only model a student learns from",
-                                           "budget.max_length": "tokens per example: for language models",
-                                           "budget.teacher_top_k": "the top-k logit cache is for language models"})
-        return problems
+        return set_but_unused(recipe, {"reference_teacher": "the teacher is the only model a student learns from",
+                                       "budget.max_length": "tokens per example: for language models",
+                                       "budget.teacher_top_k": "the top-k logit cache is for language models"})
 
     def reference_rows(self):
-        return [row for row in super().reference_rows() if row.label == "teacher"]  # the init is the teacher
+        """The teacher, and the student's init unless it is the teacher itself (the usual start)."""
+        return [row for row in super().reference_rows()
+                if not (row.label == "student-init" and row.model_ref == self.recipe.teacher)]
 
     def fingerprint(self, ref: str) -> str:
         return tree_fingerprint(model_directory(ref))[:16]

@@ -55,6 +55,8 @@ class DMD2(CriticDistillation):
     max_timestep: Annotated[float, Ge(0), Le(1)] = 0.98
 
     generator_term = "distribution_matching"
+    # the two-time-scale ratio, which the paper sets per setting (5 on ImageNet and SDXL, 10 on SD1.5); 1: none
+    search_space = {"generator_every": (1, 5, 10)}
 
     def check(self) -> list[str]:
         return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]

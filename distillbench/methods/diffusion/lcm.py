@@ -90,6 +90,7 @@ class LCM(Method):
 
     data_kind = "diffusion"
     normalize_by = "examples"
+    search_space = {"ema_decay": (0.95, 0.99)}  # the script's default and a slower target
 
     def training_module(self, student: nn.Module) -> nn.Module:
         return StudentAndTarget(student)

@@ -66,6 +66,7 @@ class SiD(CriticDistillation):
     max_timestep: Annotated[float, Ge(0), Le(1)] = 0.98
 
     generator_term = "score_identity"
+    search_space = {"alpha": (1.0, 1.2)}  # the paper's 1.2 and the SiD-LSG scripts' 1
 
     def check(self) -> list[str]:
         return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
