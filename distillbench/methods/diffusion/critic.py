@@ -60,6 +60,21 @@ class CriticDistillation(Method):
     def trained_model(self, module: nn.Module) -> nn.Module:
         return module.generator
 
+    min_timestep: float = 0.02  # dataclass fields in the subclasses: the re-noising range of the generator's loss
+    max_timestep: float = 0.98
+
+    def check(self) -> list[str]:
+        return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
+
+    def renoising(self, scheduler, sample: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(timesteps, noise) re-noising the generator's samples for its loss: t ~ U[min_timestep·T, max_timestep·T)."""
+        total = scheduler.config.num_train_timesteps
+        timesteps = torch.randint(int(self.min_timestep * total), int(self.max_timestep * total), (len(sample),),
+                                  generator=generator)
+        noise = torch.randn(sample.shape, generator=generator)
+        return timesteps.to(sample.device), noise.to(sample.device)
+
     def generator_step(self, step: int) -> bool:
         return step % self.generator_every == 0
 

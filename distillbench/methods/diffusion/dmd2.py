@@ -58,14 +58,8 @@ class DMD2(CriticDistillation):
     # the two-time-scale ratio, which the paper sets per setting (5 on ImageNet and SDXL, 10 on SD1.5); 1: none
     search_space = {"generator_every": (1, 5, 10)}
 
-    def check(self) -> list[str]:
-        return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
-
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
-        total = scheduler.config.num_train_timesteps
-        timesteps = torch.randint(int(self.min_timestep * total), int(self.max_timestep * total), (len(sample),),
-                                  generator=generator).to(sample.device)
-        noise = torch.randn(sample.shape, generator=generator).to(sample.device)
+        timesteps, noise = self.renoising(scheduler, sample, generator)
         with torch.no_grad():
             noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
             fake = x0_from_velocity(scheduler, noisy, critic(noisy, timesteps, labels), timesteps)

@@ -68,14 +68,8 @@ class SiD(CriticDistillation):
     generator_term = "score_identity"
     search_space = {"alpha": (1.0, 1.2)}  # the paper's 1.2 and the SiD-LSG scripts' 1
 
-    def check(self) -> list[str]:
-        return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
-
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
-        total = scheduler.config.num_train_timesteps
-        timesteps = torch.randint(int(self.min_timestep * total), int(self.max_timestep * total), (len(sample),),
-                                  generator=generator).to(sample.device)
-        noise = torch.randn(sample.shape, generator=generator).to(sample.device)
+        timesteps, noise = self.renoising(scheduler, sample, generator)
         noisy = scheduler.add_noise(sample, noise, timesteps)  # keeps the generator's graph
         real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
                                 timesteps)
