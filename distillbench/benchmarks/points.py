@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -20,16 +19,13 @@ from annotated_types import Ge, Gt
 
 from distillbench.benchmarks import sample_metrics
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.core.models import parse_model_ref, resolve_path
-from distillbench.kinds.diffusion.points import WORLD, Mixture, sample_points
+from distillbench.kinds.diffusion.points import WORLD, Mixture, model_directory, sample_points
 
 
 @functools.lru_cache(maxsize=4)
 def world_of(ref: str) -> Mixture:
     """The world (target mixture) a point model folder, or a pocket point model, was trained on."""
-    parsed = parse_model_ref(ref)
-    directory = Path(resolve_path(parsed)) if parsed.backend == "pocket" else Path(ref)
-    return Mixture.from_json(json.loads((directory / WORLD).read_text()))
+    return Mixture.from_json(json.loads((model_directory(ref) / WORLD).read_text()))
 
 
 @register_benchmark("points-2d", family="diffusion-points", paper="k-NN precision/recall: Kynkäänniemi et al. 2019",

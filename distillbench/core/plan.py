@@ -100,7 +100,7 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
                for _, spec in entries]
     labels = {id(spec): label for label, spec in entries}
     keys: dict[tuple[str, int], str] = {}  # (method name, seed) -> key of its first entry in start order
-    for spec, method in _in_start_order(methods):
+    for spec, method in in_start_order(methods):
         label = labels[id(spec)]
         models = {role: fp(ref) for role, ref in kind.method_models(method).items()}
         data = kind.data_key(method)
@@ -135,7 +135,7 @@ def _check_versus(recipe: Recipe, plan: Plan) -> None:
         raise UserInputError(f"leaderboard.versus: no row {versus!r}; rows: {', '.join(plan.rows())}")
 
 
-def _in_start_order(methods: list[tuple[ComponentSpec, Any]]) -> list[tuple[ComponentSpec, Any]]:
+def in_start_order(methods: list[tuple[ComponentSpec, Any]]) -> list[tuple[ComponentSpec, Any]]:
     """The recipe's (entry, method) pairs, each after the method whose student it continues (entries that start
     from the init first, in recipe order; then those that continue them, and so on)."""
     names = {spec.name for spec, _ in methods}

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.plan import BenchmarkRun, Plan, benchmark_runs, make_plan
-from distillbench.core.recipe import BUDGET, ComponentSpec, Recipe, start_of
+from distillbench.core.plan import BenchmarkRun, Plan, benchmark_runs, in_start_order, make_plan
+from distillbench.core.recipe import BUDGET, ComponentSpec, Recipe, method_params, start_of, validate_options
 from distillbench.core.registry import METHODS
 from distillbench.core.store import Store
 
@@ -72,7 +72,9 @@ class Tuner:
         """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         rows = self.tune.methods or [spec.label for spec in self.recipe.methods]
-        for spec in _start_order(self.recipe.methods):
+        methods = [(spec, validate_options(METHODS.get(spec.name), method_params(spec), spec.name)[0])
+                   for spec in self.recipe.methods]
+        for spec, _ in in_start_order(methods):  # a continuation is tuned from its tuned start
             if spec.label in rows:
                 self.tuned[spec.label] = self._tune_row(spec)
         return self.tuned
@@ -179,18 +181,6 @@ def _direction(benchmarks: list[BenchmarkRun], weights: dict[str, float]) -> str
 
 def _shown(values: dict[str, Any]) -> str:
     return ", ".join(f"{name}={value}" for name, value in values.items())
-
-
-def _start_order(specs: list[ComponentSpec]) -> list[ComponentSpec]:
-    """Entries after the entries whose students they continue (a continuation tunes from the tuned start)."""
-    names = {spec.name for spec in specs}
-
-    def depth(spec: ComponentSpec) -> int:
-        start = start_of(spec, METHODS.get(spec.name))
-        first = next((s for s in specs if s.name == start), None) if start in names else None
-        return 0 if first is None else 1 + depth(first)
-
-    return sorted(specs, key=depth)
 
 
 def _continued(spec: ComponentSpec, specs: list[ComponentSpec]) -> list[ComponentSpec]:

@@ -21,10 +21,10 @@ from diffusers import DDPMScheduler
 from pydantic import BaseModel, ConfigDict, Field
 
 from distillbench.core.kind import StudentKind, Training, register_kind
-from distillbench.core.models import parse_model_ref, resolve_path, tree_fingerprint
+from distillbench.core.models import tree_fingerprint
 from distillbench.core.recipe import Recipe, model_refs_checked, set_but_unused
 from distillbench.core.train import Batching
-from distillbench.kinds.diffusion.points import is_point_model, load_point_model, save_point_model
+from distillbench.kinds.diffusion.points import is_point_model, load_point_model, model_directory, save_point_model
 
 
 class DiffusionData(BaseModel):
@@ -48,12 +48,6 @@ class DiffusionRecipe(Recipe):
     _models = model_refs_checked("teacher", "student")
 
 
-def model_directory(ref: str) -> Path:
-    """The folder of a point model reference (a pocket model is built on first use)."""
-    parsed = parse_model_ref(ref)
-    return Path(resolve_path(parsed)) if parsed.backend == "pocket" else Path(ref)
-
-
 class PromptBatching(Batching):
     """A step's prompts (drawn from the pool like any examples), the generator's input noise, and the pool's
     data points for the methods that distil on data (consistency distillation noises real samples)."""
@@ -75,7 +69,7 @@ class PromptBatching(Batching):
         labels[torch.rand(len(indices), generator=generator) < self.null_fraction] = self.null_class
         noise = torch.randn((len(indices), self.dimension), generator=generator)
         return {"class_labels": labels.to(device), "noise": noise.to(device), "step": step, "scheduler": self.scheduler,
-                "null_class": self.null_class, "clean": self.clean[indices].to(device),
+                "clean": self.clean[indices].to(device),
                 "generator": torch.Generator().manual_seed((seed * 1_000_003 + step) * 101 + part + 50)}
 
     def add_signals(self, batch: dict, method, frozen: dict) -> int:

@@ -21,6 +21,8 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from scipy.special import logsumexp
 from torch import nn
 
+from distillbench.core.models import parse_model_ref, resolve_path
+
 WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ (its training schedule), world.json
 
 
@@ -88,6 +90,12 @@ def load_point_model(directory: Path) -> tuple["PointDenoiser", PointModel]:
     model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
     config = dict(DDPMScheduler.from_pretrained(directory / "scheduler").config)
     return model, PointModel(config, Mixture.from_json(json.loads((directory / WORLD).read_text())))
+
+
+def model_directory(ref: str) -> Path:
+    """The folder of a point model reference (a pocket model is built on first use)."""
+    parsed = parse_model_ref(ref)
+    return Path(resolve_path(parsed)) if parsed.backend == "pocket" else Path(ref)
 
 
 def is_point_model(directory: Path) -> bool:
