@@ -138,3 +138,20 @@ def test_the_claims_table_shows_each_test_its_p_value_and_its_seeds():
     table = claims.claims_markdown(results)
     assert "| two-level t | < 0.0025 | 3 vs 3 | holds |" in table
     assert "| exact McNemar | 0.01 | 1 vs 1 | insufficient seeds |" in table
+
+
+def test_a_claim_on_a_set_metric_is_a_welch_test_over_each_seeds_set_value(monkeypatch):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    monkeypatch.setattr(claims, "item_values", lambda store, cells, key: {})  # a set metric has no per-item values
+    (claim,) = [c for c in claims.CLAIMS if c.better == "f-distill[divergence=forward-kl]"]
+    bench, _, metric = claim.metric.partition("/")
+    recalls = {"f-distill[divergence=forward-kl]": [0.81, 0.84, 0.83], "f-distill[divergence=reverse-kl]": [0.62, 0.6, 0.65]}
+    rows = [{"row": name, "kind": "method", "method": "f-distill", "status": "complete", "cells": ["c"], "metrics": {},
+             "seed_spread": {claim.metric: {"per_seed": dict(zip("012", values))}}} for name, values in recalls.items()]
+    board = {"rows": rows, "protocols": {bench: {"key": "k", "lower_is_better": ["nll", "sliced_w2"]}}}
+    (result,) = check_claims(None, board, (claim,))
+    expected = scipy_stats.ttest_ind(*recalls.values(), equal_var=False).pvalue
+    assert result["p"] == pytest.approx(expected) and result["status"] == "holds" and result["seeds"] == [3, 3]
+    assert result["diff"] == pytest.approx(0.8267 - 0.6233, abs=1e-3) and "recall" in result["test"]
+    rows[1]["seed_spread"] = {}  # a row without per-seed figures: nothing to test
+    assert check_claims(None, board, (claim,))[0]["status"] == "not run"

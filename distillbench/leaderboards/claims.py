@@ -98,6 +98,13 @@ CLAIMS = (
           "dmd2", "lcm", "points-2d[steps=1]/high_quality", "diffusion"),
     Claim("sid", "Zhou et al. 2024", "SiD's one-step generator beats DMD's (more samples on the modes)", "sid", "dmd2",
           "points-2d[steps=1]/high_quality", "diffusion"),
+    Claim("dmd2", "Yin et al. 2024", "DMD2 beats DMD at one step", "dmd2", "dmd", "points-2d[steps=1]/high_quality",
+          "diffusion"),
+    Claim("f-distill", "Xu et al. 2025", "forward KL covers more of the world than reverse KL, DMD's (recall)",
+          "f-distill[divergence=forward-kl]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall",
+          "diffusion"),
+    Claim("f-distill", "Xu et al. 2025", "Jensen-Shannon covers more of the world than reverse KL, DMD's (recall)",
+          "f-distill[divergence=js]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall", "diffusion"),
 )
 
 
@@ -125,10 +132,19 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
         return {"status": "no better direction"}
     protocol = board["protocols"][bench]
     better, worse = (item_values(store, rows[name]["cells"], protocol["key"]) for name in (claim.better, claim.worse))
-    test = paired_test(better, worse, metric, protocol, resamples)
+    test = paired_test(better, worse, metric, protocol, resamples) or _set_metric_test(rows[claim.better],
+                                                                                       rows[claim.worse], claim.metric)
     if test is None:
         return not_run
     return _verdict(test, -test["diff"] if direction(board, claim.metric) == "lower" else test["diff"], reason)
+
+
+def _set_metric_test(better: dict, worse: dict, metric: str) -> dict[str, Any] | None:
+    """A metric of the whole sample set (recall, modes covered) has no items to resample: one value per trained
+    model, from the rows' per-seed figures (None where a row has none)."""
+    values = [list(((row.get("seed_spread") or {}).get(metric) or {}).get("per_seed", {}).values())
+              for row in (better, worse)]
+    return _welch_over_seeds(values, f"Welch t over seeds, {metric.rpartition('/')[2]} of each seed's sample set")
 
 
 def _verdict(test: dict[str, Any], better_by: float, reason: str | None) -> dict[str, Any]:
@@ -180,17 +196,19 @@ def _declared(row: dict, name: str) -> str | None:
 def _distance_test(store, better: dict, worse: dict) -> dict[str, Any] | None:
     """better − worse final golden distance (lower is better): one value per trained model, so Welch's
     t-test over the rows' seeds (None when a run has no distance)."""
-    distances = []
-    for row in (better, worse):
-        values = [((store.cell(key) or {}).get("cost") or {}).get("final_measures", {}).get("golden_distance")
-                  for key in row["cells"]]
-        if not values or None in values:
-            return None
-        distances.append(values)
-    p = float(ttest_ind(*distances, equal_var=False).pvalue) if min(map(len, distances)) > 1 else None
-    return {"diff": sum(distances[0]) / len(distances[0]) - sum(distances[1]) / len(distances[1]), "p": p,
-            "n": None, "seeds": [len(values) for values in distances],
-            "test": "Welch t over seeds, final golden distance (lower is better)"}
+    distances = [[((store.cell(key) or {}).get("cost") or {}).get("final_measures", {}).get("golden_distance")
+                  for key in row["cells"]] for row in (better, worse)]
+    return _welch_over_seeds(distances, "Welch t over seeds, final golden distance (lower is better)")
+
+
+def _welch_over_seeds(values: list[list[float]], test: str) -> dict[str, Any] | None:
+    """better − worse mean of one figure per trained model, with Welch's t-test over the two rows' seeds (no p
+    with a single seed in a row; None when a row has no figure for some seed)."""
+    if any(not figures or None in figures for figures in values):
+        return None
+    p = float(ttest_ind(*values, equal_var=False).pvalue) if min(map(len, values)) > 1 else None
+    return {"diff": sum(values[0]) / len(values[0]) - sum(values[1]) / len(values[1]), "p": p, "n": None,
+            "seeds": [len(figures) for figures in values], "test": test}
 
 
 def claims_markdown(results: list[dict[str, Any]]) -> str:

@@ -2,6 +2,7 @@
 cell of the diffusion kind end to end on the 2-D pocket world."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ from diffusers import DDPMScheduler
 
 from distillbench.cli.main import main
 from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model
-from distillbench.methods.diffusion.critic import x0_from_velocity
-from distillbench.methods.diffusion.dmd2 import DMD2, distribution_matching_loss
+from distillbench.methods.diffusion.critic import (distribution_matching_loss, gan_discriminator_loss, gan_generator_loss,
+                                                   x0_from_velocity)
+from distillbench.methods.diffusion.dmd2 import DMD2
 
 SCHEDULER = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
 
@@ -48,16 +50,15 @@ def test_x0_from_velocity_inverts_the_schedule():
 
 
 def _batch(step: int, teacher) -> dict:
-    return {"class_labels": torch.tensor([0, 1, 4, 4]), "noise": torch.randn(4, 2), "step": step,
-            "scheduler": SCHEDULER, "null_class": 4, "generator": torch.Generator().manual_seed(step),
-            "teacher": teacher}
+    return {"class_labels": torch.tensor([0, 1, 4, 4]), "noise": torch.randn(4, 2), "clean": torch.randn(4, 2),
+            "step": step, "scheduler": SCHEDULER, "generator": torch.Generator().manual_seed(step), "teacher": teacher}
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
 def test_the_generator_gets_a_nonzero_gradient_on_its_steps_and_none_between(guidance):
     torch.manual_seed(0)
     teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
-    method = DMD2(real_guidance=guidance, generator_every=3)
+    method = DMD2(real_guidance=guidance, generator_every=3, gan_generator_weight=0.0)
     # a student (and so a critic, its copy) unlike the teacher: the fake and real scores differ (a critic equal to
     # the teacher, as at DMD2's first step, gives g = 0 until it has fitted the generator's samples)
     module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
@@ -78,6 +79,31 @@ def test_the_generator_gets_a_nonzero_gradient_on_its_steps_and_none_between(gui
     assert method.teacher_forwards(_batch(1, teacher)) == 0
 
 
+def test_the_gan_head_trains_on_every_step_and_the_generator_term_leaves_it_alone():
+    torch.manual_seed(0)
+    teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
+    method = DMD2(generator_every=2)  # the paper's GAN weights
+    module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+    terms = method.loss(module, _batch(0, teacher))
+    assert set(terms) == {"critic", "discriminator", "distribution_matching", "gan"}
+    head = list(module.discriminator.parameters())
+    assert all(g is None for g in torch.autograd.grad(terms["gan"], head, allow_unused=True, retain_graph=True))
+    generator_grads = torch.autograd.grad(terms["gan"], list(module.generator.parameters()), retain_graph=True)
+    assert sum(float(g.abs().sum()) for g in generator_grads) > 0  # through the teacher's features
+    assert all(g is not None for g in torch.autograd.grad(terms["discriminator"], head))
+    assert set(method.loss(module, _batch(1, teacher))) == {"critic", "discriminator"}
+    assert method.teacher_forwards(_batch(0, teacher)) == 4 * (1 + 3)
+    assert method.teacher_forwards(_batch(1, teacher)) == 4 * 2
+
+
+def test_the_gan_losses_match_their_naive_forms():
+    real, fake = torch.tensor([[0.5], [-2.0]]), torch.tensor([[1.0], [3.0]])
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    assert float(gan_generator_loss(fake)) == pytest.approx((softplus(-1.0) + softplus(-3.0)) / 2)
+    assert float(gan_discriminator_loss(real, fake)) == pytest.approx(
+        (softplus(1.0) + softplus(3.0)) / 2 + (softplus(-0.5) + softplus(2.0)) / 2)
+
+
 def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps(tmp_path, capsys):
     recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
     recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
@@ -95,7 +121,9 @@ def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps
     for bench in ("points-2d[n=64,steps=1]", "points-2d[n=64,steps=2]"):
         for metric in ("nll", "high_quality", "precision", "recall", "modes", "sliced_w2"):
             assert f"{bench}/{metric}" in student["metrics"]
-    assert student["cost"]["steps"] == 6 and student["cost"]["teacher_forwards"] == 3 * 32  # steps 0, 2, 4
+    # the real score on generator steps 0, 2, 4; the GAN head's features of real and generated points every step
+    # and of the generator's own on its steps
+    assert student["cost"]["steps"] == 6 and student["cost"]["teacher_forwards"] == 3 * 32 * 4 + 3 * 32 * 2
     folder = next((tmp_path / "out" / "cells").glob("dmd2*"))
     model, processor = load_point_model(folder / "model")
     assert isinstance(PointDenoiser.from_pretrained(folder / "model" / "denoiser"), PointDenoiser)

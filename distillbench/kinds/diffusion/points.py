@@ -123,6 +123,12 @@ class PointDenoiser(ModelMixin, ConfigMixin):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None = None
                 ) -> torch.Tensor:
+        return self.output(self.features(sample, timestep, class_labels))
+
+    def features(self, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """The last hidden state (`hidden` wide), what a GAN head on a frozen denoiser reads (the analogue of
+        a UNet's bottleneck features)."""
         timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
         if class_labels is None:
             class_labels = torch.full((sample.shape[0],), self.null_class, device=sample.device)
@@ -130,7 +136,7 @@ class PointDenoiser(ModelMixin, ConfigMixin):
         hidden = self.input(sample) + condition + self.class_embedding(class_labels)
         for block in self.blocks:
             hidden = hidden + block(hidden)
-        return self.output(hidden)
+        return hidden
 
 
 def guided(model: PointDenoiser, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None,
@@ -147,12 +153,19 @@ def sample_points(model: PointDenoiser, scheduler_config: dict, n: int, steps: i
                   class_labels: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
     """`n` points drawn with deterministic DDIM (η = 0) in `steps` steps from seeded Gaussian noise; 1 step
     is the model's one-shot prediction of x_0 from pure noise."""
+    noise = torch.randn((n, model.config.dimension), generator=torch.Generator().manual_seed(seed))
+    return ddim_solve(model, scheduler_config, noise, steps, class_labels, guidance)
+
+
+@torch.no_grad()
+def ddim_solve(model: PointDenoiser, scheduler_config: dict, noise: torch.Tensor, steps: int,
+               class_labels: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+    """The model's deterministic DDIM (η = 0) solution from `noise` in `steps` steps."""
     # trailing spacing: the first step starts at the last training timestep, so 1 step starts from pure noise
     # (leading spacing would start 1-step sampling at t = 0; Lin et al. 2023, arXiv:2305.08891, table 2)
     scheduler = DDIMScheduler.from_config(scheduler_config, timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(seed)
-    sample = torch.randn((n, model.config.dimension), generator=generator)
+    sample = noise
     for timestep in scheduler.timesteps:
         output = guided(model, sample, timestep, class_labels, guidance)
         sample = scheduler.step(output, timestep, sample).prev_sample

@@ -5,12 +5,21 @@ copy of the student fitted to the generator's own samples by denoising score mat
 `CriticDistillation.loss` returns the critic's term every step and the generator's term (the subclass's
 `generator_loss`) every `generator_every` steps, so between them the generator gets no gradient and the
 optimiser leaves its parameters and moments alone (the two-time-scale update rule of DMD2).
+
+With `gan_generator_weight` > 0 the module also trains a GAN head (DMD2's GAN term; f-distill's density
+ratio). As in NVlabs/FastGen (34f30e8, ``DMD2Model``), the head reads the frozen teacher's features at
+re-noised samples (DMD2's own code puts it on the fake-score network's bottleneck) and is trained every step
+with the critic on the non-saturating loss, real samples (the prompt pool's data points) against the
+generator's:
+
+    L_D = mean softplus(D(f(x̃_t))) + mean softplus(−D(f(x_t^real)))     (both re-noised, t as the generator's)
+    L_G += w_GAN · mean softplus(−D(f(x_t)))                            (D held fixed; gradient through f to x)
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from abc import abstractmethod
 from typing import ClassVar
 
 import torch
@@ -27,6 +36,12 @@ def x0_from_velocity(scheduler, sample: torch.Tensor, velocity: torch.Tensor, ti
     return alphas.sqrt().view(shape) * sample - (1 - alphas).sqrt().view(shape) * velocity
 
 
+def one_step_sample(generator: nn.Module, scheduler, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The one-step generator's sample: its x̂₀ from pure `noise` at the last training timestep."""
+    start = torch.full((len(noise),), scheduler.config.num_train_timesteps - 1, device=noise.device)
+    return x0_from_velocity(scheduler, noise, generator(noise, start, labels), start)
+
+
 def critic_denoising_loss(critic: nn.Module, scheduler, sample: torch.Tensor, labels: torch.Tensor,
                           generator: torch.Generator) -> torch.Tensor:
     """The critic's denoising score matching on the generator's (detached) samples, in its own target (v)."""
@@ -37,13 +52,61 @@ def critic_denoising_loss(critic: nn.Module, scheduler, sample: torch.Tensor, la
     return F.mse_loss(prediction, scheduler.get_velocity(sample, noise, timesteps))
 
 
-class GeneratorAndCritic(nn.Module):
-    """What a score-distillation method trains: the generator (the student, saved at the end) and its critic."""
+def distribution_matching_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor,
+                               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """DMD's generator loss: its gradient with respect to `sample` is g / N, g the normalised score difference
+    (fake − real) / mean_dims |x − real|, times a per-sample weight where given (f-distill's h(r))."""
+    with torch.no_grad():
+        normaliser = (sample - real_x0).abs().mean(dim=tuple(range(1, sample.dim())), keepdim=True)
+        gradient = torch.nan_to_num((fake_x0 - real_x0) / normaliser)
+        if weights is not None:
+            gradient = gradient * weights.view((-1,) + (1,) * (sample.dim() - 1))
+    return 0.5 * F.mse_loss(sample, (sample - gradient).detach())
 
-    def __init__(self, generator: nn.Module):
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating GAN loss of the generator: mean softplus(−D(fake))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's: mean softplus(D(fake)) + mean softplus(−D(real))."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: nn.Module):
+    """`module`'s parameters take no gradient while open (gradients still flow through its inputs)."""
+    flags = [parameter.requires_grad for parameter in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in zip(module.parameters(), flags):
+            parameter.requires_grad_(flag)
+
+
+class DiscriminatorHead(nn.Module):
+    """A GAN head on a denoiser's features: one logit per sample (FastGen's heads are small convolutional
+    stacks on a UNet's features; a vector's features take a two-layer MLP)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+class GeneratorAndCritic(nn.Module):
+    """What a score-distillation method trains: the generator (the student, saved at the end), its critic and,
+    for a GAN term, a head on the (frozen) teacher's features, as wide as the student's (the teacher's copy)."""
+
+    def __init__(self, generator: nn.Module, discriminator: bool = False):
         super().__init__()
         self.generator = generator
         self.critic = copy.deepcopy(generator)
+        self.discriminator = DiscriminatorHead(generator.config.hidden) if discriminator else None
 
 
 class CriticDistillation(Method):
@@ -54,8 +117,11 @@ class CriticDistillation(Method):
     generator_every: int = 1  # a dataclass field in the subclasses that tune it
     real_guidance: float = 1.0
 
+    gan_generator_weight: float = 0.0  # dataclass fields in the subclasses with a GAN term (0: none)
+    gan_discriminator_weight: float = 1e-2
+
     def training_module(self, student: nn.Module) -> nn.Module:
-        return GeneratorAndCritic(student)
+        return GeneratorAndCritic(student, discriminator=self.gan_generator_weight > 0)
 
     def trained_model(self, module: nn.Module) -> nn.Module:
         return module.generator
@@ -79,25 +145,59 @@ class CriticDistillation(Method):
         return step % self.generator_every == 0
 
     def teacher_forwards(self, batch: dict) -> int:
-        """Teacher evaluations a batch costs: one per sample (two with guidance) on generator steps."""
+        """Teacher evaluations a batch costs: one per sample (two with guidance) on generator steps, and with
+        a GAN term the features of two samples per sample every step (real, fake) and one more on generator
+        steps."""
+        samples = len(batch["class_labels"])
+        gan = self.gan_generator_weight > 0
         if not self.generator_step(batch["step"]):
-            return 0
-        return len(batch["class_labels"]) * (2 if self.real_guidance != 1.0 else 1)
+            return 2 * samples * gan
+        return samples * ((2 if self.real_guidance != 1.0 else 1) + 3 * gan)
 
     def loss(self, student: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         scheduler, labels, generator = batch["scheduler"], batch["class_labels"], batch["generator"]
         update_generator = self.generator_step(batch["step"])
         with torch.set_grad_enabled(update_generator and torch.is_grad_enabled()):
-            start = torch.full((len(labels),), scheduler.config.num_train_timesteps - 1, device=labels.device)
-            sample = x0_from_velocity(scheduler, batch["noise"], student.generator(batch["noise"], start, labels), start)
+            sample = one_step_sample(student.generator, scheduler, batch["noise"], labels)
         terms = {"critic": critic_denoising_loss(student.critic, scheduler, sample.detach(), labels, generator)}
+        if student.discriminator is not None:
+            terms["discriminator"] = self.gan_discriminator_weight * self.discriminator_loss(
+                student.discriminator, batch["teacher"], scheduler, sample.detach(), batch["clean"], labels, generator)
         if update_generator:
-            terms[self.generator_term] = self.generator_loss(student.critic, batch["teacher"], scheduler, sample,
-                                                             labels, generator)
+            terms.update(self.generator_terms(student, batch, sample))
         return terms
+
+    def discriminator_loss(self, head, teacher, scheduler, fake, real, labels, generator) -> torch.Tensor:
+        """The GAN head's loss: real points against the generator's, each re-noised with its own draw."""
+        def logits(points: torch.Tensor) -> torch.Tensor:
+            timesteps, noise = self.renoising(scheduler, points, generator)
+            with torch.no_grad():
+                features = teacher.features(scheduler.add_noise(points, noise, timesteps), timesteps, labels)
+            return head(features)
+
+        return gan_discriminator_loss(logits(real), logits(fake))
+
+    def generator_terms(self, module, batch: dict, sample: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's loss terms on its one-step `sample` of the batch's noise: the method's own and, with a
+        GAN head, its weighted GAN term."""
+        teacher, scheduler, labels, generator = batch["teacher"], batch["scheduler"], batch["class_labels"], batch["generator"]
+        terms = {self.generator_term: self.generator_loss(module.critic, teacher, scheduler, sample, labels, generator)}
+        if module.discriminator is not None:
+            timesteps, noise = self.renoising(scheduler, sample, generator)
+            logits = self.discriminator_logits(module.discriminator, teacher, scheduler.add_noise(sample, noise, timesteps),
+                                               timesteps, labels)
+            terms["gan"] = self.gan_generator_weight * gan_generator_loss(logits)
+        return terms
+
+    @staticmethod
+    def discriminator_logits(head, teacher, noisy, timesteps, labels) -> torch.Tensor:
+        """D(f_teacher(x_t)) with the head held fixed: the generator's gradient flows through the features."""
+        with frozen_parameters(head):
+            return head(teacher.features(noisy, timesteps, labels))
 
     generator_term: ClassVar[str] = "generator"  # the generator's loss term, as logged
 
-    @abstractmethod
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
-        """The generator's loss on its one-step `sample` (with gradient), the critic and the frozen teacher."""
+        """The generator's loss on its one-step `sample` (with gradient), the critic and the frozen teacher; a
+        method whose terms share draws with its GAN head overrides `generator_terms` instead (f-distill)."""
+        raise NotImplementedError(f"{type(self).__name__}: give generator_loss or generator_terms")

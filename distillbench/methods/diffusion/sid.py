@@ -20,17 +20,15 @@ from pure noise at the last training timestep, where SiD feeds σ_init·z at a f
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Annotated
 
 import torch
 from annotated_types import Ge, Gt, Le
-from torch import nn
 
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import CriticDistillation, x0_from_velocity
+from distillbench.methods.diffusion.critic import CriticDistillation, frozen_parameters, x0_from_velocity
 
 
 def sid_generator_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor, alpha: float
@@ -40,18 +38,6 @@ def sid_generator_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: tor
     weight = (sample - real_x0).abs().mean(dim=dims, keepdim=True).detach().clamp_min(1e-5)
     difference = real_x0 - fake_x0
     return (difference * ((real_x0 - sample) - alpha * difference) / weight).sum(dim=dims).mean()
-
-
-@contextlib.contextmanager
-def frozen_parameters(module: nn.Module):
-    """`module`'s parameters take no gradient while open (gradients still flow through its inputs)."""
-    flags = [parameter.requires_grad for parameter in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in zip(module.parameters(), flags):
-            parameter.requires_grad_(flag)
 
 
 @register_method("sid", family="diffusion", paper="Zhou et al. 2024, arXiv:2404.04057",
