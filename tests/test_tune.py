@@ -113,6 +113,33 @@ def test_tuning_picks_the_best_dev_trial_and_trains_it_with_the_recipe_seeds(tin
     assert _board(path)["rows"] == board["rows"]
 
 
+def test_a_tuning_record_replaces_the_trials_elsewhere_with_the_same_board(tiny_recipe, tmp_path, capsys):
+    path = _recipe(tiny_recipe, "[kd]", seeds=[0, 1], tune=TUNE)
+    assert main(["run", str(path)]) == 0
+    board = _board(path)
+    record_path = path.parent / "out" / "tuning.json"
+    record = json.loads(record_path.read_text())
+    (row,) = [row for row in board["rows"] if row["row"] == "kd"]
+    assert record["rows"]["kd"] == row["tuning"]["history"]  # cell, values, dev objective, train seconds
+    # elsewhere (an empty output directory): the recipe names the record, and only the rows' seeds train
+    elsewhere = tmp_path / "elsewhere.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw.update(output_dir=str(tmp_path / "out2"), tune={**raw["tune"], "record": str(record_path)})
+    elsewhere.write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert main(["run", str(elsewhere)]) == 0
+    log = capsys.readouterr().err
+    assert log.count("(from ") == 2 and log.count("training ") == 2  # kd's two seeds, no trial
+    again = {row["row"]: row for row in json.loads((tmp_path / "out2" / "leaderboard.json").read_text())["rows"]}
+    assert again["kd"]["metrics"] == row["metrics"] and again["kd"]["hyperparameters"] == row["hyperparameters"]
+    assert again["kd"]["tuning"]["recorded"] == f"2 of 2 trial(s) from {record_path}"
+    assert again["kd"]["tuning"]["train_seconds"] == row["tuning"]["train_seconds"]  # the trials' real cost
+    record_path.write_text("{}")
+    capsys.readouterr()
+    assert main(["run", str(elsewhere)]) == 2
+    assert "not a tuning record" in capsys.readouterr().err
+
+
 def test_a_grid_no_larger_than_the_trials_is_run_whole(tiny_recipe):
     path = _recipe(tiny_recipe, "[{name: dpo, label_smoothing: 0.1}]",
                    tune={**TUNE, "trials": 50, "sampler": "grid", "learning_rate": [1.0e-3]})

@@ -1,10 +1,11 @@
 """points-2d: a point sampler scored against the known mixture it was trained on (the 2-D pocket world).
 
 Each item is one sample: the model's sampler draws item i from noise seeded by (seed, i), with the
-benchmark's steps and guidance, so one trained student is scored at 1, 2 and 4 steps by three entries.
+benchmark's sampler, steps and guidance, so one trained student is scored at 1, 2 and 4 steps by three entries.
 Per item, the point's negative log-likelihood under the true density and whether it is high quality (within
 3σ of a mode); over the set, k-NN precision and recall against a fresh sample of the world, the share of
-modes covered and the sliced W₂ (`sample_metrics`). Set metrics carry no interval yet: a board's seeds do.
+modes covered and the sliced W₂ (`sample_metrics`), and the sampler's cost in network evaluations per
+sample (NFE). Set metrics carry no interval yet: a board's seeds do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from annotated_types import Ge, Gt
@@ -37,20 +38,22 @@ class Points2D(Benchmark):
     n: Annotated[int, Gt(3)] = 2000
     steps: Annotated[int, Gt(0)] = 1
     guidance: Annotated[float, Ge(1)] = 1.0
+    sampler: Literal["ddim", "dpm-solver++", "euler"] = "ddim"  # diffusers' deterministic solvers (points.SAMPLERS)
     seed: int = 0
     reference_seed: int = 1  # the real sample precision, recall and SWD compare with
     k: Annotated[int, Gt(0)] = 3
 
+    scorer_version: ClassVar[str] = "2"  # 2: the nfe column
     binary_metrics: ClassVar[tuple[str, ...]] = ("high_quality",)
-    lower_is_better: ClassVar[tuple[str, ...]] = ("nll", "sliced_w2")
-    set_metrics: ClassVar[tuple[str, ...]] = ("precision", "recall", "modes", "sliced_w2")
+    lower_is_better: ClassVar[tuple[str, ...]] = ("nll", "sliced_w2", "nfe")
+    set_metrics: ClassVar[tuple[str, ...]] = ("precision", "recall", "modes", "sliced_w2", "nfe")
 
     def items(self) -> list[dict[str, Any]]:
         return [{"id": str(index)} for index in range(self.n)]
 
     def predict(self, model, processor, items, *, batch_size: int) -> list[list[float]]:
         points = sample_points(model, processor.scheduler_config, len(items), self.steps, self.seed,
-                               guidance=self.guidance)
+                               guidance=self.guidance, sampler=self.sampler)
         return (points.numpy() * processor.world.scale).tolist()
 
     def score(self, item, output) -> ItemScore:
@@ -68,11 +71,13 @@ class Points2D(Benchmark):
         precision, recall = sample_metrics.precision_recall(real, points, self.k)
         coverage = sample_metrics.mode_coverage(points, np.asarray(world.means), np.asarray(world.weights), world.std)
         values = {"precision": precision, "recall": recall, "modes": coverage["modes"],
-                  "sliced_w2": sample_metrics.sliced_wasserstein(real, points)}
+                  "sliced_w2": sample_metrics.sliced_wasserstein(real, points),
+                  # the cost column: network evaluations per sample (two per step with guidance)
+                  "nfe": float(self.steps * (2 if self.guidance != 1.0 else 1))}
         return {name: {"mean": value, "ci95": None, "n": len(points)} for name, value in values.items()}
 
     def protocol(self) -> dict[str, Any]:
-        return {"scorer_version": self.scorer_version, "sampler": "DDIM (eta 0), trailing timesteps",
+        return {"scorer_version": self.scorer_version, "sampler": f"{self.sampler} (deterministic), trailing timesteps",
                 "steps": self.steps, "guidance": self.guidance, "n": self.n, "seed": self.seed,
                 "reference": f"{self.n} points of the world, seed {self.reference_seed}", "k": self.k,
                 "modes": "covered with at least a quarter of the expected share within 3 sigma",

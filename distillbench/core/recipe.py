@@ -184,6 +184,10 @@ class TuneSpec(_Strict):
                                             "their dev split, never the test split the board reports")
     methods: list[str] | None = Field(default=None, description="row labels to tune (default: every method); the "
                                       "others are untuned rows, labelled so")
+    record: str | None = Field(default=None, description="a tuning record (the `tuning.json` a run writes into its "
+                               "output directory): trials found in it, by cell key, take its dev objective and "
+                               "train seconds instead of training, so a sweep can be tuned once and trained "
+                               "elsewhere; a trial whose key is not in it trains as usual")
 
     @field_validator("benchmarks", mode="before")
     @classmethod

@@ -30,11 +30,12 @@ from distillbench.core.provenance import run_provenance
 from distillbench.core.recipe import Recipe
 from distillbench.core.registry import KINDS
 from distillbench.core.store import Store
-from distillbench.core.tune import Tuner
+from distillbench.core.tune import Tuner, tuning_record
 
 EVAL_BATCH_SIZE = 64
 
 RUN_ID_VARIABLE = "DISTILLBENCH_RUN_ID"  # set by run_workers for the processes of one run
+TUNING_RECORD = "tuning.json"  # what a tuned run's trials found, in its output directory (core/tune.py)
 
 
 class Runner:
@@ -75,6 +76,8 @@ class Runner:
         """Tune the recipe's methods (trials found in the store are not trained again); the tuned plan."""
         execute = lambda trials: self._execute(store, run_id, trials, provenance)  # noqa: E731
         self.tuned = Tuner(self.recipe, self.kind, store, execute, self.console).run()
+        # what the trials found, for `tune.record`: tune here once, train the rows elsewhere without the trials
+        write_text_atomic(self.out / TUNING_RECORD, json.dumps(tuning_record(self.tuned), indent=1) + "\n")
         return make_plan(self.recipe, self.kind, tuned=self.tuned)  # preflight passed: the tuned cells read the same
 
     def _execute(self, store: Store, run_id: str, plan: Plan, provenance: dict) -> None:

@@ -16,7 +16,9 @@ since the store already holds every trial's result.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -67,6 +69,7 @@ class Tuner:
         self.console = console or Console(stderr=True)
         self.tuned: dict[str, dict[str, Any]] = {}
         self.direction = _direction(benchmark_runs(self.tune.benchmarks, kind.benchmark_key()), self.tune.weights())
+        self.recorded = read_record(self.tune.record) if self.tune.record else {}
 
     def run(self) -> dict[str, dict[str, Any]]:
         """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
@@ -115,6 +118,12 @@ class Tuner:
         """Train and score one trial cell (or find it in the store); its objective on the dev benchmarks."""
         plan = self._trial_plan(spec, chosen_options(spec, values))
         cell = next(c for c in plan.cells if c.label == spec.label)
+        if cell.key in self.recorded:  # the same cell (content-keyed) was trained and scored where the record was made
+            known = self.recorded[cell.key]
+            self.console.print(escape(f"tune {spec.label}: trial {number + 1}/{trials}: {_shown(values)} "
+                                      f"(from {self.tune.record}: dev objective {known['dev']})"))
+            return {"values": values, "value": known["dev"], "cell": cell.key, "train_seconds": known["train_seconds"],
+                    "recorded": True}
         self.console.print(escape(f"tune {spec.label}: trial {number + 1}/{trials}: {_shown(values)}"))
         self.execute(plan)
         record = self.store.cell(cell.key) or {}
@@ -153,12 +162,42 @@ class Tuner:
                    "chosen": None if best is None else chosen_options(spec, best["values"]),
                    "best_dev": None if best is None else round(best["value"], 6),
                    "train_seconds": round(sum(trial["train_seconds"] for trial in history), 2),
-                   "history": [{"values": t["values"], "dev": t["value"], "cell": t["cell"]} for t in history]}
+                   "history": [{"values": t["values"], "dev": t["value"], "cell": t["cell"],
+                                "train_seconds": t["train_seconds"]} for t in history]}
+        if recorded := sum(1 for trial in history if trial.get("recorded")):
+            summary["recorded"] = f"{recorded} of {len(history)} trial(s) from {self.tune.record}"
         if best is None:
             summary["note"] = "every trial failed: the row trains with the recipe's options"
         self.console.print(escape(f"tune {spec.label}: chose {_shown(best['values']) if best else 'nothing'}"
                                   f" (dev objective {summary['best_dev']}) after {len(history)} trial(s)"))
         return summary
+
+
+RECORD_SCHEMA = 1
+
+
+def tuning_record(tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What `Tuner.run` found, as a tuning record (`tune.record`): each trial's cell key with its dev objective and
+    train seconds, by row."""
+    return {"schema": RECORD_SCHEMA,
+            "rows": {label: [{key: trial[key] for key in ("values", "dev", "cell", "train_seconds") if key in trial}
+                             for trial in tuning.get("history", [])] for label, tuning in tuned.items()}}
+
+
+def read_record(path: str) -> dict[str, dict[str, Any]]:
+    """A tuning record's trials by cell key."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"tune.record: no file {path}") from None
+    except json.JSONDecodeError as error:
+        raise UserInputError(f"tune.record: {path} is not JSON ({error})") from None
+    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+        raise UserInputError(f"tune.record: {path} is not a tuning record of schema {RECORD_SCHEMA} (a run's tuning.json)")
+    trials = [trial for row in record["rows"].values() for trial in row]
+    if any("train_seconds" not in trial for trial in trials):
+        raise UserInputError(f"tune.record: {path}: a trial without its train seconds")
+    return {trial["cell"]: trial for trial in trials}
 
 
 def _direction(benchmarks: list[BenchmarkRun], weights: dict[str, float]) -> str:

@@ -8,7 +8,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from distillbench.kinds.diffusion.kind import PromptBatching
-from distillbench.kinds.diffusion.points import PointDenoiser, ddim_solve, sample_points
+from distillbench.kinds.diffusion.points import PointDenoiser, sample_points, solve
 from distillbench.methods.diffusion.dmd import DMD, regression_loss
 from distillbench.methods.diffusion.dmd2 import DMD2
 
@@ -25,12 +25,12 @@ def test_the_regression_loss_matches_its_naive_form_in_value_and_gradient():
     assert torch.allclose(gradient, 2 * (sample.detach() - reference) / 10)
 
 
-def test_ddim_solve_is_the_sampler_from_given_noise():
+def test_solve_is_the_sampler_from_given_noise():
     torch.manual_seed(0)
     teacher = PointDenoiser(classes=4, hidden=16, layers=1)
     config = dict(SCHEDULER.config)
     noise = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(ddim_solve(teacher, config, noise, 4), sample_points(teacher, config, 8, 4, seed=3))
+    assert torch.equal(solve(teacher, config, noise, 4), sample_points(teacher, config, 8, 4, seed=3))
 
 
 def _batch(step, teacher):
@@ -50,7 +50,7 @@ def test_the_paired_set_is_the_teachers_ddim_solutions_of_seeded_noise():
     teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
     noise, labels, solutions = _prepared(DMD(regression_steps=4, pairs=32), teacher)._pairs
     assert noise.shape == solutions.shape == (32, 2) and set(labels.tolist()) <= {0, 1, 2, 3, 4}
-    assert torch.equal(solutions, ddim_solve(teacher, dict(SCHEDULER.config), noise, 4, labels))
+    assert torch.equal(solutions, solve(teacher, dict(SCHEDULER.config), noise, 4, labels))
     again = _prepared(DMD(regression_steps=4, pairs=32), teacher)._pairs
     assert all(torch.equal(a, b) for a, b in zip(again, (noise, labels, solutions)))  # a resumed run makes the same
     other_seed = _prepared(DMD(regression_steps=4, pairs=32), teacher, seed=1)._pairs

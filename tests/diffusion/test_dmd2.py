@@ -119,8 +119,9 @@ def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps
     assert set(rows) == {"teacher", "dmd2[generator_every=2]"}
     student = rows["dmd2[generator_every=2]"]
     for bench in ("points-2d[n=64,steps=1]", "points-2d[n=64,steps=2]"):
-        for metric in ("nll", "high_quality", "precision", "recall", "modes", "sliced_w2"):
+        for metric in ("nll", "high_quality", "precision", "recall", "modes", "sliced_w2", "nfe"):
             assert f"{bench}/{metric}" in student["metrics"]
+    assert student["metrics"]["points-2d[n=64,steps=2]/nfe"]["mean"] == 2.0
     # the real score on generator steps 0, 2, 4; the GAN head's features of real and generated points every step
     # and of the generator's own on its steps
     assert student["cost"]["steps"] == 6 and student["cost"]["teacher_forwards"] == 3 * 32 * 4 + 3 * 32 * 2

@@ -3,10 +3,10 @@ deterministically, and separates many-step from one-step sampling even when smal
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from distillbench.benchmarks.sample_metrics import mode_coverage, precision_recall, sliced_wasserstein
-from distillbench.kinds.diffusion.points import PointDenoiser, guided, sample_points
+from distillbench.kinds.diffusion.points import SAMPLERS, PointDenoiser, guided, sample_points
 from distillbench.pocket import gaussians2d
 from distillbench.pocket.gaussians2d import TeacherSpec, grid, load, train
 
@@ -55,3 +55,35 @@ def test_the_teacher_is_a_pocket_model_reference():
     from distillbench.core.models import parse_model_ref, resolve_path
 
     assert resolve_path(parse_model_ref("pocket:gaussians2d-teacher")) == str(gaussians2d.model_dir())
+
+
+SCHEDULE = dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                              prediction_type="v_prediction").config)
+
+
+def test_at_one_step_every_sampler_returns_the_models_prediction_of_x0_from_pure_noise():
+    torch.manual_seed(0)
+    model = PointDenoiser(classes=4, hidden=16, layers=1)
+    noise = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
+    alpha_bar = DDPMScheduler.from_config(SCHEDULE).alphas_cumprod[999]
+    with torch.no_grad():
+        expected = alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * model(noise, torch.tensor(999))
+    for sampler in SAMPLERS:
+        # Euler scales the noise by σ_max ≈ 2·10⁴ and the model's input back down: float32 keeps ~3 digits
+        tolerance = 5e-3 if sampler == "euler" else 1e-5
+        assert torch.allclose(sample_points(model, SCHEDULE, 32, 1, seed=5, sampler=sampler), expected,
+                              atol=tolerance), sampler
+
+
+def test_the_ddim_sampler_is_diffusers_ddim_step_by_step():
+    torch.manual_seed(0)
+    model = PointDenoiser(classes=4, hidden=16, layers=1)
+    scheduler = DDIMScheduler.from_config(SCHEDULE, timestep_spacing="trailing")
+    scheduler.set_timesteps(4)
+    sample = torch.randn(16, 2, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for timestep in scheduler.timesteps:
+            sample = scheduler.step(model(sample, timestep), timestep, sample).prev_sample
+    assert torch.equal(sample_points(model, SCHEDULE, 16, 4, seed=2), sample)
+    others = [sample_points(model, SCHEDULE, 16, 4, seed=2, sampler=name) for name in ("dpm-solver++", "euler")]
+    assert all(torch.isfinite(points).all() and not torch.equal(points, sample) for points in others)

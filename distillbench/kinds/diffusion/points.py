@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import ConfigMixin, DDIMScheduler, DDPMScheduler, ModelMixin
+from diffusers import (ConfigMixin, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                       ModelMixin)
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from scipy.special import logsumexp
@@ -148,25 +149,30 @@ def guided(model: PointDenoiser, sample: torch.Tensor, timestep, class_labels: t
     return unconditional + guidance * (model(sample, timestep, class_labels) - unconditional)
 
 
+# The samplers a point model is scored with: diffusers' deterministic solvers of the probability-flow ODE.
+SAMPLERS = {"ddim": DDIMScheduler, "dpm-solver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+
+
 @torch.no_grad()
 def sample_points(model: PointDenoiser, scheduler_config: dict, n: int, steps: int, seed: int,
-                  class_labels: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
-    """`n` points drawn with deterministic DDIM (η = 0) in `steps` steps from seeded Gaussian noise; 1 step
-    is the model's one-shot prediction of x_0 from pure noise."""
+                  class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim"
+                  ) -> torch.Tensor:
+    """`n` points drawn with a deterministic sampler (DDIM with η = 0 by default) in `steps` steps from seeded
+    Gaussian noise; 1 step is the model's one-shot prediction of x_0 from pure noise."""
     noise = torch.randn((n, model.config.dimension), generator=torch.Generator().manual_seed(seed))
-    return ddim_solve(model, scheduler_config, noise, steps, class_labels, guidance)
+    return solve(model, scheduler_config, noise, steps, class_labels, guidance, sampler)
 
 
 @torch.no_grad()
-def ddim_solve(model: PointDenoiser, scheduler_config: dict, noise: torch.Tensor, steps: int,
-               class_labels: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
-    """The model's deterministic DDIM (η = 0) solution from `noise` in `steps` steps."""
+def solve(model: PointDenoiser, scheduler_config: dict, noise: torch.Tensor, steps: int,
+          class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim") -> torch.Tensor:
+    """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS)."""
     # trailing spacing: the first step starts at the last training timestep, so 1 step starts from pure noise
     # (leading spacing would start 1-step sampling at t = 0; Lin et al. 2023, arXiv:2305.08891, table 2)
-    scheduler = DDIMScheduler.from_config(scheduler_config, timestep_spacing="trailing")
+    scheduler = SAMPLERS[sampler].from_config(scheduler_config, timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
-    sample = noise
+    sample = noise * scheduler.init_noise_sigma  # the σ-parametrised solvers (Euler) start from σ_max·noise
     for timestep in scheduler.timesteps:
-        output = guided(model, sample, timestep, class_labels, guidance)
+        output = guided(model, scheduler.scale_model_input(sample, timestep), timestep, class_labels, guidance)
         sample = scheduler.step(output, timestep, sample).prev_sample
     return sample

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 
-from distillbench.kinds.diffusion.points import ddim_solve, guided
+from distillbench.kinds.diffusion.points import guided, solve
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import (CriticDistillation, distribution_matching_loss, one_step_sample,
                                                    x0_from_velocity)
@@ -70,7 +70,7 @@ class DMD(CriticDistillation):
         labels = batching.prompts[torch.randint(len(batching.prompts), (self.pairs,), generator=generator)].clone()
         labels[torch.rand(self.pairs, generator=generator) < batching.null_fraction] = batching.null_class
         noise = torch.randn((self.pairs, batching.dimension), generator=generator)
-        solutions = ddim_solve(run.frozen["teacher"], dict(batching.scheduler.config), noise, self.regression_steps,
+        solutions = solve(run.frozen["teacher"], dict(batching.scheduler.config), noise, self.regression_steps,
                                labels, self.real_guidance)
         self._pairs = (noise.to(run.device), labels.to(run.device), solutions.to(run.device))
 
