@@ -66,6 +66,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sid": "distillbench.methods.diffusion.sid:SiD",
         "lcm": "distillbench.methods.diffusion.lcm:LCM",
         "f-distill": "distillbench.methods.diffusion.f_distill:FDistill",
+        "decoupled-dmd": "distillbench.methods.diffusion.decoupled_dmd:DecoupledDMD",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

@@ -123,12 +123,17 @@ def _batch(step, teacher, labels=(0, 1, 2, 3)):
             "step": step, "scheduler": SCHEDULER, "generator": torch.Generator().manual_seed(step), "teacher": teacher}
 
 
-def test_the_generator_and_head_get_their_own_gradients_and_the_teacher_none():
+def _fresh(generator_every):
+    """(teacher, a freshly reset method, its training module) on small point models."""
     torch.manual_seed(0)
     teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
-    method = FDistill(generator_every=2)
+    method = FDistill(generator_every=generator_every)
     method.load_state_dict({})
-    module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+    return teacher, method, method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+
+
+def test_the_generator_and_head_get_their_own_gradients_and_the_teacher_none():
+    teacher, method, module = _fresh(generator_every=2)
     assert module.discriminator is not None
     terms = method.loss(module, _batch(0, teacher))
     assert set(terms) == {"critic", "discriminator", "f_divergence", "gan"}
@@ -145,11 +150,7 @@ def test_the_generator_and_head_get_their_own_gradients_and_the_teacher_none():
 
 
 def test_the_bins_move_with_the_steps_and_survive_a_resume():
-    torch.manual_seed(0)
-    teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
-    method = FDistill(generator_every=1)
-    method.load_state_dict({})
-    module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+    teacher, method, module = _fresh(generator_every=1)
     method.loss(module, _batch(0, teacher, labels=tuple(range(4)) * 8))
     saved = method.state_dict()
     assert len(saved["ratio_bins"]) == 10 and saved["ratio_bins"] != [1.0] * 10
