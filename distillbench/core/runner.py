@@ -30,7 +30,7 @@ from distillbench.core.provenance import run_provenance
 from distillbench.core.recipe import Recipe
 from distillbench.core.registry import KINDS
 from distillbench.core.store import Store
-from distillbench.core.tune import Tuner, tuning_record
+from distillbench.core.tune import Tuner
 
 EVAL_BATCH_SIZE = 64
 
@@ -75,9 +75,8 @@ class Runner:
     def _tune(self, store: Store, run_id: str, provenance: dict) -> Plan:
         """Tune the recipe's methods (trials found in the store are not trained again); the tuned plan."""
         execute = lambda trials: self._execute(store, run_id, trials, provenance)  # noqa: E731
-        self.tuned = Tuner(self.recipe, self.kind, store, execute, self.console).run()
-        # what the trials found, for `tune.record`: tune here once, train the rows elsewhere without the trials
-        write_text_atomic(self.out / TUNING_RECORD, json.dumps(tuning_record(self.tuned), indent=1) + "\n")
+        # what the trials found goes to the run's tuning record (`tune.record`): tune here once, train elsewhere
+        self.tuned = Tuner(self.recipe, self.kind, store, execute, self.console, self.out / TUNING_RECORD).run()
         return make_plan(self.recipe, self.kind, tuned=self.tuned)  # preflight passed: the tuned cells read the same
 
     def _execute(self, store: Store, run_id: str, plan: Plan, provenance: dict) -> None:

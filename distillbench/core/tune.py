@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.files import write_text_atomic
 from distillbench.core.plan import BenchmarkRun, Plan, benchmark_runs, in_start_order, make_plan
 from distillbench.core.recipe import BUDGET, ComponentSpec, Recipe, method_params, start_of, validate_options
 from distillbench.core.registry import METHODS
@@ -63,8 +64,9 @@ class Tuner:
     """Tunes a recipe's method rows; `execute(plan)` trains and scores a plan's cells into `store`."""
 
     def __init__(self, recipe: Recipe, kind: Any, store: Store, execute: Callable[[Plan], None],
-                 console: Console | None = None):
+                 console: Console | None = None, record_to: Path | None = None):
         self.recipe, self.kind, self.store, self.execute = recipe, kind, store, execute
+        self.record_to = record_to  # the tuning record, rewritten after every row: an interrupted tuning keeps its rows
         self.tune = recipe.tune
         self.console = console or Console(stderr=True)
         self.tuned: dict[str, dict[str, Any]] = {}
@@ -80,6 +82,8 @@ class Tuner:
         for spec, _ in in_start_order(methods):  # a continuation is tuned from its tuned start
             if spec.label in rows:
                 self.tuned[spec.label] = self._tune_row(spec)
+                if self.record_to is not None:
+                    write_text_atomic(self.record_to, json.dumps(tuning_record(self.tuned), indent=1) + "\n")
         return self.tuned
 
     def _tune_row(self, spec: ComponentSpec) -> dict[str, Any]:
