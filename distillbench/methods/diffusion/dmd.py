@@ -70,8 +70,8 @@ class DMD(CriticDistillation):
         labels = batching.prompts[torch.randint(len(batching.prompts), (self.pairs,), generator=generator)].clone()
         labels[torch.rand(self.pairs, generator=generator) < batching.null_fraction] = batching.null_class
         noise = torch.randn((self.pairs, batching.dimension), generator=generator)
-        solutions = solve(run.frozen["teacher"], dict(batching.scheduler.config), noise, self.regression_steps,
-                               labels, self.real_guidance)
+        solutions = solve(run.frozen["teacher"], dict(batching.scheduler.config), noise, self.regression_steps, labels,
+                          self.real_guidance)
         self._pairs = (noise.to(run.device), labels.to(run.device), solutions.to(run.device))
 
     def teacher_forwards(self, batch: dict) -> int:
