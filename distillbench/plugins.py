@@ -67,6 +67,8 @@ BUILTINS: dict[str, dict[str, str]] = {
         "lcm": "distillbench.methods.diffusion.lcm:LCM",
         "f-distill": "distillbench.methods.diffusion.f_distill:FDistill",
         "decoupled-dmd": "distillbench.methods.diffusion.decoupled_dmd:DecoupledDMD",
+        "disback": "distillbench.methods.diffusion.disback:DisBack",
+        "hyper-sd": "distillbench.methods.diffusion.hyper_sd:HyperSD",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

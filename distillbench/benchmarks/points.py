@@ -38,7 +38,8 @@ class Points2D(Benchmark):
     n: Annotated[int, Gt(3)] = 2000
     steps: Annotated[int, Gt(0)] = 1
     guidance: Annotated[float, Ge(1)] = 1.0
-    sampler: Literal["ddim", "dpm-solver++", "euler"] = "ddim"  # diffusers' deterministic solvers (points.SAMPLERS)
+    # diffusers' deterministic solvers, or the (stochastic) multistep consistency sampler: points.SAMPLERS
+    sampler: Literal["ddim", "dpm-solver++", "euler", "lcm"] = "ddim"
     seed: int = 0
     reference_seed: int = 1  # the real sample precision, recall and SWD compare with
     k: Annotated[int, Gt(0)] = 3
@@ -77,7 +78,8 @@ class Points2D(Benchmark):
         return {name: {"mean": value, "ci95": None, "n": len(points)} for name, value in values.items()}
 
     def protocol(self) -> dict[str, Any]:
-        return {"scorer_version": self.scorer_version, "sampler": f"{self.sampler} (deterministic), trailing timesteps",
+        kind = "consistency, re-noised from seed + 1" if self.sampler == "lcm" else "deterministic"
+        return {"scorer_version": self.scorer_version, "sampler": f"{self.sampler} ({kind}), trailing timesteps",
                 "steps": self.steps, "guidance": self.guidance, "n": self.n, "seed": self.seed,
                 "reference": f"{self.n} points of the world, seed {self.reference_seed}", "k": self.k,
                 "modes": "covered with at least a quarter of the expected share within 3 sigma",

@@ -43,6 +43,7 @@ class Claim:
 
 JUDGE, ACCURACY, TOP1 = "pocket-mtbench/score", "pocket-math/accuracy", "top1/accuracy"
 PROBE = "linear-probe/accuracy"
+FOUR_STEPS = "points-2d[sampler=lcm,steps=4]/high_quality"
 # recipes/pocket/classify-seed-a.yaml's source-distillation rows (their label carries the sources).
 SIMILAR_SOURCES = "{}[similarity_examples=500,sources=['pocket:shapes-teacher-many', 'pocket:shapes-teacher-binary']]"
 CLAIMS = (
@@ -105,6 +106,13 @@ CLAIMS = (
           "diffusion"),
     Claim("f-distill", "Xu et al. 2025", "Jensen-Shannon covers more of the world than reverse KL, DMD's (recall)",
           "f-distill[divergence=js]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall", "diffusion"),
+    Claim("disback", "Zhang et al. 2025", "walking the degradation path back beats DMD2 at one step",
+          "disback[degradation_steps=100]", "dmd2", "points-2d[steps=1]/high_quality", "diffusion"),
+    # recipes/pocket/points-multistep.yaml: 4-step students, scored with the consistency sampler at 4 steps.
+    Claim("dmd2", "Yin et al. 2024", "backward simulation improves DMD2's 4-step generator",
+          "dmd2[backward_simulation=True,generator_steps=4]", "dmd2[generator_steps=4]", FOUR_STEPS, "diffusion"),
+    Claim("hyper-sd", "Ren et al. 2024", "trajectory segmented consistency distillation beats LCM at 4 steps",
+          "hyper-sd", "lcm", FOUR_STEPS, "diffusion"),
 )
 
 

@@ -10,7 +10,7 @@ import yaml
 from diffusers import DDPMScheduler
 
 from distillbench.cli.main import main
-from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model
+from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model, solve
 from distillbench.methods.diffusion.critic import (distribution_matching_loss, gan_discriminator_loss, gan_generator_loss,
                                                    x0_from_velocity)
 from distillbench.methods.diffusion.dmd2 import DMD2
@@ -77,6 +77,62 @@ def test_the_generator_gets_a_nonzero_gradient_on_its_steps_and_none_between(gui
         assert all(p.grad is None for p in teacher.parameters())
     assert method.teacher_forwards(_batch(0, teacher)) == 4 * (2 if guidance != 1.0 else 1)
     assert method.teacher_forwards(_batch(1, teacher)) == 0
+
+
+def _naive_rollout(generator, noise, labels, timesteps, draws):
+    """A multi-step generator's states from `noise`, by hand: x̂₀ = α x − σ v at each timestep, re-noised to the
+    next with the next of `draws` (x = α' x̂₀ + σ' ε), as the consistency sampler does."""
+    alphas = SCHEDULER.alphas_cumprod
+    states = [noise]
+    for index, timestep in enumerate(timesteps[:-1]):
+        state, a, a_next = states[-1], alphas[timestep], alphas[timesteps[index + 1]]
+        x0 = a.sqrt() * state - (1 - a).sqrt() * generator(state, torch.full((len(state),), timestep), labels)
+        states.append(a_next.sqrt() * x0 + (1 - a_next).sqrt() * draws[index])
+    return states
+
+
+@torch.no_grad()
+def test_backward_simulation_trains_on_the_states_the_generator_reaches_when_sampled():
+    torch.manual_seed(0)
+    generator = PointDenoiser(classes=4, hidden=16, layers=1)
+    timesteps, batch = [999, 749, 499, 249], _batch(0, None)
+    draw = torch.Generator().manual_seed(5)
+    draws = [torch.randn(4, 2, generator=draw) for _ in range(3)]  # one draw per re-noising, as the sampler's
+    states = _naive_rollout(generator, batch["noise"], batch["class_labels"], timesteps, draws)
+    # the consistency sampler that scores a 4-step student reaches the same states (its last step returns x̂₀)
+    sampled = solve(generator, {**SCHEDULER.config, "clip_sample": False}, batch["noise"], 4, batch["class_labels"],
+                    sampler="lcm", generator=torch.Generator().manual_seed(5))
+    alpha = SCHEDULER.alphas_cumprod[249]
+    last = alpha.sqrt() * states[3] - (1 - alpha).sqrt() * generator(states[3], torch.full((4,), 249),
+                                                                      batch["class_labels"])
+    assert torch.allclose(sampled, last, atol=1e-5)
+    # the method's state at timestep i: the same rollout with the batch's generator drawing the fresh noise
+    method = DMD2(generator_steps=4, backward_simulation=True)
+    for index in range(4):
+        batch["generator"] = torch.Generator().manual_seed(5)
+        state = method.generator_state(generator, batch, torch.tensor(timesteps), index)
+        assert torch.allclose(state, states[index], atol=1e-5)
+    # without it, a data point of the batch noised to t_i
+    batch["generator"] = torch.Generator().manual_seed(5)
+    state = DMD2(generator_steps=4).generator_state(generator, batch, torch.tensor(timesteps), 2)
+    assert torch.allclose(state, SCHEDULER.add_noise(batch["clean"], draws[0], torch.full((4,), 499)))
+
+
+@pytest.mark.parametrize("backward_simulation", [False, True])
+def test_a_multi_step_generator_gets_its_gradient_through_its_last_step_only(backward_simulation):
+    torch.manual_seed(0)
+    teacher = PointDenoiser(classes=4, hidden=16, layers=1).requires_grad_(False)
+    method = DMD2(generator_steps=4, backward_simulation=backward_simulation, gan_generator_weight=0.0)
+    module = method.training_module(PointDenoiser(classes=4, hidden=16, layers=1))
+    for step in range(0, 20, 5):  # generator steps: the drawn timestep varies with the batch's generator
+        module.zero_grad(set_to_none=True)
+        sample = method.generator_sample(module.generator, _batch(step, teacher))
+        assert sample.requires_grad
+        terms = method.loss(module, _batch(step, teacher))
+        terms["distribution_matching"].backward()
+        assert sum(float(p.grad.abs().sum()) for p in module.generator.parameters()) > 0  # the DistillationDPO caution
+    assert DMD2(backward_simulation=True).check() == [
+        "backward_simulation: needs a multi-step generator (generator_steps > 1)"]
 
 
 def test_the_gan_head_trains_on_every_step_and_the_generator_term_leaves_it_alone():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import (ConfigMixin, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                       ModelMixin)
+                       LCMScheduler, ModelMixin)
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from scipy.special import logsumexp
@@ -149,30 +149,58 @@ def guided(model: PointDenoiser, sample: torch.Tensor, timestep, class_labels: t
     return unconditional + guidance * (model(sample, timestep, class_labels) - unconditional)
 
 
-# The samplers a point model is scored with: diffusers' deterministic solvers of the probability-flow ODE.
-SAMPLERS = {"ddim": DDIMScheduler, "dpm-solver++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+def _trailing(scheduler_class):
+    """A solver of `scheduler_class` on `steps` timesteps with trailing spacing: the first step starts at the
+    last training timestep, so 1 step starts from pure noise (leading spacing would start 1-step sampling at
+    t = 0; Lin et al. 2023, arXiv:2305.08891, table 2)."""
+    def make(scheduler_config: dict, steps: int):
+        scheduler = scheduler_class.from_config(scheduler_config, timestep_spacing="trailing")
+        scheduler.set_timesteps(steps)
+        return scheduler
+    return make
+
+
+def _consistency(scheduler_config: dict, steps: int) -> LCMScheduler:
+    """diffusers' multistep consistency sampler (LCM's, which DMD2 and Hyper-SD sample their multi-step students
+    with): x̂₀ at each timestep, re-noised with fresh noise to the next. Its timesteps are `steps` evenly spaced
+    ones ending at the last training timestep ([999, 749, 499, 249] for 4 of 1,000), the schedule a multi-step
+    generator trains on (`generator_timesteps`)."""
+    scheduler = LCMScheduler.from_config(scheduler_config, original_inference_steps=steps)
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+# The samplers a point model is scored with: diffusers' deterministic solvers of the probability-flow ODE, and
+# the consistency sampler (stochastic: its re-noising draws from the sampling seed's generator).
+SAMPLERS = {"ddim": _trailing(DDIMScheduler), "dpm-solver++": _trailing(DPMSolverMultistepScheduler),
+            "euler": _trailing(EulerDiscreteScheduler), "lcm": _consistency}
+
+
+def generator_timesteps(scheduler_config: dict, steps: int) -> torch.Tensor:
+    """The timesteps a `steps`-step generator denoises at, those of the consistency sampler that scores it."""
+    return _consistency(scheduler_config, steps).timesteps
 
 
 @torch.no_grad()
 def sample_points(model: PointDenoiser, scheduler_config: dict, n: int, steps: int, seed: int,
                   class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim"
                   ) -> torch.Tensor:
-    """`n` points drawn with a deterministic sampler (DDIM with η = 0 by default) in `steps` steps from seeded
-    Gaussian noise; 1 step is the model's one-shot prediction of x_0 from pure noise."""
+    """`n` points drawn with `sampler` (DDIM with η = 0 by default) in `steps` steps from seeded Gaussian noise;
+    1 step is the model's one-shot prediction of x_0 from pure noise."""
     noise = torch.randn((n, model.config.dimension), generator=torch.Generator().manual_seed(seed))
-    return solve(model, scheduler_config, noise, steps, class_labels, guidance, sampler)
+    return solve(model, scheduler_config, noise, steps, class_labels, guidance, sampler,
+                 generator=torch.Generator().manual_seed(seed + 1))
 
 
 @torch.no_grad()
 def solve(model: PointDenoiser, scheduler_config: dict, noise: torch.Tensor, steps: int,
-          class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim") -> torch.Tensor:
-    """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS)."""
-    # trailing spacing: the first step starts at the last training timestep, so 1 step starts from pure noise
-    # (leading spacing would start 1-step sampling at t = 0; Lin et al. 2023, arXiv:2305.08891, table 2)
-    scheduler = SAMPLERS[sampler].from_config(scheduler_config, timestep_spacing="trailing")
-    scheduler.set_timesteps(steps)
+          class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim",
+          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS); a
+    stochastic sampler draws its fresh noise from `generator`."""
+    scheduler = SAMPLERS[sampler](scheduler_config, steps)
     sample = noise * scheduler.init_noise_sigma  # the σ-parametrised solvers (Euler) start from σ_max·noise
     for timestep in scheduler.timesteps:
         output = guided(model, scheduler.scale_model_input(sample, timestep), timestep, class_labels, guidance)
-        sample = scheduler.step(output, timestep, sample).prev_sample
+        sample = scheduler.step(output, timestep, sample, generator=generator).prev_sample
     return sample

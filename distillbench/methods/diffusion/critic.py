@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillbench.kinds.diffusion.points import generator_timesteps
 from distillbench.methods.base import Method
 
 
@@ -129,8 +130,49 @@ class CriticDistillation(Method):
     min_timestep: float = 0.02  # dataclass fields in the subclasses: the re-noising range of the generator's loss
     max_timestep: float = 0.98
 
+    generator_steps: int = 1  # dataclass fields in DMD2: a multi-step generator, trained with backward simulation
+    backward_simulation: bool = False
+
     def check(self) -> list[str]:
-        return [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
+        problems = [] if self.min_timestep < self.max_timestep else ["min_timestep: below max_timestep"]
+        if self.backward_simulation and self.generator_steps == 1:
+            problems.append("backward_simulation: needs a multi-step generator (generator_steps > 1)")
+        return problems
+
+    def generator_sample(self, generator: nn.Module, batch: dict) -> torch.Tensor:
+        """The generator's x̂₀ that its loss is taken on. A one-step generator's is from the batch's pure noise. A
+        `generator_steps`-step generator (DMD2's multi-step students) denoises at one of its timesteps t_i, i drawn
+        per batch (DMD2 draws it once per step for all ranks), from the state `generator_state` gives."""
+        scheduler, labels, noise = batch["scheduler"], batch["class_labels"], batch["noise"]
+        if self.generator_steps == 1:
+            return one_step_sample(generator, scheduler, noise, labels)
+        timesteps = generator_timesteps(dict(scheduler.config), self.generator_steps).to(noise.device)
+        index = int(torch.randint(self.generator_steps, (), generator=batch["generator"]))
+        state = self.generator_state(generator, batch, timesteps, index)
+        timestep = timesteps[index].expand(len(noise))
+        return x0_from_velocity(scheduler, state, generator(state, timestep, labels), timestep)
+
+    def generator_state(self, generator: nn.Module, batch: dict, timesteps: torch.Tensor, index: int) -> torch.Tensor:
+        """The state x_{t_i} the generator denoises at its i-th timestep: pure noise at the first; with backward
+        simulation, where its own first i steps take the batch's noise (no gradient; each x̂₀ re-noised with fresh
+        noise, as its consistency sampler does), so it trains on the states it reaches when sampling; otherwise a
+        data point of the pool noised to t_i (DMD2 without backward simulation noises real images)."""
+        scheduler, labels, state = batch["scheduler"], batch["class_labels"], batch["noise"]
+        count = len(state)
+
+        def fresh_noise() -> torch.Tensor:
+            return torch.randn(state.shape, generator=batch["generator"]).to(state.device)
+
+        if index == 0:
+            return state
+        if not self.backward_simulation:
+            return scheduler.add_noise(batch["clean"], fresh_noise(), timesteps[index].expand(count))
+        with torch.no_grad():
+            for step in range(index):
+                timestep = timesteps[step].expand(count)
+                denoised = x0_from_velocity(scheduler, state, generator(state, timestep, labels), timestep)
+                state = scheduler.add_noise(denoised, fresh_noise(), timesteps[step + 1].expand(count))
+        return state
 
     def renoising(self, scheduler, sample: torch.Tensor, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +200,7 @@ class CriticDistillation(Method):
         scheduler, labels, generator = batch["scheduler"], batch["class_labels"], batch["generator"]
         update_generator = self.generator_step(batch["step"])
         with torch.set_grad_enabled(update_generator and torch.is_grad_enabled()):
-            sample = one_step_sample(student.generator, scheduler, batch["noise"], labels)
+            sample = self.generator_sample(student.generator, batch)
         terms = {"critic": critic_denoising_loss(student.critic, scheduler, sample.detach(), labels, generator)}
         if student.discriminator is not None:
             terms["discriminator"] = self.gan_discriminator_weight * self.discriminator_loss(
@@ -181,7 +223,8 @@ class CriticDistillation(Method):
         """The generator's loss terms on its one-step `sample` of the batch's noise: the method's own and, with a
         GAN head, its weighted GAN term."""
         teacher, scheduler, labels, generator = batch["teacher"], batch["scheduler"], batch["class_labels"], batch["generator"]
-        terms = {self.generator_term: self.generator_loss(module.critic, teacher, scheduler, sample, labels, generator)}
+        real = self.real_score_model(module, batch)
+        terms = {self.generator_term: self.generator_loss(module.critic, real, scheduler, sample, labels, generator)}
         if module.discriminator is not None:
             timesteps, noise = self.renoising(scheduler, sample, generator)
             logits = self.discriminator_logits(module.discriminator, teacher, scheduler.add_noise(sample, noise, timesteps),
@@ -195,9 +238,14 @@ class CriticDistillation(Method):
         with frozen_parameters(head):
             return head(teacher.features(noisy, timesteps, labels))
 
+    def real_score_model(self, module, batch: dict) -> nn.Module:
+        """The model whose score the generator is pulled toward: the frozen teacher (DisBack's intermediate
+        targets replace it)."""
+        return batch["teacher"]
+
     generator_term: ClassVar[str] = "generator"  # the generator's loss term, as logged
 
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
-        """The generator's loss on its one-step `sample` (with gradient), the critic and the frozen teacher; a
+        """The generator's loss on its `sample` (with gradient), the critic and the real score's model; a
         method whose terms share draws with its GAN head overrides `generator_terms` instead (f-distill)."""
         raise NotImplementedError(f"{type(self).__name__}: give generator_loss or generator_terms")

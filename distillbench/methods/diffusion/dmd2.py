@@ -22,19 +22,26 @@ The GAN term (`critic.CriticDistillation`): a head on the frozen teacher's featu
 trained every step on real points against the generator's (weight `gan_discriminator_weight`), and the
 generator's non-saturating term with weight `gan_generator_weight` (0: the paper's "w/o GAN" ablation).
 
-Defaults: the ImageNet-64 setting (no guidance on the real score, ratio 5, t ∈ [0.02, 0.98]·T, GAN weights
-3·10⁻³ for the generator and 10⁻² for the head). Not here yet: backward simulation (an option of the paper for
-multi-step generators; this generator is one-step), and clipping each network's gradient separately (the loop
-clips their joint norm).
+Multi-step generators (the paper's SDXL 4-step students): with `generator_steps` = k > 1 the generator
+denoises at the k timesteps of the consistency sampler that scores it ([999, 749, 499, 249] for 4), one of
+them drawn per step; the loss is taken on its x̂₀ there (`critic.CriticDistillation.generator_sample`). The
+state it denoises is a data point noised to that timestep, or, with `backward_simulation`, the state its own
+earlier steps reach from noise (run without gradient, re-noised with fresh noise), which removes the mismatch
+between the states it trains on and those it meets when sampling (the paper's section 4.4).
+
+Defaults: the ImageNet-64 setting (a one-step generator, no guidance on the real score, ratio 5,
+t ∈ [0.02, 0.98]·T, GAN weights 3·10⁻³ for the generator and 10⁻² for the head). Not here: clipping each
+network's gradient separately (the loop clips their joint norm).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from annotated_types import Ge, Gt, Le
 
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.dmd import DMD
 
@@ -53,6 +60,9 @@ class DMD2(DMD):
     max_timestep: Annotated[float, Ge(0), Le(1)] = 0.98
     gan_generator_weight: Annotated[float, Ge(0)] = 3e-3
     gan_discriminator_weight: Annotated[float, Gt(0)] = 1e-2
+    # added after the first board: in the cell key only when set
+    generator_steps: Annotated[int, Gt(0)] = field(default=1, metadata={KEY_MARKER: WHEN_SET})
+    backward_simulation: bool = field(default=False, metadata={KEY_MARKER: WHEN_SET})
 
     # the two-time-scale ratio, which the paper sets per setting (5 on ImageNet and SDXL, 10 on SD1.5); 1: none
     search_space = {"generator_every": (1, 5, 10)}

@@ -78,19 +78,14 @@ class StudentAndTarget(nn.Module):
         self.target = copy.deepcopy(student).requires_grad_(False)
 
 
-@register_method("lcm", family="diffusion", paper="Luo et al. 2023, arXiv:2310.04378",
-                 summary="consistency distillation on the teacher's DDIM skipping schedule, with an EMA target")
-@dataclass
-class LCM(Method):
-    ddim_steps: Annotated[int, Gt(1)] = 50
-    guidance: Annotated[float, Ge(1)] = 1.0
-    ema_decay: Annotated[float, Ge(0), Lt(1)] = 0.95
-    loss_type: Literal["huber", "l2"] = "huber"
-    huber_c: Annotated[float, Gt(0)] = 1e-3
+class ConsistencyTraining(Method):
+    """What the consistency methods share (LCM, Hyper-SD): the student and its EMA target network, the target
+    moved after every step, and one teacher evaluation per sample (two with guidance)."""
 
     data_kind = "diffusion"
     normalize_by = "examples"
-    search_space = {"ema_decay": (0.95, 0.99)}  # the script's default and a slower target
+    guidance: float = 1.0  # dataclass fields in the subclasses
+    ema_decay: float = 0.95
 
     def training_module(self, student: nn.Module) -> nn.Module:
         return StudentAndTarget(student)
@@ -106,6 +101,19 @@ class LCM(Method):
             for target, online in zip(run.unwrapped.target.parameters(), run.unwrapped.student.parameters()):
                 target.mul_(self.ema_decay).add_(online.detach(), alpha=1 - self.ema_decay)
         return {}
+
+
+@register_method("lcm", family="diffusion", paper="Luo et al. 2023, arXiv:2310.04378",
+                 summary="consistency distillation on the teacher's DDIM skipping schedule, with an EMA target")
+@dataclass
+class LCM(ConsistencyTraining):
+    ddim_steps: Annotated[int, Gt(1)] = 50
+    guidance: Annotated[float, Ge(1)] = 1.0
+    ema_decay: Annotated[float, Ge(0), Lt(1)] = 0.95
+    loss_type: Literal["huber", "l2"] = "huber"
+    huber_c: Annotated[float, Gt(0)] = 1e-3
+
+    search_space = {"ema_decay": (0.95, 0.99)}  # the script's default and a slower target
 
     def loss(self, student: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         scheduler, labels, generator, clean = batch["scheduler"], batch["class_labels"], batch["generator"], batch["clean"]
