@@ -116,7 +116,7 @@ def test_the_regression_gate_ignores_reported_rows(tmp_path):
 def test_cli_list_reported_and_leaderboard_reported(tmp_path, capsys):
     assert main(["list", "reported", "--family", "diffusion"]) == 0
     out = capsys.readouterr().out
-    assert "2405.14867" in out and "imagenet64/fid" in out and "Xu et al." not in out
+    assert "2405.14867" in out and "imagenet64/fid" in out and "(REDI)" not in out
     assert main(["list", "reported", "--family", "nope"]) == 2
     capsys.readouterr()
     board = _board([_row("redi", "redi", {"math500/accuracy": 0.80})])

@@ -59,6 +59,8 @@ EXTERNAL_BENCHMARKS = {
     "object-halbench": "Object HalBench: share of responses (response level) or object mentions (mention level) "
                        "that hallucinate, lower is better",
     "mmbench": "MMBench multiple-choice accuracy (CircularEval)",
+    "cifar10-gen": "CIFAR-10 32x32 generation: FID of 50k samples against EDM's reference statistics",
+    "hpsv2": "the HPSv2 benchmark: the mean Human Preference Score v2 over its four styles' prompts",
 }
 
 _REDI = dict(paper="Xu et al. 2025 (REDI)", arxiv="2505.24850", table="repository README, results table",
@@ -180,6 +182,46 @@ REPORTED: tuple[Reported, ...] = (
                protocol="30k COCO-2014 captions at 256px; CLIP score as the raw cosine of ViT-g-14 "
                         "(laion2b_s12b_b42k)", source="github.com/mingyuanzhou/SiD-LSG README", family="diffusion")
       for metric, value, printed in (("fid", 8.15, "8.15"), ("clip_score", 0.304, "0.304"))),
+    *(Reported(paper="Xu et al. 2025 (f-distill)", arxiv="2502.15681", table="headline results (reading notes)",
+               setting=f"one-step generator distilled from EDM with the Jensen-Shannon h(r) and a GAN head, {data}",
+               teacher=teacher, student="one-step generator initialised from the teacher", method="f-distill",
+               benchmark=benchmark, metric="fid", value=float(printed), printed=printed,
+               protocol="50k samples against EDM's reference statistics (NVlabs/FastGen's reruns: 1.11 and 1.85)",
+               source="arXiv:2502.15681 via the reading notes (NVlabs/FastGen)", family="diffusion")
+      for data, teacher, benchmark, printed in (
+          ("ImageNet 64x64", "EDM (ImageNet 64x64, class-conditional)", "imagenet64", "1.16"),
+          ("CIFAR-10", "EDM (CIFAR-10)", "cifar10-gen", "1.92"))),
+    Reported(paper="Zhang et al. 2025 (DisBack)", arxiv="2408.15991", table="headline results (reading notes)",
+             setting="one-step generator distilled along a degradation path walked back to the teacher",
+             teacher="EDM (ImageNet 64x64, class-conditional)", student="one-step generator initialised from the "
+             "teacher", method="disback", benchmark="imagenet64", metric="fid", value=1.38, printed="1.38",
+             protocol="50k samples against EDM's reference statistics; the released code covers SDXL only",
+             source="arXiv:2408.15991 via the reading notes", family="diffusion"),
+    *(Reported(paper="Song et al. 2024 (MSD)", arxiv="2410.23274", table="abstract", setting=setting, teacher=teacher,
+               student=student, method="msd", benchmark=benchmark, metric="fid", value=float(printed),
+               printed=printed, protocol=protocol, source="arXiv:2410.23274 abstract via the reading notes",
+               family="diffusion")
+      for setting, teacher, student, benchmark, printed, protocol in (
+          ("four same-sized one-step students, each distilled (DM, then adversarial DM) on a quarter of the classes",
+           "EDM (ImageNet 64x64, class-conditional)", "four one-step generators initialised from the teacher",
+           "imagenet64", "1.20", "50k samples against EDM's reference statistics"),
+          ("four one-step SD1.5 students, each owning a part of the prompt space", "Stable Diffusion 1.5",
+           "four one-step SD1.5 UNets", "coco2014-30k", "8.20",
+           "zero-shot COCO-2014 (the number of captions and the resolution are not in the abstract)"))),
+    Reported(paper="Cheng et al. 2025 (TwinFlow)", arxiv="2512.05150", table="headline results (reading notes)",
+             setting="one-step generation with twin (positive and negative time) flows in one model",
+             teacher=None, student="TwinFlow one-NFE model (backbone unverified)", method="twinflow",
+             benchmark="geneval", metric="overall", value=0.83, printed="0.83",
+             protocol="GenEval overall at 1 NFE; which backbone (SD3.5, SANA-1.6B or Qwen-Image-20B) is unverified",
+             source="reading notes, backbone unverified", family="diffusion", verified=False),
+    Reported(paper="Nguyen et al. 2024 (SNOOPI)", arxiv="2412.02687", table="headline results (reading notes)",
+             setting="one-step SwiftBrush-style distillation with a random guidance scale (PG-SB) and negative "
+                     "prompts through attention (NASA)", teacher="unverified (PixArt-α, SD1.5 and SD2.1 studied)",
+             student="one-step student (backbone unverified)", method="snoopi", benchmark="hpsv2",
+             metric="average", value=31.08, printed="31.08",
+             protocol="HPSv2 average; the backbone is unverified (a later arXiv version prints 31.21 for PixArt-α "
+                      "in its Table 3, read by a helper, not checked here)",
+             source="reading notes, backbone unverified", family="diffusion", verified=False),
     Reported(**_LLAVA_MOD, benchmark="object-halbench", metric="response_hallucination", value=_percent("11.2"),
              printed="11.2"),
     Reported(**_LLAVA_MOD, benchmark="mmbench", metric="accuracy", value=_percent("68.9"), printed="68.9"),
