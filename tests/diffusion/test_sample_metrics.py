@@ -79,3 +79,28 @@ def test_sliced_wasserstein_is_pots_and_zero_for_identical_sets():
 def test_precision_recall_needs_more_points_than_k():
     with pytest.raises(ValueError, match="more than k = 3"):
         precision_recall(np.zeros((3, 2)), np.zeros((10, 2)))
+
+
+def test_prompted_points_are_scored_against_their_own_class():
+    """points-2d with prompts: item i asks for class i mod 4 (a row of the grid); a point on a mode of another
+    row is on the world but not on its prompt."""
+    from distillbench.benchmarks.points import Points2D, world_of
+
+    world = world_of("pocket:gaussians2d-teacher")
+    prompted, plain = Points2D(n=32, prompted=True), Points2D(n=32)
+    items = prompted.items()
+    assert [item["class"] for item in items[:8]] == [0, 1, 2, 3, 0, 1, 2, 3]
+    first_mode = {c: world.means[world.classes.index(c)] for c in range(4)}
+    own = [list(first_mode[item["class"]]) for item in items]
+    other = [list(first_mode[(item["class"] + 1) % 4]) for item in items]
+    assert [prompted.score(item, point).values["high_quality"] for item, point in zip(items, own)] == [1.0] * 32
+    assert [prompted.score(item, point).values["high_quality"] for item, point in zip(items, other)] == [0.0] * 32
+    assert [plain.score(item, point).values["high_quality"] for item, point in zip(plain.items(), other)] == [1.0] * 32
+    # the class-given density: log(¼) more likely on its own row than under the whole world's 16 modes
+    gain = plain.score(items[0], own[0]).values["nll"] - prompted.score(items[0], own[0]).values["nll"]
+    assert gain == pytest.approx(np.log(4), rel=1e-6)
+    # per class, one of its four modes covered: modes = ¼ prompted; on the wrong rows, none
+    assert prompted.score_set(items, own)["modes"]["mean"] == pytest.approx(0.25)
+    assert prompted.score_set(items, other)["modes"]["mean"] == 0.0
+    assert world.given(2).means == tuple(m for m, c in zip(world.means, world.classes) if c == 2)
+    assert sum(world.given(2).weights) == pytest.approx(1.0)

@@ -61,6 +61,13 @@ class Mixture:
         points = np.asarray(self.means)[modes] + self.std * rng.standard_normal((n, 2))
         return points, modes
 
+    def given(self, class_label: int) -> "Mixture":
+        """The world given a prompt: the modes of class `class_label`, their weights renormalised."""
+        chosen = [index for index, label in enumerate(self.classes) if label == class_label]
+        total = sum(self.weights[index] for index in chosen)
+        return Mixture(tuple(self.means[index] for index in chosen), self.std,
+                       tuple(self.weights[index] / total for index in chosen), (class_label,) * len(chosen), self.scale)
+
     def log_density(self, points: np.ndarray) -> np.ndarray:
         return mixture_log_density(points, np.asarray(self.means), np.asarray(self.weights), self.std)
 
