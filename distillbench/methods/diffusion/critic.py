@@ -1,6 +1,7 @@
-"""What the score-distillation methods share (DMD2, SiD): a one-step generator (the student, its x̂₀ from pure
-noise at the last training timestep) trained against the frozen teacher and a fake-score critic, a trainable
-copy of the student fitted to the generator's own samples by denoising score matching every step.
+"""What the score-distillation methods share (DMD, DMD2, DisBack, SiD, f-distill): a generator (the student,
+its x̂₀ from pure noise at the last training timestep, or for DMD2's multi-step generators at one of its
+timesteps) trained against the frozen teacher and a fake-score critic, a trainable copy of the student
+fitted to the generator's own samples by denoising score matching every step.
 
 `CriticDistillation.loss` returns the critic's term every step and the generator's term (the subclass's
 `generator_loss`) every `generator_every` steps, so between them the generator gets no gradient and the
@@ -111,7 +112,7 @@ class GeneratorAndCritic(nn.Module):
 
 
 class CriticDistillation(Method):
-    """A one-step generator against the teacher and a fake-score critic; subclasses give `generator_loss`."""
+    """A generator against the teacher and a fake-score critic; subclasses give `generator_loss`."""
 
     data_kind: ClassVar[str] = "diffusion"
     normalize_by: ClassVar[str] = "examples"
