@@ -69,6 +69,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "decoupled-dmd": "distillbench.methods.diffusion.decoupled_dmd:DecoupledDMD",
         "disback": "distillbench.methods.diffusion.disback:DisBack",
         "hyper-sd": "distillbench.methods.diffusion.hyper_sd:HyperSD",
+        "diversity-distillation": "distillbench.methods.diffusion.diversity_distillation:DiversityDistillation",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

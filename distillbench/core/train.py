@@ -307,7 +307,8 @@ def _log_step(log, bar, step: int, used_lr: float, grad_norm: float, terms: dict
 def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: Path, *, batching: Batching,
           frozen: dict[str, torch.nn.Module] | None = None, log_path: Path | None = None,
           description: str = "train") -> TrainResult:
-    """Train `student` in place with `method` for `budget.steps` steps; resumes from `checkpoint_dir`.
+    """Train `student` in place with `method` for `budget.steps` steps (`Method.training_steps`); resumes from
+    `checkpoint_dir`.
 
     `batching` (the kind's) makes the batches of `examples`; `frozen` holds the models the method's
     signals come from, by role. The method may train a module around the student
@@ -317,6 +318,7 @@ def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: 
     accelerator, precision = _accelerator(budget)
     set_seed(seed)
     method.prepare(run)
+    steps = method.training_steps(budget)  # the budget's, or none for a method that changes sampling, not weights
     module = method.training_module(student)  # after seeding: a method's extra heads start the same every run
     optimizer = make_optimizer(module.parameters(), budget)
     scheduler = make_scheduler(optimizer, budget)
@@ -332,9 +334,9 @@ def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: 
     run.student.train()
     start_time = time.perf_counter() - state["wall_seconds"]
     terms: dict[str, float] = {}
-    with _training_log(log_path, state["step"]) as log, progress(total=budget.steps, description=description) as bar:
+    with _training_log(log_path, state["step"]) as log, progress(total=steps, description=description) as bar:
         bar.advance(state["step"])
-        for step in range(state["step"], budget.steps):
+        for step in range(state["step"], steps):
             run.step, run.on_policy = step, False
             with counting_forwards(run.frozen.values()) as sampled:  # a frozen model's samples (teacher data)
                 batches = method.before_step(run)
@@ -348,7 +350,7 @@ def train(method, student, examples, budget: Budget, seed: int, checkpoint_dir: 
                 state["method"] = method_state
             state["step"], state["wall_seconds"] = step + 1, time.perf_counter() - start_time
             _log_step(log, bar, step + 1, used_lr, grad_norm, terms, measures)
-            if state["step"] % budget.checkpoint_every == 0 or state["step"] == budget.steps:
+            if state["step"] % budget.checkpoint_every == 0 or state["step"] == steps:
                 save_checkpoint(checkpoint_dir, run.unwrapped, optimizer, scheduler, state, moving)
     trained = sum(p.numel() for p in run.student.parameters() if p.requires_grad)
     return TrainResult(state["step"], state["wall_seconds"], state["teacher_forwards"], trained,

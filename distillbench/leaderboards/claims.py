@@ -5,7 +5,8 @@ test that carries the seed-to-seed variance (`aggregate.paired_test`: seeds × i
 rows have at least three seeds; with fewer it reads "insufficient seeds" whatever the test says,
 and otherwise "does not hold". Two comparisons are no verdict whatever their test says either:
 a better row that continues another row's student against a worse row that does not start from
-the same student ("no control (starts from sft)"), and a better row whose method's mechanism never
+the same student ("no control (starts from sft)"; a row that trains nothing against the row it starts
+from is the exact control), and a better row whose method's mechanism never
 engaged in a seed (its `Method.engaged_by` cost field at 0: "mechanism inactive"), and a tuned better row
 against an untuned baseline ("unequal tuning"). Every claim shows
 its test, its p-value and the seeds behind it. Claims whose rows a leaderboard lacks are reported
@@ -113,6 +114,9 @@ CLAIMS = (
           "dmd2[backward_simulation=True,generator_steps=4]", "dmd2[generator_steps=4]", FOUR_STEPS, "diffusion"),
     Claim("hyper-sd", "Ren et al. 2024", "trajectory segmented consistency distillation beats LCM at 4 steps",
           "hyper-sd", "lcm", FOUR_STEPS, "diffusion"),
+    Claim("diversity-distillation", "Gandikota & Bau 2025", "the base model's first step raises the distilled "
+          "student's recall (hybrid inference, 4 steps)", "diversity-distillation[starts_from=dmd2]",
+          "dmd2[generator_steps=4]", "points-2d[sampler=lcm,steps=4]/recall", "diffusion"),
 )
 
 
@@ -169,11 +173,17 @@ def _no_verdict(store, better: dict, worse: dict) -> str | None:
     student is ahead of a baseline from elsewhere by that training alone, so it needs a worse row from the same
     start; a mechanism that never engaged left the better row its base loss."""
     start = _declared(better, "starts_from")
-    if start is not None and _declared(worse, "starts_from") != start:
+    if start is not None and _declared(worse, "starts_from") != start and not _samples_its_start(better, worse, start):
         return f"no control (starts from {start})"
     if _tuned(better) and not _tuned(worse):  # a search the baseline did not get
         return f"unequal tuning ({better['row']} tuned, {worse['row']} not)"
     return _inactive(store, better)
+
+
+def _samples_its_start(better: dict, worse: dict, start: str) -> bool:
+    """A row that trains nothing (an inference-time method such as hybrid sampling) against the row it starts
+    from: the same weights sampled otherwise, the exact control."""
+    return worse["row"] == start and (better.get("cost") or {}).get("steps") == 0
 
 
 def _tuned(row: dict) -> bool:

@@ -18,6 +18,7 @@ from distillbench.core.registry import METHODS
 from distillbench.core.tensors import upcast
 
 if TYPE_CHECKING:
+    from distillbench.core.recipe import Budget
     from distillbench.core.train import TrainRun
 
 # Signals the harness can provide in a batch, beside the tokenized examples:
@@ -113,6 +114,11 @@ class Method(ABC):
         fits on the frozen models and the training data before training (LELP's projections, a source
         selection, SPO's key-content tokens). It must be deterministic given the run, since a resumed run
         calls it again."""
+
+    def training_steps(self, budget: Budget) -> int:
+        """The optimizer steps the method takes: the budget's, the same for every method; 0 for a method that
+        changes how the student samples, not its weights (diversity distillation's hybrid inference)."""
+        return budget.steps
 
     def training_module(self, student: torch.nn.Module) -> torch.nn.Module:
         """What the optimizer trains: the student, or a module around it with the method's own

@@ -25,6 +25,7 @@ from torch import nn
 from distillbench.core.models import parse_model_ref, resolve_path
 
 WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ (its training schedule), world.json
+HYBRID = "hybrid.json"  # a hybrid's folder also holds base/ (the base model) and this: its base steps and guidance
 
 
 def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
@@ -85,17 +86,27 @@ class PointModel:
     world: Mixture
 
 
-def save_point_model(model: "PointDenoiser", processor: PointModel, directory: Path) -> None:
-    """A point model folder: the denoiser (``save_pretrained``, safetensors), its scheduler, its world."""
-    model.save_pretrained(Path(directory) / "denoiser", safe_serialization=True)
-    DDPMScheduler.from_config(processor.scheduler_config).save_pretrained(Path(directory) / "scheduler")
-    (Path(directory) / WORLD).write_text(json.dumps(asdict(processor.world)) + "\n")
+def save_point_model(model: "PointDenoiser | HybridDenoiser", processor: PointModel, directory: Path) -> None:
+    """A point model folder: the denoiser (``save_pretrained``, safetensors), its scheduler, its world; a hybrid
+    also its base model (base/) and how many sampling steps the base takes (hybrid.json)."""
+    directory = Path(directory)
+    if isinstance(model, HybridDenoiser):
+        model.base.save_pretrained(directory / "base", safe_serialization=True)
+        (directory / HYBRID).write_text(json.dumps({"base_steps": model.base_steps,
+                                                    "base_guidance": model.base_guidance}) + "\n")
+        model = model.distilled
+    model.save_pretrained(directory / "denoiser", safe_serialization=True)
+    DDPMScheduler.from_config(processor.scheduler_config).save_pretrained(directory / "scheduler")
+    (directory / WORLD).write_text(json.dumps(asdict(processor.world)) + "\n")
 
 
-def load_point_model(directory: Path) -> tuple["PointDenoiser", PointModel]:
-    """(denoiser, its schedule and world) of a point model folder."""
+def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser", PointModel]:
+    """(denoiser, its schedule and world) of a point model folder; a hybrid folder's denoiser is the hybrid."""
     directory = Path(directory)
     model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
+    if (directory / HYBRID).is_file():
+        options = json.loads((directory / HYBRID).read_text())
+        model = HybridDenoiser(PointDenoiser.from_pretrained(directory / "base").eval(), model, **options)
     config = dict(DDPMScheduler.from_pretrained(directory / "scheduler").config)
     return model, PointModel(config, Mixture.from_json(json.loads((directory / WORLD).read_text())))
 
@@ -147,6 +158,21 @@ class PointDenoiser(ModelMixin, ConfigMixin):
         return hidden
 
 
+class HybridDenoiser(nn.Module):
+    """Hybrid inference (diversity distillation): the base model takes the first `base_steps` sampling steps
+    (with its own guidance), the distilled model the rest, on one sampler and one schedule."""
+
+    def __init__(self, base: PointDenoiser, distilled: PointDenoiser, base_steps: int, base_guidance: float = 1.0):
+        super().__init__()
+        self.base, self.distilled = base, distilled
+        self.base_steps, self.base_guidance = base_steps, base_guidance
+        self.config = distilled.config
+
+    def step_model(self, index: int, guidance: float) -> tuple[PointDenoiser, float]:
+        """The network sampling step `index` (0-based) evaluates, and its guidance."""
+        return (self.base, self.base_guidance) if index < self.base_steps else (self.distilled, guidance)
+
+
 def guided(model: PointDenoiser, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None,
            guidance: float) -> torch.Tensor:
     """The model's output with classifier-free guidance: ε_u + w (ε_c − ε_u); w = 1 (or no class): ε_c alone."""
@@ -189,7 +215,7 @@ def generator_timesteps(scheduler_config: dict, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_points(model: PointDenoiser, scheduler_config: dict, n: int, steps: int, seed: int,
+def sample_points(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, n: int, steps: int, seed: int,
                   class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim"
                   ) -> torch.Tensor:
     """`n` points drawn with `sampler` (DDIM with η = 0 by default) in `steps` steps from seeded Gaussian noise;
@@ -200,14 +226,15 @@ def sample_points(model: PointDenoiser, scheduler_config: dict, n: int, steps: i
 
 
 @torch.no_grad()
-def solve(model: PointDenoiser, scheduler_config: dict, noise: torch.Tensor, steps: int,
+def solve(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, noise: torch.Tensor, steps: int,
           class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim",
           generator: torch.Generator | None = None) -> torch.Tensor:
     """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS); a
     stochastic sampler draws its fresh noise from `generator`."""
     scheduler = SAMPLERS[sampler](scheduler_config, steps)
     sample = noise * scheduler.init_noise_sigma  # the σ-parametrised solvers (Euler) start from σ_max·noise
-    for timestep in scheduler.timesteps:
-        output = guided(model, scheduler.scale_model_input(sample, timestep), timestep, class_labels, guidance)
+    for index, timestep in enumerate(scheduler.timesteps):
+        network, scale = model.step_model(index, guidance) if isinstance(model, HybridDenoiser) else (model, guidance)
+        output = guided(network, scheduler.scale_model_input(sample, timestep), timestep, class_labels, scale)
         sample = scheduler.step(output, timestep, sample, generator=generator).prev_sample
     return sample
