@@ -100,7 +100,14 @@ def test_tuning_picks_the_best_dev_trial_and_trains_it_with_the_recipe_seeds(tin
     db = sqlite3.connect(path.parent / "out" / "results.sqlite")
     dev_cells = {key for key, protocol in db.execute("SELECT cell_key, protocol_json FROM evaluations")
                  if json.loads(protocol)["split"] == "dev"}
-    assert dev_cells == {trial["cell"] for trial in tuning["history"]}
+    init = rows["student-init"]["cells"][0]  # scored on dev once: the figure every row's search has to beat
+    assert dev_cells == {trial["cell"] for trial in tuning["history"]} | {init}
+    (init_dev,) = [mean for bench, mean in db.execute("SELECT bench_key, mean FROM metrics WHERE cell_key=? AND "
+                                                      "metric='accuracy'", (init,))
+                   if json.loads(db.execute("SELECT protocol_json FROM evaluations WHERE cell_key=? AND bench_key=?",
+                                            (init, bench)).fetchone()[0])["split"] == "dev"]
+    assert tuning["start_dev"] == pytest.approx(init_dev)
+    assert ("nothing better than its start" in tuning.get("note", "")) == (tuning["best_dev"] <= tuning["start_dev"])
     # the best trial is the final row's seed-0 cell: trained once, not again
     assert best["cell"] in rows["kd"]["cells"]
     trained = db.execute("SELECT COUNT(*) FROM cells WHERE kind='method'").fetchone()[0]

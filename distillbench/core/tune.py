@@ -110,7 +110,26 @@ class Tuner:
 
         study.optimize(objective, n_trials=trials * REPEATS_PER_TRIAL, callbacks=[enough])
         history = list(done.values())
-        return self._summary(spec, sampler, space, history)
+        return self._summary(spec, sampler, space, history, self._start_dev(spec))
+
+    def _start_dev(self, spec: ComponentSpec) -> float | None:
+        """The dev objective of the student the row starts from, the figure its search has to beat: the tuned
+        start's best trial for a continuation, else the recipe's student scored as it is (once per tuning)."""
+        start = start_of(spec, METHODS.get(spec.name))
+        if start is not None:
+            label = next(entry.label for entry in self.recipe.methods if entry.name == start)  # the plan's rule
+            return (self.tuned.get(label) or {}).get("best_dev")
+        if not hasattr(self, "_init_dev"):
+            recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
+                                                    "benchmarks": self.tune.benchmarks, "leaderboard": None})
+            plan = make_plan(recipe, self.kind)
+            cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
+            self.execute(Plan([cell], plan.benchmarks))
+            self._init_dev = self._objective(cell.key, plan)
+        return self._init_dev
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.direction == "maximize" else value < than
 
     def _sampler(self, name: str, space: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
         if name == "grid":
@@ -157,8 +176,8 @@ class Tuner:
             total += weight * summary["mean"]
         return total
 
-    def _summary(self, spec: ComponentSpec, sampler: str, space: dict[str, list[Any]], history: list[dict]
-                 ) -> dict[str, Any]:
+    def _summary(self, spec: ComponentSpec, sampler: str, space: dict[str, list[Any]], history: list[dict],
+                 start_dev: float | None = None) -> dict[str, Any]:
         scored = [trial for trial in history if trial["value"] is not None]
         best = (max if self.direction == "maximize" else min)(scored, key=lambda t: t["value"]) if scored else None
         summary = {"trials": len(history), "sampler": sampler,
@@ -170,6 +189,11 @@ class Tuner:
                                 "train_seconds": t["train_seconds"]} for t in history]}
         if recorded := sum(1 for trial in history if trial.get("recorded")):
             summary["recorded"] = f"{recorded} of {len(history)} trial(s) from {self.tune.record}"
+        if start_dev is not None:
+            summary["start_dev"] = round(start_dev, 6)
+            if best is not None and not self._better(best["value"], start_dev):
+                summary["note"] = (f"the tuned search found nothing better than its start on the dev split "
+                                   f"(best {summary['best_dev']:.4g}, start {summary['start_dev']:.4g})")
         if best is None:
             summary["note"] = "every trial failed: the row trains with the recipe's options"
         self.console.print(escape(f"tune {spec.label}: chose {_shown(best['values']) if best else 'nothing'}"

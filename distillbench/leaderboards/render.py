@@ -90,7 +90,8 @@ def to_markdown(board: dict[str, Any]) -> str:
 
 def tuning_markdown(board: dict[str, Any]) -> list[str]:
     """The tuning table of a recipe with a tune block: each method row's chosen options, its trials (distinct
-    trainings each), best dev objective and tuning train seconds; rows the recipe set by hand read 'untuned'."""
+    trainings each), best dev objective, the dev objective of the student it starts from (where the search found
+    nothing better, the row says so) and tuning train seconds; rows the recipe set by hand read 'untuned'."""
     tune = board["recipe"].get("tune")
     if not tune:
         return []
@@ -102,17 +103,20 @@ def tuning_markdown(board: dict[str, Any]) -> list[str]:
              f"Each tuned row got {tune['trials']} trial(s) ({tune['sampler']} sampler, seed {tune['seed']}) over its "
              f"method's search space and learning rates {tune['learning_rate']}, chosen on {objective} on the dev "
              f"benchmarks ({dev}); the chosen options were then trained with the recipe's seeds and scored on test.",
-             "", "| row | chosen | trials | best dev objective | tuning train s |", "|---|---|---|---|---|"]
+             "", "| row | chosen | trials | best dev objective | its start's dev objective | tuning train s |",
+             "|---|---|---|---|---|---|"]
     for row in board["rows"]:
         tuning = row.get("tuning")
         if tuning is None:
             continue
         if tuning == "untuned":
-            lines.append(markdown_row([row["row"], "untuned: the recipe's options", "", "", ""]))
+            lines.append(markdown_row([row["row"], "untuned: the recipe's options", "", "", "", ""]))
             continue
-        chosen = ", ".join(f"{k}={v}" for k, v in _flat_options(tuning["chosen"] or {}).items()) or tuning.get("note", "")
+        chosen = ", ".join(f"{k}={v}" for k, v in _flat_options(tuning["chosen"] or {}).items())
+        chosen = "; ".join(part for part in (chosen, tuning.get("note", "")) if part)
         lines.append(markdown_row([row["row"], chosen, tuning["trials"],
                                    "" if tuning["best_dev"] is None else f"{tuning['best_dev']:.4g}",
+                                   "" if tuning.get("start_dev") is None else f"{tuning['start_dev']:.4g}",
                                    f"{tuning['train_seconds']:.0f}"]))
     return lines
 
