@@ -70,6 +70,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "disback": "distillbench.methods.diffusion.disback:DisBack",
         "hyper-sd": "distillbench.methods.diffusion.hyper_sd:HyperSD",
         "diversity-distillation": "distillbench.methods.diffusion.diversity_distillation:DiversityDistillation",
+        "msd": "distillbench.methods.diffusion.msd:MSD",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

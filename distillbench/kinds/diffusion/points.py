@@ -26,6 +26,7 @@ from distillbench.core.models import parse_model_ref, resolve_path
 
 WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ (its training schedule), world.json
 HYBRID = "hybrid.json"  # a hybrid's folder also holds base/ (the base model) and this: its base steps and guidance
+ROUTER = "router.json"  # a routed model's folder holds students/<k>/ (no denoiser/) and this: its student count
 
 
 def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
@@ -86,24 +87,40 @@ class PointModel:
     world: Mixture
 
 
-def save_point_model(model: "PointDenoiser | HybridDenoiser", processor: PointModel, directory: Path) -> None:
-    """A point model folder: the denoiser (``save_pretrained``, safetensors), its scheduler, its world; a hybrid
-    also its base model (base/) and how many sampling steps the base takes (hybrid.json)."""
+def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser", processor: PointModel,
+                     directory: Path) -> None:
+    """A point model folder: its networks (``save_pretrained``, safetensors), its scheduler and its world."""
     directory = Path(directory)
-    if isinstance(model, HybridDenoiser):
-        model.base.save_pretrained(directory / "base", safe_serialization=True)
-        (directory / HYBRID).write_text(json.dumps({"base_steps": model.base_steps,
-                                                    "base_guidance": model.base_guidance}) + "\n")
-        model = model.distilled
-    model.save_pretrained(directory / "denoiser", safe_serialization=True)
+    _save_networks(model, directory)
     DDPMScheduler.from_config(processor.scheduler_config).save_pretrained(directory / "scheduler")
     (directory / WORLD).write_text(json.dumps(asdict(processor.world)) + "\n")
 
 
-def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser", PointModel]:
-    """(denoiser, its schedule and world) of a point model folder; a hybrid folder's denoiser is the hybrid."""
+def _save_networks(model, directory: Path) -> None:
+    """The denoiser in denoiser/; a routed model's students in students/<k>/ with router.json; a hybrid's
+    base in base/ with hybrid.json, beside its distilled model's own layout."""
+    if isinstance(model, HybridDenoiser):
+        model.base.save_pretrained(directory / "base", safe_serialization=True)
+        (directory / HYBRID).write_text(json.dumps({"base_steps": model.base_steps,
+                                                    "base_guidance": model.base_guidance}) + "\n")
+        _save_networks(model.distilled, directory)
+    elif isinstance(model, RoutedDenoiser):
+        for index, student in enumerate(model.students):
+            student.save_pretrained(directory / "students" / str(index), safe_serialization=True)
+        (directory / ROUTER).write_text(json.dumps({"students": len(model.students)}) + "\n")
+    else:
+        model.save_pretrained(directory / "denoiser", safe_serialization=True)
+
+
+def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser", PointModel]:
+    """(its networks, its schedule and world) of a point model folder (`save_point_model`'s layouts)."""
     directory = Path(directory)
-    model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
+    if (directory / ROUTER).is_file():
+        count = json.loads((directory / ROUTER).read_text())["students"]
+        model = RoutedDenoiser([PointDenoiser.from_pretrained(directory / "students" / str(index)).eval()
+                                for index in range(count)])
+    else:
+        model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
     if (directory / HYBRID).is_file():
         options = json.loads((directory / HYBRID).read_text())
         model = HybridDenoiser(PointDenoiser.from_pretrained(directory / "base").eval(), model, **options)
@@ -118,7 +135,8 @@ def model_directory(ref: str) -> Path:
 
 
 def is_point_model(directory: Path) -> bool:
-    return (Path(directory) / WORLD).is_file() and (Path(directory) / "denoiser").is_dir()
+    directory = Path(directory)
+    return (directory / WORLD).is_file() and ((directory / "denoiser").is_dir() or (directory / ROUTER).is_file())
 
 
 class PointDenoiser(ModelMixin, ConfigMixin):
@@ -156,6 +174,34 @@ class PointDenoiser(ModelMixin, ConfigMixin):
         for block in self.blocks:
             hidden = hidden + block(hidden)
         return hidden
+
+
+def route(class_labels: torch.Tensor, classes: int, students: int) -> torch.Tensor:
+    """The student each sample goes to: class c to student ⌊c·K/classes⌋ (equal blocks of consecutive classes, as
+    MSD splits ImageNet's); the empty prompt, which names no class, to student i mod K by its position i."""
+    position = torch.arange(len(class_labels), device=class_labels.device) % students
+    return torch.where(class_labels >= classes, position, class_labels * students // classes)
+
+
+class RoutedDenoiser(nn.Module):
+    """Several students, each owning a block of the classes (MSD): a sample is denoised by its class's student
+    (`route`), so one network evaluation per sample, as with one student."""
+
+    def __init__(self, students: list[PointDenoiser]):
+        super().__init__()
+        self.students = nn.ModuleList(students)
+        self.config = students[0].config
+
+    def forward(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        if class_labels is None:
+            class_labels = torch.full((sample.shape[0],), self.config.classes, device=sample.device)
+        timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
+        owners, output = route(class_labels, self.config.classes, len(self.students)), torch.empty_like(sample)
+        for index, student in enumerate(self.students):
+            rows = owners == index
+            if rows.any():
+                output[rows] = student(sample[rows], timestep[rows], class_labels[rows])
+        return output
 
 
 class HybridDenoiser(nn.Module):
