@@ -71,6 +71,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "hyper-sd": "distillbench.methods.diffusion.hyper_sd:HyperSD",
         "diversity-distillation": "distillbench.methods.diffusion.diversity_distillation:DiversityDistillation",
         "msd": "distillbench.methods.diffusion.msd:MSD",
+        "snoopi": "distillbench.methods.diffusion.snoopi:SNOOPI",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

@@ -50,3 +50,24 @@ def test_the_generator_term_trains_the_generator_only():
     assert all(p.grad is None for p in module.critic.parameters())  # the critic learns from its own term only
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.requires_grad for p in module.critic.parameters())  # and is trainable again afterwards
+
+
+def test_lsg_guides_the_fake_score_with_the_critics_own_unconditional_output():
+    """SiD-LSG: y_f = x̂₀ of u_c + κ₂ (c_c − u_c), both branches the critic's; κ₂ = 1 is the plain conditional."""
+    torch.manual_seed(0)
+    teacher, critic = (PointDenoiser(classes=4, hidden=16, layers=1) for _ in range(2))
+    sample, labels = torch.randn(4, 2), torch.tensor([0, 1, 2, 3])
+    losses = {}
+    for kappa in (1.0, 2.0):
+        losses[kappa] = SiD(fake_guidance=kappa, alpha=1.0).generator_loss(critic, teacher, SCHEDULER, sample, labels,
+                                                                           torch.Generator().manual_seed(1))
+    draws = torch.Generator().manual_seed(1)
+    t = torch.randint(20, 980, (4,), generator=draws)
+    noisy = SCHEDULER.add_noise(sample, torch.randn((4, 2), generator=draws), t)
+    a = SCHEDULER.alphas_cumprod[t].unsqueeze(1)
+    with torch.no_grad():
+        real = a.sqrt() * noisy - (1 - a).sqrt() * teacher(noisy, t, labels)
+        unconditional, conditional = critic(noisy, t, None), critic(noisy, t, labels)
+        fake = a.sqrt() * noisy - (1 - a).sqrt() * (unconditional + 2.0 * (conditional - unconditional))
+    assert float(losses[2.0].detach()) == pytest.approx(float(sid_generator_loss(sample, real, fake, 1.0)), rel=1e-5)
+    assert float(losses[2.0].detach()) != pytest.approx(float(losses[1.0].detach()))

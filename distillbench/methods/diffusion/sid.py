@@ -11,7 +11,9 @@ score identities and is back-propagated through both score networks' evaluations
     L_G = mean_batch Σ_dims (y_r − y_f) · ((y_r − x) − α (y_r − y_f)) / w
 
 α = 1 reduces it to Σ (y_r − y_f)(y_f − x) / w; the paper's ImageNet and CIFAR runs use α = 1.2 (the SiD-LSG
-scripts 1). The critic's parameters are held fixed while L_G is computed, so L_G trains the generator only
+scripts 1). SiD-LSG (Zhou et al. 2024, arXiv:2406.01561, long and short guidance) evaluates both scores with
+classifier-free guidance: y_r at `real_guidance` (κ₄) and y_f at `fake_guidance` (κ₂), the critic's own
+unconditional output as the guided-away branch (κ = 1.5 for both in its SD1.5 scripts; 1, the defaults: none). The critic's parameters are held fixed while L_G is computed, so L_G trains the generator only
 (the authors update the two networks with separate optimisers). Steps: t from 20 to 980 of 1,000, as the
 authors' loop (mingyuanzhou/SiD ``sid_training_loop.py``, as summarised in the reference notes). The models
 here predict v, so x̂₀ = α_t x_t − σ_t v; the authors' EDM models predict x₀ at σ. The generator here starts
@@ -20,12 +22,13 @@ from pure noise at the last training timestep, where SiD feeds σ_init·z at a f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import torch
 from annotated_types import Ge, Gt, Le
 
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import CriticDistillation, frozen_parameters, x0_from_velocity
@@ -47,6 +50,8 @@ def sid_generator_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: tor
 class SiD(CriticDistillation):
     alpha: Annotated[float, Ge(0)] = 1.2
     real_guidance: Annotated[float, Ge(1)] = 1.0
+    # SiD-LSG's guidance of the fake score (κ₂); added after the first board: in the cell key only when set
+    fake_guidance: Annotated[float, Ge(1)] = field(default=1.0, metadata={KEY_MARKER: WHEN_SET})
     generator_every: Annotated[int, Gt(0)] = 1
     min_timestep: Annotated[float, Ge(0), Le(1)] = 0.02
     max_timestep: Annotated[float, Ge(0), Le(1)] = 0.98
@@ -60,5 +65,6 @@ class SiD(CriticDistillation):
         real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
                                 timesteps)
         with frozen_parameters(critic):
-            fake = x0_from_velocity(scheduler, noisy, critic(noisy, timesteps, labels), timesteps)
+            fake = x0_from_velocity(scheduler, noisy, guided(critic, noisy, timesteps, labels, self.fake_guidance),
+                                    timesteps)
         return sid_generator_loss(sample, real, fake, self.alpha)
