@@ -107,8 +107,6 @@ CLAIMS = (
           "diffusion"),
     Claim("f-distill", "Xu et al. 2025", "Jensen-Shannon covers more of the world than reverse KL, DMD's (recall)",
           "f-distill[divergence=js]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall", "diffusion"),
-    Claim("disback", "Zhang et al. 2025", "walking the degradation path back beats DMD2 at one step",
-          "disback[degradation_steps=100]", "dmd2", "points-2d[steps=1]/high_quality", "diffusion"),
     # recipes/pocket/points-multistep.yaml: 4-step students, scored with the consistency sampler at 4 steps.
     Claim("dmd2", "Yin et al. 2024", "backward simulation improves DMD2's 4-step generator",
           "dmd2[backward_simulation=True,generator_steps=4]", "dmd2[generator_steps=4]", FOUR_STEPS, "diffusion"),
