@@ -79,6 +79,8 @@ TUNED = {"trials": 3, "chosen": {"budget": {"learning_rate": 1e-3}}}
     ({"tuning": "untuned"}, {"tuning": TUNED}, "holds"),  # a search only the baseline got makes it harder
     ({"tuning": "untuned"}, {"tuning": "untuned"}, "holds"),
     ({"tuning": {"trials": 0, "note": "nothing to search"}}, {"tuning": "untuned"}, "holds"),
+    # the init, scored as it is: nothing of it to tune, and no seeds to ask of it (the test reports 3 here)
+    ({"tuning": TUNED}, {"kind": "reference"}, "holds"),
 ])
 def test_a_tuned_row_against_an_untuned_baseline_is_no_verdict(monkeypatch, better, worse, held):
     assert _checked(monkeypatch, {"engaged_by": None, **better}, {"engaged_by": None, **worse}) == held
@@ -155,3 +157,9 @@ def test_a_claim_on_a_set_metric_is_a_welch_test_over_each_seeds_set_value(monke
     assert result["diff"] == pytest.approx(0.8267 - 0.6233, abs=1e-3) and "recall" in result["test"]
     rows[1]["seed_spread"] = {}  # a row without per-seed figures: nothing to test
     assert check_claims(None, board, (claim,))[0]["status"] == "not run"
+
+
+def test_a_reference_row_needs_no_seeds_and_a_trained_row_three():
+    test = {"diff": 0.1, "p": 0.001, "seeds": [3, 1]}
+    assert claims._verdict(test, 0.1, None, (True, False))["status"] == "holds"  # against the init
+    assert claims._verdict(test, 0.1, None, (True, True))["status"] == "insufficient seeds"

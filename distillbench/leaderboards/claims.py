@@ -2,7 +2,7 @@
 
 A claim holds when its better row is ahead of its worse row on the metric with p < 0.05 by a
 test that carries the seed-to-seed variance (`aggregate.paired_test`: seeds × items), and both
-rows have at least three seeds; with fewer it reads "insufficient seeds" whatever the test says,
+rows have at least three seeds (a reference row, scored as it is, needs none); with fewer it reads "insufficient seeds" whatever the test says,
 and otherwise "does not hold". Two comparisons are no verdict whatever their test says either:
 a better row that continues another row's student against a worse row that does not start from
 the same student ("no control (starts from sft)"; a row that trains nothing against the row it starts
@@ -134,7 +134,7 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
     reason = _no_verdict(store, rows[claim.better], rows[claim.worse])
     if claim.metric == "golden_distance":
         test = _distance_test(store, rows[claim.better], rows[claim.worse])
-        return _verdict(test, -test["diff"], reason) if test else not_run
+        return _verdict(test, -test["diff"], reason, _trained(rows, claim)) if test else not_run
     bench, _, metric = claim.metric.partition("/")  # a metric name may hold "/" itself (POPE's random/f1)
     if bench not in board["protocols"]:
         return not_run
@@ -146,7 +146,14 @@ def _check(store, board: dict[str, Any], rows: dict[str, dict], claim: Claim, re
                                                                                        rows[claim.worse], claim.metric)
     if test is None:
         return not_run
-    return _verdict(test, -test["diff"] if direction(board, claim.metric) == "lower" else test["diff"], reason)
+    return _verdict(test, -test["diff"] if direction(board, claim.metric) == "lower" else test["diff"], reason,
+                    _trained(rows, claim))
+
+
+def _trained(rows: dict[str, dict], claim: Claim) -> tuple[bool, bool]:
+    """Whether the better and the worse row are trained models (method rows): a reference row (the init, a
+    teacher) is scored as it is, so it has no seed-to-seed variance and needs no seeds."""
+    return tuple(rows[name].get("kind", "method") == "method" for name in (claim.better, claim.worse))
 
 
 def _set_metric_test(better: dict, worse: dict, metric: str) -> dict[str, Any] | None:
@@ -157,11 +164,13 @@ def _set_metric_test(better: dict, worse: dict, metric: str) -> dict[str, Any] |
     return _welch_over_seeds(values, f"Welch t over seeds, {metric.rpartition('/')[2]} of each seed's sample set")
 
 
-def _verdict(test: dict[str, Any], better_by: float, reason: str | None) -> dict[str, Any]:
-    """The claim's status from its test, unless `reason` says why the comparison is no verdict."""
+def _verdict(test: dict[str, Any], better_by: float, reason: str | None, trained: tuple[bool, bool] = (True, True)
+             ) -> dict[str, Any]:
+    """The claim's status from its test, unless `reason` says why the comparison is no verdict; the trained rows
+    (`trained`: better, worse) need MIN_SEEDS seeds each."""
     if reason is not None:
         return {**test, "status": reason}
-    if min(test["seeds"]) < MIN_SEEDS:
+    if min((seeds for seeds, counted in zip(test["seeds"], trained) if counted), default=MIN_SEEDS) < MIN_SEEDS:
         return {**test, "status": "insufficient seeds"}
     return {**test, "status": "holds" if better_by > 0 and test["p"] < ALPHA else "does not hold"}
 
@@ -173,7 +182,8 @@ def _no_verdict(store, better: dict, worse: dict) -> str | None:
     start = _declared(better, "starts_from")
     if start is not None and _declared(worse, "starts_from") != start and not _samples_its_start(better, worse, start):
         return f"no control (starts from {start})"
-    if _tuned(better) and not _tuned(worse):  # a search the baseline did not get
+    if _tuned(better) and worse.get("kind") == "method" and not _tuned(worse):  # a search a method baseline did not get
+        # (a reference row, the init or a teacher, is scored as it is: there is nothing of it to tune)
         return f"unequal tuning ({better['row']} tuned, {worse['row']} not)"
     return _inactive(store, better)
 
