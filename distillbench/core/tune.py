@@ -72,6 +72,7 @@ class Tuner:
         self.tuned: dict[str, dict[str, Any]] = {}
         self.direction = _direction(benchmark_runs(self.tune.benchmarks, kind.benchmark_key()), self.tune.weights())
         self.recorded = read_record(self.tune.record) if self.tune.record else {}
+        self.init_dev: list[float | None] = []  # the recipe's student on the dev split, once scored (one item)
 
     def run(self) -> dict[str, dict[str, Any]]:
         """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
@@ -119,14 +120,14 @@ class Tuner:
         if start is not None:
             label = next(entry.label for entry in self.recipe.methods if entry.name == start)  # the plan's rule
             return (self.tuned.get(label) or {}).get("best_dev")
-        if not hasattr(self, "_init_dev"):
+        if not self.init_dev:
             recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
                                                     "benchmarks": self.tune.benchmarks, "leaderboard": None})
             plan = make_plan(recipe, self.kind)
             cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
             self.execute(Plan([cell], plan.benchmarks))
-            self._init_dev = self._objective(cell.key, plan)
-        return self._init_dev
+            self.init_dev.append(self._objective(cell.key, plan))
+        return self.init_dev[0]
 
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.direction == "maximize" else value < than

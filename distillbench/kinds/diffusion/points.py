@@ -158,6 +158,11 @@ class PointDenoiser(ModelMixin, ConfigMixin):
     def null_class(self) -> int:
         return self.config.classes
 
+    def step_model(self, index: int, guidance: float) -> tuple["PointDenoiser", float]:
+        """The network sampling step `index` evaluates, and its guidance: this one at every step (a hybrid
+        hands its first steps to its base)."""
+        return self, guidance
+
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, class_labels: torch.Tensor | None = None
                 ) -> torch.Tensor:
         return self.output(self.features(sample, timestep, class_labels))
@@ -191,6 +196,9 @@ class RoutedDenoiser(nn.Module):
         super().__init__()
         self.students = nn.ModuleList(students)
         self.config = students[0].config
+
+    def step_model(self, index: int, guidance: float) -> tuple["RoutedDenoiser", float]:
+        return self, guidance
 
     def forward(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         if class_labels is None:
@@ -280,7 +288,7 @@ def solve(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, noise
     scheduler = SAMPLERS[sampler](scheduler_config, steps)
     sample = noise * scheduler.init_noise_sigma  # the σ-parametrised solvers (Euler) start from σ_max·noise
     for index, timestep in enumerate(scheduler.timesteps):
-        network, scale = model.step_model(index, guidance) if isinstance(model, HybridDenoiser) else (model, guidance)
+        network, scale = model.step_model(index, guidance)
         output = guided(network, scheduler.scale_model_input(sample, timestep), timestep, class_labels, scale)
         sample = scheduler.step(output, timestep, sample, generator=generator).prev_sample
     return sample
