@@ -12,7 +12,7 @@ from distillbench.core.errors import UserInputError
 from distillbench.core.plan import make_plan
 from distillbench.core.recipe import load_recipe, validate_options
 from distillbench.core.registry import METHODS
-from distillbench.core.tune import chosen_options, grid_size, search_space
+from distillbench.core.tune import START_ALPHA, Tuner, chosen_options, grid_size, search_space
 
 TUNE = {"trials": 2, "learning_rate": [1.0e-3, 3.0e-2], "objective": "pocket-math/accuracy",
         "benchmarks": [{"name": "pocket-math", "split": "dev", "n": 8, "max_new_tokens": 16}]}
@@ -107,7 +107,14 @@ def test_tuning_picks_the_best_dev_trial_and_trains_it_with_the_recipe_seeds(tin
                    if json.loads(db.execute("SELECT protocol_json FROM evaluations WHERE cell_key=? AND bench_key=?",
                                             (init, bench)).fetchone()[0])["split"] == "dev"]
     assert tuning["start_dev"] == pytest.approx(init_dev)
-    assert ("nothing better than its start" in tuning.get("note", "")) == (tuning["best_dev"] <= tuning["start_dev"])
+    # better than the start means better on a paired test of the dev items, not by the sign of a difference
+    beat = tuning["best_dev"] > tuning["start_dev"]
+    assert ("start_test" in tuning) == beat
+    if beat:
+        assert tuning["start_test"]["test"] == "exact McNemar" and tuning["start_test"]["n"] == 8
+        assert tuning["start_test"]["diff"] == pytest.approx(tuning["best_dev"] - tuning["start_dev"])
+    found_better = beat and tuning["start_test"]["diff"] > 0 and tuning["start_test"]["p"] < START_ALPHA
+    assert ("nothing better than its start" in tuning.get("note", "")) == (not found_better)
     # the best trial is the final row's seed-0 cell: trained once, not again
     assert best["cell"] in rows["kd"]["cells"]
     trained = db.execute("SELECT COUNT(*) FROM cells WHERE kind='method'").fetchone()[0]
@@ -187,3 +194,38 @@ def test_check_prints_what_each_method_is_tuned_over(tiny_recipe, capsys):
     assert "sft: untuned" in out
     assert "dpo: 2 training(s) over learning_rate in [0.001, 0.03]; beta in [0.05, 0.1, 0.5]" in out
     assert "ipo[beta=0.2]: 2 training(s) over learning_rate in [0.001, 0.03]" in out
+
+
+def _judged(best_dev, start_dev, test):
+    """What `Tuner._against_start` makes of a row whose best trial scored `best_dev` against a start of
+    `start_dev` on the dev split, with `test` the paired test of the two (None: not testable)."""
+    tuner = Tuner.__new__(Tuner)
+    tuner.direction = "maximize"
+    tuner._start = lambda spec: ("start-cell", start_dev, None)
+    tuner._start_test = lambda spec, history, cell, plan: test
+    return tuner._against_start(None, {"best_dev": best_dev}, [])
+
+
+def test_a_best_trial_beats_its_start_only_on_a_paired_test_of_the_dev_items():
+    few_items = {"diff": 0.005, "p": 0.69, "test": "exact McNemar", "n": 400}  # 2 more right of 400
+    judged = _judged(0.0575, 0.0525, few_items)
+    assert judged["start_test"] == few_items
+    assert "nothing better than its start" in judged["note"] and "p = 0.69" in judged["note"]
+    many_items = {**few_items, "diff": 0.05, "p": 0.001}
+    assert "note" not in _judged(0.1025, 0.0525, many_items)
+    worse_when_rescored = {**many_items, "diff": -0.05}  # a recorded trial whose row cell, retrained, is worse
+    assert "nothing better" in _judged(0.1025, 0.0525, worse_when_rescored)["note"]
+    assert "nothing better" in _judged(0.04, 0.0525, None)["note"]  # worse by value: no test needed
+    assert "note" not in _judged(0.06, 0.0525, None)  # a weighted or set-metric objective is compared by value
+
+
+def test_the_start_test_pairs_the_dev_items_of_the_two_cells():
+    from distillbench.core.item_metrics import values_from_records
+    from distillbench.core.tune import _paired_plain
+
+    best = values_from_records([(f"q{i}", {"accuracy": float(i < 23)}) for i in range(400)])
+    start = values_from_records([(f"q{i}", {"accuracy": float(i < 21)}) for i in reversed(range(400))])
+    result = _paired_plain(best, start, "accuracy", binary=True)
+    assert result["test"] == "exact McNemar" and (result["only_a"], result["only_b"]) == (2, 0)
+    assert result["p"] == pytest.approx(0.5)  # both discordant items go one way: 2 · 2⁻²
+    assert result["diff"] == pytest.approx(0.005)

@@ -10,6 +10,10 @@ and finds their cells done. The best trial's options are the row's: `make_plan(.
 with the recipe's seeds and scores them on its test benchmarks (the trial with the tuning seed is the same
 cell, and is not trained twice).
 
+Each row also records the student it starts from on the dev split, and whether its best trial beat it: better
+by a paired test on the dev items at `START_ALPHA` (`start_test`), not by the sign of a difference of a few
+items, wherever the objective is one per-item metric (a weighted sum, or a set metric, is compared by value).
+
 Optuna's samplers, not a search of our own (the samplers are its well-kept part); its study lives in memory,
 since the store already holds every trial's result.
 """
@@ -21,22 +25,28 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from rich.console import Console
 from rich.markup import escape
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import write_text_atomic
+from distillbench.core.item_metrics import is_pooled, paired_pooled, values_from_records
 from distillbench.core.plan import BenchmarkRun, Plan, benchmark_runs, in_start_order, make_plan
 from distillbench.core.recipe import BUDGET, ComponentSpec, Recipe, method_params, start_of, validate_options
 from distillbench.core.registry import METHODS
 from distillbench.core.store import Store
+from distillbench.core.two_level import two_level_difference
 
 LEARNING_RATE = "learning_rate"
 # A sampler may propose a point already trained (TPE over few choices does): it is told that point's value
 # again and asked for another, up to this many proposals per trial, so that every method gets `trials`
 # distinct trainings where its space has them.
 REPEATS_PER_TRIAL = 20
+# The level at which a row's best trial must beat its start on the dev items to count as better than it.
+START_ALPHA = 0.05
+START_TEST_RESAMPLES = 10_000
 
 
 def search_space(spec: ComponentSpec, recipe: Recipe) -> dict[str, list[Any]]:
@@ -72,7 +82,7 @@ class Tuner:
         self.tuned: dict[str, dict[str, Any]] = {}
         self.direction = _direction(benchmark_runs(self.tune.benchmarks, kind.benchmark_key()), self.tune.weights())
         self.recorded = read_record(self.tune.record) if self.tune.record else {}
-        self.init_dev: list[float | None] = []  # the recipe's student on the dev split, once scored (one item)
+        self.init_dev: list[tuple[str, float | None]] = []  # (cell, dev objective) of the recipe's student, once
 
     def run(self) -> dict[str, dict[str, Any]]:
         """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
@@ -111,23 +121,85 @@ class Tuner:
 
         study.optimize(objective, n_trials=trials * REPEATS_PER_TRIAL, callbacks=[enough])
         history = list(done.values())
-        return self._summary(spec, sampler, space, history, self._start_dev(spec))
+        summary = self._summary(spec, sampler, space, history)
+        return self._against_start(spec, summary, history)
 
-    def _start_dev(self, spec: ComponentSpec) -> float | None:
-        """The dev objective of the student the row starts from, the figure its search has to beat: the tuned
-        start's best trial for a continuation, else the recipe's student scored as it is (once per tuning)."""
+    def _start(self, spec: ComponentSpec) -> tuple[str | None, float | None, Plan | None]:
+        """The student the row starts from on the dev split, the figure its search has to beat: (its cell, its
+        dev objective, the plan that scores it). A continuation's is its tuned start's best trial; otherwise the
+        recipe's student scored as it is (once per tuning)."""
         start = start_of(spec, METHODS.get(spec.name))
         if start is not None:
-            label = next(entry.label for entry in self.recipe.methods if entry.name == start)  # the plan's rule
-            return (self.tuned.get(label) or {}).get("best_dev")
+            entry = next(entry for entry in self.recipe.methods if entry.name == start)  # the plan's rule
+            best = self._best_trial((self.tuned.get(entry.label) or {}).get("history", []), "dev")
+            if best is None:
+                return None, None, None
+            return best["cell"], best["dev"], self._trial_plan(entry, chosen_options(entry, best["values"]))
+        recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
+                                                "benchmarks": self.tune.benchmarks, "leaderboard": None})
+        plan = make_plan(recipe, self.kind)
+        cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
+        plan = Plan([cell], plan.benchmarks)
         if not self.init_dev:
-            recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
-                                                    "benchmarks": self.tune.benchmarks, "leaderboard": None})
-            plan = make_plan(recipe, self.kind)
-            cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
-            self.execute(Plan([cell], plan.benchmarks))
-            self.init_dev.append(self._objective(cell.key, plan))
-        return self.init_dev[0]
+            self.execute(plan)
+            self.init_dev.append((cell.key, self._objective(cell.key, plan)))
+        return (*self.init_dev[0], plan)
+
+    def _against_start(self, spec: ComponentSpec, summary: dict[str, Any], history: list[dict]) -> dict[str, Any]:
+        """`summary` with the row's start on the dev split (`start_dev`), the paired test of its best trial
+        against it (`start_test`) and a note where the search found nothing better."""
+        start_cell, start_dev, start_plan = self._start(spec)
+        if start_dev is None or summary["best_dev"] is None:
+            return summary
+        summary["start_dev"] = round(start_dev, 6)
+        better = self._better(summary["best_dev"], start_dev)
+        test = self._start_test(spec, history, start_cell, start_plan) if better else None
+        if test is not None:
+            summary["start_test"] = test
+            better = self._better(test["diff"], 0.0) and test["p"] < START_ALPHA
+        if not better:
+            why = "" if test is None else (f"; the row's cell against its start on the dev items: "
+                                           f"{test['diff']:+.4g}, paired {test['test']} p = {test['p']:.2g}, "
+                                           f"not below {START_ALPHA}")
+            summary["note"] = (f"the tuned search found nothing better than its start on the dev split "
+                               f"(best {summary['best_dev']:.4g}, start {summary['start_dev']:.4g}{why})")
+        return summary
+
+    def _start_test(self, spec: ComponentSpec, history: list[dict], start_cell: str | None,
+                    start_plan: Plan | None) -> dict[str, Any] | None:
+        """The paired test of the row's best trial against its start on the dev items of a one-metric
+        objective: {"diff", "p", "test", "n"}; None where the objective is not one per-item metric. Cells
+        whose dev items the store lacks (trials taken from a tuning record) are trained and scored here; the
+        best trial's cell is the row's tuning-seed cell, which the run trains anyway. Its figure may then differ
+        from the record's, which another training of the same cell made (training is not bitwise reproducible
+        across machines and thread counts): the test is of the model the row reports."""
+        if len(self.tune.weights()) != 1 or start_cell is None or start_plan is None:
+            return None
+        name, _, measure = next(iter(self.tune.weights())).partition("/")
+        bench = next(b for b in start_plan.benchmarks if b.name == name)
+        definitions = bench.benchmark.metric_definitions()
+        if measure in definitions.get("set_metrics", []):
+            return None
+        best = self._best_trial(history)
+        best_plan = self._trial_plan(spec, chosen_options(spec, best["values"]))
+        for cell, plan in ((start_cell, start_plan), (best["cell"], best_plan)):
+            if not self.store.item_scores(cell, bench.key):
+                self.execute(plan)
+        best_values, start_values = (values_from_records(self.store.item_scores(cell, bench.key).items())
+                                     for cell in (best["cell"], start_cell))
+        if is_pooled(measure, definitions):
+            result = paired_pooled(best_values, start_values, measure, definitions, START_TEST_RESAMPLES)
+        else:
+            result = _paired_plain(best_values, start_values, measure, measure in definitions["binary_metrics"])
+        if result is None:
+            return None
+        return {"diff": round(result["diff"], 6), "p": float(f"{result['p']:.4g}"), "test": result["test"],
+                "n": result["n"]}
+
+    def _best_trial(self, history: list[dict], key: str = "value") -> dict[str, Any] | None:
+        """The trial with the best objective (`key`: "value" in a tuning's own history, "dev" in a summary's)."""
+        scored = [trial for trial in history if trial[key] is not None]
+        return (max if self.direction == "maximize" else min)(scored, key=lambda t: t[key]) if scored else None
 
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.direction == "maximize" else value < than
@@ -177,10 +249,9 @@ class Tuner:
             total += weight * summary["mean"]
         return total
 
-    def _summary(self, spec: ComponentSpec, sampler: str, space: dict[str, list[Any]], history: list[dict],
-                 start_dev: float | None = None) -> dict[str, Any]:
-        scored = [trial for trial in history if trial["value"] is not None]
-        best = (max if self.direction == "maximize" else min)(scored, key=lambda t: t["value"]) if scored else None
+    def _summary(self, spec: ComponentSpec, sampler: str, space: dict[str, list[Any]],
+                 history: list[dict]) -> dict[str, Any]:
+        best = self._best_trial(history)
         summary = {"trials": len(history), "sampler": sampler,
                    "space": space, "objective": self.tune.weights(), "seed": self.tune.seed,
                    "chosen": None if best is None else chosen_options(spec, best["values"]),
@@ -190,11 +261,6 @@ class Tuner:
                                 "train_seconds": t["train_seconds"]} for t in history]}
         if recorded := sum(1 for trial in history if trial.get("recorded")):
             summary["recorded"] = f"{recorded} of {len(history)} trial(s) from {self.tune.record}"
-        if start_dev is not None:
-            summary["start_dev"] = round(start_dev, 6)
-            if best is not None and not self._better(best["value"], start_dev):
-                summary["note"] = (f"the tuned search found nothing better than its start on the dev split "
-                                   f"(best {summary['best_dev']:.4g}, start {summary['start_dev']:.4g})")
         if best is None:
             summary["note"] = "every trial failed: the row trains with the recipe's options"
         self.console.print(escape(f"tune {spec.label}: chose {_shown(best['values']) if best else 'nothing'}"
@@ -245,6 +311,16 @@ def _direction(benchmarks: list[BenchmarkRun], weights: dict[str, float]) -> str
     if len(directions) > 1:
         raise UserInputError("tune.objective: its metrics mix higher- and lower-is-better ones")
     return directions.pop()
+
+
+def _paired_plain(values_a, values_b, metric: str, binary: bool) -> dict[str, Any] | None:
+    """The one-model paired test of a per-item metric over the items both cells scored (exact McNemar for
+    0/1 values, the sign-flip permutation test otherwise)."""
+    items = sorted(set(values_a.get(metric, {})) & set(values_b.get(metric, {})))
+    if not items:
+        return None
+    a, b = (np.array([[values[metric][item][0] for item in items]]) for values in (values_a, values_b))
+    return two_level_difference(a, b, binary=binary, resamples=START_TEST_RESAMPLES)
 
 
 def _shown(values: dict[str, Any]) -> str:
