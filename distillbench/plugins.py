@@ -186,6 +186,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "shapes-clip-zeroshot-binary": "distillbench.pocket.shapes_clip_zeroshot:ensure_named",
         "t2i-teacher": "distillbench.pocket.t2i_zoo:model_dir",
         "gaussians2d-teacher": "distillbench.pocket.gaussians2d:model_dir",
+        "gaussians2d-noisy-teacher": "distillbench.pocket.gaussians2d:model_dir",
         "shapes-cross-encoder": "distillbench.pocket.shapes_retrieval:ensure_teacher",
     },
     "pocket_data": {

@@ -87,3 +87,29 @@ def test_the_ddim_sampler_is_diffusers_ddim_step_by_step():
     assert torch.equal(sample_points(model, SCHEDULE, 16, 4, seed=2), sample)
     others = [sample_points(model, SCHEDULE, 16, 4, seed=2, sampler=name) for name in ("dpm-solver++", "euler")]
     assert all(torch.isfinite(points).all() and not torch.equal(points, sample) for points in others)
+
+
+def test_a_teacher_of_noisy_labels_follows_its_prompt_only_under_guidance():
+    """The weak-prompt world: half the labels random, so unguided about 5/8 of a prompt's samples are nearest its
+    modes (the conditional density is ½ p(x | c) + ½ p(x)), and guidance sharpens that."""
+    torch.set_num_threads(1)
+    model, _ = train(TeacherSpec("small", hidden=64, layers=2, steps=800, batch_size=256, label_noise=0.5), log=None)
+    scheduler = dict(gaussians2d.training_scheduler().config)
+    labels = torch.arange(800) % WORLD.class_count
+    share = {}
+    for guidance in (1.0, 4.0):
+        points = sample_points(model, scheduler, 800, 32, seed=3, class_labels=labels, guidance=guidance).numpy()
+        nearest = np.linalg.norm(points[:, None] * WORLD.scale - np.asarray(WORLD.means), axis=2).argmin(1)
+        share[guidance] = float(np.mean(np.asarray(WORLD.classes)[nearest] == labels.numpy()))  # nearest mode's prompt
+    assert 0.4 < share[1.0] < 0.8 and share[4.0] > share[1.0] + 0.15, share
+
+
+def test_specs_without_label_noise_keep_the_hash_they_had_before_the_field():
+    import dataclasses
+    import hashlib
+    import json
+
+    clean = TeacherSpec("gaussians2d-teacher")
+    before = {name: value for name, value in dataclasses.asdict(clean).items() if name != "label_noise"}
+    assert clean.spec_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    assert TeacherSpec("gaussians2d-teacher", label_noise=0.5).spec_hash() != clean.spec_hash()

@@ -202,13 +202,18 @@ class CriticDistillation(Method):
         update_generator = self.generator_step(batch["step"])
         with torch.set_grad_enabled(update_generator and torch.is_grad_enabled()):
             sample = self.generator_sample(student.generator, batch)
-        terms = {"critic": critic_denoising_loss(student.critic, scheduler, sample.detach(), labels, generator)}
+        terms = {"critic": critic_denoising_loss(student.critic, scheduler, sample.detach(), self.critic_labels(labels),
+                                                 generator)}
         if student.discriminator is not None:
             terms["discriminator"] = self.gan_discriminator_weight * self.discriminator_loss(
                 student.discriminator, batch["teacher"], scheduler, sample.detach(), batch["clean"], labels, generator)
         if update_generator:
             terms.update(self.generator_terms(student, batch, sample))
         return terms
+
+    def critic_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The prompts the critic's denoising loss sees (None: the empty prompt; SiD's Zero-CFG)."""
+        return labels
 
     def discriminator_loss(self, head, teacher, scheduler, fake, real, labels, generator) -> torch.Tensor:
         """The GAN head's loss: real points against the generator's, each re-noised with its own draw."""

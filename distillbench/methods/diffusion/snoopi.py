@@ -52,7 +52,8 @@ class SNOOPI(CriticDistillation):
 
     def check(self) -> list[str]:
         problems = super().check()
-        return problems + ([] if self.guidance_min < self.guidance_max else ["guidance_min: below guidance_max"])
+        # min = max is SwiftBrush's one fixed scale: PG-SB's control
+        return problems + ([] if self.guidance_min <= self.guidance_max else ["guidance_min: at most guidance_max"])
 
     def teacher_forwards(self, batch: dict) -> int:
         """Two teacher evaluations per sample (conditional and unconditional) on the generator's steps."""
