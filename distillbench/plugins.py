@@ -72,6 +72,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "diversity-distillation": "distillbench.methods.diffusion.diversity_distillation:DiversityDistillation",
         "msd": "distillbench.methods.diffusion.msd:MSD",
         "snoopi": "distillbench.methods.diffusion.snoopi:SNOOPI",
+        "phased-dmd": "distillbench.methods.diffusion.phased_dmd:PhasedDMD",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

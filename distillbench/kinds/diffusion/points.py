@@ -27,6 +27,7 @@ from distillbench.core.models import parse_model_ref, resolve_path
 WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ (its training schedule), world.json
 HYBRID = "hybrid.json"  # a hybrid's folder also holds base/ (the base model) and this: its base steps and guidance
 ROUTER = "router.json"  # a routed model's folder holds students/<k>/ (no denoiser/) and this: its student count
+PHASES = "phases.json"  # a phased model's folder holds experts/<k>/ (no denoiser/) and this: its phase boundaries
 
 
 def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
@@ -87,7 +88,7 @@ class PointModel:
     world: Mixture
 
 
-def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser", processor: PointModel,
+def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser", processor: PointModel,
                      directory: Path) -> None:
     """A point model folder: its networks (``save_pretrained``, safetensors), its scheduler and its world."""
     directory = Path(directory)
@@ -97,8 +98,9 @@ def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser", p
 
 
 def _save_networks(model, directory: Path) -> None:
-    """The denoiser in denoiser/; a routed model's students in students/<k>/ with router.json; a hybrid's
-    base in base/ with hybrid.json, beside its distilled model's own layout."""
+    """The denoiser in denoiser/; a routed model's students in students/<k>/ with router.json; a phased model's
+    experts in experts/<k>/ with phases.json; a hybrid's base in base/ with hybrid.json, beside its distilled
+    model's own layout."""
     if isinstance(model, HybridDenoiser):
         model.base.save_pretrained(directory / "base", safe_serialization=True)
         (directory / HYBRID).write_text(json.dumps({"base_steps": model.base_steps,
@@ -108,17 +110,25 @@ def _save_networks(model, directory: Path) -> None:
         for index, student in enumerate(model.students):
             student.save_pretrained(directory / "students" / str(index), safe_serialization=True)
         (directory / ROUTER).write_text(json.dumps({"students": len(model.students)}) + "\n")
+    elif isinstance(model, PhasedDenoiser):
+        for index, expert in enumerate(model.experts):
+            expert.save_pretrained(directory / "experts" / str(index), safe_serialization=True)
+        (directory / PHASES).write_text(json.dumps({"boundaries": model.boundaries}) + "\n")
     else:
         model.save_pretrained(directory / "denoiser", safe_serialization=True)
 
 
-def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser", PointModel]:
+def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser", PointModel]:
     """(its networks, its schedule and world) of a point model folder (`save_point_model`'s layouts)."""
     directory = Path(directory)
     if (directory / ROUTER).is_file():
         count = json.loads((directory / ROUTER).read_text())["students"]
         model = RoutedDenoiser([PointDenoiser.from_pretrained(directory / "students" / str(index)).eval()
                                 for index in range(count)])
+    elif (directory / PHASES).is_file():
+        boundaries = json.loads((directory / PHASES).read_text())["boundaries"]
+        model = PhasedDenoiser([PointDenoiser.from_pretrained(directory / "experts" / str(index)).eval()
+                                for index in range(len(boundaries) + 1)], boundaries)
     else:
         model = PointDenoiser.from_pretrained(directory / "denoiser").eval()
     if (directory / HYBRID).is_file():
@@ -136,7 +146,8 @@ def model_directory(ref: str) -> Path:
 
 def is_point_model(directory: Path) -> bool:
     directory = Path(directory)
-    return (directory / WORLD).is_file() and ((directory / "denoiser").is_dir() or (directory / ROUTER).is_file())
+    return (directory / WORLD).is_file() and ((directory / "denoiser").is_dir() or (directory / ROUTER).is_file()
+                                              or (directory / PHASES).is_file())
 
 
 class PointDenoiser(ModelMixin, ConfigMixin):
@@ -209,6 +220,35 @@ class RoutedDenoiser(nn.Module):
             rows = owners == index
             if rows.any():
                 output[rows] = student(sample[rows], timestep[rows], class_labels[rows])
+        return output
+
+
+class PhasedDenoiser(nn.Module):
+    """Phased DMD's experts, one per phase of the timesteps (a mixture of experts by noise level, as Wan2.2's
+    high- and low-noise experts): expert p denoises the timesteps t with boundaries[p] < t ≤ boundaries[p − 1]
+    (the first above boundaries[0], the last at or below the last boundary), so one network evaluation per step."""
+
+    def __init__(self, experts: list[PointDenoiser], boundaries: list[int]):
+        super().__init__()
+        if len(boundaries) != len(experts) - 1 or list(boundaries) != sorted(boundaries, reverse=True):
+            raise ValueError(f"{len(experts)} experts need {len(experts) - 1} descending boundaries, not {boundaries}")
+        self.experts, self.boundaries = nn.ModuleList(experts), [int(b) for b in boundaries]
+        self.config = experts[0].config
+
+    def step_model(self, index: int, guidance: float) -> tuple["PhasedDenoiser", float]:
+        return self, guidance
+
+    def phase(self, timestep: torch.Tensor) -> torch.Tensor:
+        """Each timestep's phase: how many boundaries lie at or above it."""
+        return sum((timestep <= boundary).long() for boundary in self.boundaries)
+
+    def forward(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
+        phases, output = self.phase(timestep), torch.empty_like(sample)
+        for index, expert in enumerate(self.experts):
+            rows = phases == index
+            if rows.any():
+                output[rows] = expert(sample[rows], timestep[rows], None if class_labels is None else class_labels[rows])
         return output
 
 

@@ -111,6 +111,15 @@ class GeneratorAndCritic(nn.Module):
         self.discriminator = DiscriminatorHead(generator.config.hidden) if discriminator else None
 
 
+class GeneratorsAndCritics(nn.Module):
+    """Several generator–critic pairs (`parts`), each from a copy of the student: MSD's students, Phased DMD's
+    experts."""
+
+    def __init__(self, student: nn.Module, count: int, discriminator: bool = False):
+        super().__init__()
+        self.parts = nn.ModuleList(GeneratorAndCritic(copy.deepcopy(student), discriminator) for _ in range(count))
+
+
 class CriticDistillation(Method):
     """A generator against the teacher and a fake-score critic; subclasses give `generator_loss`."""
 

@@ -24,7 +24,6 @@ Default: the paper's four same-sized students.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,18 +33,10 @@ from torch import nn
 
 from distillbench.kinds.diffusion.points import RoutedDenoiser, route
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import GeneratorAndCritic
+from distillbench.methods.diffusion.critic import GeneratorsAndCritics
 from distillbench.methods.diffusion.dmd2 import DMD2
 
 PER_SAMPLE = ("class_labels", "noise", "clean")  # a batch's fields with one row per sample
-
-
-class Students(nn.Module):
-    """Each student's generator, critic and GAN head."""
-
-    def __init__(self, student: nn.Module, count: int, discriminator: bool):
-        super().__init__()
-        self.parts = nn.ModuleList(GeneratorAndCritic(copy.deepcopy(student), discriminator) for _ in range(count))
 
 
 def owned_rows(batch: dict, owners: torch.Tensor, student: int) -> dict | None:
@@ -63,7 +54,7 @@ class MSD(DMD2):
     students: Annotated[int, Gt(1)] = 4
 
     def training_module(self, student: nn.Module) -> nn.Module:
-        return Students(student, self.students, self.gan_generator_weight > 0)
+        return GeneratorsAndCritics(student, self.students, self.gan_generator_weight > 0)
 
     def trained_model(self, module: nn.Module) -> nn.Module:
         return RoutedDenoiser([part.generator for part in module.parts])
