@@ -73,6 +73,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "msd": "distillbench.methods.diffusion.msd:MSD",
         "snoopi": "distillbench.methods.diffusion.snoopi:SNOOPI",
         "phased-dmd": "distillbench.methods.diffusion.phased_dmd:PhasedDMD",
+        "flash-dmd": "distillbench.methods.diffusion.flash_dmd:FlashDMD",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

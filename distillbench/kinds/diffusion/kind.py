@@ -24,7 +24,8 @@ from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import tree_fingerprint
 from distillbench.core.recipe import Recipe, model_refs_checked, set_but_unused
 from distillbench.core.train import Batching
-from distillbench.kinds.diffusion.points import is_point_model, load_point_model, model_directory, save_point_model
+from distillbench.kinds.diffusion.points import (Mixture, is_point_model, load_point_model, model_directory,
+                                                 save_point_model)
 
 
 class DiffusionData(BaseModel):
@@ -55,10 +56,11 @@ class PromptBatching(Batching):
     unit = "samples"
 
     def __init__(self, prompts: torch.Tensor, clean: torch.Tensor, null_class: int, null_fraction: float,
-                 scheduler: DDPMScheduler):
+                 scheduler: DDPMScheduler, world: Mixture | None = None):
         self.prompts, self.clean, self.null_class, self.null_fraction = prompts, clean, null_class, null_fraction
         self.dimension = clean.shape[1]
         self.scheduler = scheduler  # the teacher's training schedule: methods noise and denoise with it
+        self.world = world  # the known target: a pocket reward (Flash-DMD's) scores samples under its density
 
     def lengths(self, examples) -> tuple[int, ...]:
         return (1,) * len(self.prompts)
@@ -124,5 +126,5 @@ class Diffusion(StudentKind):
         prompts = torch.as_tensor(world.classes)[torch.as_tensor(modes)]
         clean = torch.as_tensor(points / world.scale, dtype=torch.float32)  # in model space
         batching = PromptBatching(prompts, clean, world.class_count, data.null_fraction,
-                                  DDPMScheduler.from_config(processor.scheduler_config))
+                                  DDPMScheduler.from_config(processor.scheduler_config), world)
         return Training(prompts, batching, {"teacher": self.frozen_model(self.recipe.teacher)})
