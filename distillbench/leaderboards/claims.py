@@ -45,6 +45,9 @@ class Claim:
 JUDGE, ACCURACY, TOP1 = "pocket-mtbench/score", "pocket-math/accuracy", "top1/accuracy"
 PROBE = "linear-probe/accuracy"
 FOUR_STEPS = "points-2d[sampler=lcm,steps=4]/high_quality"
+PROMPTED = "points-2d[prompted=True,steps=1]/high_quality"  # recipes/pocket/points-prompted.yaml, at one step
+GUIDED_DMD2 = "dmd2[real_guidance=4.0]"
+GUIDED_SID, LSG = "sid[real_guidance=4.0]", "sid[fake_guidance=4.0,real_guidance=4.0]"
 # recipes/pocket/classify-seed-a.yaml's source-distillation rows (their label carries the sources).
 SIMILAR_SOURCES = "{}[similarity_examples=500,sources=['pocket:shapes-teacher-many', 'pocket:shapes-teacher-binary']]"
 CLAIMS = (
@@ -107,6 +110,22 @@ CLAIMS = (
           "diffusion"),
     Claim("f-distill", "Xu et al. 2025", "Jensen-Shannon covers more of the world than reverse KL, DMD's (recall)",
           "f-distill[divergence=js]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall", "diffusion"),
+    Claim("disback", "Zhang et al. 2025", "walking the degradation path back beats DMD2 at one step",
+          "disback[degradation_steps=100]", "dmd2", "points-2d[steps=1]/high_quality", "diffusion"),
+    # recipes/pocket/points-prompted.yaml: one-step students of the weak-prompt teacher, each prompt scored
+    # against its own modes; the teacher's guidance is 4 (chosen on dev).
+    Claim("dmd2", "Yin et al. 2024", "guidance in the real score makes the one-step student follow its prompt",
+          GUIDED_DMD2, "dmd2", PROMPTED, "diffusion"),
+    Claim("decoupled-dmd", "Liu et al. 2025", "CFG augmentation and distribution matching decoupled beat DMD2 "
+          "with guidance in its real score", "decoupled-dmd", GUIDED_DMD2, PROMPTED, "diffusion"),
+    Claim("snoopi", "Nguyen et al. 2024", "one random guidance scale in both scores (PG-SB) beats SwiftBrush's "
+          "fixed scale", "snoopi", "snoopi[guidance_max=4.0,guidance_min=4.0]", PROMPTED, "diffusion"),
+    Claim("msd", "Song et al. 2024", "four students, one per prompt, beat one student of the same size",
+          "msd[real_guidance=4.0]", GUIDED_DMD2, PROMPTED, "diffusion"),
+    Claim("sid", "Zhou et al. 2024", "SiD-LSG: guidance in the fake score as well improves SiD", LSG, GUIDED_SID,
+          PROMPTED, "diffusion"),
+    Claim("sid", "Zhou et al. 2025", "Zero-CFG (no guidance scale; the fake score unprompted) beats SiD-LSG",
+          "sid[critic_prompted=False,fake_guidance=0.0]", LSG, PROMPTED, "diffusion"),
     # recipes/pocket/points-multistep.yaml: 4-step students, scored with the consistency sampler at 4 steps.
     Claim("dmd2", "Yin et al. 2024", "backward simulation improves DMD2's 4-step generator",
           "dmd2[backward_simulation=True,generator_steps=4]", "dmd2[generator_steps=4]", FOUR_STEPS, "diffusion"),
@@ -115,6 +134,11 @@ CLAIMS = (
     Claim("diversity-distillation", "Gandikota & Bau 2025", "the base model's first step raises the distilled "
           "student's recall (hybrid inference, 4 steps)", "diversity-distillation[starts_from=dmd2]",
           "dmd2[generator_steps=4]", "points-2d[sampler=lcm,steps=4]/recall", "diffusion"),
+    Claim("phased-dmd", "Fan et al. 2025", "an expert and a critic per phase beat one 4-step DMD2 generator",
+          "phased-dmd", "dmd2[backward_simulation=True,gan_generator_weight=0.0,generator_steps=4]", FOUR_STEPS,
+          "diffusion"),
+    Claim("flash-dmd", "Chen et al. 2025", "the joint preference RL stage improves the distilled 4-step generator",
+          "flash-dmd", "flash-dmd[beta=1.0,rl_ratio=0]", FOUR_STEPS, "diffusion"),
 )
 
 
