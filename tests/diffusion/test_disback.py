@@ -1,15 +1,13 @@
 """DisBack (methods/diffusion/disback.py): the backtracking schedule, the degradation path against a naive loop,
 the generator's loss against its current target in value and gradient, and a cell end to end."""
 
-import json
 from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
-from distillbench.cli.main import main
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import PointDenoiser
 from distillbench.methods.diffusion.critic import distribution_matching_loss
 from distillbench.methods.diffusion.disback import DisBack, backtracking_target
@@ -113,16 +111,8 @@ def test_the_generator_follows_its_current_target_with_dmds_gradient():
 
 
 def test_a_disback_cell_records_its_path_and_trains(tmp_path, capsys):
-    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
-                  budget={**recipe["budget"], "steps": 4, "batch_size": 16, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": 1, "n": 32}])
-    recipe["methods"] = [{"name": "disback", "degradation_steps": 4, "path_nodes": 2, "node_interval": 2}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "disback", "degradation_steps": 4, "path_nodes": 2, "node_interval": 2}],
+                       [{"name": "points-2d", "steps": 1, "n": 32}])
     (row,) = [row for row in board["rows"] if row["row"].startswith("disback")]
     # DMD2's (the real score on generator steps 0; GAN features every step) plus the degradation's 4 × 16
     assert row["cost"]["teacher_forwards"] == 16 * (1 + 3) + 3 * 16 * 2 + 4 * 16

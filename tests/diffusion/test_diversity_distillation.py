@@ -2,13 +2,11 @@
 hand-written sampler, the hybrid folder's round trip, and a row that trains nothing on top of a DMD2 student,
 whose claim against that student is a controlled comparison."""
 
-import json
 
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
-from distillbench.cli.main import main
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import (HybridDenoiser, Mixture, PointDenoiser, PointModel, load_point_model,
                                                  save_point_model, solve)
 from distillbench.leaderboards.claims import _no_verdict
@@ -58,17 +56,10 @@ def test_a_hybrid_folder_saves_both_models_and_loads_as_the_hybrid(tmp_path):
 
 
 def test_a_hybrid_row_trains_nothing_on_its_dmd2_student_and_its_claim_has_the_exact_control(tmp_path):
-    recipe = yaml.safe_load(open("recipes/pocket/points-multistep.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
-                  budget={**recipe["budget"], "steps": 4, "batch_size": 16, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": 4, "sampler": "lcm", "n": 32}])
-    recipe["methods"] = [{"name": "dmd2", "generator_steps": 4, "generator_every": 2},
-                         {"name": "diversity-distillation", "starts_from": "dmd2"}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "dmd2", "generator_steps": 4, "generator_every": 2},
+                                  {"name": "diversity-distillation", "starts_from": "dmd2"}],
+                       [{"name": "points-2d", "steps": 4, "sampler": "lcm", "n": 32}],
+                       base="recipes/pocket/points-multistep.yaml")
     rows = {row["row"]: row for row in board["rows"]}
     hybrid, student = rows["diversity-distillation[starts_from=dmd2]"], rows["dmd2[generator_every=2,generator_steps=4]"]
     assert hybrid["cost"]["steps"] == 0 and hybrid["cost"]["teacher_forwards"] == 0

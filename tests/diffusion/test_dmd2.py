@@ -1,14 +1,13 @@
 """DMD2 (methods/diffusion/dmd2.py): its loss against a naive form, its gradients, the two time scales, and a
 cell of the diffusion kind end to end on the 2-D pocket world."""
 
-import json
 import math
 
 import pytest
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
+from tests.diffusion.conftest import run_points
 from distillbench.cli.main import main
 from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model, solve
 from distillbench.methods.diffusion.critic import (distribution_matching_loss, gan_discriminator_loss, gan_generator_loss,
@@ -161,16 +160,9 @@ def test_the_gan_losses_match_their_naive_forms():
 
 
 def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps(tmp_path, capsys):
-    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
-                  budget={**recipe["budget"], "steps": 6, "batch_size": 32, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": 1, "n": 64}, {"name": "points-2d", "steps": 2, "n": 64}])
-    recipe["methods"] = [{"name": "dmd2", "generator_every": 2}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "dmd2", "generator_every": 2}],
+                       [{"name": "points-2d", "steps": 1, "n": 64}, {"name": "points-2d", "steps": 2, "n": 64}],
+                       steps=6, batch_size=32)
     rows = {row["row"]: row for row in board["rows"]}
     assert set(rows) == {"teacher", "dmd2[generator_every=2]"}
     student = rows["dmd2[generator_every=2]"]
@@ -186,5 +178,5 @@ def test_a_dmd2_cell_trains_saves_a_diffusers_student_and_is_scored_at_its_steps
     assert isinstance(PointDenoiser.from_pretrained(folder / "model" / "denoiser"), PointDenoiser)
     assert processor.world.class_count == 4
     capsys.readouterr()
-    assert main(["run", str(path)]) == 0  # complete in the store: nothing trains again
+    assert main(["run", str(tmp_path / "points.yaml")]) == 0  # complete in the store: nothing trains again
     assert "training " not in capsys.readouterr().err

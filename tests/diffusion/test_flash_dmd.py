@@ -7,11 +7,10 @@ import types
 
 import pytest
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
 from tests.conftest import assert_same_value_and_gradients, leaf_copies
-from distillbench.cli.main import main
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import PointDenoiser
 from distillbench.methods.diffusion.flash_dmd import FlashDMD, diffused_log_density, step_preference_loss
 from distillbench.pocket.gaussians2d import grid
@@ -102,16 +101,9 @@ def test_at_the_reference_a_preference_step_pulls_towards_the_winner():
 
 
 def test_a_flash_cell_runs_through_the_joint_stage_and_copies_its_reference(tmp_path):
-    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"), data={"prompts": 256, "null_fraction": 0.1},
-                  budget={**recipe["budget"], "steps": 6, "batch_size": 16, "checkpoint_every": 3},
-                  benchmarks=[{"name": "points-2d", "steps": 4, "n": 32, "sampler": "lcm", "prompted": True}])
-    recipe["methods"] = [{"name": "flash-dmd", "rl_start": 2}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "flash-dmd", "rl_start": 2}],
+                       [{"name": "points-2d", "steps": 4, "n": 32, "sampler": "lcm", "prompted": True}],
+                       steps=6, checkpoint_every=3, data={"prompts": 256, "null_fraction": 0.1})
     row = next(row for row in board["rows"] if row["row"] == "flash-dmd[rl_start=2]")
     assert "points-2d/high_quality" in row["metrics"]
     log = [json.loads(line) for line in next((tmp_path / "out" / "cells").glob("flash-dmd*")).joinpath(

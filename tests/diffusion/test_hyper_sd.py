@@ -6,10 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
-from distillbench.cli.main import main
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import PointDenoiser
 from distillbench.methods.diffusion.hyper_sd import HyperSD, segment_ends, segment_start
 
@@ -84,16 +83,8 @@ def test_each_stage_merges_segments_in_the_papers_order():
 
 
 def test_a_hyper_sd_cell_trains_through_its_stages_and_is_scored_with_the_consistency_sampler(tmp_path):
-    recipe = yaml.safe_load(open("recipes/pocket/points-multistep.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"),
-                  budget={**recipe["budget"], "steps": 4, "batch_size": 16, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": 2, "sampler": "lcm", "n": 32}])
-    recipe["methods"] = ["hyper-sd"]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, ["hyper-sd"], [{"name": "points-2d", "steps": 2, "sampler": "lcm", "n": 32}],
+                       base="recipes/pocket/points-multistep.yaml")
     (row,) = [row for row in board["rows"] if row["row"] == "hyper-sd"]
     assert row["cost"]["teacher_forwards"] == 4 * 16 and row["metrics"]["points-2d/nfe"]["mean"] == 2.0
     log = [json.loads(line) for line in next((tmp_path / "out" / "cells").glob("hyper-sd*/train_log.jsonl")).open()]

@@ -2,14 +2,12 @@
 each student's DMD2 loss on its own samples weighted by their share, gradients that stay with their owner, and
 a cell end to end scored with prompts."""
 
-import json
 
 import pytest
 import torch
-import yaml
 from diffusers import DDPMScheduler
 
-from distillbench.cli.main import main
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import (Mixture, PointDenoiser, PointModel, RoutedDenoiser, load_point_model,
                                                  route, save_point_model)
 from distillbench.methods.diffusion.dmd2 import DMD2
@@ -74,16 +72,9 @@ def test_the_loss_is_each_students_dmd2_loss_on_its_samples_weighted_by_their_sh
 
 
 def test_an_msd_cell_saves_its_routed_students_and_is_scored_with_prompts(tmp_path):
-    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"), data={"prompts": 256, "null_fraction": 0.1},
-                  budget={**recipe["budget"], "steps": 4, "batch_size": 16, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": 1, "n": 32, "prompted": True}])
-    recipe["methods"] = [{"name": "msd", "students": 2}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "msd", "students": 2}],
+                       [{"name": "points-2d", "steps": 1, "n": 32, "prompted": True}],
+                       data={"prompts": 256, "null_fraction": 0.1})
     row = next(row for row in board["rows"] if row["row"] == "msd[students=2]")
     assert "points-2d/high_quality" in row["metrics"] and row["metrics"]["points-2d/nfe"]["mean"] == 1.0
     model, _ = load_point_model(next((tmp_path / "out" / "cells").glob("msd*")) / "model")

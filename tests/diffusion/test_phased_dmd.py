@@ -6,10 +6,10 @@ import types
 
 import pytest
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from tests.conftest import assert_same_value_and_gradients, leaf_copies
+from tests.diffusion.conftest import run_points
 from distillbench.kinds.diffusion.points import (Mixture, PhasedDenoiser, PointDenoiser, PointModel,
                                                  load_point_model, save_point_model)
 from distillbench.methods.diffusion.phased_dmd import PhasedDMD, subinterval_denoising_loss, subinterval_target
@@ -122,22 +122,8 @@ def test_the_phased_model_routes_by_timestep_and_saves_the_diffusers_way(tmp_pat
 
 
 def test_a_phased_cell_trains_saves_its_experts_and_is_scored_at_its_steps(tmp_path):
-    import json
-
-    import yaml
-
-    from distillbench.cli.main import main
-
-    recipe = yaml.safe_load(open("recipes/pocket/points.yaml"))
-    recipe.update(seeds=[0], output_dir=str(tmp_path / "out"), data={"prompts": 256, "null_fraction": 1.0},
-                  budget={**recipe["budget"], "steps": 4, "batch_size": 16, "checkpoint_every": 2},
-                  benchmarks=[{"name": "points-2d", "steps": steps, "n": 32, "sampler": "lcm"} for steps in (1, 4)])
-    recipe["methods"] = [{"name": "phased-dmd", "generator_every": 1}]
-    del recipe["tune"], recipe["leaderboard"]
-    path = tmp_path / "points.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert main(["run", str(path)]) == 0
-    board = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    board = run_points(tmp_path, [{"name": "phased-dmd", "generator_every": 1}],
+                       [{"name": "points-2d", "steps": steps, "n": 32, "sampler": "lcm"} for steps in (1, 4)])
     row = next(row for row in board["rows"] if row["row"] == "phased-dmd[generator_every=1]")
     assert row["metrics"]["points-2d[n=32,sampler=lcm,steps=4]/nfe"]["mean"] == 4.0
     model, _ = load_point_model(next((tmp_path / "out" / "cells").glob("phased-dmd*")) / "model")
