@@ -74,6 +74,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "snoopi": "distillbench.methods.diffusion.snoopi:SNOOPI",
         "phased-dmd": "distillbench.methods.diffusion.phased_dmd:PhasedDMD",
         "flash-dmd": "distillbench.methods.diffusion.flash_dmd:FlashDMD",
+        "twinflow": "distillbench.methods.diffusion.twinflow:TwinFlow",
         "adpa": "distillbench.methods.llm.adpa:ADPA",
         "adpa+": "distillbench.methods.llm.adpa_plus:ADPAPlus",
         "adpo": "distillbench.methods.llm.adpo:ADPO",

@@ -28,6 +28,7 @@ WORLD = "world.json"  # a point model folder: denoiser/ (the model), scheduler/ 
 HYBRID = "hybrid.json"  # a hybrid's folder also holds base/ (the base model) and this: its base steps and guidance
 ROUTER = "router.json"  # a routed model's folder holds students/<k>/ (no denoiser/) and this: its student count
 PHASES = "phases.json"  # a phased model's folder holds experts/<k>/ (no denoiser/) and this: its phase boundaries
+FLOW_MAP = "flowmap"  # a flow-map model's folder holds flowmap/ (no denoiser/): TwinFlow's any-step network
 
 
 def mixture_log_density(points: np.ndarray, means: np.ndarray, weights: np.ndarray, std: float) -> np.ndarray:
@@ -88,7 +89,7 @@ class PointModel:
     world: Mixture
 
 
-def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser", processor: PointModel,
+def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser | FlowMapDenoiser", processor: PointModel,
                      directory: Path) -> None:
     """A point model folder: its networks (``save_pretrained``, safetensors), its scheduler and its world."""
     directory = Path(directory)
@@ -110,6 +111,8 @@ def _save_networks(model, directory: Path) -> None:
         for index, student in enumerate(model.students):
             student.save_pretrained(directory / "students" / str(index), safe_serialization=True)
         (directory / ROUTER).write_text(json.dumps({"students": len(model.students)}) + "\n")
+    elif isinstance(model, FlowMapDenoiser):
+        model.save_pretrained(directory / FLOW_MAP, safe_serialization=True)
     elif isinstance(model, PhasedDenoiser):
         for index, expert in enumerate(model.experts):
             expert.save_pretrained(directory / "experts" / str(index), safe_serialization=True)
@@ -118,13 +121,15 @@ def _save_networks(model, directory: Path) -> None:
         model.save_pretrained(directory / "denoiser", safe_serialization=True)
 
 
-def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser", PointModel]:
+def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser | FlowMapDenoiser", PointModel]:
     """(its networks, its schedule and world) of a point model folder (`save_point_model`'s layouts)."""
     directory = Path(directory)
     if (directory / ROUTER).is_file():
         count = json.loads((directory / ROUTER).read_text())["students"]
         model = RoutedDenoiser([PointDenoiser.from_pretrained(directory / "students" / str(index)).eval()
                                 for index in range(count)])
+    elif (directory / FLOW_MAP).is_dir():
+        model = FlowMapDenoiser.from_pretrained(directory / FLOW_MAP).eval()
     elif (directory / PHASES).is_file():
         boundaries = json.loads((directory / PHASES).read_text())["boundaries"]
         model = PhasedDenoiser([PointDenoiser.from_pretrained(directory / "experts" / str(index)).eval()
@@ -147,7 +152,7 @@ def model_directory(ref: str) -> Path:
 def is_point_model(directory: Path) -> bool:
     directory = Path(directory)
     return (directory / WORLD).is_file() and ((directory / "denoiser").is_dir() or (directory / ROUTER).is_file()
-                                              or (directory / PHASES).is_file())
+                                              or (directory / PHASES).is_file() or (directory / FLOW_MAP).is_dir())
 
 
 class PointDenoiser(ModelMixin, ConfigMixin):
@@ -190,6 +195,61 @@ class PointDenoiser(ModelMixin, ConfigMixin):
         for block in self.blocks:
             hidden = hidden + block(hidden)
         return hidden
+
+
+class FlowMapDenoiser(ModelMixin, ConfigMixin):
+    """An any-step flow map F(x_t, t, s, class) on the linear path x_t = t·z + (1 − t)·x (noise at t = 1): the
+    average velocity over [s, t], so that x_s = x_t − (t − s)·F (TwinFlow's network). The time t is signed:
+    t < 0 is the twin trajectory towards the model's own samples. One step is x = z − F(z, 1, 0)."""
+
+    @register_to_config
+    def __init__(self, dimension: int = 2, classes: int = 0, hidden: int = 256, layers: int = 3,
+                 embedding: int = 64):
+        super().__init__()
+        self.time_projection = Timesteps(embedding, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(embedding, hidden)
+        self.target_embedding = TimestepEmbedding(embedding, hidden)
+        self.class_embedding = nn.Embedding(classes + 1, hidden)  # the last label: no class (the empty prompt)
+        self.input = nn.Linear(dimension, hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden)) for _ in range(layers))
+        self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dimension))
+
+    @property
+    def null_class(self) -> int:
+        return self.config.classes
+
+    def forward(self, sample: torch.Tensor, time, target, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        count = sample.shape[0]
+        time, target = (torch.as_tensor(value, dtype=sample.dtype, device=sample.device).expand(count)
+                        for value in (time, target))
+        if class_labels is None:
+            class_labels = torch.full((count,), self.null_class, device=sample.device)
+        # times in [−1, 1] are scaled as diffusion timesteps are (to 1,000) for the sinusoidal projection
+        hidden = (self.input(sample) + self.time_embedding(self.time_projection(1000 * time).to(sample.dtype))
+                  + self.target_embedding(self.time_projection(1000 * target).to(sample.dtype))
+                  + self.class_embedding(class_labels))
+        for block in self.blocks:
+            hidden = hidden + block(hidden)
+        return self.output(hidden)
+
+    def guided(self, sample: torch.Tensor, time, target, class_labels: torch.Tensor | None,
+               guidance: float) -> torch.Tensor:
+        """F with classifier-free guidance: F_u + w (F_c − F_u); w = 1 (or no class): F_c alone."""
+        if class_labels is None or guidance == 1.0:
+            return self(sample, time, target, class_labels)
+        unconditional = self(sample, time, target, None)
+        return unconditional + guidance * (self(sample, time, target, class_labels) - unconditional)
+
+    @torch.no_grad()
+    def solve(self, noise: torch.Tensor, steps: int, class_labels: torch.Tensor | None = None,
+              guidance: float = 1.0) -> torch.Tensor:
+        """`steps` jumps of the flow map over evenly spaced times from 1 to 0 (its own sampler: deterministic)."""
+        times = torch.linspace(1.0, 0.0, steps + 1)
+        sample = noise
+        for start, end in zip(times[:-1], times[1:]):
+            sample = sample - (start - end) * self.guided(sample, start, end, class_labels, guidance)
+        return sample
 
 
 def route(class_labels: torch.Tensor, classes: int, students: int) -> torch.Tensor:
@@ -325,6 +385,8 @@ def solve(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, noise
           generator: torch.Generator | None = None) -> torch.Tensor:
     """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS); a
     stochastic sampler draws its fresh noise from `generator`."""
+    if isinstance(model, FlowMapDenoiser):  # a flow map jumps along its own path, whatever the sampler
+        return model.solve(noise, steps, class_labels, guidance)
     scheduler = SAMPLERS[sampler](scheduler_config, steps)
     sample = noise * scheduler.init_noise_sigma  # the σ-parametrised solvers (Euler) start from σ_max·noise
     for index, timestep in enumerate(scheduler.timesteps):
