@@ -112,6 +112,8 @@ CLAIMS = (
           "f-distill[divergence=js]", "f-distill[divergence=reverse-kl]", "points-2d[steps=1]/recall", "diffusion"),
     Claim("disback", "Zhang et al. 2025", "walking the degradation path back beats DMD2 at one step",
           "disback[degradation_steps=100]", "dmd2", "points-2d[steps=1]/high_quality", "diffusion"),
+    Claim("twinflow", "inclusionAI 2025", "a self-adversarial flow map (no teacher) beats DMD2's one-step generator",
+          "twinflow", "dmd2", "points-2d[steps=1]/high_quality", "diffusion"),
     # recipes/pocket/points-prompted.yaml: one-step students of the weak-prompt teacher, each prompt scored
     # against its own modes; the teacher's guidance is 4 (chosen on dev).
     Claim("dmd2", "Yin et al. 2024", "guidance in the real score makes the one-step student follow its prompt",
@@ -138,7 +140,7 @@ CLAIMS = (
           "phased-dmd", "dmd2[backward_simulation=True,gan_generator_weight=0.0,generator_steps=4]", FOUR_STEPS,
           "diffusion"),
     Claim("flash-dmd", "Chen et al. 2025", "the joint preference RL stage improves the distilled 4-step generator",
-          "flash-dmd", "flash-dmd[beta=1.0,rl_ratio=0]", FOUR_STEPS, "diffusion"),
+          "flash-dmd", "flash-dmd[rl_ratio=0]", FOUR_STEPS, "diffusion"),
 )
 
 
