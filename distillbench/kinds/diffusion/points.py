@@ -155,6 +155,23 @@ def is_point_model(directory: Path) -> bool:
                                               or (directory / PHASES).is_file() or (directory / FLOW_MAP).is_dir())
 
 
+def add_residual_mlp(module: nn.Module, dimension: int, classes: int, hidden: int, layers: int, embedding: int,
+                     target_time: bool = False) -> None:
+    """The layers every point network has, set on `module` under the names its checkpoints use, in the order
+    that draws their initial weights: a sinusoidal timestep embedding (and one of the target time, for a flow
+    map), a class embedding (the last label: no class, the empty prompt), the input projection, `layers`
+    residual blocks and the output head."""
+    module.time_projection = Timesteps(embedding, flip_sin_to_cos=True, downscale_freq_shift=0)
+    module.time_embedding = TimestepEmbedding(embedding, hidden)
+    if target_time:
+        module.target_embedding = TimestepEmbedding(embedding, hidden)
+    module.class_embedding = nn.Embedding(classes + 1, hidden)
+    module.input = nn.Linear(dimension, hidden)
+    module.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                nn.Linear(hidden, hidden)) for _ in range(layers))
+    module.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dimension))
+
+
 class PointDenoiser(ModelMixin, ConfigMixin):
     """ε(x_t, t, class) for points x_t of `dimension` coordinates."""
 
@@ -162,13 +179,7 @@ class PointDenoiser(ModelMixin, ConfigMixin):
     def __init__(self, dimension: int = 2, classes: int = 0, hidden: int = 256, layers: int = 3,
                  embedding: int = 64):
         super().__init__()
-        self.time_projection = Timesteps(embedding, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(embedding, hidden)
-        self.class_embedding = nn.Embedding(classes + 1, hidden)  # the last label: no class (the empty prompt)
-        self.input = nn.Linear(dimension, hidden)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                                  nn.Linear(hidden, hidden)) for _ in range(layers))
-        self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dimension))
+        add_residual_mlp(self, dimension, classes, hidden, layers, embedding)
 
     @property
     def null_class(self) -> int:
@@ -206,14 +217,7 @@ class FlowMapDenoiser(ModelMixin, ConfigMixin):
     def __init__(self, dimension: int = 2, classes: int = 0, hidden: int = 256, layers: int = 3,
                  embedding: int = 64):
         super().__init__()
-        self.time_projection = Timesteps(embedding, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(embedding, hidden)
-        self.target_embedding = TimestepEmbedding(embedding, hidden)
-        self.class_embedding = nn.Embedding(classes + 1, hidden)  # the last label: no class (the empty prompt)
-        self.input = nn.Linear(dimension, hidden)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                                  nn.Linear(hidden, hidden)) for _ in range(layers))
-        self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dimension))
+        add_residual_mlp(self, dimension, classes, hidden, layers, embedding, target_time=True)
 
     @property
     def null_class(self) -> int:
