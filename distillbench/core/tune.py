@@ -82,7 +82,7 @@ class Tuner:
         self.tuned: dict[str, dict[str, Any]] = {}
         self.direction = _direction(benchmark_runs(self.tune.benchmarks, kind.benchmark_key()), self.tune.weights())
         self.recorded = read_record(self.tune.record) if self.tune.record else {}
-        self.init_dev: list[tuple[str, float | None]] = []  # (cell, dev objective) of the recipe's student, once
+        self.init_start: tuple[str, float | None, Plan] | None = None  # the recipe's student on dev, scored once
 
     def run(self) -> dict[str, dict[str, Any]]:
         """Row label → its tuning: the options chosen, the trials, the best dev objective and the cost."""
@@ -135,15 +135,15 @@ class Tuner:
             if best is None:
                 return None, None, None
             return best["cell"], best["dev"], self._trial_plan(entry, chosen_options(entry, best["values"]))
-        recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
-                                                "benchmarks": self.tune.benchmarks, "leaderboard": None})
-        plan = make_plan(recipe, self.kind)
-        cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
-        plan = Plan([cell], plan.benchmarks)
-        if not self.init_dev:
+        if self.init_start is None:
+            recipe = self.recipe.model_copy(update={"methods": [], "seeds": [self.tune.seed], "tune": None,
+                                                    "benchmarks": self.tune.benchmarks, "leaderboard": None})
+            plan = make_plan(recipe, self.kind)
+            cell = next(c for c in plan.cells if c.kind == "reference" and c.model_ref == self.recipe.student)
+            plan = Plan([cell], plan.benchmarks)
             self.execute(plan)
-            self.init_dev.append((cell.key, self._objective(cell.key, plan)))
-        return (*self.init_dev[0], plan)
+            self.init_start = (cell.key, self._objective(cell.key, plan), plan)
+        return self.init_start
 
     def _against_start(self, spec: ComponentSpec, summary: dict[str, Any], history: list[dict]) -> dict[str, Any]:
         """`summary` with the row's start on the dev split (`start_dev`), the paired test of its best trial

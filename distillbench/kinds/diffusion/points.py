@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class PointModel:
     world: Mixture
 
 
-def save_point_model(model: "PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser | FlowMapDenoiser", processor: PointModel,
+def save_point_model(model: PointNetwork, processor: PointModel,
                      directory: Path) -> None:
     """A point model folder: its networks (``save_pretrained``, safetensors), its scheduler and its world."""
     directory = Path(directory)
@@ -121,7 +122,7 @@ def _save_networks(model, directory: Path) -> None:
         model.save_pretrained(directory / "denoiser", safe_serialization=True)
 
 
-def load_point_model(directory: Path) -> tuple["PointDenoiser | HybridDenoiser | RoutedDenoiser | PhasedDenoiser | FlowMapDenoiser", PointModel]:
+def load_point_model(directory: Path) -> tuple[PointNetwork, PointModel]:
     """(its networks, its schedule and world) of a point model folder (`save_point_model`'s layouts)."""
     directory = Path(directory)
     if (directory / ROUTER).is_file():
@@ -239,11 +240,8 @@ class FlowMapDenoiser(ModelMixin, ConfigMixin):
 
     def guided(self, sample: torch.Tensor, time, target, class_labels: torch.Tensor | None,
                guidance: float) -> torch.Tensor:
-        """F with classifier-free guidance: F_u + w (F_c − F_u); w = 1 (or no class): F_c alone."""
-        if class_labels is None or guidance == 1.0:
-            return self(sample, time, target, class_labels)
-        unconditional = self(sample, time, target, None)
-        return unconditional + guidance * (self(sample, time, target, class_labels) - unconditional)
+        """F with classifier-free guidance (`guided`): F_u + w (F_c − F_u); w = 1 (or no class): F_c alone."""
+        return guided(lambda x, t, labels: self(x, t, target, labels), sample, time, class_labels, guidance)
 
     @torch.no_grad()
     def solve(self, noise: torch.Tensor, steps: int, class_labels: torch.Tensor | None = None,
@@ -263,6 +261,17 @@ def route(class_labels: torch.Tensor, classes: int, students: int) -> torch.Tens
     return torch.where(class_labels >= classes, position, class_labels * students // classes)
 
 
+def by_owner(networks, owners: torch.Tensor, sample: torch.Tensor, timestep: torch.Tensor,
+             class_labels: torch.Tensor | None) -> torch.Tensor:
+    """Each sample denoised by the network `owners` names for it (one evaluation per sample)."""
+    output = torch.empty_like(sample)
+    for index, network in enumerate(networks):
+        rows = owners == index
+        if rows.any():
+            output[rows] = network(sample[rows], timestep[rows], None if class_labels is None else class_labels[rows])
+    return output
+
+
 class RoutedDenoiser(nn.Module):
     """Several students, each owning a block of the classes (MSD): a sample is denoised by its class's student
     (`route`), so one network evaluation per sample, as with one student."""
@@ -279,12 +288,8 @@ class RoutedDenoiser(nn.Module):
         if class_labels is None:
             class_labels = torch.full((sample.shape[0],), self.config.classes, device=sample.device)
         timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
-        owners, output = route(class_labels, self.config.classes, len(self.students)), torch.empty_like(sample)
-        for index, student in enumerate(self.students):
-            rows = owners == index
-            if rows.any():
-                output[rows] = student(sample[rows], timestep[rows], class_labels[rows])
-        return output
+        return by_owner(self.students, route(class_labels, self.config.classes, len(self.students)), sample,
+                        timestep, class_labels)
 
 
 class PhasedDenoiser(nn.Module):
@@ -308,12 +313,7 @@ class PhasedDenoiser(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
-        phases, output = self.phase(timestep), torch.empty_like(sample)
-        for index, expert in enumerate(self.experts):
-            rows = phases == index
-            if rows.any():
-                output[rows] = expert(sample[rows], timestep[rows], None if class_labels is None else class_labels[rows])
-        return output
+        return by_owner(self.experts, self.phase(timestep), sample, timestep, class_labels)
 
 
 class HybridDenoiser(nn.Module):
@@ -329,6 +329,10 @@ class HybridDenoiser(nn.Module):
     def step_model(self, index: int, guidance: float) -> tuple[PointDenoiser, float]:
         """The network sampling step `index` (0-based) evaluates, and its guidance."""
         return (self.base, self.base_guidance) if index < self.base_steps else (self.distilled, guidance)
+
+
+# What a point model folder loads as (`load_point_model`) and what the samplers take
+PointNetwork = Union[PointDenoiser, HybridDenoiser, RoutedDenoiser, PhasedDenoiser, FlowMapDenoiser]
 
 
 def guided(model: PointDenoiser, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None,
@@ -373,7 +377,7 @@ def generator_timesteps(scheduler_config: dict, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_points(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, n: int, steps: int, seed: int,
+def sample_points(model: PointNetwork, scheduler_config: dict, n: int, steps: int, seed: int,
                   class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim"
                   ) -> torch.Tensor:
     """`n` points drawn with `sampler` (DDIM with η = 0 by default) in `steps` steps from seeded Gaussian noise;
@@ -384,7 +388,7 @@ def sample_points(model: "PointDenoiser | HybridDenoiser", scheduler_config: dic
 
 
 @torch.no_grad()
-def solve(model: "PointDenoiser | HybridDenoiser", scheduler_config: dict, noise: torch.Tensor, steps: int,
+def solve(model: PointNetwork, scheduler_config: dict, noise: torch.Tensor, steps: int,
           class_labels: torch.Tensor | None = None, guidance: float = 1.0, sampler: str = "ddim",
           generator: torch.Generator | None = None) -> torch.Tensor:
     """The model's solution from `noise` (unit variance) in `steps` steps of `sampler` (a key of SAMPLERS); a

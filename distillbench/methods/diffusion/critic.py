@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distillbench.kinds.diffusion.points import generator_timesteps
+from distillbench.kinds.diffusion.points import generator_timesteps, guided
 from distillbench.methods.base import Method
 
 
@@ -36,6 +36,13 @@ def x0_from_velocity(scheduler, sample: torch.Tensor, velocity: torch.Tensor, ti
     alphas = scheduler.alphas_cumprod.to(sample.device, sample.dtype)[timesteps]
     shape = (-1,) + (1,) * (sample.dim() - 1)
     return alphas.sqrt().view(shape) * sample - (1 - alphas).sqrt().view(shape) * velocity
+
+
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """One value per sample, shaped to broadcast over `like`'s other dimensions ([n] → [n, 1, …]); real values in
+    `like`'s dtype, masks kept as they are."""
+    dtype = like.dtype if values.is_floating_point() else values.dtype
+    return values.to(like.device, dtype).view((-1,) + (1,) * (like.dim() - 1))
 
 
 def one_step_sample(generator: nn.Module, scheduler, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -64,6 +71,19 @@ def distribution_matching_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake
         if weights is not None:
             gradient = gradient * weights.view((-1,) + (1,) * (sample.dim() - 1))
     return 0.5 * F.mse_loss(sample, (sample - gradient).detach())
+
+
+def distribution_matching_at(critic: nn.Module, teacher: nn.Module, scheduler, sample: torch.Tensor,
+                             timesteps: torch.Tensor, noise: torch.Tensor, labels, real_guidance: float = 1.0,
+                             fake_guidance: float = 1.0) -> torch.Tensor:
+    """`distribution_matching_loss` of `sample` re-noised to `timesteps` with `noise`: the teacher's x̂₀ (at
+    `real_guidance`) and the critic's (at `fake_guidance`) there, without gradient (DMD, SNOOPI's VSD, Phased
+    DMD's and Flash-DMD's matching terms)."""
+    with torch.no_grad():
+        noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
+        fake = x0_from_velocity(scheduler, noisy, guided(critic, noisy, timesteps, labels, fake_guidance), timesteps)
+        real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, real_guidance), timesteps)
+    return distribution_matching_loss(sample, real, fake)
 
 
 def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 
-from distillbench.kinds.diffusion.points import guided, solve
+from distillbench.kinds.diffusion.points import solve
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import (CriticDistillation, distribution_matching_loss, one_step_sample,
-                                                   x0_from_velocity)
+from distillbench.methods.diffusion.critic import CriticDistillation, distribution_matching_at, one_step_sample
 
 
 def regression_loss(sample: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -81,12 +80,7 @@ class DMD(CriticDistillation):
 
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
         timesteps, noise = self.renoising(scheduler, sample, generator)
-        with torch.no_grad():
-            noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
-            fake = x0_from_velocity(scheduler, noisy, critic(noisy, timesteps, labels), timesteps)
-            real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
-                                    timesteps)
-        return distribution_matching_loss(sample, real, fake)
+        return distribution_matching_at(critic, teacher, scheduler, sample, timesteps, noise, labels, self.real_guidance)
 
     def generator_terms(self, module, batch: dict, sample: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = super().generator_terms(module, batch, sample)

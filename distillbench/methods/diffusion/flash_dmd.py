@@ -47,11 +47,10 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 from torch import nn
 
-from distillbench.kinds.diffusion.points import Mixture, generator_timesteps, guided
+from distillbench.kinds.diffusion.points import Mixture, generator_timesteps
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import (CriticDistillation, GeneratorAndCritic, critic_denoising_loss,
-                                                   distribution_matching_loss, frozen_parameters, gan_generator_loss,
-                                                   x0_from_velocity)
+                                                   distribution_matching_at, gan_generator_loss, x0_from_velocity)
 
 
 def diffused_log_density(world: Mixture, points: torch.Tensor, alpha: float, sigma: float,
@@ -156,22 +155,13 @@ class FlashDMD(CriticDistillation):
                  "discriminator": self.gan_discriminator_weight * self.clean_discriminator_loss(
                      module.discriminator, batch["teacher"], low_noise.detach(), batch["clean"], labels)}
         if update:
-            terms[self.generator_term] = self.matching_loss(module.critic, batch["teacher"], scheduler, sample,
-                                                            labels, draws)
+            timesteps, noise = self.renoising(scheduler, sample, draws)
+            terms[self.generator_term] = distribution_matching_at(module.critic, batch["teacher"], scheduler, sample,
+                                                                  timesteps, noise, labels, self.real_guidance)
             logits = self.discriminator_logits(module.discriminator, batch["teacher"], low_noise,
                                                torch.zeros_like(labels), labels)
             terms["gan"] = self.gan_generator_weight * gan_generator_loss(logits)
         return terms
-
-    def matching_loss(self, critic, teacher, scheduler, sample, labels, draws) -> torch.Tensor:
-        timesteps, noise = self.renoising(scheduler, sample, draws)
-        with torch.no_grad():
-            noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
-            real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
-                                    timesteps)
-            with frozen_parameters(critic):
-                fake = x0_from_velocity(scheduler, noisy, critic(noisy, timesteps, labels), timesteps)
-        return distribution_matching_loss(sample, real, fake)
 
     def low_noise_sample(self, generator: nn.Module, batch: dict, timesteps: torch.Tensor) -> torch.Tensor:
         """The generator's x̂₀ at a low-noise step, from its own rollout's clean sample re-noised there."""

@@ -33,7 +33,7 @@ from torch import nn
 
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import Method, register_method
-from distillbench.methods.diffusion.critic import x0_from_velocity
+from distillbench.methods.diffusion.critic import per_sample, x0_from_velocity
 
 SIGMA_DATA, TIMESTEP_SCALING = 0.5, 10.0
 
@@ -60,13 +60,9 @@ def ddim_step(scheduler, noisy: torch.Tensor, velocity: torch.Tensor, start: tor
     """Deterministic DDIM (η = 0) from t_s to t_e for a v-prediction model: α_e x̂₀ + σ_e ε̂, with
     x̂₀ = α_s x − σ_s v and ε̂ = σ_s x + α_s v (no clipping, as the LCM script's solver)."""
     alphas = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)
-    alpha_s, sigma_s = _view(alphas[start].sqrt(), noisy), _view((1 - alphas[start]).sqrt(), noisy)
+    alpha_s, sigma_s = per_sample(alphas[start].sqrt(), noisy), per_sample((1 - alphas[start]).sqrt(), noisy)
     x0, epsilon = alpha_s * noisy - sigma_s * velocity, sigma_s * noisy + alpha_s * velocity
-    return _view(alphas[end].sqrt(), noisy) * x0 + _view((1 - alphas[end]).sqrt(), noisy) * epsilon
-
-
-def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.to(like.device, like.dtype).view((-1,) + (1,) * (like.dim() - 1))
+    return per_sample(alphas[end].sqrt(), noisy) * x0 + per_sample((1 - alphas[end]).sqrt(), noisy) * epsilon
 
 
 class StudentAndTarget(nn.Module):
@@ -126,7 +122,7 @@ class LCM(ConsistencyTraining):
         noisy = scheduler.add_noise(clean, noise, start)
         c_skip, c_out = boundary_scalings(start)
         x0 = x0_from_velocity(scheduler, noisy, student.student(noisy, start, labels), start)
-        prediction = _view(c_skip, noisy) * noisy + _view(c_out, noisy) * x0
+        prediction = per_sample(c_skip, noisy) * noisy + per_sample(c_out, noisy) * x0
         with torch.no_grad():
             target = self._target(student.target, batch["teacher"], scheduler, noisy, start, end, labels)
         return {"consistency": consistency_loss(prediction, target, self.loss_type, self.huber_c)}
@@ -136,4 +132,4 @@ class LCM(ConsistencyTraining):
         previous = ddim_step(scheduler, noisy, guided(teacher, noisy, start, labels, self.guidance), start, end)
         c_skip, c_out = boundary_scalings(end)
         target_x0 = x0_from_velocity(scheduler, previous, target_network(previous, end, labels), end)
-        return _view(c_skip, previous) * previous + _view(c_out, previous) * target_x0
+        return per_sample(c_skip, previous) * previous + per_sample(c_out, previous) * target_x0

@@ -38,24 +38,24 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 from torch import nn
 
-from distillbench.kinds.diffusion.points import PhasedDenoiser, generator_timesteps, guided
+from distillbench.kinds.diffusion.points import PhasedDenoiser, generator_timesteps
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import (CriticDistillation, GeneratorsAndCritics,
-                                                   distribution_matching_loss, frozen_parameters, x0_from_velocity)
+from distillbench.methods.diffusion.critic import (CriticDistillation, GeneratorsAndCritics, distribution_matching_at,
+                                                   per_sample, x0_from_velocity)
 
 
-def _alpha_sigma(scheduler, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(α_t, σ_t) per timestep, shaped [n, 1]; timestep −1 stands for t = 0 (α 1, σ 0)."""
+def _alpha_sigma(scheduler, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α_t, σ_t) per timestep, shaped to broadcast over `like`; timestep −1 stands for t = 0 (α 1, σ 0)."""
     cumulative = scheduler.alphas_cumprod[timesteps.clamp_min(0)].float()
     cumulative = torch.where(timesteps < 0, torch.ones_like(cumulative), cumulative)
-    return cumulative.sqrt().unsqueeze(1), (1 - cumulative).sqrt().unsqueeze(1)
+    return per_sample(cumulative.sqrt(), like), per_sample((1 - cumulative).sqrt(), like)
 
 
 def subinterval_target(x_s: torch.Tensor, noise: torch.Tensor, start: torch.Tensor, timesteps: torch.Tensor,
                        scheduler) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, x₀*): x_s noised from its time `start` (−1: clean) to `timesteps`, and the unbiased x₀ target."""
-    alpha_s, sigma_s = _alpha_sigma(scheduler, start)
-    alpha_t, sigma_t = _alpha_sigma(scheduler, timesteps)
+    alpha_s, sigma_s = _alpha_sigma(scheduler, start, x_s)
+    alpha_t, sigma_t = _alpha_sigma(scheduler, timesteps, x_s)
     alpha_ts = alpha_t / alpha_s
     sigma_ts = (sigma_t**2 - alpha_ts**2 * sigma_s**2).clamp_min(1e-12).sqrt()
     noisy = alpha_ts * x_s + sigma_ts * noise
@@ -66,7 +66,7 @@ def subinterval_denoising_loss(critic: nn.Module, scheduler, x_s: torch.Tensor, 
                                timesteps: torch.Tensor, noise: torch.Tensor, labels) -> torch.Tensor:
     """The critic's score matching within the subinterval (start, T]: its v at x_t against the v of x₀*."""
     noisy, target = subinterval_target(x_s, noise, start, timesteps, scheduler)
-    alpha_t, sigma_t = _alpha_sigma(scheduler, timesteps)
+    alpha_t, sigma_t = _alpha_sigma(scheduler, timesteps, x_s)
     velocity = alpha_t * (noisy - alpha_t * target) / sigma_t - sigma_t * target
     return F.mse_loss(critic(noisy, timesteps, labels), velocity)
 
@@ -95,7 +95,8 @@ class PhasedDMD(CriticDistillation):
         return problems
 
     def prepare(self, run) -> None:
-        self.phase_ends = self.boundaries(dict(run.batching.scheduler.config))
+        config = dict(run.batching.scheduler.config)
+        self.phase_ends = self.boundaries(generator_timesteps(config, self.generator_steps))
 
     def training_module(self, student: nn.Module) -> nn.Module:
         return GeneratorsAndCritics(student, self.phases)
@@ -105,15 +106,15 @@ class PhasedDMD(CriticDistillation):
         module's parameters."""
         return PhasedDenoiser([part.generator for part in module.parts], self.phase_ends)
 
-    def boundaries(self, scheduler_config: dict) -> list[int]:
-        """Where each phase but the last ends: the first of the generator's timesteps in the next."""
-        timesteps, per_phase = generator_timesteps(scheduler_config, self.generator_steps), self.generator_steps // self.phases
+    def boundaries(self, timesteps: torch.Tensor) -> list[int]:
+        """Where each phase but the last ends: the first of the generator's `timesteps` in the next."""
+        per_phase = self.generator_steps // self.phases
         return [int(timesteps[(phase + 1) * per_phase]) for phase in range(self.phases - 1)]
 
     def loss(self, module: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         scheduler, labels, draws = batch["scheduler"], batch["class_labels"], batch["generator"]
         timesteps = generator_timesteps(dict(scheduler.config), self.generator_steps).to(labels.device)
-        boundaries = self.boundaries(dict(scheduler.config))
+        boundaries = self.boundaries(timesteps)
         experts = PhasedDenoiser([part.generator for part in module.parts], boundaries)
         index = int(torch.randint(self.generator_steps, (), generator=draws))
         phase = index * self.phases // self.generator_steps
@@ -138,7 +139,7 @@ class PhasedDMD(CriticDistillation):
         """The phase's critic on its output x_s (the sample itself for the last phase)."""
         count = len(sample)
         starts = torch.full((count,), start)
-        alpha_s, sigma_s = _alpha_sigma(scheduler, starts)
+        alpha_s, sigma_s = _alpha_sigma(scheduler, starts, sample)
         x_s = alpha_s * sample + sigma_s * torch.randn(sample.shape, generator=draws)
         timesteps = self.phase_times(start, count, draws, 0, scheduler.config.num_train_timesteps)
         noise = torch.randn(sample.shape, generator=draws)
@@ -149,10 +150,5 @@ class PhasedDMD(CriticDistillation):
         total = scheduler.config.num_train_timesteps
         timesteps = self.phase_times(start, len(sample), draws, int(self.min_timestep * total),
                                      int(self.max_timestep * total))
-        with torch.no_grad():
-            noisy = scheduler.add_noise(sample.detach(), torch.randn(sample.shape, generator=draws), timesteps)
-            real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
-                                    timesteps)
-            with frozen_parameters(critic):
-                fake = x0_from_velocity(scheduler, noisy, critic(noisy, timesteps, labels), timesteps)
-        return distribution_matching_loss(sample, real, fake)
+        noise = torch.randn(sample.shape, generator=draws)
+        return distribution_matching_at(critic, teacher, scheduler, sample, timesteps, noise, labels, self.real_guidance)

@@ -26,9 +26,8 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Le
 
-from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import CriticDistillation, distribution_matching_loss, x0_from_velocity
+from distillbench.methods.diffusion.critic import CriticDistillation, distribution_matching_at
 
 
 def random_guidance(low: float, high: float, generator: torch.Generator) -> float:
@@ -62,8 +61,4 @@ class SNOOPI(CriticDistillation):
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
         kappa = random_guidance(self.guidance_min, self.guidance_max, generator)
         timesteps, noise = self.renoising(scheduler, sample, generator)
-        with torch.no_grad():
-            noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
-            fake = x0_from_velocity(scheduler, noisy, guided(critic, noisy, timesteps, labels, kappa), timesteps)
-            real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, kappa), timesteps)
-        return distribution_matching_loss(sample, real, fake)
+        return distribution_matching_at(critic, teacher, scheduler, sample, timesteps, noise, labels, kappa, kappa)

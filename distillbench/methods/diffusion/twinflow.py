@@ -42,6 +42,7 @@ from torch import nn
 
 from distillbench.kinds.diffusion.points import FlowMapDenoiser
 from distillbench.methods.base import register_method
+from distillbench.methods.diffusion.critic import per_sample
 from distillbench.methods.diffusion.lcm import ConsistencyTraining, StudentAndTarget
 
 E2E, MUL, ANY, ADV = range(4)  # the batch's quarters, by position
@@ -62,7 +63,7 @@ def rcgm_target(prediction: torch.Tensor, reference, noisy: torch.Tensor, t: tor
                 velocity: torch.Tensor, labels, delta: float, order: int) -> torch.Tensor:
     """sg(F) − clip(r, −1, 1): r the residual of F's jump over [s, t] against a Δ step along v and `order`
     jumps of the reference map from t − Δ to s (F − v where t − s < Δ)."""
-    column = lambda values: values.view(-1, *([1] * (noisy.dim() - 1)))  # noqa: E731
+    column = lambda values: per_sample(values, noisy)  # noqa: E731
     state, middle = noisy - delta * velocity, torch.maximum(t - delta, s)
     displacement = torch.zeros_like(noisy)
     for index in range(order):
@@ -110,7 +111,7 @@ class TwinFlow(ConsistencyTraining):
         s = torch.where(quarter == E2E, torch.zeros_like(t),
                         torch.where(quarter == MUL, t - self.mul_interval * u * t, t - u * t))
         base = quarter != ADV
-        column = lambda values: values.view(-1, *([1] * (clean.dim() - 1)))  # noqa: E731
+        column = lambda values: per_sample(values, clean)  # noqa: E731
         with torch.no_grad():
             fresh = torch.randn(clean.shape, generator=draws).to(device)
             fake = fresh - model(fresh, 1.0, 0.0, labels)  # the model's own one-step samples (the twin's data)
@@ -138,7 +139,7 @@ class TwinFlow(ConsistencyTraining):
         if not self.enhanced_ratio or not prompted.any():
             return torch.zeros_like(noisy)
         gap = reference(noisy, t, t, labels) - reference(noisy, t, t, None)
-        return self.enhanced_ratio * gap * prompted.view(-1, *([1] * (noisy.dim() - 1)))
+        return self.enhanced_ratio * gap * per_sample(prompted, noisy)
 
     def rectification(self, model, one_step: torch.Tensor, noise, labels, draws) -> torch.Tensor:
         """½-weighted outside: ρ(F − sg(F − g)) on the end-to-end jumps F(z, 1, 0), g the gap between the
@@ -146,7 +147,7 @@ class TwinFlow(ConsistencyTraining):
         with torch.no_grad():
             samples = noise - one_step
             tau = torch.rand(len(noise), generator=draws).to(noise.device)
-            column = tau.view(-1, *([1] * (noise.dim() - 1)))
+            column = per_sample(tau, noise)
             noisy = column * torch.randn(noise.shape, generator=draws).to(noise.device) + (1 - column) * samples
             gap = (model(noisy, -tau, -tau, labels) - model(noisy, tau, tau, labels)).clamp(-1, 1)
         return pseudo_huber(one_step - (one_step - gap).detach(), self.huber_c).mean()
