@@ -148,7 +148,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "retrieval": "distillbench.kinds.retrieval.kind:Retrieval",
         "tabular": "distillbench.kinds.tabular.kind:Tabular",
         "text-lm": "distillbench.kinds.text_lm.kind:TextLM",
-        "text-to-image": "distillbench.kinds.text_to_image.kind:TextToImageKind",
+        "text-to-image": "distillbench.kinds.diffusion.text_to_image:TextToImageKind",
         "vlm": "distillbench.kinds.vlm.kind:VisionLanguageModel",
     },
     "architectures": {
@@ -200,6 +200,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "pocket:shapes-many": "distillbench.pocket.shapes_classifiers:pocket_dataset",
         "pocket:shapes-shape": "distillbench.pocket.shapes_classifiers:pocket_dataset",
         "pocket:shapes-binary": "distillbench.pocket.shapes_classifiers:pocket_dataset",
+        "pocket:shapes-scenes": "distillbench.pocket.t2i_zoo:shapes_scenes",
         "pocket:shapes-captions": "distillbench.pocket.shapes_retrieval:caption_pairs",
     },
     "pocket_networks": {

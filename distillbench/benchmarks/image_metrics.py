@@ -43,15 +43,16 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import user_cache_dir
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.core.registry import POCKET_NETWORKS
 
 SQRT_METHOD = "eigvalsh of sqrt(S1) S2 sqrt(S1) (symmetric; float64)"
@@ -188,13 +189,30 @@ class CleanFIDInception:
 
 
 # --- reference statistics, cached by content -------------------------------------------------
+def _keyed_when_set():
+    return field(default=None, kw_only=True, metadata={KEY_MARKER: WHEN_SET})
+
+
+@dataclass(frozen=True)
 class GeneratedImageOutputs:
-    """Mixin of the image benchmarks: an output is the path of one generated image."""
+    """Mixin of the image benchmarks: an output is the path of one generated image. The sampling options
+    (None: the row's, or the pipeline's default) let one board score a trained student at 1, 2 and 4 steps;
+    they enter a benchmark's key only when set."""
+
+    steps: int | None = _keyed_when_set()
+    guidance: float | None = _keyed_when_set()
+    sampler: Literal["ddim", "euler"] | None = _keyed_when_set()
 
     def predict(self, model, tokenizer, items, *, batch_size):
         """The path of one image per item, written by `model`: the text-to-image kind's sampler
-        (`kinds.text_to_image.kind.Sampler`), which reuses the images it made for the same prompts."""
-        return model.images(items, batch_size=batch_size)
+        (`kinds.diffusion.text_to_image.Sampler`), which reuses the images it made for the same prompts and
+        settings."""
+        return model.images(items, batch_size=batch_size, **self.sampling())
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling options this benchmark sets (those left at None are not passed)."""
+        chosen = {"steps": self.steps, "guidance": self.guidance, "sampler": self.sampler}
+        return {name: value for name, value in chosen.items() if value is not None}
 
     @staticmethod
     def image_path(item, output) -> str:

@@ -66,10 +66,10 @@ def _options(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def method_options(method: Any) -> dict[str, Any]:
-    """A method's hyperparameters as they enter its cell key: a field marked as added later (metadata
-    ``{KEY_MARKER: WHEN_SET}``) only when set to something other than its default, so cells keyed before
-    the field existed keep their keys."""
+def keyed_options(method: Any) -> dict[str, Any]:
+    """A method's hyperparameters (or a benchmark's options) as they enter its key: a field marked as added
+    later (metadata ``{KEY_MARKER: WHEN_SET}``) only when set to something other than its default, so keys
+    made before the field existed stay as they were."""
     options = _options(method)
     for spec in dataclasses.fields(method):
         if spec.metadata.get(KEY_MARKER) == WHEN_SET and options.get(spec.name) == spec.default:
@@ -110,7 +110,7 @@ def make_plan(recipe: Recipe, kind: Any = None, identify: Callable[[str], str] |
         for seed in recipe.seeds:
             start = _start_key(spec, method, seed, keys)
             loss = {"loss_version": version} if version != 1 else {}
-            key = stable_hash({"kind": "method", "method": spec.name, "params": method_options(method),
+            key = stable_hash({"kind": "method", "method": spec.name, "params": keyed_options(method),
                                "seed": seed, "models": models, "data": data, "budget": keyed_budget,
                                "starts_from": start, **loss})
             keys.setdefault((spec.name, seed), key)
@@ -169,7 +169,7 @@ def benchmark_run(name: str, options: dict[str, Any], label: str | None = None,
     benchmark, problems = validate_options(BENCHMARKS.get(name), options, name)
     if problems:
         raise UserInputError(problems)
-    key = stable_hash({"benchmark": name, "options": _options(benchmark), "scorer": benchmark.scorer_version,
+    key = stable_hash({"benchmark": name, "options": keyed_options(benchmark), "scorer": benchmark.scorer_version,
                        **(keyed_with or {})})
     return BenchmarkRun(label, benchmark, key)
 

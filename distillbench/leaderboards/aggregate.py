@@ -67,10 +67,12 @@ def _row_cost(store: Store, cells, plan: Plan) -> dict[str, Any]:
                     for c in cells]
     cost: dict[str, Any] = {"eval_seconds": round(float(np.mean(eval_seconds)), 2)}
     # The training data's amount and rate, in the kind's unit (train_tokens, train_images, train_rows, ...).
-    unit_fields = [field for field in dict.fromkeys(key for c in costs for key in c)
-                   if field.startswith("train_") and field != "train_seconds"]
+    fields = list(dict.fromkeys(key for c in costs for key in c))
+    unit_fields = [field for field in fields if field.startswith("train_") and field != "train_seconds"]
+    # A sampler's cost at each step count it was scored at (nfe@<steps>, sampling_seconds_per_image@<steps>).
+    per_steps = [field for field in fields if field.startswith(("nfe@", "sampling_seconds_per_image@"))]
     for field in ("train_seconds", "peak_memory_mb", "teacher_forwards", "trained_parameters", "steps",
-                  "on_policy_steps", *unit_fields, "nfe", "sampling_seconds_per_image",
+                  "on_policy_steps", *unit_fields, "nfe", "sampling_seconds_per_image", *per_steps,
                   "distil_seconds"):
         values = [c[field] for c in costs if field in c]
         if values:

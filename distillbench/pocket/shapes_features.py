@@ -174,6 +174,17 @@ def default_directory(spec: FeatureNetSpec = FeatureNetSpec()) -> Path:
     return directory
 
 
+def resized(image: np.ndarray, size: int) -> np.ndarray:
+    """An RGB uint8 image at size × size: as it is, or resized with PIL bicubic on uint8 (the pocket networks'
+    one resize rule, for images of another size than they were trained on)."""
+    image = np.asarray(image, dtype=np.uint8)[..., :3]
+    if image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
 @POCKET_NETWORKS.register("shapes-features", summary="the pocket-shapes CNN's 64-d pooled features, an FID/KID "
                           "feature extractor (called with the network's folder, default: shipped)")
 class PocketFeatureExtractor:
@@ -190,12 +201,7 @@ class PocketFeatureExtractor:
                          "resize": f"none at {self.input_size}x{self.input_size}, else PIL bicubic on uint8"}
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image, dtype=np.uint8)[..., :3]
-        if image.shape[:2] == (self.input_size, self.input_size):
-            return image
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(image).resize((self.input_size, self.input_size), Image.BICUBIC))
+        return resized(image, self.input_size)
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
         chunks = []

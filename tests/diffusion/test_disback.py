@@ -25,7 +25,7 @@ def test_the_target_walks_the_path_back_one_node_per_interval_then_stays_on_the_
 
 def _run(teacher, batch_size=8):
     prompts = torch.tensor([0, 1, 2, 3] * 8)
-    batching = SimpleNamespace(prompts=prompts, null_fraction=0.25, null_class=4, dimension=2, scheduler=SCHEDULER)
+    batching = SimpleNamespace(prompts=prompts, null_fraction=0.25, null_class=4, sample_shape=(2,), scheduler=SCHEDULER)
     return SimpleNamespace(frozen={"teacher": teacher}, batching=batching, seed=3, device="cpu", step=0,
                            budget=SimpleNamespace(learning_rate=1e-2, weight_decay=0.0, batch_size=batch_size))
 

@@ -39,7 +39,7 @@ def test_build_is_verified_and_deterministic(tiny_teacher, tmp_path):
 
 
 def test_pixel_rearrangement_round_trips():
-    from distillbench.kinds.text_to_image.sampling import from_model_space, to_model_space
+    from distillbench.kinds.diffusion.sampling import from_model_space, to_model_space
 
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     assert to_model_space(images, 2).shape == (3, 12, 16, 16)
@@ -47,12 +47,12 @@ def test_pixel_rearrangement_round_trips():
 
 
 def test_sampling_counts_nfe_and_is_batch_invariant(tiny_teacher):
-    from distillbench.kinds.text_to_image.sampling import TextToImage
+    from distillbench.kinds.diffusion.sampling import TextToImage
 
-    pipeline = TextToImage(tiny_teacher)
+    pipeline = TextToImage.load(tiny_teacher)
     prompts = ["a photo of a red circle", "a photo of two squares", "a photo of a blue triangle"]
     images, guided = pipeline.generate(prompts, steps=2, guidance=3.0)
-    assert len(images) == 3 and images[0].shape == (32, 32, 3) and images[0].dtype == np.uint8
+    assert len(images) == 3 and images[0].shape == (16, 16, 3) and images[0].dtype == np.uint8
     assert guided.nfe == 4 and guided.seconds_per_image > 0
     assert pipeline.generate(prompts, steps=2, guidance=1.0)[1].nfe == 2  # no unconditional branch
     one_by_one, _ = pipeline.generate(prompts, steps=2, guidance=3.0, batch_size=1)
@@ -64,9 +64,9 @@ def test_sampling_counts_nfe_and_is_batch_invariant(tiny_teacher):
 @pytest.mark.parametrize("sampler", ["ddim", "euler"])
 def test_one_step_starts_from_pure_noise(tiny_teacher, sampler):
     """Trailing timesteps: one step samples at t = 999 (diffusers' default 'leading' spacing gives t = 0)."""
-    from distillbench.kinds.text_to_image.sampling import TextToImage
+    from distillbench.kinds.diffusion.sampling import TextToImage
 
-    scheduler = TextToImage(tiny_teacher).scheduler(sampler)
+    scheduler = TextToImage.load(tiny_teacher).scheduler(sampler)
     scheduler.set_timesteps(1)
     assert float(scheduler.timesteps[0]) == pytest.approx(999)
     scheduler.set_timesteps(2)
@@ -77,11 +77,11 @@ def test_generate_and_score_a_benchmark(tiny_teacher, tmp_path):
     from distillbench.core.recipe import validate_options
     from distillbench.core.registry import BENCHMARKS
     from distillbench.core.score_only import score_predictions
-    from distillbench.kinds.text_to_image.sampling import TextToImage, generate_for_benchmark
+    from distillbench.kinds.diffusion.sampling import TextToImage, generate_for_benchmark
 
     options = {"per_tag": 1, "samples_per_prompt": 1}
     benchmark, _ = validate_options(BENCHMARKS.get("pocket-geneval"), options, "pocket-geneval")
-    predictions, cost = generate_for_benchmark(TextToImage(tiny_teacher), benchmark, tmp_path, steps=1)
+    predictions, cost = generate_for_benchmark(TextToImage.load(tiny_teacher), benchmark, tmp_path, steps=1)
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [row["id"] for row in rows] == [item["id"] for item in benchmark.items()] and cost.nfe == 2
     results = score_predictions("pocket-geneval", predictions, options)

@@ -1,18 +1,22 @@
 """The diffusion kind: a few-step student distilled from a frozen diffusion teacher (issue #24).
 
-So far its models are point models (`points.PointDenoiser` with its DDPM schedule and its world, the 2-D
-pocket world's format); image pipelines come next. The student starts from a model folder (usually the
+Its models are point models (`points.PointDenoiser` with its DDPM schedule and its world, the 2-D pocket
+world's format) and text-to-image pipelines (`images.PromptedUNet`: a diffusers UNet on a frozen text
+encoder, saved as a Stable Diffusion pipeline folder). The student starts from a model folder (usually the
 teacher's own, as DMD2 and SiD initialise the generator from the teacher), the teacher is frozen, and a
 method may train more around the student (a fake-score critic) through `Method.training_module`.
 
-A step's batch is the prompts of the step (class labels drawn from the world's classes; a share of them the
-empty prompt) and the generator's input noise, both a pure function of (seed, step), so a resumed cell trains
-on exactly what an uninterrupted one would. Benchmarks sample the trained student with their own sampler
-settings (steps, guidance), so one student is scored at 1, 2 and 4 steps.
+A step's batch is the prompts of the step (class labels drawn from the world's classes, or token ids of
+captions from the data source; a share of them the empty prompt) and the generator's input noise, both a
+pure function of (seed, step), so a resumed cell trains on exactly what an uninterrupted one would.
+Benchmarks sample the trained student with their own sampler settings (steps, guidance), so one student is
+scored at 1, 2 and 4 steps: the points benchmarks sample a point model, the image benchmarks a pipeline
+(through the text-to-image kind's `Sampler`, with NFE and seconds per image as cost columns).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +24,21 @@ import torch
 from diffusers import DDPMScheduler
 from pydantic import BaseModel, ConfigDict, Field
 
+from distillbench.core.errors import UserInputError
 from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import tree_fingerprint
 from distillbench.core.recipe import Recipe, model_refs_checked, set_but_unused
+from distillbench.core.registry import POCKET_DATA
 from distillbench.core.train import Batching
+from distillbench.kinds.diffusion.images import (ImagePipeline, PromptedUNet, is_image_pipeline, load_image_pipeline,
+                                                 save_image_pipeline)
 from distillbench.kinds.diffusion.points import (Mixture, is_point_model, load_point_model, model_directory,
                                                  save_point_model)
+from distillbench.kinds.diffusion.text_to_image import Sampler
+from distillbench.kinds.diffusion.sampling import TextToImage
+
+
+IMAGE_SOURCES = "text-to-image"  # the POCKET_DATA family of image students' prompt pools
 
 
 class DiffusionData(BaseModel):
@@ -38,11 +51,15 @@ class DiffusionData(BaseModel):
     null_fraction: float = Field(default=0.0, ge=0, le=1, description="share of a batch's prompts replaced by the "
                                  "empty prompt (an unconditional student: 1)")
     data_seed: int = Field(default=0, description="the seed of the prompt pool")
+    source: str | None = Field(default=None, description="image students: where the prompt pool (captions and "
+                               "their images) comes from, a registered source of family text-to-image "
+                               "(pocket:shapes-scenes); point students draw theirs from the model's world")
 
 
 class DiffusionRecipe(Recipe):
-    teacher: str = Field(description="a point model folder (denoiser/, scheduler/, world.json) or "
-                         "pocket:gaussians2d-teacher")
+    teacher: str = Field(description="a point model folder (denoiser/, scheduler/, world.json), a text-to-image "
+                         "pipeline folder (unet/, text_encoder/, tokenizer/, scheduler/, t2i.json) or a pocket "
+                         "model (pocket:gaussians2d-teacher, pocket:t2i-teacher)")
     student: str = Field(description="the model the student starts from: usually the teacher itself")
     data: DiffusionData = Field(default_factory=DiffusionData)
 
@@ -55,10 +72,11 @@ class PromptBatching(Batching):
 
     unit = "samples"
 
-    def __init__(self, prompts: torch.Tensor, clean: torch.Tensor, null_class: int, null_fraction: float,
-                 scheduler: DDPMScheduler, world: Mixture | None = None):
+    def __init__(self, prompts: torch.Tensor, clean: torch.Tensor, null_class: int | torch.Tensor,
+                 null_fraction: float, scheduler: DDPMScheduler, world: Mixture | None = None):
+        # a prompt is a class label (point models) or a row of token ids (pipelines); `null_class` is the empty one
         self.prompts, self.clean, self.null_class, self.null_fraction = prompts, clean, null_class, null_fraction
-        self.dimension = clean.shape[1]
+        self.sample_shape = tuple(clean.shape[1:])  # a point's coordinates, or an image's (channels, height, width)
         self.scheduler = scheduler  # the teacher's training schedule: methods noise and denoise with it
         self.world = world  # the known target: a pocket reward (Flash-DMD's) scores samples under its density
 
@@ -69,7 +87,7 @@ class PromptBatching(Batching):
         generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 101 + part)
         labels = self.prompts[indices].clone()
         labels[torch.rand(len(indices), generator=generator) < self.null_fraction] = self.null_class
-        noise = torch.randn((len(indices), self.dimension), generator=generator)
+        noise = torch.randn((len(indices), *self.sample_shape), generator=generator)
         return {"class_labels": labels.to(device), "noise": noise.to(device), "step": step, "scheduler": self.scheduler,
                 "clean": self.clean[indices].to(device),
                 "generator": torch.Generator().manual_seed((seed * 1_000_003 + step) * 101 + part + 50)}
@@ -88,11 +106,11 @@ class PromptBatching(Batching):
 
 
 @register_kind("diffusion", summary="few-step diffusion students distilled from a frozen diffusion teacher "
-               "(point models of the 2-D pocket world so far); scored on their samples")
+               "(point models of the 2-D pocket world, text-to-image pipelines); scored on their samples")
 class Diffusion(StudentKind):
     recipe_model = DiffusionRecipe
     data_kinds = frozenset({"diffusion"})
-    benchmark_families = frozenset({"diffusion-points"})
+    benchmark_families = frozenset({"diffusion-points", "image"})
 
     @classmethod
     def recipe_problems(cls, recipe: DiffusionRecipe) -> list[str]:
@@ -108,19 +126,43 @@ class Diffusion(StudentKind):
     def fingerprint(self, ref: str) -> str:
         return tree_fingerprint(model_directory(ref))[:16]
 
+    def preflight(self, plan: Any) -> None:
+        """An image teacher needs a prompt source of family text-to-image; a point teacher draws from its world."""
+        source = self.recipe.data.source
+        if not is_image_pipeline(model_directory(self.recipe.teacher)):
+            if source is not None:
+                raise UserInputError([f"data.source: set but unused: {self.recipe.teacher} is a point model, "
+                                      "whose prompts come from its world"])
+            return
+        known = [entry.name for entry in POCKET_DATA.entries() if entry.family == IMAGE_SOURCES]
+        if source not in known:
+            raise UserInputError([f"data.source: image students need a prompt pool with images, one of "
+                                  f"{', '.join(known)}; got {source!r}"])
+
     def data_key(self, method: Any) -> dict[str, Any]:
-        return self.recipe.data.model_dump(mode="json")
+        return self.recipe.data.model_dump(mode="json", exclude_none=True)  # no source: as keyed before it existed
 
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
         directory = model_directory(ref)
+        if is_image_pipeline(directory):
+            return load_image_pipeline(directory)
         if not is_point_model(directory):
-            raise ValueError(f"{ref}: not a point model folder (denoiser/, scheduler/, world.json)")
+            raise ValueError(f"{ref}: neither a point model folder (denoiser/, scheduler/, world.json) nor a "
+                             "text-to-image pipeline folder (unet/, text_encoder/, tokenizer/, scheduler/, t2i.json)")
         return load_point_model(directory)
 
     def save(self, model, processor, directory: Path) -> None:
-        save_point_model(model, processor, directory)
+        if isinstance(model, PromptedUNet):
+            save_image_pipeline(model, processor, directory)
+        else:
+            save_point_model(model, processor, directory)
 
     def training(self, cell, init_ref: str, processor) -> Training:
+        if isinstance(processor, ImagePipeline):
+            prompts, clean, null_prompt = self._image_pool(processor)
+            batching = PromptBatching(prompts, clean, null_prompt, self.recipe.data.null_fraction,
+                                      DDPMScheduler.from_config(processor.scheduler_config))
+            return Training(prompts, batching, {"teacher": self.frozen_model(self.recipe.teacher)})
         data, world = self.recipe.data, processor.world
         points, modes = world.sample(data.prompts, seed=data.data_seed)
         prompts = torch.as_tensor(world.classes)[torch.as_tensor(modes)]
@@ -128,3 +170,30 @@ class Diffusion(StudentKind):
         batching = PromptBatching(prompts, clean, world.class_count, data.null_fraction,
                                   DDPMScheduler.from_config(processor.scheduler_config), world)
         return Training(prompts, batching, {"teacher": self.frozen_model(self.recipe.teacher)})
+
+    def _image_pool(self, pipeline: ImagePipeline) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the pool's prompts as token ids, its images in the UNet's space, the empty prompt's ids)."""
+        data = self.recipe.data
+        entry = POCKET_DATA.entry(data.source)
+        texts, images = entry.obj(data.prompts, data.data_seed, pipeline.settings["image_size"])
+        return pipeline.prompt_ids(texts), pipeline.to_model_space(images), pipeline.prompt_ids([""])[0]
+
+    def device_model(self, model):
+        """A pipeline is scored through the text-to-image kind's `Sampler` (the image benchmarks name its steps
+        and guidance); a point model as it is."""
+        if not isinstance(model, PromptedUNet):
+            return super().device_model(model)
+        pipeline = model.pipeline
+        sampler = Sampler(TextToImage(model.unet, model.text_encoder, pipeline.tokenizer, pipeline.settings,
+                                      pipeline.scheduler_config), steps=pipeline.settings["default_steps"],
+                          guidance=None, sampler="ddim", seed=0)
+        return sampler.to("cuda" if torch.cuda.is_available() else "cpu")
+
+    @contextlib.contextmanager
+    def scoring(self, cell, folder: Path, model, processor):
+        if isinstance(model, Sampler):
+            model.folder = folder  # the images lie beside the cell's outputs, which name them
+        yield
+
+    def scoring_cost(self, model) -> dict[str, Any]:
+        return model.cost() if isinstance(model, Sampler) else {}

@@ -110,7 +110,7 @@ class DisBack(DMD2):
             labels = batching.prompts[torch.randint(len(batching.prompts), (run.budget.batch_size,), generator=draws)]
             labels = labels.masked_fill(torch.rand(len(labels), generator=draws) < batching.null_fraction,
                                         batching.null_class)
-            noise = torch.randn((len(labels), batching.dimension), generator=draws)
+            noise = torch.randn((len(labels), *batching.sample_shape), generator=draws)
             labels, noise = labels.to(run.device), noise.to(run.device)
             with torch.no_grad():
                 samples = one_step_sample(module.generator, batching.scheduler, noise, labels)

@@ -68,7 +68,7 @@ class DMD(CriticDistillation):
         batching, generator = run.batching, torch.Generator().manual_seed(run.seed * 7_919 + 17)
         labels = batching.prompts[torch.randint(len(batching.prompts), (self.pairs,), generator=generator)].clone()
         labels[torch.rand(self.pairs, generator=generator) < batching.null_fraction] = batching.null_class
-        noise = torch.randn((self.pairs, batching.dimension), generator=generator)
+        noise = torch.randn((self.pairs, *batching.sample_shape), generator=generator)
         solutions = solve(run.frozen["teacher"], dict(batching.scheduler.config), noise, self.regression_steps, labels,
                           self.real_guidance)
         self._pairs = (noise.to(run.device), labels.to(run.device), solutions.to(run.device))

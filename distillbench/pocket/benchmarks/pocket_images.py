@@ -11,7 +11,7 @@ open_clip architecture). Each scores as its real benchmark does (`distillbench.b
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,9 @@ from distillbench.benchmarks.base import Benchmark, register_benchmark
 from distillbench.benchmarks.clip_score import Convention, _ScoredByClip
 from distillbench.benchmarks.geneval import _detector, _ScoredByGenEval
 from distillbench.benchmarks.image_sets import _extractor, _ImageSetMetric
+from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.pocket import shapes_clip, shapes_text
+from distillbench.pocket.shapes_features import resized
 from distillbench.pocket.shapes import WORLD_VERSION, evaluation_metadata, generate
 
 _POCKET = "test-split pocket-shapes captions; reference = the same scenes rendered; pocket feature network"
@@ -52,8 +54,11 @@ class PocketGenEval(_ScoredByGenEval, Benchmark):
 
 @dataclass(frozen=True)
 class _PocketImageSet(_ImageSetMetric):
+    # the size the reference scenes are rendered at: the generated images' (both resized alike by the feature net)
+    image_size: int = field(default=32, kw_only=True, metadata={KEY_MARKER: WHEN_SET})
+
     def _scenes(self):
-        return generate("test", self.samples, seed=self.seed)
+        return generate("test", self.samples, seed=self.seed, image_size=self.image_size)
 
     def items(self):
         return [{"id": f"{index:05}", "prompt": scene.caption} for index, scene in enumerate(self._scenes())]
@@ -101,8 +106,9 @@ class PocketClipEmbedder:
         self.model, self.tokenizer, self.config = shapes_clip.load(self.directory)
 
     def images(self, images) -> torch.Tensor:
+        size = self.config["spec"]["image_size"]
         with torch.no_grad():
-            return self.model.encode_image(shapes_clip.image_tensor(images))
+            return self.model.encode_image(shapes_clip.image_tensor([resized(image, size) for image in images]))
 
     def texts(self, texts: list[str]) -> torch.Tensor:
         with torch.no_grad():
@@ -135,4 +141,5 @@ class PocketClipScore(_ScoredByClip, Benchmark):
     def protocol(self):
         config = self._embedder().config
         return self._protocol(model="pocket-shapes-clip (open_clip CLIP class)", weights_sha256=config["weights_sha256"],
-                              spec_hash=config["spec_hash"], preprocessing="32x32, no resize; mean 0.5, std 0.25")
+                              spec_hash=config["spec_hash"],
+                              preprocessing="32x32 (other sizes: PIL bicubic on uint8); mean 0.5, std 0.25")

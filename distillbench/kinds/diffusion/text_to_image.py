@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from distillbench.core.kind import Reference, StudentKind, register_kind
 from distillbench.core.recipe import _Strict, ReferenceRowsRecipe, set_but_unused, stable_hash
-from distillbench.kinds.text_to_image.sampling import (SAMPLERS, TextToImage, fingerprint, item_prompt,
+from distillbench.kinds.diffusion.sampling import (SAMPLERS, TextToImage, fingerprint, item_prompt,
                                                        pipeline_problem, resolve, write_images)
 
 
@@ -57,35 +57,51 @@ class TextToImageRecipe(ReferenceRowsRecipe):
 
 class Sampler:
     """A pipeline at one row's settings, as the image benchmarks' `predict` uses it: it writes the images
-    of a prompt list into its folder once (benchmarks with the same prompts score one set of images) and
-    adds up what sampling them cost."""
+    of a prompt list into its folder once (benchmarks with the same prompts and settings score one set of
+    images) and adds up what sampling them cost. A benchmark may name its own steps, guidance or sampler
+    (`GeneratedImageOutputs`): they replace the row's for its images, so one trained student is scored at
+    several step counts."""
 
     def __init__(self, pipeline: TextToImage, steps: int, guidance: float | None, sampler: str, seed: int):
-        self.pipeline, self.steps, self.guidance, self.sampler, self.seed = pipeline, steps, guidance, sampler, seed
+        self.pipeline, self.seed = pipeline, seed
+        self.settings = {"steps": steps, "guidance": guidance, "sampler": sampler}
         self.folder: Path | None = None  # the cell's folder, set while its benchmarks are scored
         self._made: dict[tuple, list[str]] = {}
-        self._nfe, self._seconds, self._count = 0, 0.0, 0
+        self._cost: dict[tuple, dict[str, float]] = {}  # per (steps, guidance, sampler): nfe, seconds, images
 
     def to(self, device) -> "Sampler":
         self.pipeline.to(device)
         return self
 
-    def images(self, items: list[dict], batch_size: int) -> list[str]:
-        """The path of each item's image."""
+    def images(self, items: list[dict], batch_size: int, **overrides) -> list[str]:
+        """The path of each item's image, sampled at the row's settings with `overrides` (steps, guidance,
+        sampler; None keeps the row's)."""
+        settings = {**self.settings, **{name: value for name, value in overrides.items() if value is not None}}
         prompts = tuple((item["id"], item_prompt(item)) for item in items)
-        if prompts not in self._made:
-            images, cost = self.pipeline.generate([prompt for _, prompt in prompts], self.steps, self.guidance,
-                                                  self.sampler, self.seed, batch_size)
-            self._made[prompts] = write_images(items, images, self.folder / f"images-{stable_hash(prompts)[:8]}")
-            self._nfe, self._seconds = cost.nfe, self._seconds + cost.seconds_per_image * len(items)
-            self._count += len(items)
-        return self._made[prompts]
+        key = (prompts, tuple(settings.items()))
+        if key not in self._made:
+            images, cost = self.pipeline.generate([prompt for _, prompt in prompts], settings["steps"],
+                                                  settings["guidance"], settings["sampler"], self.seed, batch_size)
+            name = stable_hash(prompts if settings == self.settings else key)[:8]  # the row's own: as before
+            self._made[key] = write_images(items, images, self.folder / f"images-{name}")
+            spent = self._cost.setdefault(tuple(settings.values()), {"nfe": cost.nfe, "seconds": 0.0, "images": 0})
+            spent["seconds"] += cost.seconds_per_image * len(items)
+            spent["images"] += len(items)
+        return self._made[key]
 
     def cost(self) -> dict[str, Any]:
-        """NFE per image and sampling seconds per image over every image made (none: nothing sampled)."""
-        if not self._count:
-            return {}
-        return {"nfe": self._nfe, "sampling_seconds_per_image": round(self._seconds / self._count, 4)}
+        """NFE per image and sampling seconds per image over every image made (none: nothing sampled); with
+        several settings, one pair per step count (``nfe@<steps>``, ``sampling_seconds_per_image@<steps>``)."""
+        def pair(spent: dict, suffix: str = "") -> dict[str, Any]:
+            return {f"nfe{suffix}": spent["nfe"],
+                    f"sampling_seconds_per_image{suffix}": round(spent["seconds"] / spent["images"], 4)}
+
+        if len(self._cost) == 1:
+            return pair(next(iter(self._cost.values())))
+        merged: dict[str, Any] = {}
+        for (steps, guidance, sampler), spent in self._cost.items():
+            merged.update(pair(spent, f"@{steps}"))
+        return merged
 
 
 @register_kind("text-to-image", summary="diffusion pipelines (UNet, text encoder, scheduler) sampled at each row's "
@@ -112,7 +128,7 @@ class TextToImageKind(StudentKind):
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None) -> tuple[Sampler, None]:
         """(a `Sampler` of the pipeline at the row's options, None); the pipeline is loaded once per run."""
         if ref not in self._pipelines:
-            self._pipelines[ref] = TextToImage(ref)
+            self._pipelines[ref] = TextToImage.load(ref)
         return Sampler(self._pipelines[ref], **(options or {})), None
 
     @contextlib.contextmanager

@@ -17,7 +17,7 @@ depends only on (seed, i), so a prompt set's images do not change with the batch
 
 `generate_for_benchmark` writes one PNG per benchmark item and a predictions JSONL (``id``,
 ``response`` = the PNG's path) that `distillbench score` grades. Command line:
-``python -m distillbench.kinds.text_to_image.sampling BENCHMARK --model pocket:t2i-teacher --steps 50 --out DIR``.
+``python -m distillbench.kinds.diffusion.sampling BENCHMARK --model pocket:t2i-teacher --steps 50 --out DIR``.
 """
 
 from __future__ import annotations
@@ -86,16 +86,24 @@ def fingerprint(directory: Path) -> str:
 
 
 class TextToImage:
-    def __init__(self, model: str | Path, device: str = "cpu"):
-        from diffusers import UNet2DConditionModel
+    """A text-to-image pipeline's parts (UNet, text encoder, tokenizer, ``t2i.json``'s settings and the training
+    scheduler's config) and its sampler; `load` reads a pipeline folder."""
+
+    def __init__(self, unet, text_encoder, tokenizer, config: dict, scheduler_config: dict, device: str = "cpu"):
+        self.unet, self.text_encoder, self.tokenizer = unet.eval(), text_encoder.eval(), tokenizer
+        self.config, self.scheduler_config, self.device = config, dict(scheduler_config), device
+
+    @classmethod
+    def load(cls, model: str | Path, device: str = "cpu") -> "TextToImage":
+        from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 
-        self.directory = resolve(str(model))
-        self.config = json.loads((self.directory / "t2i.json").read_text())
-        self.unet = UNet2DConditionModel.from_pretrained(self.directory / "unet").to(device).eval()
-        self.text_encoder = CLIPTextModel.from_pretrained(self.directory / "text_encoder").to(device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.directory / "tokenizer")
-        self.device = device
+        directory = resolve(str(model))
+        return cls(UNet2DConditionModel.from_pretrained(directory / "unet").to(device),
+                   CLIPTextModel.from_pretrained(directory / "text_encoder").to(device),
+                   AutoTokenizer.from_pretrained(directory / "tokenizer"),
+                   json.loads((directory / "t2i.json").read_text()),
+                   DDPMScheduler.load_config(directory / "scheduler"), device)
 
     def to(self, device) -> "TextToImage":
         """The pipeline on `device` (its UNet and text encoder; the initial noise is drawn on the CPU)."""
@@ -110,7 +118,7 @@ class TextToImage:
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         kind = DDIMScheduler if sampler == "ddim" else EulerDiscreteScheduler
-        return kind.from_pretrained(self.directory / "scheduler", timestep_spacing="trailing")
+        return kind.from_config(self.scheduler_config, timestep_spacing="trailing")
 
     def _embed(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.config["context_length"],
@@ -182,7 +190,7 @@ def generate_for_benchmark(pipeline: TextToImage, benchmark, folder: Path, steps
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillbench.kinds.text_to_image.sampling",
+    parser = argparse.ArgumentParser(prog="python -m distillbench.kinds.diffusion.sampling",
                                      description="Generate images for an image benchmark's prompts and score them.")
     parser.add_argument("benchmark", help="a registered image benchmark, e.g. pocket-geneval, pocket-fid")
     parser.add_argument("--model", default="pocket:t2i-teacher", help="pocket:<name> or a pipeline folder")
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         raise UserInputError(problems)
     torch.set_num_threads(1)
-    pipeline = TextToImage(args.model)
+    pipeline = TextToImage.load(args.model)
     steps = args.steps or pipeline.config["default_steps"]
     predictions, cost = generate_for_benchmark(pipeline, benchmark, args.out, steps, args.guidance, args.sampler,
                                                args.seed)

@@ -1,1 +1,0 @@
-"""kinds/text_to_image"""
