@@ -11,7 +11,7 @@ from tests.diffusion.conftest import run_points
 from distillbench.cli.main import main
 from distillbench.kinds.diffusion.points import PointDenoiser, load_point_model, solve
 from distillbench.methods.diffusion.critic import (distribution_matching_loss, gan_discriminator_loss, gan_generator_loss,
-                                                   x0_from_velocity)
+                                                   x0_from_output)
 from distillbench.methods.diffusion.dmd2 import DMD2
 
 SCHEDULER = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
@@ -41,11 +41,11 @@ def test_the_matching_loss_matches_its_naive_form_and_its_gradient_is_the_normal
     assert torch.isfinite(torch.autograd.grad(distribution_matching_loss(sample, real, fake), sample)[0]).all()
 
 
-def test_x0_from_velocity_inverts_the_schedule():
+def test_x0_from_output_inverts_the_schedule():
     clean, noise, timesteps = torch.randn(6, 2), torch.randn(6, 2), torch.tensor([0, 10, 200, 500, 900, 999])
     noisy = SCHEDULER.add_noise(clean, noise, timesteps)
     velocity = SCHEDULER.get_velocity(clean, noise, timesteps)
-    assert torch.allclose(x0_from_velocity(SCHEDULER, noisy, velocity, timesteps), clean, atol=1e-5)
+    assert torch.allclose(x0_from_output(SCHEDULER, noisy, velocity, timesteps), clean, atol=1e-5)
 
 
 def _batch(step: int, teacher) -> dict:

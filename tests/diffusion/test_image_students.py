@@ -98,3 +98,27 @@ def test_the_scene_source_is_deterministic_and_mixes_prompts_and_captions():
     prompts = sum(text == scene.metadata["prompt"] != scene.caption for text, scene in zip(texts, scenes))
     captions = sum(text == scene.caption != scene.metadata["prompt"] for text, scene in zip(texts, scenes))
     assert prompts >= 10 and captions >= 10
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon", "sample"])
+def test_x0_and_noise_read_each_prediction_type_as_diffusers_ddim_does(prediction_type):
+    """x̂₀ equals DDIM's pred_original_sample and the methods' critic target is what diffusers trains towards
+    (SD1.5 is ε-prediction, the pocket teachers v-prediction)."""
+    from diffusers import DDIMScheduler
+
+    from distillbench.methods.diffusion.critic import denoising_target, x0_and_noise
+
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              prediction_type=prediction_type, clip_sample=False)
+    scheduler.set_timesteps(4)
+    generator = torch.Generator().manual_seed(0)
+    clean, noise, output = (torch.randn(3, 4, 8, 8, generator=generator) for _ in range(3))
+    timestep = scheduler.timesteps[1]
+    noisy = scheduler.add_noise(clean, noise, timestep.expand(3))
+    x0, epsilon = x0_and_noise(scheduler, noisy, output, timestep.expand(3))
+    expected = scheduler.step(output, timestep, noisy).pred_original_sample
+    assert torch.allclose(x0, expected, atol=1e-5)
+    # the target of a perfect model: reading it back gives the clean sample and its noise
+    target = denoising_target(scheduler, clean, noise, timestep.expand(3))
+    back, back_noise = x0_and_noise(scheduler, noisy, target, timestep.expand(3))
+    assert torch.allclose(back, clean, atol=1e-4) and torch.allclose(back_noise, noise, atol=1e-4)

@@ -31,11 +31,36 @@ from distillbench.kinds.diffusion.points import generator_timesteps, guided
 from distillbench.methods.base import Method
 
 
-def x0_from_velocity(scheduler, sample: torch.Tensor, velocity: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """x̂₀ = α_t x_t − σ_t v for a v-prediction model (α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t))."""
+def x0_and_noise(scheduler, sample: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x̂₀, ε̂) from a model's `output` at x_t = α_t x₀ + σ_t ε (α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t)), read by the
+    scheduler's ``prediction_type``: v (x̂₀ = α x_t − σ v, ε̂ = σ x_t + α v; the pocket teachers), ε (SD1.5:
+    x̂₀ = (x_t − σ ε)/α) or the sample itself (ε̂ = (x_t − α x̂₀)/σ), as diffusers' DDIM step reads them."""
     alphas = scheduler.alphas_cumprod.to(sample.device, sample.dtype)[timesteps]
-    shape = (-1,) + (1,) * (sample.dim() - 1)
-    return alphas.sqrt().view(shape) * sample - (1 - alphas).sqrt().view(shape) * velocity
+    alpha, sigma = per_sample(alphas.sqrt(), sample), per_sample((1 - alphas).sqrt(), sample)
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return alpha * sample - sigma * output, sigma * sample + alpha * output
+    if kind == "epsilon":
+        return (sample - sigma * output) / alpha, output
+    if kind == "sample":
+        return output, (sample - alpha * output) / sigma
+    raise ValueError(f"prediction_type {kind!r}: the methods read v_prediction, epsilon or sample")
+
+
+def x0_from_output(scheduler, sample: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """x̂₀ from a model's output (`x0_and_noise`)."""
+    return x0_and_noise(scheduler, sample, output, timesteps)[0]
+
+
+def denoising_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What a model of the scheduler's ``prediction_type`` is trained to output at x_t: v, ε or x₀."""
+    kind = scheduler.config.prediction_type
+    if kind == "v_prediction":
+        return scheduler.get_velocity(clean, noise, timesteps)
+    if kind == "sample":
+        return clean
+    return noise
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -48,17 +73,17 @@ def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def one_step_sample(generator: nn.Module, scheduler, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The one-step generator's sample: its x̂₀ from pure `noise` at the last training timestep."""
     start = torch.full((len(noise),), scheduler.config.num_train_timesteps - 1, device=noise.device)
-    return x0_from_velocity(scheduler, noise, generator(noise, start, labels), start)
+    return x0_from_output(scheduler, noise, generator(noise, start, labels), start)
 
 
 def critic_denoising_loss(critic: nn.Module, scheduler, sample: torch.Tensor, labels: torch.Tensor,
                           generator: torch.Generator) -> torch.Tensor:
-    """The critic's denoising score matching on the generator's (detached) samples, in its own target (v)."""
+    """The critic's denoising score matching on the generator's (detached) samples, in its own target (v, ε)."""
     timesteps = torch.randint(scheduler.config.num_train_timesteps, (len(sample),), generator=generator)
     noise = torch.randn(sample.shape, generator=generator)
     timesteps, noise = timesteps.to(sample.device), noise.to(sample.device)
     prediction = critic(scheduler.add_noise(sample, noise, timesteps), timesteps, labels)
-    return F.mse_loss(prediction, scheduler.get_velocity(sample, noise, timesteps))
+    return F.mse_loss(prediction, denoising_target(scheduler, sample, noise, timesteps))
 
 
 def distribution_matching_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor,
@@ -81,8 +106,8 @@ def distribution_matching_at(critic: nn.Module, teacher: nn.Module, scheduler, s
     DMD's and Flash-DMD's matching terms)."""
     with torch.no_grad():
         noisy = scheduler.add_noise(sample.detach(), noise, timesteps)
-        fake = x0_from_velocity(scheduler, noisy, guided(critic, noisy, timesteps, labels, fake_guidance), timesteps)
-        real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, real_guidance), timesteps)
+        fake = x0_from_output(scheduler, noisy, guided(critic, noisy, timesteps, labels, fake_guidance), timesteps)
+        real = x0_from_output(scheduler, noisy, guided(teacher, noisy, timesteps, labels, real_guidance), timesteps)
     return distribution_matching_loss(sample, real, fake)
 
 
@@ -180,7 +205,7 @@ class CriticDistillation(Method):
         index = int(torch.randint(self.generator_steps, (), generator=batch["generator"]))
         state = self.generator_state(generator, batch, timesteps, index)
         timestep = timesteps[index].expand(len(noise))
-        return x0_from_velocity(scheduler, state, generator(state, timestep, labels), timestep)
+        return x0_from_output(scheduler, state, generator(state, timestep, labels), timestep)
 
     def generator_state(self, generator: nn.Module, batch: dict, timesteps: torch.Tensor, index: int) -> torch.Tensor:
         """The state x_{t_i} the generator denoises at its i-th timestep: pure noise at the first; with backward
@@ -200,7 +225,7 @@ class CriticDistillation(Method):
         with torch.no_grad():
             for step in range(index):
                 timestep = timesteps[step].expand(count)
-                denoised = x0_from_velocity(scheduler, state, generator(state, timestep, labels), timestep)
+                denoised = x0_from_output(scheduler, state, generator(state, timestep, labels), timestep)
                 state = scheduler.add_noise(denoised, fresh_noise(), timesteps[step + 1].expand(count))
         return state
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le
 
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import CriticDistillation, x0_from_velocity
+from distillbench.methods.diffusion.critic import CriticDistillation, x0_from_output
 
 
 def decoupled_matching_loss(sample: torch.Tensor, matching: torch.Tensor, augmentation: torch.Tensor,
@@ -72,7 +72,7 @@ class DecoupledDMD(CriticDistillation):
 
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
         def x0(model, noisy, timesteps, prompt):
-            return x0_from_velocity(scheduler, noisy, model(noisy, timesteps, prompt), timesteps)
+            return x0_from_output(scheduler, noisy, model(noisy, timesteps, prompt), timesteps)
 
         with torch.no_grad():
             timesteps, noise = self.renoising(scheduler, sample, generator)

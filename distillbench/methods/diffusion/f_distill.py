@@ -32,7 +32,7 @@ from annotated_types import Ge, Gt, Le
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import (CriticDistillation, distribution_matching_loss, gan_generator_loss,
-                                                   x0_from_velocity)
+                                                   x0_from_output)
 
 F_DIVERGENCE_WEIGHTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "reverse-kl": torch.ones_like,  # f(r) = −log r: DMD
@@ -115,8 +115,8 @@ class FDistill(CriticDistillation):
         timesteps, noise = self.renoising(scheduler, sample, generator)
         noisy = scheduler.add_noise(sample, noise, timesteps)  # keeps the generator's graph, for the GAN term
         with torch.no_grad():
-            fake = x0_from_velocity(scheduler, noisy, module.critic(noisy, timesteps, labels), timesteps)
-            real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
+            fake = x0_from_output(scheduler, noisy, module.critic(noisy, timesteps, labels), timesteps)
+            real = x0_from_output(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
                                     timesteps)
         logits = self.discriminator_logits(module.discriminator, teacher, noisy, timesteps, labels)
         weights = self.weights(logits, timesteps, scheduler.config.num_train_timesteps)

@@ -50,7 +50,7 @@ from torch import nn
 from distillbench.kinds.diffusion.points import Mixture, generator_timesteps
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import (CriticDistillation, GeneratorAndCritic, critic_denoising_loss,
-                                                   distribution_matching_at, gan_generator_loss, x0_from_velocity)
+                                                   distribution_matching_at, gan_generator_loss, x0_from_output)
 
 
 def diffused_log_density(world: Mixture, points: torch.Tensor, alpha: float, sigma: float,
@@ -149,7 +149,7 @@ class FlashDMD(CriticDistillation):
             return self.preference_terms(module, batch, state, timesteps, index)
         update = self.generator_step(batch["step"])
         with torch.set_grad_enabled(update and torch.is_grad_enabled()):
-            sample = x0_from_velocity(scheduler, state, module.generator(state, at, labels), at)
+            sample = x0_from_output(scheduler, state, module.generator(state, at, labels), at)
             low_noise = self.low_noise_sample(module.generator, batch, timesteps)
         terms = {"critic": critic_denoising_loss(module.critic, scheduler, sample.detach(), labels, draws),
                  "discriminator": self.gan_discriminator_weight * self.clean_discriminator_loss(
@@ -169,12 +169,12 @@ class FlashDMD(CriticDistillation):
         with torch.no_grad():
             last = self.generator_state(generator, batch, timesteps, self.generator_steps - 1)
             at = timesteps[-1].expand(len(labels))
-            clean = x0_from_velocity(scheduler, last, generator(last, at, labels), at)
+            clean = x0_from_output(scheduler, last, generator(last, at, labels), at)
         index = self.high_noise_steps + int(torch.randint(self.generator_steps - self.high_noise_steps, (),
                                                           generator=draws))
         at = timesteps[index].expand(len(labels))
         noisy = scheduler.add_noise(clean, torch.randn(clean.shape, generator=draws).to(clean.device), at)
-        return x0_from_velocity(scheduler, noisy, generator(noisy, at, labels), at)
+        return x0_from_output(scheduler, noisy, generator(noisy, at, labels), at)
 
     @staticmethod
     def clean_discriminator_loss(head, teacher, fake, real, labels) -> torch.Tensor:
@@ -192,9 +192,9 @@ class FlashDMD(CriticDistillation):
         scheduler, labels, draws = batch["scheduler"], batch["class_labels"], batch["generator"]
         at, after = timesteps[index].expand(len(labels)), int(timesteps[index + 1])
         alpha, sigma = (float(scheduler.alphas_cumprod[after].sqrt()), float((1 - scheduler.alphas_cumprod[after]).sqrt()))
-        sample = x0_from_velocity(scheduler, state, module.generator(state, at, labels), at)
+        sample = x0_from_output(scheduler, state, module.generator(state, at, labels), at)
         with torch.no_grad():
-            reference = x0_from_velocity(scheduler, state, module.reference(state, at, labels), at)
+            reference = x0_from_output(scheduler, state, module.reference(state, at, labels), at)
             noise = torch.randn((self.candidates, *sample.shape), generator=draws).to(sample.device)
             candidates = alpha * sample.detach() + sigma * noise  # [candidates, n, dims]
             rewards = torch.stack([diffused_log_density(self.world, candidate, alpha, sigma, labels)

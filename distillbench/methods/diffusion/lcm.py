@@ -33,7 +33,7 @@ from torch import nn
 
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import Method, register_method
-from distillbench.methods.diffusion.critic import per_sample, x0_from_velocity
+from distillbench.methods.diffusion.critic import per_sample, x0_and_noise, x0_from_output
 
 SIGMA_DATA, TIMESTEP_SCALING = 0.5, 10.0
 
@@ -55,13 +55,13 @@ def consistency_loss(prediction: torch.Tensor, target: torch.Tensor, loss: str =
     return (torch.sqrt(difference**2 + huber_c**2) - huber_c).mean()
 
 
-def ddim_step(scheduler, noisy: torch.Tensor, velocity: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+def ddim_step(scheduler, noisy: torch.Tensor, output: torch.Tensor, start: torch.Tensor, end: torch.Tensor
               ) -> torch.Tensor:
-    """Deterministic DDIM (η = 0) from t_s to t_e for a v-prediction model: α_e x̂₀ + σ_e ε̂, with
-    x̂₀ = α_s x − σ_s v and ε̂ = σ_s x + α_s v (no clipping, as the LCM script's solver)."""
+    """Deterministic DDIM (η = 0) from t_s to t_e: α_e x̂₀ + σ_e ε̂, with x̂₀ and ε̂ read from the model's output
+    at t_s (`x0_and_noise`; for v: x̂₀ = α_s x − σ_s v, ε̂ = σ_s x + α_s v), no clipping, as the LCM script's
+    solver."""
     alphas = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)
-    alpha_s, sigma_s = per_sample(alphas[start].sqrt(), noisy), per_sample((1 - alphas[start]).sqrt(), noisy)
-    x0, epsilon = alpha_s * noisy - sigma_s * velocity, sigma_s * noisy + alpha_s * velocity
+    x0, epsilon = x0_and_noise(scheduler, noisy, output, start)
     return per_sample(alphas[end].sqrt(), noisy) * x0 + per_sample((1 - alphas[end]).sqrt(), noisy) * epsilon
 
 
@@ -121,7 +121,7 @@ class LCM(ConsistencyTraining):
         noise = torch.randn(clean.shape, generator=generator).to(clean.device)
         noisy = scheduler.add_noise(clean, noise, start)
         c_skip, c_out = boundary_scalings(start)
-        x0 = x0_from_velocity(scheduler, noisy, student.student(noisy, start, labels), start)
+        x0 = x0_from_output(scheduler, noisy, student.student(noisy, start, labels), start)
         prediction = per_sample(c_skip, noisy) * noisy + per_sample(c_out, noisy) * x0
         with torch.no_grad():
             target = self._target(student.target, batch["teacher"], scheduler, noisy, start, end, labels)
@@ -131,5 +131,5 @@ class LCM(ConsistencyTraining):
         """One guided DDIM step of the teacher from t_s to t_e, then the EMA network's consistency output."""
         previous = ddim_step(scheduler, noisy, guided(teacher, noisy, start, labels, self.guidance), start, end)
         c_skip, c_out = boundary_scalings(end)
-        target_x0 = x0_from_velocity(scheduler, previous, target_network(previous, end, labels), end)
+        target_x0 = x0_from_output(scheduler, previous, target_network(previous, end, labels), end)
         return per_sample(c_skip, previous) * previous + per_sample(c_out, previous) * target_x0

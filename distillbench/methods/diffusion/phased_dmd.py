@@ -41,7 +41,7 @@ from torch import nn
 from distillbench.kinds.diffusion.points import PhasedDenoiser, generator_timesteps
 from distillbench.methods.base import register_method
 from distillbench.methods.diffusion.critic import (CriticDistillation, GeneratorsAndCritics, distribution_matching_at,
-                                                   per_sample, x0_from_velocity)
+                                                   per_sample, x0_from_output)
 
 
 def _alpha_sigma(scheduler, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +123,7 @@ class PhasedDMD(CriticDistillation):
         with torch.set_grad_enabled(update and torch.is_grad_enabled()):
             state = self.generator_state(experts, batch, timesteps, index)
             at = timesteps[index].expand(len(labels))
-            sample = x0_from_velocity(scheduler, state, experts(state, at, labels), at)
+            sample = x0_from_output(scheduler, state, experts(state, at, labels), at)
         terms = {"critic": self.critic_loss(part.critic, scheduler, sample.detach(), start, labels, draws)}
         if update:
             terms[self.generator_term] = self.matching_loss(part.critic, batch["teacher"], scheduler, sample, start,

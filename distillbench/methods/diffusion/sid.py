@@ -46,7 +46,7 @@ from annotated_types import Ge, Gt, Le
 from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.kinds.diffusion.points import guided
 from distillbench.methods.base import register_method
-from distillbench.methods.diffusion.critic import CriticDistillation, frozen_parameters, x0_from_velocity
+from distillbench.methods.diffusion.critic import CriticDistillation, frozen_parameters, x0_from_output
 
 
 def sid_generator_loss(sample: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tensor, alpha: float
@@ -91,9 +91,9 @@ class SiD(CriticDistillation):
     def generator_loss(self, critic, teacher, scheduler, sample, labels, generator) -> torch.Tensor:
         timesteps, noise = self.renoising(scheduler, sample, generator)
         noisy = scheduler.add_noise(sample, noise, timesteps)  # keeps the generator's graph
-        real = x0_from_velocity(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
+        real = x0_from_output(scheduler, noisy, guided(teacher, noisy, timesteps, labels, self.real_guidance),
                                 timesteps)
         with frozen_parameters(critic):
-            fake = x0_from_velocity(scheduler, noisy, guided(critic, noisy, timesteps, labels, self.fake_guidance),
+            fake = x0_from_output(scheduler, noisy, guided(critic, noisy, timesteps, labels, self.fake_guidance),
                                     timesteps)
         return sid_generator_loss(sample, real, fake, self.alpha)
