@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
-from distillbench.benchmarks.image_metrics import GeneratedImageOutputs, load_image
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs, load_image, local_input_problems
 
 Convention = Literal["torchmetrics", "cosine", "clip-s"]
 CONVENTIONS = {"torchmetrics": "100*cos per image; torchmetrics reports max(mean, 0)",
@@ -118,8 +118,7 @@ class ClipScore(_ScoredByClip, Benchmark):
     device: str = "cpu"
 
     def check(self):
-        problems = [] if Path(self.prompts).is_file() else [f"prompts: file not found: {self.prompts}"]
-        return problems + ([] if Path(self.pretrained).is_file() else [f"pretrained: file not found: {self.pretrained}"])
+        return local_input_problems("prompts", self.prompts) + local_input_problems("pretrained", self.pretrained)
 
     def items(self):
         records = [json.loads(line) for line in Path(self.prompts).read_text().splitlines() if line.strip()]

@@ -52,6 +52,7 @@ import numpy as np
 
 from distillbench.core.errors import UserInputError
 from distillbench.core.files import user_cache_dir
+from distillbench.core.inputs import absent_allowed
 from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.core.registry import POCKET_NETWORKS
 
@@ -189,6 +190,13 @@ class CleanFIDInception:
 
 
 # --- reference statistics, cached by content -------------------------------------------------
+def local_input_problems(name: str, path: str | None, kind: str = "file") -> list[str]:
+    """'<name>: <kind> not found: <path>' unless `path` is an existing file (or folder), or may be absent here
+    (`distillbench run --check` of a recipe written for another machine)."""
+    exists = bool(path) and (Path(path).is_file() if kind == "file" else Path(path).is_dir())
+    return [] if exists or (path and absent_allowed(path)) else [f"{name}: {kind} not found: {path}"]
+
+
 def _keyed_when_set():
     return field(default=None, kw_only=True, metadata={KEY_MARKER: WHEN_SET})
 

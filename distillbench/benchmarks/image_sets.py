@@ -137,10 +137,10 @@ class _ImageSetMetric(GeneratedImageOutputs, ABC):
 @dataclass(frozen=True)
 class _ExternalImageSet(_ImageSetMetric):
     def check(self):
-        problems = [] if Path(self.prompts).is_file() else [f"prompts: file not found: {self.prompts}"]
-        if not Path(self.reference).is_dir():
-            problems.append(f"reference: folder not found: {self.reference}")
-        if self.extractor_kind == "clean-fid-inception" and not (self.weights and Path(self.weights).is_dir()):
+        problems = (image_metrics.local_input_problems("prompts", self.prompts)
+                    + image_metrics.local_input_problems("reference", self.reference, "folder"))
+        if self.extractor_kind == "clean-fid-inception" and (
+                not self.weights or image_metrics.local_input_problems("weights", self.weights, "folder")):
             problems.append(f"weights: a folder holding inception-2015-12-05.pt is required, got {self.weights!r}")
         return problems
 

@@ -85,7 +85,7 @@ def test_an_image_student_without_a_prompt_source_fails_before_training_with_the
     path = tmp_path / "nosource.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["run", str(path)]) != 0
-    assert "data.source: image students need a prompt pool with images, one of pocket:shapes-scenes" in (
+    assert "data.source: image students need a prompt pool with images: one of pocket:shapes-scenes" in (
         capsys.readouterr().err)
     assert not (tmp_path / "out" / "cells").exists()
 

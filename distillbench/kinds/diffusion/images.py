@@ -18,7 +18,7 @@ it (diffusers wants the missing VAE named), and ``output_type="latent"`` returns
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillbench.kinds.diffusion.sampling import to_model_space
+from distillbench.kinds.diffusion.sampling import encode_images, is_pipeline_folder, load_parts
 
 PIPELINE = "t2i.json"
 
@@ -40,7 +40,7 @@ class ImagePipeline:
     tokenizer: Any
     scheduler_config: dict
     settings: dict
-    extra: dict = field(default_factory=dict)  # anything else a method needs to know of the pipeline
+    vae: Any = None  # a latent pipeline's autoencoder (Stable Diffusion's); None in pixel space
 
     def prompt_ids(self, prompts: list[str]) -> torch.Tensor:
         """(len(prompts), context_length) token ids, padded on the right, as the pipeline encodes them."""
@@ -48,8 +48,8 @@ class ImagePipeline:
                               max_length=self.settings["context_length"], return_tensors="pt")["input_ids"]
 
     def to_model_space(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (N, H, W, 3) images in the UNet's space (`sampling.to_model_space`)."""
-        return to_model_space(images, self.settings["space_to_depth"])
+        """uint8 (N, H, W, 3) images in the UNet's space (`sampling.encode_images`: pixels or VAE latents)."""
+        return encode_images(images, self.settings, self.vae)
 
 
 class PromptedUNet(nn.Module):
@@ -91,21 +91,14 @@ class _Config:
 
 
 def is_image_pipeline(directory: Path) -> bool:
-    directory = Path(directory)
-    return (directory / PIPELINE).is_file() and (directory / "unet").is_dir()
+    return is_pipeline_folder(directory)
 
 
 def load_image_pipeline(directory: Path) -> tuple[PromptedUNet, ImagePipeline]:
-    """(the prompted UNet, its pipeline's other parts) of a pipeline folder."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-    from transformers import AutoTokenizer, CLIPTextModel
-
-    directory = Path(directory)
-    pipeline = ImagePipeline(AutoTokenizer.from_pretrained(directory / "tokenizer"),
-                             dict(DDPMScheduler.load_config(directory / "scheduler")),
-                             json.loads((directory / PIPELINE).read_text()))
-    model = PromptedUNet(UNet2DConditionModel.from_pretrained(directory / "unet"),
-                         CLIPTextModel.from_pretrained(directory / "text_encoder"), pipeline.prompt_ids([""])[0])
+    """(the prompted UNet, its pipeline's other parts) of a pipeline folder (`sampling.load_parts`)."""
+    parts = load_parts(directory)
+    pipeline = ImagePipeline(parts.tokenizer, parts.scheduler_config, parts.settings, parts.vae)
+    model = PromptedUNet(parts.unet, parts.text_encoder, pipeline.prompt_ids([""])[0])
     model.pipeline = pipeline  # what scoring samples it with (`Diffusion.device_model`)
     return model.eval(), pipeline
 
@@ -117,7 +110,7 @@ def save_image_pipeline(model: PromptedUNet, pipeline: ImagePipeline, directory:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     scheduler = DDIMScheduler.from_config(pipeline.scheduler_config, timestep_spacing="trailing")
-    StableDiffusionPipeline(vae=None, text_encoder=model.text_encoder, tokenizer=pipeline.tokenizer, unet=model.unet,
+    StableDiffusionPipeline(vae=pipeline.vae, text_encoder=model.text_encoder, tokenizer=pipeline.tokenizer, unet=model.unet,
                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(directory, safe_serialization=True)
     (Path(directory) / PIPELINE).write_text(json.dumps(pipeline.settings, indent=1) + "\n")

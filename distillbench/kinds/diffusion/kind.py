@@ -20,25 +20,55 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import DDPMScheduler
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import absent_allowed
+from distillbench.core.jsonl import read_jsonl
 from distillbench.core.kind import StudentKind, Training, register_kind
-from distillbench.core.models import tree_fingerprint
-from distillbench.core.recipe import Recipe, model_refs_checked, set_but_unused
+from distillbench.core.models import parse_model_ref, tree_fingerprint
+from distillbench.core.recipe import Recipe, model_refs_checked, path_field, set_but_unused
 from distillbench.core.registry import POCKET_DATA
 from distillbench.core.train import Batching
 from distillbench.kinds.diffusion.images import (ImagePipeline, PromptedUNet, is_image_pipeline, load_image_pipeline,
                                                  save_image_pipeline)
 from distillbench.kinds.diffusion.points import (Mixture, is_point_model, load_point_model, model_directory,
                                                  save_point_model)
+from distillbench.kinds.diffusion.sampling import TextToImage, resolve
 from distillbench.kinds.diffusion.text_to_image import Sampler
-from distillbench.kinds.diffusion.sampling import TextToImage
 
 
 IMAGE_SOURCES = "text-to-image"  # the POCKET_DATA family of image students' prompt pools
+
+
+def image_sources() -> list[str]:
+    return [entry.name for entry in POCKET_DATA.entries() if entry.family == IMAGE_SOURCES]
+
+
+def read_prompt_images(path: Path, count: int, size: int) -> tuple[list[str], np.ndarray]:
+    """The first `count` records of a JSONL file of {prompt, image}: the prompts, and the images (paths relative
+    to the file) centre-cropped to a square and resized (PIL bicubic) to `size`, uint8 (count, size, size, 3)."""
+    from PIL import Image
+
+    records = read_jsonl(path, required=("prompt", "image"))[:count]
+    images = []
+    for record in records:
+        with Image.open(path.parent / record["image"]) as image:
+            image = image.convert("RGB")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            images.append(np.asarray(image.crop((left, top, left + side, top + side)).resize((size, size),
+                                                                                              Image.BICUBIC)))
+    return [record["prompt"] for record in records], np.stack(images)
+
+
+def model_folder(ref: str) -> Path:
+    """The local folder of a model reference: a hub pipeline fetched (`sampling.resolve`), a pocket model built on
+    first use, or the path itself."""
+    return resolve(ref) if parse_model_ref(ref).backend == "hf" else model_directory(ref)
 
 
 class DiffusionData(BaseModel):
@@ -51,9 +81,21 @@ class DiffusionData(BaseModel):
     null_fraction: float = Field(default=0.0, ge=0, le=1, description="share of a batch's prompts replaced by the "
                                  "empty prompt (an unconditional student: 1)")
     data_seed: int = Field(default=0, description="the seed of the prompt pool")
-    source: str | None = Field(default=None, description="image students: where the prompt pool (captions and "
-                               "their images) comes from, a registered source of family text-to-image "
-                               "(pocket:shapes-scenes); point students draw theirs from the model's world")
+    source: str | None = path_field(default=None, description="image students: where the prompt pool (captions "
+                                    "and their images) comes from, a registered source of family text-to-image "
+                                    "(pocket:shapes-scenes) or a JSONL file of {prompt, image} records (image: a "
+                                    "path relative to the file); point students draw theirs from the model's world")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("pocket:"):
+            if value is not None and value not in image_sources():
+                raise ValueError(f"not a pocket prompt pool with images; known: {', '.join(image_sources())}")
+            return value
+        if not Path(value).is_file() and not absent_allowed(value):
+            raise ValueError(f"file not found: {value}")
+        return value
 
 
 class DiffusionRecipe(Recipe):
@@ -124,26 +166,27 @@ class Diffusion(StudentKind):
                 if not (row.label == "student-init" and row.model_ref == self.recipe.teacher)]
 
     def fingerprint(self, ref: str) -> str:
-        return tree_fingerprint(model_directory(ref))[:16]
+        if parse_model_ref(ref).backend == "hf":
+            return super().fingerprint(ref)  # id@revision: --check plans without fetching it
+        return tree_fingerprint(model_folder(ref))[:16]
 
     def preflight(self, plan: Any) -> None:
         """An image teacher needs a prompt source of family text-to-image; a point teacher draws from its world."""
         source = self.recipe.data.source
-        if not is_image_pipeline(model_directory(self.recipe.teacher)):
+        if not is_image_pipeline(model_folder(self.recipe.teacher)):
             if source is not None:
                 raise UserInputError([f"data.source: set but unused: {self.recipe.teacher} is a point model, "
                                       "whose prompts come from its world"])
             return
-        known = [entry.name for entry in POCKET_DATA.entries() if entry.family == IMAGE_SOURCES]
-        if source not in known:
-            raise UserInputError([f"data.source: image students need a prompt pool with images, one of "
-                                  f"{', '.join(known)}; got {source!r}"])
+        if source is None:
+            raise UserInputError([f"data.source: image students need a prompt pool with images: one of "
+                                  f"{', '.join(image_sources())}, or a JSONL file of {{prompt, image}} records"])
 
     def data_key(self, method: Any) -> dict[str, Any]:
         return self.recipe.data.model_dump(mode="json", exclude_none=True)  # no source: as keyed before it existed
 
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
-        directory = model_directory(ref)
+        directory = model_folder(ref)
         if is_image_pipeline(directory):
             return load_image_pipeline(directory)
         if not is_point_model(directory):
@@ -173,9 +216,11 @@ class Diffusion(StudentKind):
 
     def _image_pool(self, pipeline: ImagePipeline) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(the pool's prompts as token ids, its images in the UNet's space, the empty prompt's ids)."""
-        data = self.recipe.data
-        entry = POCKET_DATA.entry(data.source)
-        texts, images = entry.obj(data.prompts, data.data_seed, pipeline.settings["image_size"])
+        data, size = self.recipe.data, pipeline.settings["image_size"]
+        if data.source.startswith("pocket:"):
+            texts, images = POCKET_DATA.entry(data.source).obj(data.prompts, data.data_seed, size)
+        else:
+            texts, images = read_prompt_images(Path(data.source), data.prompts, size)
         return pipeline.prompt_ids(texts), pipeline.to_model_space(images), pipeline.prompt_ids([""])[0]
 
     def device_model(self, model):
@@ -185,7 +230,7 @@ class Diffusion(StudentKind):
             return super().device_model(model)
         pipeline = model.pipeline
         sampler = Sampler(TextToImage(model.unet, model.text_encoder, pipeline.tokenizer, pipeline.settings,
-                                      pipeline.scheduler_config), steps=pipeline.settings["default_steps"],
+                                      pipeline.scheduler_config, pipeline.vae), steps=pipeline.settings["default_steps"],
                           guidance=None, sampler="ddim", seed=0)
         return sampler.to("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -27,17 +27,20 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from distillbench.core.errors import UserInputError
+from distillbench.core.inputs import input_absent
 from distillbench.core.models import parse_model_ref, resolve_path, tree_fingerprint
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS, POCKET_MODELS
 from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
 
 SAMPLERS = ("ddim", "euler")
+PIPELINE, MODEL_INDEX = "t2i.json", "model_index.json"  # a pocket pipeline's settings; a diffusers pipeline's index
 # The POCKET_MODELS family of the pipelines a pocket world provides (`pocket:<name>`).
 POCKET_FAMILY = "text-to-image"
 
@@ -49,8 +52,26 @@ class SamplingCost:
 
 
 def resolve(model: str) -> Path:
-    """A pipeline folder from a model reference: ``pocket:<name>`` (built on first use) or a local path."""
-    return Path(resolve_path(parse_model_ref(model)))
+    """A pipeline folder from a model reference: ``pocket:<name>`` (built on first use), ``hf:<id>@<revision>``
+    (its pipeline files fetched into the hub cache: `download_pipeline`) or a local path."""
+    ref = parse_model_ref(model)
+    if ref.backend == "hf":
+        return download_pipeline(ref.name, ref.revision)
+    return Path(resolve_path(ref))
+
+
+# The files of a hub pipeline a run reads: configs, the tokenizer and safetensors weights (no pickles, no
+# fp16 or non-EMA variants, no single-file checkpoints).
+HUB_FILES = ["model_index.json", "scheduler/*.json", "tokenizer/*", "text_encoder/*.json",
+             "text_encoder/model.safetensors", "unet/*.json", "unet/diffusion_pytorch_model.safetensors",
+             "vae/*.json", "vae/diffusion_pytorch_model.safetensors"]
+
+
+def download_pipeline(repo_id: str, revision: str | None) -> Path:
+    """The hub cache's folder of a pipeline's files at `revision` (huggingface_hub's snapshot_download)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
 
 
 def pipeline_problem(model: str) -> str | None:
@@ -61,9 +82,77 @@ def pipeline_problem(model: str) -> str | None:
             return None
         known = [f"pocket:{entry.name}" for entry in POCKET_MODELS.entries(POCKET_FAMILY)]
         return f"unknown pocket text-to-image model; known: {', '.join(known)}"
-    if not (Path(model) / "t2i.json").is_file():
-        return f"not a text-to-image pipeline folder (no t2i.json in {model})"
+    if ref.backend == "hf":
+        return None  # a hub id: its files are fetched by the run that needs them
+    if not is_pipeline_folder(Path(model)) and not input_absent(model):
+        return f"not a text-to-image pipeline folder (no unet/ with t2i.json or model_index.json in {model})"
     return None
+
+
+def is_pipeline_folder(directory: Path) -> bool:
+    """A pocket pipeline (``t2i.json``) or a diffusers Stable Diffusion folder (``model_index.json``), with its
+    ``unet/``."""
+    directory = Path(directory)
+    return (directory / "unet").is_dir() and any((directory / name).is_file() for name in (PIPELINE, MODEL_INDEX))
+
+
+@dataclass
+class PipelineParts:
+    """What a pipeline folder holds: the UNet, the text encoder, its tokenizer, the VAE of a latent pipeline (None
+    in pixel space), the training scheduler's config and the sampling settings (``t2i.json``'s, or those a
+    Stable Diffusion folder implies: `sd_settings`)."""
+
+    unet: Any
+    text_encoder: Any
+    tokenizer: Any
+    vae: Any
+    scheduler_config: dict
+    settings: dict
+
+
+def load_parts(directory: Path) -> PipelineParts:
+    """A pipeline folder's parts (`is_pipeline_folder`), each read by its library's ``from_pretrained``."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    directory = Path(directory)
+    unet = UNet2DConditionModel.from_pretrained(directory / "unet")
+    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+    vae = AutoencoderKL.from_pretrained(directory / "vae") if (directory / "vae").is_dir() else None
+    settings = (json.loads((directory / PIPELINE).read_text()) if (directory / PIPELINE).is_file()
+                else sd_settings(unet, vae, tokenizer))
+    return PipelineParts(unet.eval(), CLIPTextModel.from_pretrained(directory / "text_encoder").eval(), tokenizer,
+                         None if vae is None else vae.eval(), dict(DDPMScheduler.load_config(directory / "scheduler")),
+                         settings)
+
+
+def sd_settings(unet, vae, tokenizer) -> dict[str, Any]:
+    """The sampling settings of a Stable Diffusion folder that has no ``t2i.json``: the image size its UNet and
+    VAE imply, SD's 50 steps and guidance 7.5, the tokenizer's context length."""
+    scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+    return {"image_size": unet.config.sample_size * scale, "space_to_depth": 1, "default_steps": 50,
+            "default_guidance": 7.5, "context_length": tokenizer.model_max_length}
+
+
+@torch.no_grad()
+def encode_images(images: np.ndarray, settings: dict, vae=None, batch_size: int = 16) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` images (at the pipeline's image size) in the UNet's space: the VAE's latent means
+    times its scaling factor for a latent pipeline, the rearranged pixels (`to_model_space`) otherwise."""
+    pixels = to_model_space(images, 1 if vae is not None else settings["space_to_depth"])
+    if vae is None:
+        return pixels
+    latents = [vae.encode(pixels[first:first + batch_size].to(vae.device, vae.dtype)).latent_dist.mean
+               for first in range(0, len(pixels), batch_size)]
+    return torch.cat(latents).float().cpu() * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode_samples(samples: torch.Tensor, settings: dict, vae=None) -> np.ndarray:
+    """The inverse of `encode_images`: uint8 ``(N, H, W, 3)`` images of the UNet's samples."""
+    if vae is None:
+        return from_model_space(samples, settings["space_to_depth"])
+    pixels = vae.decode(samples.to(vae.device, vae.dtype) / vae.config.scaling_factor).sample
+    return from_model_space(pixels.float().cpu(), 1)
 
 
 def to_model_space(images: np.ndarray, factor: int) -> torch.Tensor:
@@ -86,29 +175,24 @@ def fingerprint(directory: Path) -> str:
 
 
 class TextToImage:
-    """A text-to-image pipeline's parts (UNet, text encoder, tokenizer, ``t2i.json``'s settings and the training
-    scheduler's config) and its sampler; `load` reads a pipeline folder."""
+    """A text-to-image pipeline's parts (`PipelineParts`) and its sampler; `load` reads a pipeline folder."""
 
-    def __init__(self, unet, text_encoder, tokenizer, config: dict, scheduler_config: dict, device: str = "cpu"):
-        self.unet, self.text_encoder, self.tokenizer = unet.eval(), text_encoder.eval(), tokenizer
+    def __init__(self, unet, text_encoder, tokenizer, config: dict, scheduler_config: dict, vae=None,
+                 device: str = "cpu"):
+        self.unet, self.text_encoder, self.tokenizer, self.vae = unet.eval(), text_encoder.eval(), tokenizer, vae
         self.config, self.scheduler_config, self.device = config, dict(scheduler_config), device
 
     @classmethod
     def load(cls, model: str | Path, device: str = "cpu") -> "TextToImage":
-        from diffusers import DDPMScheduler, UNet2DConditionModel
-        from transformers import AutoTokenizer, CLIPTextModel
-
-        directory = resolve(str(model))
-        return cls(UNet2DConditionModel.from_pretrained(directory / "unet").to(device),
-                   CLIPTextModel.from_pretrained(directory / "text_encoder").to(device),
-                   AutoTokenizer.from_pretrained(directory / "tokenizer"),
-                   json.loads((directory / "t2i.json").read_text()),
-                   DDPMScheduler.load_config(directory / "scheduler"), device)
+        parts = load_parts(resolve(str(model)))
+        return cls(parts.unet, parts.text_encoder, parts.tokenizer, parts.settings, parts.scheduler_config,
+                   parts.vae).to(device)
 
     def to(self, device) -> "TextToImage":
-        """The pipeline on `device` (its UNet and text encoder; the initial noise is drawn on the CPU)."""
-        self.unet.to(device)
-        self.text_encoder.to(device)
+        """The pipeline on `device` (its networks; the initial noise is drawn on the CPU)."""
+        for network in (self.unet, self.text_encoder, self.vae):
+            if network is not None:
+                network.to(device)
         self.device = device
         return self
 
@@ -126,9 +210,9 @@ class TextToImage:
         return self.text_encoder(ids).last_hidden_state
 
     def initial_noise(self, count: int, seed: int) -> torch.Tensor:
-        """Noise of image i drawn from its own generator seeded by (seed, i)."""
-        factor = self.config["space_to_depth"]
-        shape = (3 * factor**2, self.config["image_size"] // factor, self.config["image_size"] // factor)
+        """Noise of image i (in the UNet's space) drawn from its own generator seeded by (seed, i)."""
+        size = self.unet.config.sample_size
+        shape = (self.unet.config.in_channels, size, size)
         return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
                             for i in range(count)])
 
@@ -154,7 +238,7 @@ class TextToImage:
                     conditional, unconditional = output.chunk(2)
                     output = unconditional + guidance * (conditional - unconditional)
                 sample = scheduler.step(output, timestep, sample).prev_sample
-            images.extend(from_model_space(sample.cpu(), self.config["space_to_depth"]))
+            images.extend(decode_samples(sample, self.config, self.vae))
         seconds = time.perf_counter() - started
         return images, SamplingCost(nfe=steps * (2 if guided else 1), seconds_per_image=seconds / max(1, len(prompts)))
 
