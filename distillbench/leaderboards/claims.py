@@ -48,6 +48,10 @@ FOUR_STEPS = "points-2d[sampler=lcm,steps=4]/high_quality"
 PROMPTED = "points-2d[prompted=True,steps=1]/high_quality"  # recipes/pocket/points-prompted.yaml, at one step
 GUIDED_DMD2 = "dmd2[real_guidance=4.0]"
 GUIDED_SID, LSG = "sid[real_guidance=4.0]", "sid[fake_guidance=4.0,real_guidance=4.0]"
+# recipes/pocket/image-students.yaml: the pocket text-to-image teacher's students, guided by its dev-chosen scale
+IMAGE_GUIDANCE = "1.5"
+IMAGE_ONE_STEP, IMAGE_FOUR_STEPS = ("pocket-geneval[guidance=1.0,steps=1]/overall",
+                                    "pocket-geneval[guidance=1.0,steps=4]/overall")
 # recipes/pocket/classify-seed-a.yaml's source-distillation rows (their label carries the sources).
 SIMILAR_SOURCES = "{}[similarity_examples=500,sources=['pocket:shapes-teacher-many', 'pocket:shapes-teacher-binary']]"
 CLAIMS = (
@@ -141,6 +145,14 @@ CLAIMS = (
           "diffusion"),
     Claim("flash-dmd", "Chen et al. 2025", "the joint preference RL stage improves the distilled 4-step generator",
           "flash-dmd", "flash-dmd[rl_ratio=0]", FOUR_STEPS, "diffusion"),
+    # recipes/pocket/image-students.yaml: one budget, no tuning, GenEval on the 360 test images.
+    Claim("dmd2", "Yin et al. 2024", "DMD2's one-step image generator beats consistency distillation (LCM) at "
+          "one step", f"dmd2[real_guidance={IMAGE_GUIDANCE}]", f"lcm[guidance={IMAGE_GUIDANCE}]", IMAGE_ONE_STEP,
+          "diffusion"),
+    Claim("sid", "Zhou et al. 2024", "SiD's one-step image generator beats DMD2's", f"sid[real_guidance={IMAGE_GUIDANCE}]",
+          f"dmd2[real_guidance={IMAGE_GUIDANCE}]", IMAGE_ONE_STEP, "diffusion"),
+    Claim("lcm", "Luo et al. 2023", "the consistency student at 4 steps beats its teacher at 4 steps",
+          f"lcm[guidance={IMAGE_GUIDANCE}]", "teacher", IMAGE_FOUR_STEPS, "diffusion"),
 )
 
 
