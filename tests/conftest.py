@@ -60,3 +60,15 @@ def assert_same_value_and_gradients(fast, slow, fast_inputs, slow_inputs):
     assert torch.allclose(fast, slow)
     for got, want in zip(torch.autograd.grad(fast, fast_inputs), torch.autograd.grad(slow, slow_inputs)):
         assert torch.allclose(got, want)
+
+
+@pytest.fixture(scope="module")
+def tiny_t2i_teacher(tmp_path_factory):
+    """The pocket text-to-image teacher at its tiny spec (trains in seconds), built into a fresh cache."""
+    from distillbench.pocket import t2i_zoo
+
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DISTILLBENCH_ZOO_SCALE", "tiny")
+        patch.setenv("DISTILLBENCH_CACHE", str(cache))
+        yield t2i_zoo.model_dir("t2i-teacher")

@@ -15,12 +15,8 @@ from distillbench.pocket import t2i_zoo
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DISTILLBENCH_ZOO_SCALE", "tiny")
-        patch.setenv("DISTILLBENCH_CACHE", str(cache))
-        yield t2i_zoo.model_dir("t2i-teacher")
+def tiny_teacher(tiny_t2i_teacher):
+    return tiny_t2i_teacher
 
 
 def image_recipe(tmp_path, teacher, methods, **changes) -> dict:

@@ -13,12 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DISTILLBENCH_ZOO_SCALE", "tiny")
-        patch.setenv("DISTILLBENCH_CACHE", str(cache))
-        yield t2i_zoo.model_dir("t2i-teacher")
+def tiny_teacher(tiny_t2i_teacher):
+    return tiny_t2i_teacher
 
 
 def test_build_is_verified_and_deterministic(tiny_teacher, tmp_path):
