@@ -118,3 +118,21 @@ def test_x0_and_noise_read_each_prediction_type_as_diffusers_ddim_does(predictio
     target = denoising_target(scheduler, clean, noise, timestep.expand(3))
     back, back_noise = x0_and_noise(scheduler, noisy, target, timestep.expand(3))
     assert torch.allclose(back, clean, atol=1e-4) and torch.allclose(back_noise, noise, atol=1e-4)
+
+
+def test_sampling_options_enter_an_image_benchmarks_key_only_when_set():
+    """Boards keyed before the options existed keep their keys; setting one makes a new column."""
+    import dataclasses
+
+    from distillbench.core.plan import benchmark_run
+    from distillbench.core.recipe import stable_hash
+
+    plain = benchmark_run("pocket-fid", {})
+    before = {field.name: getattr(plain.benchmark, field.name) for field in dataclasses.fields(plain.benchmark)
+              if field.name not in ("steps", "guidance", "sampler", "image_size")}
+    assert plain.key == stable_hash({"benchmark": "pocket-fid", "options": before,
+                                     "scorer": plain.benchmark.scorer_version})
+    assert len({plain.key, benchmark_run("pocket-fid", {"steps": 1}).key,
+                benchmark_run("pocket-fid", {"image_size": 16}).key}) == 3
+    assert plain.benchmark.sampling() == {} and benchmark_run("pocket-fid", {"steps": 4}).benchmark.sampling() == {
+        "steps": 4}

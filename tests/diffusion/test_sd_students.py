@@ -119,3 +119,22 @@ def test_the_prompt_pool_file_is_cropped_resized_and_encoded_by_the_vae(tiny_sd,
     with torch.no_grad():
         expected = pipeline.vae.encode(pixels).latent_dist.mean * pipeline.vae.config.scaling_factor
     assert torch.allclose(latents, expected, atol=1e-5)
+
+
+def test_a_pool_files_content_enters_the_cell_key(tiny_sd, tiny_pool, tmp_path):
+    import shutil
+
+    from distillbench.core.recipe import load_recipe
+    from distillbench.kinds.diffusion.kind import Diffusion
+
+    pool = Path(shutil.copytree(tiny_pool.parent, tmp_path / "pool")) / tiny_pool.name  # a copy: it is edited below
+    recipe_path = tmp_path / "r.yaml"
+    raw = yaml.safe_load((REPO / "recipes" / "papers" / "sd15-lcm.yaml").read_text())
+    raw.update(teacher=str(tiny_sd), student=str(tiny_sd), data={**raw["data"], "source": str(pool)},
+               benchmarks=[{"name": "pocket-clip-score", "samples": 2}])
+    recipe_path.write_text(yaml.safe_dump(raw))
+    kind = Diffusion(load_recipe(recipe_path), tmp_path)
+    before = kind.data_key(None)["source_hash"]
+    image = pool.parent / "0.png"
+    Image.fromarray(np.zeros((24, 24, 3), dtype=np.uint8)).save(image)  # one image of the pool changes
+    assert kind.data_key(None)["source_hash"] != before

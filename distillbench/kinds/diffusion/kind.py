@@ -17,6 +17,7 @@ scored at 1, 2 and 4 steps: the points benchmarks sample a point model, the imag
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from diffusers import DDPMScheduler
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distillbench.core.errors import UserInputError
-from distillbench.core.inputs import absent_allowed
+from distillbench.core.inputs import ABSENT_FINGERPRINT, absent_allowed, input_absent
 from distillbench.core.jsonl import read_jsonl
 from distillbench.core.kind import StudentKind, Training, register_kind
 from distillbench.core.models import parse_model_ref, tree_fingerprint
@@ -63,6 +64,14 @@ def read_prompt_images(path: Path, count: int, size: int) -> tuple[list[str], np
             images.append(np.asarray(image.crop((left, top, left + side, top + side)).resize((size, size),
                                                                                               Image.BICUBIC)))
     return [record["prompt"] for record in records], np.stack(images)
+
+
+def pool_fingerprint(path: Path, count: int) -> str:
+    """sha256 over a {prompt, image} JSONL file and the image files its first `count` records name."""
+    digest = hashlib.sha256(path.read_bytes())
+    for record in read_jsonl(path, required=("prompt", "image"))[:count]:
+        digest.update(hashlib.sha256((path.parent / record["image"]).read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def model_folder(ref: str) -> Path:
@@ -183,7 +192,12 @@ class Diffusion(StudentKind):
                                   f"{', '.join(image_sources())}, or a JSONL file of {{prompt, image}} records"])
 
     def data_key(self, method: Any) -> dict[str, Any]:
-        return self.recipe.data.model_dump(mode="json", exclude_none=True)  # no source: as keyed before it existed
+        keyed = self.recipe.data.model_dump(mode="json", exclude_none=True)  # no source: as keyed before it existed
+        source = self.recipe.data.source
+        if source is not None and not source.startswith("pocket:"):  # a pocket pool is its generator: its name
+            keyed["source_hash"] = ABSENT_FINGERPRINT if input_absent(source) else pool_fingerprint(
+                Path(source), self.recipe.data.prompts)
+        return keyed
 
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
         directory = model_folder(ref)
@@ -191,7 +205,8 @@ class Diffusion(StudentKind):
             return load_image_pipeline(directory)
         if not is_point_model(directory):
             raise ValueError(f"{ref}: neither a point model folder (denoiser/, scheduler/, world.json) nor a "
-                             "text-to-image pipeline folder (unet/, text_encoder/, tokenizer/, scheduler/, t2i.json)")
+                             "text-to-image pipeline folder (unet/, text_encoder/, tokenizer/, scheduler/, and "
+                             "t2i.json or model_index.json)")
         return load_point_model(directory)
 
     def save(self, model, processor, directory: Path) -> None:
