@@ -136,3 +136,15 @@ def test_sampling_options_enter_an_image_benchmarks_key_only_when_set():
                 benchmark_run("pocket-fid", {"image_size": 16}).key}) == 3
     assert plain.benchmark.sampling() == {} and benchmark_run("pocket-fid", {"steps": 4}).benchmark.sampling() == {
         "steps": 4}
+
+
+def test_a_copy_of_a_prompted_unet_owns_its_networks_and_shares_the_pipeline(tiny_teacher):
+    import copy
+
+    model, pipeline = load_image_pipeline(tiny_teacher)
+    clone = copy.deepcopy(model)
+    assert clone.pipeline is pipeline and clone.unet is not model.unet and clone.text_encoder is not model.text_encoder
+    assert all(torch.equal(a, b) for a, b in zip(clone.parameters(), model.parameters()))
+    next(clone.unet.parameters()).data.add_(1.0)
+    assert not torch.equal(next(clone.unet.parameters()), next(model.unet.parameters()))
+    assert torch.equal(clone.empty_ids, model.empty_ids) and clone.config == model.config

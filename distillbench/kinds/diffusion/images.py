@@ -17,6 +17,7 @@ it (diffusers wants the missing VAE named), and ``output_type="latent"`` returns
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillbench.kinds.diffusion.sampling import encode_images, is_pipeline_folder, load_parts
-
-PIPELINE = "t2i.json"
-
+from distillbench.kinds.diffusion.sampling import PIPELINE, encode_images, load_parts
 
 @dataclass
 class ImagePipeline:
@@ -65,6 +63,16 @@ class PromptedUNet(nn.Module):
     def step_model(self, index: int, guidance: float) -> tuple["PromptedUNet", float]:
         return self, guidance
 
+    def __deepcopy__(self, memo: dict) -> "PromptedUNet":
+        """A copy (a critic, an EMA target) with its own UNet and text encoder, sharing the pipeline's other parts
+        (tokenizer, VAE: frozen, and SD's VAE alone is 84M parameters)."""
+        if hasattr(self, "pipeline"):
+            memo[id(self.pipeline)] = self.pipeline
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
     def _context(self, prompt_ids: torch.Tensor | None, count: int) -> torch.Tensor:
         ids = self.empty_ids.expand(count, -1) if prompt_ids is None else prompt_ids
         with torch.no_grad():
@@ -88,10 +96,6 @@ class PromptedUNet(nn.Module):
 @dataclass(frozen=True)
 class _Config:
     hidden: int
-
-
-def is_image_pipeline(directory: Path) -> bool:
-    return is_pipeline_folder(directory)
 
 
 def load_image_pipeline(directory: Path) -> tuple[PromptedUNet, ImagePipeline]:

@@ -34,11 +34,10 @@ from distillbench.core.models import parse_model_ref, tree_fingerprint
 from distillbench.core.recipe import Recipe, model_refs_checked, path_field, set_but_unused
 from distillbench.core.registry import POCKET_DATA
 from distillbench.core.train import Batching
-from distillbench.kinds.diffusion.images import (ImagePipeline, PromptedUNet, is_image_pipeline, load_image_pipeline,
-                                                 save_image_pipeline)
+from distillbench.kinds.diffusion.images import ImagePipeline, PromptedUNet, load_image_pipeline, save_image_pipeline
 from distillbench.kinds.diffusion.points import (Mixture, is_point_model, load_point_model, model_directory,
                                                  save_point_model)
-from distillbench.kinds.diffusion.sampling import TextToImage, resolve
+from distillbench.kinds.diffusion.sampling import TextToImage, is_pipeline_folder, resolve
 from distillbench.kinds.diffusion.text_to_image import Sampler
 
 
@@ -182,7 +181,7 @@ class Diffusion(StudentKind):
     def preflight(self, plan: Any) -> None:
         """An image teacher needs a prompt source of family text-to-image; a point teacher draws from its world."""
         source = self.recipe.data.source
-        if not is_image_pipeline(model_folder(self.recipe.teacher)):
+        if not is_pipeline_folder(model_folder(self.recipe.teacher)):
             if source is not None:
                 raise UserInputError([f"data.source: set but unused: {self.recipe.teacher} is a point model, "
                                       "whose prompts come from its world"])
@@ -201,7 +200,7 @@ class Diffusion(StudentKind):
 
     def load(self, ref: str, seed: int = 0, options: dict[str, Any] | None = None):
         directory = model_folder(ref)
-        if is_image_pipeline(directory):
+        if is_pipeline_folder(directory):
             return load_image_pipeline(directory)
         if not is_point_model(directory):
             raise ValueError(f"{ref}: neither a point model folder (denoiser/, scheduler/, world.json) nor a "
