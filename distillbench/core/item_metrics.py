@@ -10,7 +10,8 @@ serve them all; a plain metric that enters a macro mean counts as (value, 1).
 
 Set metrics (FID, KID, ``set_metrics``) are no statistic of per-item values at all: the benchmark
 computes them from the whole set of outputs (`Benchmark.score_set`) and a row reads them back from
-the store (`set_metric_summary`); they have no per-item records and no paired tests.
+the store (`set_metric_summary`: over several seeds, a t interval over the seeds' values); they have no
+per-item records and no paired tests.
 
 `values` everywhere is what `aggregate.item_values` returns: metric → item id → that item's values
 in each cell (one per seed). Intervals and paired tests of several seeds carry the seed-to-seed
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from distillbench.core.stats import pooled_value
 from distillbench.core.two_level import two_level_difference, two_level_summary
@@ -149,12 +151,15 @@ def paired_pooled(values_a: Values, values_b: Values, metric: str, protocol: Map
 
 def set_metric_summary(per_cell: list[Mapping[str, Any]]) -> dict[str, Any]:
     """A set metric (FID, KID) of a row from each cell's stored summary (`Benchmark.score_set`): one
-    cell's as stored, with the CI `score_set` made (or none); over several seeds the mean of the
-    per-seed values and no CI (ci95 None: the seeds' values and spread are in the row's seed_spread)."""
+    cell's as stored, with the CI `score_set` made (or none); over several seeds the mean of the per-seed
+    values with a t interval over them (k − 1 degrees of freedom: the seed-to-seed spread, each seed's own
+    sampling noise included; the values are in the row's seed_spread)."""
     if len(per_cell) == 1:
         return dict(per_cell[0])
-    return {"mean": float(np.mean([summary["mean"] for summary in per_cell])), "ci95": None,
-            "n": int(per_cell[0]["n"])}
+    values = np.array([summary["mean"] for summary in per_cell], dtype=float)
+    half = float(student_t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    mean = float(values.mean())
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": int(per_cell[0]["n"])}
 
 
 def values_from_records(records: Iterable[tuple[str, Mapping[str, float]]]) -> dict[str, dict[str, np.ndarray]]:

@@ -155,8 +155,9 @@ def test_set_metric_summaries_round_trip_the_store_and_pool_over_seeds(tmp_path)
     assert stored == list(summaries.values())
     assert set_metric_summary(stored[:1]) == stored[0]
     pooled = set_metric_summary(stored)
-    assert pooled == {"mean": 13.0, "ci95": None, "n": 24}
-    assert format_metric(pooled) == "13"  # no interval shown
+    # over seeds: a t interval over the per-seed values (12 and 14: sd √2, df 1, t 12.706)
+    half = 12.706204736174707 * np.sqrt(2) / np.sqrt(2)
+    assert pooled["mean"] == 13.0 and pooled["n"] == 24 and pooled["ci95"] == pytest.approx([13 - half, 13 + half])
 
 
 def test_leaderboard_rows_read_set_metrics_from_the_store(tmp_path):
@@ -176,5 +177,7 @@ def test_leaderboard_rows_read_set_metrics_from_the_store(tmp_path):
     both, spread = _row_metrics(store, cells, plan)
     store.close()
     assert one == {"pocket-fid/fid": {"mean": 10.0, "ci95": [9.0, 11.0], "n": 24}}
-    assert both == {"pocket-fid/fid": {"mean": 12.0, "ci95": None, "n": 24}}
+    half = 12.706204736174707 * np.std([10.0, 14.0], ddof=1) / np.sqrt(2)  # t interval over the two seeds
+    assert both["pocket-fid/fid"]["mean"] == 12.0 and both["pocket-fid/fid"]["ci95"] == pytest.approx([12 - half,
+                                                                                                       12 + half])
     assert spread["pocket-fid/fid"]["per_seed"] == {"0": 10.0, "1": 14.0}
