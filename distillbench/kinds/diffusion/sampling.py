@@ -23,6 +23,7 @@ depends only on (seed, i), so a prompt set's images do not change with the batch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from distillbench.core.models import parse_model_ref, resolve_path, tree_fingerp
 from distillbench.core.recipe import validate_options
 from distillbench.core.registry import BENCHMARKS, POCKET_MODELS
 from distillbench.core.score_only import parse_dataset_options, score_predictions, write_results
+from distillbench.kinds.diffusion.nasa import negative_away
 
 SAMPLERS = ("ddim", "euler")
 PIPELINE, MODEL_INDEX = "t2i.json", "model_index.json"  # a pocket pipeline's settings; a diffusers pipeline's index
@@ -218,8 +220,11 @@ class TextToImage:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], steps: int, guidance: float | None = None, sampler: str = "ddim",
-                 seed: int = 0, batch_size: int = 64) -> tuple[list[np.ndarray], SamplingCost]:
-        """uint8 RGB images, one per prompt, and the sampling cost."""
+                 seed: int = 0, batch_size: int = 64, negatives: list[str] | None = None,
+                 nasa_scale: float = 0.0) -> tuple[list[np.ndarray], SamplingCost]:
+        """uint8 RGB images, one per prompt, and the sampling cost. With `negatives` (one negative prompt per
+        prompt) and `nasa_scale` α > 0, the cross-attention layers steer away from the negatives (SNOOPI's NASA,
+        `nasa.negative_away`; the unconditional branch of guidance too)."""
         guidance = self.config["default_guidance"] if guidance is None else guidance
         guided = guidance != 1.0
         noise = self.initial_noise(len(prompts), seed)
@@ -228,16 +233,21 @@ class TextToImage:
         for first in range(0, len(prompts), batch_size):
             texts = prompts[first:first + batch_size]
             context = self._embed(texts + [""] * len(texts) if guided else texts)
+            steering = contextlib.nullcontext()
+            if nasa_scale and negatives is not None:
+                negative = self._embed(negatives[first:first + batch_size])
+                steering = negative_away(self.unet, torch.cat([negative] * 2) if guided else negative, nasa_scale)
             scheduler = self.scheduler(sampler)
             scheduler.set_timesteps(steps)
             sample = noise[first:first + batch_size].to(self.device) * scheduler.init_noise_sigma
-            for timestep in scheduler.timesteps:
-                model_input = scheduler.scale_model_input(torch.cat([sample] * 2) if guided else sample, timestep)
-                output = self.unet(model_input, timestep, encoder_hidden_states=context).sample
-                if guided:
-                    conditional, unconditional = output.chunk(2)
-                    output = unconditional + guidance * (conditional - unconditional)
-                sample = scheduler.step(output, timestep, sample).prev_sample
+            with steering:
+                for timestep in scheduler.timesteps:
+                    model_input = scheduler.scale_model_input(torch.cat([sample] * 2) if guided else sample, timestep)
+                    output = self.unet(model_input, timestep, encoder_hidden_states=context).sample
+                    if guided:
+                        conditional, unconditional = output.chunk(2)
+                        output = unconditional + guidance * (conditional - unconditional)
+                    sample = scheduler.step(output, timestep, sample).prev_sample
             images.extend(decode_samples(sample, self.config, self.vae))
         seconds = time.perf_counter() - started
         return images, SamplingCost(nfe=steps * (2 if guided else 1), seconds_per_image=seconds / max(1, len(prompts)))

@@ -75,14 +75,19 @@ class Sampler:
 
     def images(self, items: list[dict], batch_size: int, **overrides) -> list[str]:
         """The path of each item's image, sampled at the row's settings with `overrides` (steps, guidance,
-        sampler; None keeps the row's)."""
+        sampler; None keeps the row's). Items that carry a ``negative`` prompt (pocket-negative's) are steered away
+        from it with the pipeline's ``nasa_scale`` (``t2i.json``; 0, none, unless a NASA row set it)."""
         settings = {**self.settings, **{name: value for name, value in overrides.items() if value is not None}}
-        prompts = tuple((item["id"], item_prompt(item)) for item in items)
+        prompts = tuple((item["id"], item_prompt(item), item.get("negative")) for item in items)
         key = (prompts, tuple(settings.items()))
         if key not in self._made:
-            images, cost = self.pipeline.generate([prompt for _, prompt in prompts], settings["steps"],
-                                                  settings["guidance"], settings["sampler"], self.seed, batch_size)
-            name = stable_hash(prompts if settings == self.settings else key)[:8]  # the row's own: as before
+            negatives = [negative for _, _, negative in prompts]
+            nasa_scale = self.pipeline.config.get("nasa_scale", 0.0) if all(negatives) else 0.0
+            images, cost = self.pipeline.generate([prompt for _, prompt, _ in prompts], settings["steps"],
+                                                  settings["guidance"], settings["sampler"], self.seed, batch_size,
+                                                  negatives, nasa_scale)
+            plain = settings == self.settings and not any(negatives)  # named as before negatives and overrides
+            name = stable_hash(tuple(p[:2] for p in prompts) if plain else key)[:8]
             self._made[key] = write_images(items, images, self.folder / f"images-{name}")
             spent = self._cost.setdefault(tuple(settings.values()), {"nfe": cost.nfe, "seconds": 0.0, "images": 0})
             spent["seconds"] += cost.seconds_per_image * len(items)

@@ -19,14 +19,15 @@ import torch
 from annotated_types import Ge, Gt
 
 from distillbench.benchmarks import geneval
-from distillbench.benchmarks.base import Benchmark, register_benchmark
+from distillbench.benchmarks.base import Benchmark, ItemScore, register_benchmark
 from distillbench.benchmarks.clip_score import Convention, _ScoredByClip
 from distillbench.benchmarks.geneval import _detector, _ScoredByGenEval
+from distillbench.benchmarks.image_metrics import GeneratedImageOutputs, load_image
 from distillbench.benchmarks.image_sets import _extractor, _ImageSetMetric
 from distillbench.core.recipe import KEY_MARKER, WHEN_SET
 from distillbench.pocket import shapes_clip, shapes_text
 from distillbench.pocket.shapes_features import resized
-from distillbench.pocket.shapes import WORLD_VERSION, evaluation_metadata, generate
+from distillbench.pocket.shapes import COLORS, SHAPES, WORLD_VERSION, evaluation_metadata, generate
 
 _POCKET = "test-split pocket-shapes captions; reference = the same scenes rendered; pocket feature network"
 
@@ -50,6 +51,41 @@ class PocketGenEval(_ScoredByGenEval, Benchmark):
         return {**geneval.protocol("pocket", self.rules), "scorer_version": self.scorer_version,
                 "samples_per_prompt": self.samples_per_prompt, "per_tag": self.per_tag, "seed": self.seed,
                 "world_version": WORLD_VERSION}
+
+
+@register_benchmark("pocket-negative", family="image", paper="negative prompts (SNOOPI's NASA, arXiv:2412.02687), "
+                    "pocket world", summary="a shape prompt with a colour to avoid: is the shape drawn, and is no "
+                    "object in that colour (the pocket shapes detector)")
+@dataclass(frozen=True)
+class PocketNegative(GeneratedImageOutputs, Benchmark):
+    """'a photo of a <shape>' with the negative prompt '<colour>', for every shape and every GenEval colour,
+    `samples_per_pair` images each (the prompt names no colour, so a model draws each colour at its own rate). Per
+    image, from the pocket detector's objects above GenEval's 0.3 confidence: ``present`` (an object of the
+    shape), ``avoided`` (no object of the negative colour) and ``correct`` (both). Without steering, ``avoided``
+    is one minus the rate of the colour; a negative prompt that works raises it at equal ``present``."""
+
+    samples_per_pair: Annotated[int, Gt(0)] = 4
+    threshold: Annotated[float, Ge(0)] = 0.3
+
+    binary_metrics = ("correct", "present", "avoided")
+
+    def items(self):
+        return [{"id": f"{shape}-{colour}/{sample}", "prompt": f"a photo of a {shape}", "negative": colour,
+                 "shape": shape, "colour": colour}
+                for shape in SHAPES for colour in COLORS for sample in range(self.samples_per_pair)]
+
+    def score(self, item, output):
+        detector, _ = _detector("pocket", None, "", None, "cpu")
+        found = [d for d in detector(load_image(self.image_path(item, output))) if d.score > self.threshold]
+        present = any(d.label == item["shape"] for d in found)
+        avoided = not any(d.color == item["colour"] for d in found)
+        kinds = ", ".join(f"{d.color} {d.label}" for d in found) or "nothing"
+        return ItemScore({"correct": float(present and avoided), "present": float(present),
+                          "avoided": float(avoided)}, f"found {kinds}")
+
+    def protocol(self):
+        return {"scorer_version": self.scorer_version, "detector": "pocket-shapes detector",
+                "threshold": self.threshold, "samples_per_pair": self.samples_per_pair, "world_version": WORLD_VERSION}
 
 
 @dataclass(frozen=True)
