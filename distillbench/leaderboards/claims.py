@@ -149,10 +149,13 @@ CLAIMS = (
     Claim("dmd2", "Yin et al. 2024", "DMD2's one-step image generator beats consistency distillation (LCM) at "
           "one step", f"dmd2[real_guidance={IMAGE_GUIDANCE}]", f"lcm[guidance={IMAGE_GUIDANCE}]", IMAGE_ONE_STEP,
           "diffusion"),
-    Claim("sid", "Zhou et al. 2024", "SiD's one-step image generator beats DMD2's", f"sid[real_guidance={IMAGE_GUIDANCE}]",
-          f"dmd2[real_guidance={IMAGE_GUIDANCE}]", IMAGE_ONE_STEP, "diffusion"),
+    Claim("sid", "Zhou et al. 2024", "SiD's one-step image generator beats DMD2's",
+          f"sid[real_guidance={IMAGE_GUIDANCE}]", f"dmd2[real_guidance={IMAGE_GUIDANCE}]", IMAGE_ONE_STEP, "diffusion"),
     Claim("lcm", "Luo et al. 2023", "the consistency student at 4 steps beats its teacher at 4 steps",
           f"lcm[guidance={IMAGE_GUIDANCE}]", "teacher", IMAGE_FOUR_STEPS, "diffusion"),
+    Claim("nasa", "Nguyen et al. 2024", "a negative prompt through cross-attention (NASA, α 0.1) keeps the unwanted "
+          "colour out of the one-step student's images", "nasa[starts_from=dmd2]",
+          f"dmd2[real_guidance={IMAGE_GUIDANCE}]", "pocket-negative/avoided", "diffusion"),
 )
 
 
