@@ -61,6 +61,11 @@ def test_image_students_train_save_as_diffusers_pipelines_and_score_at_each_step
         # guided by the pipeline's default scale: two UNet evaluations per step
         assert row["cost"]["nfe@1"] == 2 and row["cost"]["nfe@2"] == 4
     folder = next((tmp_path / "out" / "cells").glob("sid-*")) / "model"
+    saved, trained = (json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+                      for path in (folder, tiny_teacher))
+    shared = [key for key in trained if not key.startswith("_") and key != "timestep_spacing"]
+    assert {key: saved[key] for key in shared} == {key: trained[key] for key in shared}  # diffusers rewrites SD1's
+    assert saved["timestep_spacing"] == "trailing"  # one step from pure noise
     pipeline = DiffusionPipeline.from_pretrained(folder, vae=None)  # pixel space: no VAE (diffusers asks for it)
     assert isinstance(pipeline, StableDiffusionPipeline) and pipeline.vae is None
     latents = pipeline("a photo of a red circle", num_inference_steps=1, guidance_scale=1.0, output_type="latent",

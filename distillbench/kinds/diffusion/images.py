@@ -113,8 +113,13 @@ def save_image_pipeline(model: PromptedUNet, pipeline: ImagePipeline, directory:
     defaults: a board names each column's steps and guidance)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    scheduler = DDIMScheduler.from_config(pipeline.scheduler_config, timestep_spacing="trailing")
-    StableDiffusionPipeline(vae=pipeline.vae, text_encoder=model.text_encoder, tokenizer=pipeline.tokenizer, unet=model.unet,
-                            scheduler=scheduler, safety_checker=None, feature_extractor=None,
+    def scheduler():
+        return DDIMScheduler.from_config(pipeline.scheduler_config, timestep_spacing="trailing")
+
+    StableDiffusionPipeline(vae=pipeline.vae, text_encoder=model.text_encoder, tokenizer=pipeline.tokenizer,
+                            unet=model.unet, scheduler=scheduler(), safety_checker=None, feature_extractor=None,
                             requires_safety_checker=False).save_pretrained(directory, safe_serialization=True)
+    # StableDiffusionPipeline rewrites an SD1-style scheduler config it is given (clip_sample to False, steps_offset
+    # to 1); the training schedule is saved as it is, so the student samples as it was trained and scored
+    scheduler().save_pretrained(Path(directory) / "scheduler")
     (Path(directory) / PIPELINE).write_text(json.dumps(pipeline.settings, indent=1) + "\n")
