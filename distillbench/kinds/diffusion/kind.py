@@ -17,6 +17,7 @@ scored at 1, 2 and 4 steps: the points benchmarks sample a point model, the imag
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,18 @@ def read_prompt_images(path: Path, count: int, size: int) -> tuple[list[str], np
 
 
 def pool_fingerprint(path: Path, count: int) -> str:
-    """sha256 over a {prompt, image} JSONL file and the image files its first `count` records name."""
-    digest = hashlib.sha256(path.read_bytes())
-    for record in read_jsonl(path, required=("prompt", "image"))[:count]:
-        digest.update(hashlib.sha256((path.parent / record["image"]).read_bytes()).digest())
+    """sha256 over a {prompt, image} JSONL file and the image files its first `count` records name (hashed once
+    per process while no file's size or modification time changes: every method's cell key asks for it)."""
+    records = read_jsonl(path, required=("prompt", "image"))[:count]
+    files = [path, *(path.parent / record["image"] for record in records)]
+    return _files_hash(tuple((str(file), file.stat().st_mtime_ns, file.stat().st_size) for file in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _files_hash(stamps: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamps:
+        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
     return digest.hexdigest()[:16]
 
 
